@@ -1,0 +1,83 @@
+package postern
+
+import (
+	"context"
+	"time"
+)
+
+// JobVersion is the current schema version of every job type.
+const JobVersion = 1
+
+// Jobs carry references (ids, keys derive from them) and the envelope, never
+// message bodies: SQS bodies are capped at 256 KiB.
+
+// ParseJob asks the parse stage to parse a stored message and route it.
+type ParseJob struct {
+	V        int      `json:"v"`
+	ID       MsgID    `json:"id"`
+	Envelope Envelope `json:"envelope"`
+}
+
+// WebhookJob asks the webhook stage to deliver a parsed message to one route.
+type WebhookJob struct {
+	V          int       `json:"v"`
+	ID         MsgID     `json:"id"`
+	Route      string    `json:"route"`
+	Recipients []string  `json:"recipients"` // the envelope recipients this route matched
+	Envelope   Envelope  `json:"envelope"`
+	Created    time.Time `json:"created"` // when routing created the job; bounds retries by max age
+}
+
+// WebhookDeliveryID is the stable webhook-id of a message's delivery to a
+// route: the same on every retry and replay, so receivers can de-duplicate.
+func WebhookDeliveryID(id MsgID, route string) string { return string(id) + "." + route }
+
+// RelayJob asks the relay stage to send a message outward.
+type RelayJob struct {
+	V          int       `json:"v"`
+	ID         MsgID     `json:"id"`
+	Route      string    `json:"route"`
+	Recipients []string  `json:"recipients"`
+	Envelope   Envelope  `json:"envelope"`
+	Created    time.Time `json:"created"`
+}
+
+// DSNJob asks the dsn stage to report failed recipients to the sender.
+type DSNJob struct {
+	V        int       `json:"v"`
+	ID       MsgID     `json:"id"`
+	Envelope Envelope  `json:"envelope"`
+	Failed   []Failure `json:"failed"`
+	Created  time.Time `json:"created"`
+}
+
+// Failure is one recipient's final failure, as a DSN reports it.
+type Failure struct {
+	Recipient  string    `json:"recipient"`
+	Route      string    `json:"route,omitempty"`
+	Status     string    `json:"status"`     // enhanced status, e.g. 5.0.0
+	Diagnostic string    `json:"diagnostic"` // e.g. "smtp; 550 5.1.1 no such user" or "http; 410 Gone"
+	RemoteMTA  string    `json:"remote_mta,omitempty"`
+	LastAt     time.Time `json:"last_attempt"`
+}
+
+// Job is one received queue message as a stage handler sees it.
+type Job struct {
+	Body    []byte
+	Attempt int // 1 on the first delivery; from the queue's receive count
+}
+
+// Handler is one stage: it handles one job. nil means done (the job is
+// acknowledged). A temporary error means "try again later" (RetryAfter may
+// say when); a permanent one means the job can never succeed and goes to the
+// dead-letter queue. A stage that reaches a final outcome for a message
+// (delivered, or failed and reported by DSN) returns nil.
+type Handler interface {
+	Handle(ctx context.Context, job Job) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, job Job) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, job Job) error { return f(ctx, job) }

@@ -1,0 +1,77 @@
+package postern
+
+import "time"
+
+// ParsedVersion is the current schema version of Parsed.
+const ParsedVersion = 1
+
+// Parsed is the parsed form of a message, written by the parse stage as JSON
+// beside the raw message and read by the delivery stages. Envelope facts are
+// not repeated here: header addresses and envelope addresses stay apart.
+type Parsed struct {
+	V  int   `json:"v"`
+	ID MsgID `json:"id"`
+
+	// Headers in the order they appear, values decoded (RFC 2047) where
+	// decoding succeeded.
+	Headers []Header `json:"headers"`
+
+	From       []Address  `json:"from,omitempty"`
+	Sender     []Address  `json:"sender,omitempty"`
+	To         []Address  `json:"to,omitempty"`
+	Cc         []Address  `json:"cc,omitempty"`
+	ReplyTo    []Address  `json:"reply_to,omitempty"`
+	Subject    string     `json:"subject"`
+	Date       *time.Time `json:"date,omitempty"`
+	MessageID  string     `json:"message_id,omitempty"`
+	InReplyTo  []string   `json:"in_reply_to,omitempty"`
+	References []string   `json:"references,omitempty"`
+
+	// Text and HTML bodies, decoded to UTF-8. Text is derived from HTML when
+	// the message has no text part (TextDerived). Truncated flags say a body
+	// was cut at the inline cap; the raw message still has all of it.
+	Text          string `json:"text"`
+	HTML          string `json:"html"`
+	TextDerived   bool   `json:"text_derived,omitempty"`
+	TextTruncated bool   `json:"text_truncated,omitempty"`
+	HTMLTruncated bool   `json:"html_truncated,omitempty"`
+
+	Attachments []Attachment `json:"attachments"`
+
+	// Errors are problems the parser met; Severe ones mean the structure above
+	// may be incomplete. The message is delivered all the same.
+	Errors []ParseError `json:"errors"`
+}
+
+// Header is one header field.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Address is a parsed mailbox.
+type Address struct {
+	Name    string `json:"name,omitempty"`
+	Address string `json:"address"`
+}
+
+// Attachment describes one attachment or inline part. Small ones carry their
+// bytes (Content, base64 in JSON); large ones are stored under Key.
+type Attachment struct {
+	Filename     string `json:"filename"`
+	ContentType  string `json:"content_type"`
+	DetectedType string `json:"detected_type,omitempty"` // sniffed from the bytes
+	Size         int64  `json:"size"`
+	SHA256       string `json:"sha256"`
+	ContentID    string `json:"content_id,omitempty"`
+	Disposition  string `json:"disposition,omitempty"` // attachment | inline
+	Content      []byte `json:"content,omitempty"`
+	Key          string `json:"key,omitempty"`
+}
+
+// ParseError is one problem found while parsing.
+type ParseError struct {
+	Name   string `json:"name"`
+	Detail string `json:"detail"`
+	Severe bool   `json:"severe"`
+}
