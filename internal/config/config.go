@@ -1,0 +1,282 @@
+// Package config is Postern's typed configuration: one YAML file (strict:
+// unknown keys are errors) plus POSTERN_* environment overrides, validated
+// once at start with errors that name the key and the fix.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Hostname names this gateway in the greeting, Received headers and DSNs.
+	Hostname string `yaml:"hostname"`
+	// DataDir holds the local store and queue (embedded default).
+	DataDir    string     `yaml:"data_dir"`
+	Backend    Backend    `yaml:"backend"`
+	Listeners  []Listener `yaml:"listeners"`
+	Admin      Admin      `yaml:"admin"`
+	Limits     Limits     `yaml:"limits"`
+	Identities []Identity `yaml:"identities"`
+	Routes     []Route    `yaml:"routes"`
+	Delivery   Delivery   `yaml:"delivery"`
+	Log        Log        `yaml:"log"`
+}
+
+// Backend selects where messages and jobs are kept.
+type Backend struct {
+	// Type is "local" (a directory and an on-disk queue under data_dir).
+	Type string `yaml:"type"`
+}
+
+// Listener is one SMTP listening address.
+type Listener struct {
+	Name string `yaml:"name"`
+	Addr string `yaml:"addr"`
+}
+
+// Admin is the HTTP listener for health checks.
+type Admin struct {
+	// Addr is host:port; "" disables the admin listener.
+	Addr string `yaml:"addr"`
+}
+
+// Limits bound what one client can make the gateway do.
+type Limits struct {
+	MaxMessageBytes int64    `yaml:"max_message_bytes"`
+	MaxRecipients   int      `yaml:"max_recipients"`
+	MaxLineLength   int      `yaml:"max_line_length"`
+	CommandTimeout  Duration `yaml:"command_timeout"`
+	DataTimeout     Duration `yaml:"data_timeout"`
+	StoreTimeout    Duration `yaml:"store_timeout"`
+}
+
+// Identity is a device or application allowed to send.
+type Identity struct {
+	Name string `yaml:"name"`
+	// Networks admit clients by source address (CIDR), for devices that
+	// cannot authenticate.
+	Networks []string `yaml:"networks"`
+	// AllowedSenders and AllowedRecipients are glob patterns on envelope
+	// addresses (case-insensitive, * and ?); empty means any.
+	AllowedSenders    []string `yaml:"allowed_senders"`
+	AllowedRecipients []string `yaml:"allowed_recipients"`
+	// Owner receives failure notices for this identity's mail.
+	Owner string `yaml:"owner"`
+}
+
+// Route is one rule of the ordered route table.
+type Route struct {
+	Name      string     `yaml:"name"`
+	Match     Match      `yaml:"match"`
+	Webhook   *Webhook   `yaml:"webhook"`
+	Directory *Directory `yaml:"directory"`
+	Reject    bool       `yaml:"reject"`
+}
+
+// Match holds a route's conditions; every condition given must hold.
+type Match struct {
+	Recipients []string          `yaml:"recipients"`
+	Senders    []string          `yaml:"senders"`
+	Identities []string          `yaml:"identities"`
+	Headers    map[string]string `yaml:"headers"`
+}
+
+// Webhook is a route target that POSTs signed JSON.
+type Webhook struct {
+	URL string `yaml:"url"`
+	// Secrets sign each request (several during key rotation). Each is a
+	// literal ("whsec_<base64>" or plain text), "env:NAME" or "file:PATH".
+	Secrets    []string `yaml:"secrets"`
+	Payload    string   `yaml:"payload"` // json | raw
+	Timeout    Duration `yaml:"timeout"`
+	MaxAge     Duration `yaml:"max_age"`
+	FailureURL string   `yaml:"failure_url"`
+}
+
+// Directory is a route target that writes each webhook payload to a
+// directory instead of POSTing it: useful to try Postern out.
+type Directory struct {
+	Path string `yaml:"path"`
+}
+
+// Delivery tunes the stages behind the queue.
+type Delivery struct {
+	// Workers is the number of concurrent jobs per stage.
+	Workers int `yaml:"workers"`
+	// InlineAttachmentBytes is the size under which attachments travel
+	// inline (base64) in the webhook payload.
+	InlineAttachmentBytes int64 `yaml:"inline_attachment_bytes"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // json | text
+}
+
+// Duration is a time.Duration written as "30s", "5m", "24h".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration such as \"30s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration; write e.g. \"30s\", \"5m\" or \"24h\"", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default is the embedded default: SMTP on 127.0.0.1:2525 open to loopback
+// clients, data under ./data, every message written as a webhook payload to
+// ./data/outbox.
+func Default() *Config {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return &Config{
+		Hostname:  host,
+		DataDir:   "./data",
+		Backend:   Backend{Type: "local"},
+		Listeners: []Listener{{Name: "smtp", Addr: "127.0.0.1:2525"}},
+		Admin:     Admin{Addr: "127.0.0.1:8025"},
+		Limits: Limits{
+			MaxMessageBytes: 25 << 20,
+			MaxRecipients:   100,
+			MaxLineLength:   2000,
+			CommandTimeout:  Duration(5 * time.Minute),
+			DataTimeout:     Duration(10 * time.Minute),
+			StoreTimeout:    Duration(60 * time.Second),
+		},
+		Identities: []Identity{{Name: "local", Networks: []string{"127.0.0.0/8", "::1/128"}}},
+		Routes: []Route{{
+			Name:      "default",
+			Match:     Match{Recipients: []string{"*"}},
+			Directory: &Directory{Path: "outbox"},
+		}},
+		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10},
+		Log:      Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads the file at path over the defaults (lists in the file replace
+// the default lists), applies environment overrides and validates.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: read %s: %w", path, err)
+		}
+		if err := decode(c, b); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func decode(c *Config, b []byte) error {
+	// Lists replace the defaults rather than merge into them.
+	var probe map[string]any
+	if err := yaml.Unmarshal(b, &probe); err != nil {
+		return fmt.Errorf("not valid YAML: %w", err)
+	}
+	for _, k := range []string{"listeners", "identities", "routes"} {
+		if _, ok := probe[k]; ok {
+			switch k {
+			case "listeners":
+				c.Listeners = nil
+			case "identities":
+				c.Identities = nil
+			case "routes":
+				c.Routes = nil
+			}
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		msg := err.Error()
+		if strings.Contains(msg, "not found in type") {
+			return fmt.Errorf("%s (unknown key: check its spelling and indentation against the Configuration section of README.md)", msg)
+		}
+		return err
+	}
+	return nil
+}
+
+// Env overrides, applied after the file.
+var envKeys = []struct {
+	name, key string
+	set       func(c *Config, v string) error
+}{
+	{"POSTERN_HOSTNAME", "hostname", func(c *Config, v string) error { c.Hostname = v; return nil }},
+	{"POSTERN_DATA_DIR", "data_dir", func(c *Config, v string) error { c.DataDir = v; return nil }},
+	{"POSTERN_SMTP_ADDR", "listeners[0].addr", func(c *Config, v string) error {
+		if len(c.Listeners) == 0 {
+			c.Listeners = []Listener{{Name: "smtp"}}
+		}
+		c.Listeners[0].Addr = v
+		return nil
+	}},
+	{"POSTERN_ADMIN_ADDR", "admin.addr", func(c *Config, v string) error { c.Admin.Addr = v; return nil }},
+	{"POSTERN_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
+	{"POSTERN_LOG_FORMAT", "log.format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
+	{"POSTERN_MAX_MESSAGE_BYTES", "limits.max_message_bytes", func(c *Config, v string) error {
+		var n int64
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			return fmt.Errorf("want a whole number of bytes")
+		}
+		c.Limits.MaxMessageBytes = n
+		return nil
+	}},
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	if getenv == nil {
+		return nil
+	}
+	for _, e := range envKeys {
+		v := getenv(e.name)
+		if v == "" {
+			continue
+		}
+		if err := e.set(c, v); err != nil {
+			return fmt.Errorf("config: %s (overrides %s): %w", e.name, e.key, err)
+		}
+	}
+	return nil
+}
+
+// EnvNames lists the environment overrides and the keys they set, for help
+// texts.
+func EnvNames() [][2]string {
+	out := make([][2]string, len(envKeys))
+	for i, e := range envKeys {
+		out[i] = [2]string{e.name, e.key}
+	}
+	return out
+}

@@ -1,0 +1,206 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Validate checks every key and returns all problems at once, each naming
+// the key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Hostname == "" {
+		bad("hostname", "is empty; set the name this gateway announces, e.g. mx.example.com")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "is empty; set a directory for the local store and queue, e.g. ./data")
+	}
+	if c.Backend.Type != "local" {
+		bad("backend.type", "%q is not supported; use \"local\"", c.Backend.Type)
+	}
+	if len(c.Listeners) == 0 {
+		bad("listeners", "none configured; add one, e.g. {name: smtp, addr: \"127.0.0.1:2525\"}")
+	}
+	names := map[string]bool{}
+	for i, l := range c.Listeners {
+		key := fmt.Sprintf("listeners[%d]", i)
+		if l.Name == "" {
+			bad(key+".name", "is empty; give each listener a name, e.g. smtp")
+		} else if names[l.Name] {
+			bad(key+".name", "%q is used twice; listener names must be unique", l.Name)
+		}
+		names[l.Name] = true
+		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
+			bad(key+".addr", "%q is not host:port; write e.g. \"127.0.0.1:2525\" or \":25\"", l.Addr)
+		}
+	}
+	if c.Admin.Addr != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Addr); err != nil {
+			bad("admin.addr", "%q is not host:port; write e.g. \"127.0.0.1:8025\", or \"\" to disable", c.Admin.Addr)
+		}
+	}
+	l := c.Limits
+	if l.MaxMessageBytes < 1024 {
+		bad("limits.max_message_bytes", "%d is too small; set at least 1024 (the default is 26214400, 25 MiB)", l.MaxMessageBytes)
+	}
+	if l.MaxRecipients < 1 {
+		bad("limits.max_recipients", "%d must be at least 1 (the default is 100)", l.MaxRecipients)
+	}
+	if l.MaxLineLength < 1000 {
+		bad("limits.max_line_length", "%d is below RFC 5321's 1000; set at least 1000 (the default is 2000)", l.MaxLineLength)
+	}
+	for key, d := range map[string]Duration{"limits.command_timeout": l.CommandTimeout, "limits.data_timeout": l.DataTimeout, "limits.store_timeout": l.StoreTimeout} {
+		if d <= 0 {
+			bad(key, "must be a positive duration such as \"5m\"")
+		}
+	}
+	if len(c.Identities) == 0 {
+		bad("identities", "none configured, so no client could send; add one, e.g. {name: local, networks: [\"127.0.0.0/8\"]}")
+	}
+	names = map[string]bool{}
+	for i, id := range c.Identities {
+		key := fmt.Sprintf("identities[%d]", i)
+		if id.Name == "" {
+			bad(key+".name", "is empty; name each identity (a device or an application)")
+		} else if names[id.Name] {
+			bad(key+".name", "%q is used twice; identity names must be unique", id.Name)
+		}
+		names[id.Name] = true
+		if len(id.Networks) == 0 {
+			bad(key+".networks", "is empty; list the CIDR networks this identity sends from, e.g. [\"192.168.1.0/24\"]")
+		}
+		for j, n := range id.Networks {
+			if _, err := netip.ParsePrefix(n); err != nil {
+				bad(fmt.Sprintf("%s.networks[%d]", key, j), "%q is not a CIDR network; write e.g. \"192.168.1.0/24\" or \"10.0.0.7/32\"", n)
+			}
+		}
+	}
+	if len(c.Routes) == 0 {
+		bad("routes", "none configured, so every recipient would be refused; add one, e.g. {name: default, match: {recipients: [\"*\"]}, directory: {path: outbox}}")
+	}
+	names = map[string]bool{}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if r.Name == "" {
+			bad(key+".name", "is empty; name each route (it appears in webhook ids and logs)")
+		} else if names[r.Name] {
+			bad(key+".name", "%q is used twice; route names must be unique", r.Name)
+		} else if strings.ContainsAny(r.Name, " ./\\") {
+			bad(key+".name", "%q may not contain spaces, dots or slashes", r.Name)
+		}
+		names[r.Name] = true
+		n := 0
+		if r.Webhook != nil {
+			n++
+			validateWebhook(key+".webhook", r.Webhook, bad)
+		}
+		if r.Directory != nil {
+			n++
+			if r.Directory.Path == "" {
+				bad(key+".directory.path", "is empty; set a directory (relative paths are under data_dir)")
+			}
+		}
+		if r.Reject {
+			n++
+		}
+		if n != 1 {
+			bad(key, "needs exactly one target: webhook, directory or reject: true (found %d)", n)
+		}
+		if len(r.Match.Recipients) == 0 && len(r.Match.Senders) == 0 && len(r.Match.Identities) == 0 && len(r.Match.Headers) == 0 {
+			bad(key+".match", "is empty; say what the route takes, e.g. {recipients: [\"*@example.com\"]} or [\"*\"] for everything")
+		}
+	}
+	if c.Delivery.Workers < 1 || c.Delivery.Workers > 256 {
+		bad("delivery.workers", "%d must be between 1 and 256 (the default is 4)", c.Delivery.Workers)
+	}
+	if c.Delivery.InlineAttachmentBytes < 0 {
+		bad("delivery.inline_attachment_bytes", "must not be negative")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		bad("log.format", "%q is not one of json, text", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+func validateWebhook(key string, w *Webhook, bad func(key, format string, args ...any)) {
+	u, err := url.Parse(w.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad(key+".url", "%q is not an http(s) URL; write e.g. \"https://app.example.com/inbound\"", w.URL)
+	}
+	if len(w.Secrets) == 0 {
+		bad(key+".secrets", "is empty; add a signing secret (e.g. \"env:POSTERN_WEBHOOK_SECRET\") so the application can verify requests")
+	}
+	for j, s := range w.Secrets {
+		if _, err := ResolveSecret(s); err != nil {
+			bad(fmt.Sprintf("%s.secrets[%d]", key, j), "%v", err)
+		}
+	}
+	switch w.Payload {
+	case "", "json", "raw":
+	default:
+		bad(key+".payload", "%q is not one of json, raw", w.Payload)
+	}
+	if w.Timeout < 0 {
+		bad(key+".timeout", "must not be negative (the default is 30s)")
+	}
+	if w.MaxAge < 0 {
+		bad(key+".max_age", "must not be negative (the default is 24h)")
+	}
+	if w.FailureURL != "" {
+		if u, err := url.Parse(w.FailureURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key+".failure_url", "%q is not an http(s) URL", w.FailureURL)
+		}
+	}
+}
+
+// ResolveSecret returns the text of a secret written as a literal,
+// "env:NAME" or "file:PATH". The value itself never appears in errors.
+func ResolveSecret(s string) (string, error) {
+	switch {
+	case strings.HasPrefix(s, "env:"):
+		name := strings.TrimPrefix(s, "env:")
+		v := os.Getenv(name)
+		if v == "" {
+			return "", fmt.Errorf("environment variable %s is not set; export it or write the secret another way", name)
+		}
+		return v, nil
+	case strings.HasPrefix(s, "file:"):
+		p := filepath.Clean(strings.TrimPrefix(s, "file:"))
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "", fmt.Errorf("cannot read secret file %s: %v", p, errors.Unwrap(err))
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return "", fmt.Errorf("secret file %s is empty", p)
+		}
+		return v, nil
+	case s == "":
+		return "", fmt.Errorf("is empty; write the secret, \"env:NAME\" or \"file:PATH\"")
+	}
+	return s, nil
+}
+
+// Path resolves p against the data directory unless it is absolute.
+func (c *Config) Path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.DataDir, p)
+}

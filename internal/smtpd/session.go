@@ -1,0 +1,169 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/postern"
+)
+
+// session is one SMTP connection. go-smtp sessions carry no context, so the
+// session owns one, cancelled at Logout, and each command derives its own.
+type session struct {
+	srv    *Server
+	conn   *smtp.Conn
+	ip     netip.Addr
+	port   int
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	identity *Identity
+	from     string
+	mailOpts smtp.MailOptions
+	rcpts    []postern.Recipient
+	started  bool
+}
+
+var _ smtp.Session = (*session)(nil)
+
+func (s *session) Reset() {
+	s.identity = nil
+	s.from = ""
+	s.mailOpts = smtp.MailOptions{}
+	s.rcpts = nil
+	s.started = false
+}
+
+func (s *session) Logout() error {
+	s.cancel()
+	return nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	id := s.srv.identityFor(s.ip)
+	if id == nil {
+		s.log.Info("sender refused: no identity", slog.String("stage", "gateway"), slog.Int("smtp_code", 530))
+		return errAuthRequired
+	}
+	if id.AllowSender != nil && !id.AllowSender(from) {
+		s.log.Info("sender refused", slog.String("stage", "gateway"), slog.String("identity", id.Name), slog.Int("smtp_code", 553))
+		return errSenderDenied
+	}
+	s.Reset()
+	s.identity = id
+	s.from = from
+	if opts != nil {
+		s.mailOpts = *opts
+	}
+	s.started = true
+	return nil
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.identity == nil {
+		return errAuthRequired
+	}
+	if s.identity.AllowRecipient != nil && !s.identity.AllowRecipient(to) {
+		return errRecipientDenied
+	}
+	if !s.srv.router.Accepts(to, s.from, s.identity.Name) {
+		s.log.Info("recipient refused: no route", slog.String("stage", "gateway"), slog.String("identity", s.identity.Name), slog.Int("smtp_code", 550))
+		return errNoSuchRecipient
+	}
+	r := postern.Recipient{Addr: to}
+	if opts != nil {
+		for _, n := range opts.Notify {
+			r.Notify = append(r.Notify, string(n))
+		}
+		if opts.OriginalRecipient != "" {
+			r.ORCPT = string(opts.OriginalRecipientType) + ";" + opts.OriginalRecipient
+		}
+	}
+	s.rcpts = append(s.rcpts, r)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	id := postern.NewMsgID()
+	now := s.srv.now().UTC()
+	env := &postern.Envelope{
+		V:          postern.EnvelopeVersion,
+		ID:         id,
+		Sender:     s.from,
+		Recipients: s.rcpts,
+		Identity:   s.identity.Name,
+		ClientIP:   s.ip.String(),
+		ClientPort: s.port,
+		HELO:       s.conn.Hostname(),
+		Listener:   s.srv.cfg.Listener,
+		Gateway:    s.srv.cfg.Hostname,
+		ReceivedAt: now,
+		Body:       string(s.mailOpts.Body),
+		SMTPUTF8:   s.mailOpts.UTF8,
+		DeclSize:   s.mailOpts.Size,
+		Ret:        string(s.mailOpts.Return),
+		EnvID:      s.mailOpts.EnvelopeID,
+	}
+	if st, ok := s.conn.TLSConnectionState(); ok {
+		env.TLS = &postern.TLSInfo{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), ServerName: st.ServerName}
+	}
+
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.StoreTimeout+s.srv.cfg.DataTimeout)
+	defer cancel()
+	body := io.MultiReader(strings.NewReader(receivedHeader(env)), r)
+	if err := s.srv.ingest.Accept(ctx, env, body); err != nil {
+		rep := dataError(err, id)
+		s.log.Warn("message not accepted", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
+			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
+		return rep
+	}
+	return accepted(id)
+}
+
+// receivedHeader is the trace field (RFC 5321 section 4.4) the gateway
+// prepends. It names the recipient only when there is one, as Postfix does,
+// so one copy does not reveal the others.
+func receivedHeader(env *postern.Envelope) string {
+	with := "ESMTP"
+	if env.TLS != nil {
+		with = "ESMTPS"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s",
+		sanitize(env.HELO), env.ClientIP, sanitize(env.Gateway), with, env.ID)
+	if env.TLS != nil {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", env.TLS.Version, env.TLS.Cipher)
+	}
+	if len(env.Recipients) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(env.Recipients[0].Addr))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", env.ReceivedAt.Format(time.RFC1123Z))
+	return b.String()
+}
+
+// sanitize keeps client-supplied text from breaking the header: printable
+// ASCII only, no parentheses or angle brackets.
+func sanitize(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if c < 0x21 || c > 0x7e || c == '(' || c == ')' || c == '<' || c == '>' || c == ';' {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 255 {
+		b = b[:255]
+	}
+	return string(b)
+}

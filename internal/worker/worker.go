@@ -1,0 +1,159 @@
+// Package worker drives a stage handler from a queue in local mode, the way
+// Lambda's SQS event source drives it on AWS: receive, handle, then ack,
+// retry later with backoff, or dead-letter.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue"
+)
+
+// DeadLetter takes jobs that can never succeed.
+type DeadLetter interface {
+	Send(ctx context.Context, body []byte, delay time.Duration) (string, error)
+}
+
+// Worker polls one queue and hands each message to one handler.
+type Worker struct {
+	Stage   string
+	Queue   queue.Queue
+	Handler postern.Handler
+	// DeadLetter receives jobs whose handler returned a permanent error. The
+	// queue itself dead-letters jobs that keep failing temporarily.
+	DeadLetter DeadLetter
+	Log        *slog.Logger
+
+	Concurrency int           // parallel jobs; default 1
+	Visibility  time.Duration // how long a job is hidden while handled; default 5m
+	Wait        time.Duration // long-poll wait; default 1s
+	BaseDelay   time.Duration // first retry delay bound; default 5s
+	MaxDelay    time.Duration // retry delay cap; default 15m
+}
+
+// Run polls until ctx ends, then lets jobs in hand finish (each is bounded
+// by its own deadline) and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	n := max(w.Concurrency, 1)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { w.loop(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) visibility() time.Duration { return cmpOr(w.Visibility, 5*time.Minute) }
+
+func (w *Worker) loop(ctx context.Context) {
+	for ctx.Err() == nil {
+		msgs, err := w.Queue.Receive(ctx, 1, w.visibility(), cmpOr(w.Wait, time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.Log.Error("receive failed", slog.String("stage", w.Stage), slog.String("error", err.Error()))
+			sleep(ctx, time.Second)
+			continue
+		}
+		for _, m := range msgs {
+			w.process(m)
+		}
+	}
+}
+
+// process handles one message. It runs on a context detached from Run's so
+// that shutdown lets a job in hand finish rather than cutting it off midway.
+func (w *Worker) process(m queue.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.visibility()*9/10)
+	defer cancel()
+	start := time.Now()
+	err := w.handle(ctx, postern.Job{Body: m.Body, Attempt: m.ReceiveCount})
+	log := w.Log.With(slog.String("stage", w.Stage), slog.String("job_id", m.ID), slog.Int("attempt", m.ReceiveCount))
+	switch {
+	case err == nil:
+		if derr := w.Queue.Delete(ctx, m.Receipt); derr != nil {
+			// The job comes back after its visibility timeout and is handled
+			// again; stages are idempotent.
+			log.Warn("ack failed", slog.String("error", derr.Error()))
+		}
+	case postern.IsPermanent(err):
+		log.Error("job failed permanently", slog.String("error", err.Error()))
+		if w.DeadLetter == nil {
+			w.retryLater(ctx, log, m, w.maxDelay())
+			return
+		}
+		if _, derr := w.DeadLetter.Send(ctx, m.Body, 0); derr != nil {
+			log.Error("dead-letter failed; retrying later", slog.String("error", derr.Error()))
+			w.retryLater(ctx, log, m, w.backoff(m.ReceiveCount))
+			return
+		}
+		if derr := w.Queue.Delete(ctx, m.Receipt); derr != nil {
+			log.Warn("ack after dead-letter failed", slog.String("error", derr.Error()))
+		}
+	default:
+		d, ok := postern.RetryDelay(err)
+		if !ok {
+			d = w.backoff(m.ReceiveCount)
+		}
+		log.Warn("job failed; will retry", slog.String("error", err.Error()),
+			slog.Int64("retry_in_ms", d.Milliseconds()), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
+		w.retryLater(ctx, log, m, d)
+	}
+}
+
+func (w *Worker) retryLater(ctx context.Context, log *slog.Logger, m queue.Message, d time.Duration) {
+	if err := w.Queue.ChangeVisibility(ctx, m.Receipt, d); err != nil {
+		// The visibility timeout still brings the job back.
+		log.Warn("reschedule failed", slog.String("error", err.Error()))
+	}
+}
+
+// handle calls the handler, turning a panic into a temporary error so one
+// bad job never takes the process down.
+func (w *Worker) handle(ctx context.Context, job postern.Job) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.Log.Error("handler panic", slog.String("stage", w.Stage), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("%s handler panic: %v", w.Stage, p)
+		}
+	}()
+	return w.Handler.Handle(ctx, job)
+}
+
+func (w *Worker) maxDelay() time.Duration { return cmpOr(w.MaxDelay, 15*time.Minute) }
+
+// backoff is exponential with full jitter: uniform in [0, min(cap, base*2^(n-1))].
+func (w *Worker) backoff(attempt int) time.Duration {
+	base := cmpOr(w.BaseDelay, 5*time.Second)
+	limit := w.maxDelay()
+	d := base
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
