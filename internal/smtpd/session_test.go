@@ -48,7 +48,10 @@ func (f routerFunc) Accepts(rcpt, sender, identity string) bool { return f(rcpt,
 
 type testLogWriter struct{ t *testing.T }
 
-func (w testLogWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 func testConfig() Config {
 	return Config{

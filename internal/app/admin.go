@@ -1,0 +1,42 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/postern/postern/internal/blob"
+)
+
+// adminHandler serves /healthz (the process is alive) and /readyz (the
+// store and queue answer and the gateway is not draining).
+func (a *App) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := a.ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+func (a *App) ready(ctx context.Context) error {
+	if a.draining.Load() {
+		return errors.New("draining")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := a.store.Stat(ctx, "readyz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
+		return errors.New("store unavailable")
+	}
+	if _, err := a.q[QueueInbound].Stats(ctx); err != nil {
+		return errors.New("queue unavailable")
+	}
+	return nil
+}

@@ -1,0 +1,216 @@
+// Package app wires Postern together from a config: which store, which
+// queues, which stages, which listeners. It is the only place that knows
+// every adapter; mains and end-to-end tests call it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/postern/postern/internal/blob/fsblob"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/ingest"
+	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/smtpd"
+	"github.com/postern/postern/internal/worker"
+)
+
+// Queue names. Each has a dead-letter queue named <name>-dlq.
+const (
+	QueueInbound = "inbound"
+	QueueWebhook = "webhook"
+	QueueRelay   = "relay"
+	QueueDSN     = "dsn"
+)
+
+// App is a running local-mode Postern: gateway, store, queues and stages.
+type App struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	store  *fsblob.Store
+	queues *fsqueue.DB
+	q      map[string]*fsqueue.Queue
+
+	servers   []*smtpd.Server
+	listeners []net.Listener
+	admin     *http.Server
+	adminLn   net.Listener
+	workers   []*worker.Worker
+	draining  atomic.Bool
+}
+
+// New opens the store and queues under cfg.DataDir, builds every stage and
+// binds every listener, so that a configuration or port problem surfaces
+// before Run. Close releases what New opened if Run is never called.
+func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
+	a = &App{cfg: cfg, log: log, q: map[string]*fsqueue.Queue{}}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	a.store, err = fsblob.New(cfg.Path("store"), fsblob.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	a.queues, err = fsqueue.Open(cfg.Path("queue.db"), fsqueue.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	for _, q := range []struct {
+		name        string
+		maxReceives int
+	}{
+		// Webhook and relay retry until their route's max age, not a count;
+		// the count only catches a job that crashes its handler every time.
+		{QueueInbound, 10}, {QueueWebhook, 1000}, {QueueRelay, 1000}, {QueueDSN, 20},
+	} {
+		dlq, err := a.queues.Queue(q.name+"-dlq", fsqueue.Config{})
+		if err != nil {
+			return nil, err
+		}
+		a.q[q.name+"-dlq"] = dlq
+		qq, err := a.queues.Queue(q.name, fsqueue.Config{MaxReceives: q.maxReceives, DeadLetter: q.name + "-dlq"})
+		if err != nil {
+			return nil, err
+		}
+		a.q[q.name] = qq
+	}
+
+	st, err := buildStages(cfg, a.store, a.q, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range []*worker.Worker{
+		{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
+		{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},
+	} {
+		w.Log = log
+		w.Concurrency = cfg.Delivery.Workers
+		a.workers = append(a.workers, w)
+	}
+
+	in := ingest.New(a.store, a.q[QueueInbound], log)
+	for _, l := range cfg.Listeners {
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("listeners %s: listen on %s: %w", l.Name, l.Addr, err)
+		}
+		a.listeners = append(a.listeners, ln)
+		a.servers = append(a.servers, smtpd.New(smtpd.Config{
+			Hostname:        cfg.Hostname,
+			Listener:        l.Name,
+			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+			MaxRecipients:   cfg.Limits.MaxRecipients,
+			MaxLineLength:   cfg.Limits.MaxLineLength,
+			CommandTimeout:  cfg.Limits.CommandTimeout.D(),
+			DataTimeout:     cfg.Limits.DataTimeout.D(),
+			StoreTimeout:    cfg.Limits.StoreTimeout.D(),
+		}, st.identities, st.table, in, log))
+	}
+	if cfg.Admin.Addr != "" {
+		a.adminLn, err = net.Listen("tcp", cfg.Admin.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("admin.addr: listen on %s: %w", cfg.Admin.Addr, err)
+		}
+		a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	}
+	return a, nil
+}
+
+// SMTPAddrs returns the bound SMTP addresses, in listener order.
+func (a *App) SMTPAddrs() []net.Addr {
+	out := make([]net.Addr, len(a.listeners))
+	for i, l := range a.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// AdminAddr returns the bound admin address, or nil.
+func (a *App) AdminAddr() net.Addr {
+	if a.adminLn == nil {
+		return nil
+	}
+	return a.adminLn.Addr()
+}
+
+// Run serves until ctx ends, then drains: it stops accepting, lets sessions
+// and jobs in flight finish (bounded by grace), and closes everything.
+func (a *App) Run(ctx context.Context, grace time.Duration) error {
+	errc := make(chan error, len(a.servers)+1)
+	for i, s := range a.servers {
+		go func() {
+			if err := s.Serve(a.listeners[i]); err != nil && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("smtp %s: %w", a.cfg.Listeners[i].Name, err)
+			}
+		}()
+	}
+	if a.admin != nil {
+		go func() {
+			if err := a.admin.Serve(a.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin: %w", err)
+			}
+		}()
+	}
+	wctx, stopWorkers := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range a.workers {
+		wg.Go(func() { w.Run(wctx) })
+	}
+	a.log.Info("postern started", slog.String("stage", "gateway"), slog.Any("smtp", a.SMTPAddrs()),
+		slog.String("data_dir", a.cfg.DataDir))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.draining.Store(true)
+	a.log.Info("shutting down", slog.String("stage", "gateway"))
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	for _, s := range a.servers {
+		if err := s.Shutdown(sctx); err != nil {
+			s.Close()
+		}
+	}
+	stopWorkers()
+	wg.Wait()
+	if a.admin != nil {
+		a.admin.Shutdown(sctx)
+	}
+	return errors.Join(runErr, a.Close())
+}
+
+// Close releases the store and queues. Run calls it on the way out.
+func (a *App) Close() error {
+	var errs []error
+	for _, l := range a.listeners {
+		l.Close()
+	}
+	if a.adminLn != nil {
+		a.adminLn.Close()
+	}
+	if a.queues != nil {
+		errs = append(errs, a.queues.Close())
+		a.queues = nil
+	}
+	if a.store != nil {
+		errs = append(errs, a.store.Close())
+		a.store = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,117 @@
+package app
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/parse"
+	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/route"
+	"github.com/postern/postern/internal/smtpd"
+	"github.com/postern/postern/internal/webhook"
+)
+
+type stages struct {
+	table      *route.Table
+	identities []smtpd.Identity
+	parse      *parse.Handler
+	webhook    *webhook.Handler
+}
+
+// buildStages turns the config into the route table, identities and stage
+// handlers. The same function will serve the Lambda mains.
+func buildStages(cfg *config.Config, store blob.Store, q map[string]*fsqueue.Queue, log *slog.Logger) (*stages, error) {
+	var rules []route.Rule
+	targets := map[string]webhook.Target{}
+	for _, r := range cfg.Routes {
+		rule := route.Rule{
+			Name:       r.Name,
+			Recipients: r.Match.Recipients,
+			Senders:    r.Match.Senders,
+			Identities: r.Match.Identities,
+			Headers:    r.Match.Headers,
+		}
+		switch {
+		case r.Webhook != nil:
+			rule.Target.Kind = route.KindWebhook
+			t := webhook.Target{URL: r.Webhook.URL, Payload: r.Webhook.Payload, Timeout: r.Webhook.Timeout.D(),
+				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL}
+			for i, s := range r.Webhook.Secrets {
+				text, err := config.ResolveSecret(s)
+				if err != nil {
+					return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
+				}
+				key, err := webhook.ParseSecret(text)
+				if err != nil {
+					return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
+				}
+				t.Secrets = append(t.Secrets, key)
+			}
+			targets[r.Name] = t
+		case r.Directory != nil:
+			rule.Target.Kind = route.KindDirectory
+			targets[r.Name] = webhook.Target{Dir: cfg.Path(r.Directory.Path)}
+		case r.Reject:
+			rule.Target.Kind = route.KindReject
+		}
+		rules = append(rules, rule)
+	}
+	table, err := route.New(rules)
+	if err != nil {
+		return nil, fmt.Errorf("config: routes: %w", err)
+	}
+
+	var ids []smtpd.Identity
+	for _, c := range cfg.Identities {
+		id := smtpd.Identity{Name: c.Name}
+		for _, n := range c.Networks {
+			p, err := netip.ParsePrefix(n)
+			if err != nil {
+				return nil, fmt.Errorf("config: identities %s networks: %w", c.Name, err)
+			}
+			id.Networks = append(id.Networks, p.Masked())
+		}
+		if id.AllowSender, err = anyOf(c.AllowedSenders); err != nil {
+			return nil, fmt.Errorf("config: identities %s allowed_senders: %w", c.Name, err)
+		}
+		if id.AllowRecipient, err = anyOf(c.AllowedRecipients); err != nil {
+			return nil, fmt.Errorf("config: identities %s allowed_recipients: %w", c.Name, err)
+		}
+		ids = append(ids, id)
+	}
+
+	ph := parse.New(parse.Config{InlineAttachmentMax: cfg.Delivery.InlineAttachmentBytes}, store, table,
+		parse.Outbox{Webhook: q[QueueWebhook], Relay: q[QueueRelay], DSN: q[QueueDSN]}, log)
+	wh := webhook.New(store, func(name string) (webhook.Target, bool) {
+		t, ok := targets[name]
+		return t, ok
+	}, &http.Client{}, q[QueueDSN], log)
+	return &stages{table: table, identities: ids, parse: ph, webhook: wh}, nil
+}
+
+// anyOf compiles patterns into a matcher; no patterns allows anything.
+func anyOf(patterns []string) (func(string) bool, error) {
+	if len(patterns) == 0 {
+		return nil, nil
+	}
+	ps := make([]route.Pattern, 0, len(patterns))
+	for _, s := range patterns {
+		p, err := route.ParsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return func(addr string) bool {
+		for _, p := range ps {
+			if p.Match(addr) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}

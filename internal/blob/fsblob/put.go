@@ -1,0 +1,183 @@
+package fsblob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/postern/postern/internal/blob"
+)
+
+// renameAttempts bounds how often Put recreates a parent directory that a
+// concurrent Delete pruned between Put's mkdir and its rename.
+const renameAttempts = 8
+
+// copyBufSize is the chunk in which Put streams r to disk.
+const copyBufSize = 32 << 10
+
+// Put writes r to key atomically and durably; see blob.Store. The object is
+// streamed into a temp file that only replaces key (by rename) once its data
+// is on disk, so a failure at any point before leaves key as it was, and Put
+// returns only once the rename is on disk too.
+//
+// In SyncGroup mode both of those waits use the same group barrier, so one
+// syncfs serves the writers whose data needs flushing and those whose rename
+// does, whichever phase each is in.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOptions) error {
+	dst, err := s.Path(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fsblob: put %s: %w", key, err)
+	}
+	tmp, err := s.writeTemp(ctx, r)
+	if err != nil {
+		return fmt.Errorf("fsblob: put %s: %w", key, err)
+	}
+	published := false
+	defer func() {
+		if !published {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if s.mode == SyncGroup {
+		// Data first: a rename that reached the disk before the data
+		// would leave an empty or torn file after a crash.
+		if err := s.group.Wait(ctx); err != nil {
+			return fmt.Errorf("fsblob: put %s: sync data: %w", key, err)
+		}
+	}
+	// Last point at which Put can still fail without a visible change.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("fsblob: put %s: %w", key, err)
+	}
+	created, err := s.rename(tmp, key, dst)
+	defer s.pending.release(created...)
+	if err != nil {
+		return fmt.Errorf("fsblob: put %s: %w", key, err)
+	}
+	published = true
+	// The object is visible now, so this wait must not give up on ctx:
+	// an error here would report failure for a write that happened.
+	if err := s.syncDirs(context.WithoutCancel(ctx), s.renameDirs(dst, created)); err != nil {
+		return fmt.Errorf("fsblob: put %s: sync rename: %w", key, err)
+	}
+	return nil
+}
+
+// renameDirs lists the directories to fsync so that dst's entry and every
+// directory leading to it are durable: dst's own directory, and the parent of
+// each directory this Put or a Put still in flight created (see pendingDirs).
+// SyncGroup needs no list: its syncfs covers every directory.
+func (s *Store) renameDirs(dst string, created []string) []string {
+	if s.mode == SyncGroup {
+		return nil
+	}
+	dirs := []string{filepath.Dir(dst)}
+	for _, d := range slices.Concat(created, s.pending.pendingAncestors(s.objects, filepath.Dir(dst))) {
+		if p := filepath.Dir(d); !slices.Contains(dirs, p) {
+			dirs = append(dirs, p)
+		}
+	}
+	return dirs
+}
+
+// writeTemp streams r into a new temp file and closes it, fsynced in SyncEach
+// mode. It returns the file's path; on error no file is left.
+func (s *Store) writeTemp(ctx context.Context, r io.Reader) (path string, err error) {
+	f, err := os.CreateTemp(s.temp, "put-*")
+	if err != nil {
+		return "", fmt.Errorf("create temp: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	buf := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(buf)
+	// writerOnly hides f's ReadFrom, which would bypass buf with a fresh
+	// 32 KiB allocation for every Put.
+	if _, err := io.CopyBuffer(writerOnly{f}, ctxReader{ctx, r}, *buf); err != nil {
+		return "", fmt.Errorf("write temp: %w", err)
+	}
+	if s.mode == SyncEach {
+		if err := f.Sync(); err != nil {
+			return "", fmt.Errorf("sync temp: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("close temp: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// rename moves tmp to dst (key's path), creating key's missing parent
+// directories, and returns those it created, registered in s.pending: the
+// caller releases them once their parents are synced. A concurrent Delete may
+// prune a directory between mkdir and rename; the loop then creates it again.
+func (s *Store) rename(tmp, key, dst string) (created []string, err error) {
+	for range renameAttempts {
+		err = os.Rename(tmp, dst)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		dirs, merr := s.mkdirParents(key)
+		created = append(created, dirs...)
+		if merr != nil && !errors.Is(merr, fs.ErrNotExist) {
+			return created, merr
+		}
+	}
+	if err != nil {
+		return created, fmt.Errorf("rename into place: %w", err)
+	}
+	return created, nil
+}
+
+// mkdirParents creates the directories of key's parent elements, top down,
+// and returns those it created, still registered in s.pending. An element
+// that exists as a file is left for rename to report (ENOTDIR).
+func (s *Store) mkdirParents(key string) (created []string, err error) {
+	els := strings.Split(key, "/")
+	dir := s.objects
+	for _, el := range els[:len(els)-1] {
+		dir = filepath.Join(dir, el)
+		s.pending.add(dir) // before mkdir: see pendingDirs
+		switch err := os.Mkdir(dir, dirPerm); {
+		case err == nil:
+			created = append(created, dir)
+		case errors.Is(err, fs.ErrExist):
+			s.pending.release(dir)
+		default:
+			s.pending.release(dir)
+			return created, fmt.Errorf("mkdir: %w", err)
+		}
+	}
+	return created, nil
+}
+
+// ctxReader fails reads once ctx has ended, so a long upload stops early.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// writerOnly exposes only Write.
+type writerOnly struct{ w io.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }

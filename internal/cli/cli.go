@@ -1,0 +1,161 @@
+// Package cli is the gateway command line: run (the default), check-config
+// and hash-password. It parses arguments and hands over to app.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/config"
+)
+
+// Env is what the command reads from and writes to, injected for tests.
+type Env struct {
+	Args   []string // without the program name
+	Getenv func(string) string
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+const usage = `Usage:
+  gateway [-config FILE]           run the gateway (embedded default without a file)
+  gateway check-config FILE        validate a configuration file and exit
+  gateway hash-password            read a password on stdin, print its bcrypt hash
+
+The configuration file can also be named by POSTERN_CONFIG. Environment
+overrides (applied after the file):
+`
+
+// Main runs the command and returns the process exit code.
+func Main(ctx context.Context, e Env) int {
+	if len(e.Args) > 0 {
+		switch e.Args[0] {
+		case "check-config":
+			return checkConfig(e, e.Args[1:])
+		case "hash-password":
+			return hashPassword(e, e.Args[1:])
+		case "help":
+			printUsage(e.Stdout)
+			return 0
+		}
+	}
+	return run(ctx, e, e.Args)
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
+	for _, kv := range config.EnvNames() {
+		fmt.Fprintf(w, "  %-28s %s\n", kv[0], kv[1])
+	}
+}
+
+func run(ctx context.Context, e Env, args []string) int {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	fs.Usage = func() { printUsage(e.Stderr) }
+	path := fs.String("config", e.Getenv("POSTERN_CONFIG"), "configuration file (YAML)")
+	grace := fs.Duration("grace", 30*time.Second, "how long to let sessions and jobs in flight finish on shutdown")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.Stderr, "gateway: unexpected argument %q\n", fs.Arg(0))
+		printUsage(e.Stderr)
+		return 2
+	}
+	cfg, err := config.Load(*path, e.Getenv)
+	if err != nil {
+		fmt.Fprintln(e.Stderr, err)
+		return 2
+	}
+	log := app.NewLogger(cfg.Log, e.Stdout)
+	a, err := app.New(cfg, log)
+	if err != nil {
+		fmt.Fprintln(e.Stderr, "gateway:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := a.Run(ctx, *grace); err != nil {
+		fmt.Fprintln(e.Stderr, "gateway:", err)
+		return 1
+	}
+	return 0
+}
+
+func checkConfig(e Env, args []string) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(e.Stderr, "Usage: gateway check-config FILE\n\nValidates FILE (and POSTERN_* overrides); prints every problem with the key and the fix.")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	if _, err := config.Load(fs.Arg(0), e.Getenv); err != nil {
+		fmt.Fprintln(e.Stderr, err)
+		return 1
+	}
+	fmt.Fprintf(e.Stdout, "%s: OK\n", fs.Arg(0))
+	return 0
+}
+
+func hashPassword(e Env, args []string) int {
+	fs := flag.NewFlagSet("hash-password", flag.ContinueOnError)
+	fs.SetOutput(e.Stderr)
+	cost := fs.Int("cost", 12, "bcrypt cost (10-16)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.Stderr, "Usage: gateway hash-password [-cost N] < password\n\nReads one line (the password) on stdin and prints a bcrypt hash for an identity's password_hash.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *cost < 10 || *cost > 16 {
+		fmt.Fprintln(e.Stderr, "hash-password: -cost must be between 10 and 16")
+		return 2
+	}
+	line, err := bufio.NewReader(e.Stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(e.Stderr, "hash-password: read stdin:", err)
+		return 1
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	if pw == "" {
+		fmt.Fprintln(e.Stderr, "hash-password: empty password; type it on stdin, e.g. echo -n 's3cret' | gateway hash-password")
+		return 2
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), *cost)
+	if err != nil {
+		fmt.Fprintln(e.Stderr, "hash-password:", err)
+		return 1
+	}
+	fmt.Fprintln(e.Stdout, string(h))
+	return 0
+}

@@ -1,0 +1,61 @@
+package parse
+
+import "time"
+
+// Defaults for Config's zero values.
+const (
+	DefaultInlineAttachmentMax = 256 << 10
+	DefaultBodyInlineMax       = 1 << 20
+	DefaultMaxDepth            = 20
+	DefaultMaxParts            = 500
+	DefaultMaxMessageBytes     = 64 << 20
+)
+
+// Config tunes the parse stage. Zero values take the defaults above.
+type Config struct {
+	// InlineAttachmentMax is the largest attachment carried inside the
+	// parsed JSON; larger ones are stored as objects of their own. A negative
+	// value stores every attachment.
+	InlineAttachmentMax int64
+
+	// BodyInlineMax caps Text and HTML, in bytes; a cut body is flagged
+	// (TextTruncated, HTMLTruncated). The raw message keeps all of it.
+	BodyInlineMax int
+
+	// MaxDepth and MaxParts bound the MIME structure. A message beyond
+	// either is delivered with its headers only and a severe parse error.
+	MaxDepth int
+	MaxParts int
+
+	// MaxMessageBytes is the largest raw message given to the MIME decoder,
+	// and so bounds the decoded bytes (transfer decoding never grows
+	// content) and the decoder's memory. A larger message is delivered with
+	// its headers only and a severe parse error. The gateway's own size
+	// limit normally keeps messages well below it.
+	MaxMessageBytes int64
+
+	// Now is the clock for job timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.InlineAttachmentMax == 0 {
+		c.InlineAttachmentMax = DefaultInlineAttachmentMax
+	}
+	if c.BodyInlineMax <= 0 {
+		c.BodyInlineMax = DefaultBodyInlineMax
+	}
+	if c.MaxDepth <= 0 {
+		c.MaxDepth = DefaultMaxDepth
+	}
+	if c.MaxParts <= 0 {
+		c.MaxParts = DefaultMaxParts
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}

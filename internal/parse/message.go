@@ -1,0 +1,198 @@
+package parse
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/postern/postern/internal/postern"
+)
+
+// Names of the parse errors this package adds to enmime's own.
+const (
+	ErrNameLimit       = "MIME limit"
+	ErrNameUnparseable = "Unparseable message"
+	ErrNamePanic       = "Parser failure"
+	ErrNameTooMany     = "Too many errors"
+)
+
+// maxErrors caps the listed parse errors; a pathological message can
+// otherwise produce one per bad byte.
+const maxErrors = 100
+
+// Parse turns a raw message into its parsed form. It never fails and never
+// panics: problems become entries in Errors, Severe when part of the message
+// could not be represented. Headers are always read, even when the body is
+// over a limit or cannot be parsed at all.
+//
+// Every attachment carries its bytes in Content; the stage moves those above
+// the inline threshold to the store. ID is left for the caller to set.
+func Parse(raw []byte, cfg Config) (p *postern.Parsed) {
+	cfg = cfg.withDefaults()
+	p = &postern.Parsed{
+		V:           postern.ParsedVersion,
+		Attachments: []postern.Attachment{},
+		Errors:      []postern.ParseError{},
+	}
+	// One bad message must not take the stage down: a panic anywhere below
+	// (enmime's, or ours) becomes a severe parse error on what was gathered.
+	defer func() {
+		if r := recover(); r != nil {
+			p.Errors = append(p.Errors, severe(ErrNamePanic, fmt.Sprintf("parser panicked: %v", r)))
+			capErrors(p)
+		}
+	}()
+	headerFacts(p, readFields(splitHeader(raw)))
+	if err := checkLimits(raw, cfg); err != nil {
+		p.Errors = append(p.Errors, severe(ErrNameLimit, err.Error()+"; body not parsed, headers only"))
+	} else {
+		parseBody(p, raw, cfg)
+	}
+	capErrors(p)
+	return p
+}
+
+func checkLimits(raw []byte, cfg Config) error {
+	if int64(len(raw)) > cfg.MaxMessageBytes {
+		return &limitError{fmt.Sprintf("message larger than %d bytes (limit max_message_bytes)", cfg.MaxMessageBytes)}
+	}
+	return checkShape(raw, cfg.MaxDepth, cfg.MaxParts)
+}
+
+// parseBody runs enmime and copies bodies, attachments and enmime's errors
+// into p.
+func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
+	parser := enmime.NewParser(
+		enmime.SkipMalformedParts(true),
+		enmime.MultipartWOBoundaryAsSinglePart(true),
+		enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
+		enmime.MaxStoredPartErrors(maxErrors),
+	)
+	env, err := parser.ReadEnvelope(bytes.NewReader(raw))
+	if err != nil {
+		p.Errors = append(p.Errors, severe(ErrNameUnparseable, err.Error()+"; headers only"))
+		return
+	}
+
+	derived := false
+	for _, e := range env.Errors {
+		p.Errors = append(p.Errors, postern.ParseError{
+			Name:   e.Name,
+			Detail: strings.ToValidUTF8(e.Detail, "\uFFFD"),
+			Severe: e.Severe,
+		})
+		if e.Name == enmime.ErrorPlainTextFromHTML {
+			derived = true
+		}
+	}
+	p.Text, p.TextTruncated = capBody(env.Text, cfg.BodyInlineMax)
+	p.HTML, p.HTMLTruncated = capBody(env.HTML, cfg.BodyInlineMax)
+	p.TextDerived = derived && p.Text != ""
+	p.Attachments = attachments(env)
+}
+
+// capBody makes s valid UTF-8 and cuts it to at most max bytes on a rune
+// boundary.
+func capBody(s string, max int) (string, bool) {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s, false
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut], true
+}
+
+// attachments lists the attachment, inline and other parts in tree order,
+// leaving out the parts enmime used as the text and HTML bodies and the
+// multipart containers themselves.
+func attachments(env *enmime.Envelope) []postern.Attachment {
+	out := []postern.Attachment{}
+	if env.Root == nil {
+		return out
+	}
+	want := make(map[*enmime.Part]bool)
+	for _, list := range [][]*enmime.Part{env.Attachments, env.Inlines, env.OtherParts} {
+		for _, part := range list {
+			want[part] = true
+		}
+	}
+	for _, part := range bodyParts(env.Root) {
+		delete(want, part)
+	}
+	parts := env.Root.DepthMatchAll(func(part *enmime.Part) bool {
+		return want[part] && part.FirstChild == nil && !strings.HasPrefix(part.ContentType, "multipart/")
+	})
+	for _, part := range parts {
+		sum := sha256.Sum256(part.Content)
+		out = append(out, postern.Attachment{
+			Filename:     strings.ToValidUTF8(part.FileName, "\uFFFD"),
+			ContentType:  strings.ToValidUTF8(part.ContentType, "\uFFFD"),
+			DetectedType: http.DetectContentType(part.Content),
+			Size:         int64(len(part.Content)),
+			SHA256:       hex.EncodeToString(sum[:]),
+			ContentID:    strings.ToValidUTF8(part.ContentID, "\uFFFD"),
+			Disposition:  strings.ToValidUTF8(part.Disposition, "\uFFFD"),
+			Content:      part.Content,
+		})
+	}
+	return out
+}
+
+// bodyParts returns the parts enmime read Text and HTML from, by enmime's own
+// rules: in multipart/alternative the first text/plain breadth-first, else
+// every text/plain; and the first text/html depth-first; none of them marked
+// as attachment. (enmime lists inline-disposed body parts among Inlines too.)
+func bodyParts(root *enmime.Part) []*enmime.Part {
+	if root.FirstChild == nil {
+		return nil // single part: the body is never also listed
+	}
+	isText := func(p *enmime.Part) bool { return p.ContentType == "text/plain" && p.Disposition != "attachment" }
+	isHTML := func(p *enmime.Part) bool { return p.ContentType == "text/html" && p.Disposition != "attachment" }
+	var out []*enmime.Part
+	if root.ContentType == "multipart/alternative" {
+		if p := root.BreadthMatchFirst(isText); p != nil {
+			out = append(out, p)
+		}
+	} else {
+		out = append(out, root.DepthMatchAll(isText)...)
+	}
+	if p := root.DepthMatchFirst(isHTML); p != nil {
+		out = append(out, p)
+	}
+	return out
+}
+
+// capErrors keeps at most maxErrors entries, severe ones first so a limit or
+// parser failure is never crowded out by warnings, in their original order.
+func capErrors(p *postern.Parsed) {
+	if len(p.Errors) <= maxErrors {
+		return
+	}
+	nSevere := 0
+	for _, e := range p.Errors {
+		if e.Severe {
+			nSevere++
+		}
+	}
+	warnBudget := maxErrors - min(nSevere, maxErrors)
+	kept := make([]postern.ParseError, 0, maxErrors+1)
+	for _, e := range p.Errors {
+		switch {
+		case e.Severe && len(kept) < maxErrors:
+			kept = append(kept, e)
+		case !e.Severe && warnBudget > 0:
+			kept = append(kept, e)
+			warnBudget--
+		}
+	}
+	more := len(p.Errors) - len(kept)
+	p.Errors = append(kept, warning(ErrNameTooMany, fmt.Sprintf("%d more not listed", more)))
+}

@@ -1,0 +1,123 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/postern/postern/internal/postern"
+)
+
+// URLs turns store keys into links an application can fetch (for example
+// pre-signed S3 URLs). Links are made afresh on every attempt, so one that
+// expires is renewed by the retry.
+type URLs interface {
+	URL(ctx context.Context, key string) (string, error)
+}
+
+// buildReceived maps the parsed message and the job to the public payload.
+// Slices are never nil so receivers always see arrays, not nulls.
+func buildReceived(ctx context.Context, job *postern.WebhookJob, p *postern.Parsed, urls URLs) (*ReceivedEvent, error) {
+	env := &job.Envelope
+	d := Received{
+		V:        PayloadVersion,
+		ID:       job.ID,
+		Route:    job.Route,
+		Identity: env.Identity,
+		Envelope: Envelope{Sender: env.Sender, Recipients: nonNil(job.Recipients)},
+
+		From:       addresses(p.From),
+		To:         addresses(p.To),
+		Cc:         addresses(p.Cc),
+		ReplyTo:    addresses(p.ReplyTo),
+		Subject:    p.Subject,
+		Date:       p.Date,
+		MessageID:  p.MessageID,
+		InReplyTo:  p.InReplyTo,
+		References: p.References,
+		Headers:    make([]Header, len(p.Headers)),
+
+		Text:          p.Text,
+		HTML:          p.HTML,
+		TextDerived:   p.TextDerived,
+		TextTruncated: p.TextTruncated,
+		HTMLTruncated: p.HTMLTruncated,
+
+		Attachments: make([]Attachment, len(p.Attachments)),
+		Raw:         Raw{Key: job.ID.RawKey(), Size: env.Size, SHA256: env.SHA256},
+		ParseErrors: make([]ParseError, len(p.Errors)),
+		Client: Client{
+			IP:         env.ClientIP,
+			HELO:       env.HELO,
+			AuthMech:   env.AuthMech,
+			Identity:   env.Identity,
+			ReceivedAt: env.ReceivedAt.UTC(),
+		},
+	}
+	if len(p.Sender) > 0 {
+		d.Sender = addresses(p.Sender)
+	}
+	if env.TLS != nil {
+		d.Client.TLS = &TLS{Version: env.TLS.Version, Cipher: env.TLS.Cipher}
+	}
+	for i, h := range p.Headers {
+		d.Headers[i] = Header(h)
+	}
+	for i, e := range p.Errors {
+		d.ParseErrors[i] = ParseError(e)
+	}
+	for i, a := range p.Attachments {
+		att := Attachment{
+			Filename:     a.Filename,
+			ContentType:  a.ContentType,
+			DetectedType: a.DetectedType,
+			Size:         a.Size,
+			SHA256:       a.SHA256,
+			ContentID:    a.ContentID,
+			Disposition:  a.Disposition,
+			Content:      a.Content,
+			Key:          a.Key,
+		}
+		if a.Key != "" && urls != nil {
+			u, err := urls.URL(ctx, a.Key)
+			if err != nil {
+				return nil, fmt.Errorf("link attachment %d: %w", i, err)
+			}
+			att.URL = u
+		}
+		d.Attachments[i] = att
+	}
+	if urls != nil {
+		u, err := urls.URL(ctx, d.Raw.Key)
+		if err != nil {
+			return nil, fmt.Errorf("link raw message: %w", err)
+		}
+		d.Raw.URL = u
+	}
+	return &ReceivedEvent{Type: EventReceived, Timestamp: eventTime(job), Data: d}, nil
+}
+
+// eventTime is when the message was received, to the second: it does not
+// change between retries, so neither does the body apart from fresh links.
+func eventTime(job *postern.WebhookJob) time.Time {
+	t := job.Envelope.ReceivedAt
+	if t.IsZero() {
+		t = job.Created
+	}
+	return t.UTC().Truncate(time.Second)
+}
+
+func addresses(in []postern.Address) []Address {
+	out := make([]Address, len(in))
+	for i, a := range in {
+		out[i] = Address(a)
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

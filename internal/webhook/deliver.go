@@ -1,0 +1,208 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/postern"
+)
+
+// maxResponse is how much of a response body is read (and thrown away):
+// enough to let the connection be reused, not enough to be a sink.
+const maxResponse = 64 << 10
+
+// userAgent names the sender to receivers; the digit is the payload major version.
+const userAgent = "Postern/1"
+
+// delivery is one job's attempt at one target.
+type delivery struct {
+	job       *postern.WebhookJob
+	target    Target
+	attempt   int
+	webhookID string // stable across retries: receivers de-duplicate on it
+}
+
+func (d *delivery) kind() string {
+	if d.target.Dir != "" {
+		return "dir"
+	}
+	return "http"
+}
+
+// expired reports whether the delivery has been retried past its max age,
+// counted from routing (or from receipt for a job without that time). A
+// job with neither time is bounded by the queue's receive count instead.
+func (d *delivery) expired(now time.Time) bool {
+	created := d.job.Created
+	if created.IsZero() {
+		created = d.job.Envelope.ReceivedAt
+	}
+	return !created.IsZero() && now.Sub(created) > d.target.MaxAge
+}
+
+// attempt makes one delivery. An error means no attempt could be made (the
+// store or the link maker failed: Postern's trouble, not the receiver's);
+// otherwise the outcome says what the receiver did.
+func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
+	if d.target.Payload == PayloadRaw {
+		return h.attemptRaw(ctx, d)
+	}
+	p, err := h.loadParsed(ctx, d.job.ID)
+	if err != nil {
+		return outcome{}, err
+	}
+	ev, err := buildReceived(ctx, d.job, p, h.urls)
+	if err != nil {
+		return outcome{}, err
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return outcome{}, fmt.Errorf("encode payload: %w", err)
+	}
+	if d.target.Dir != "" {
+		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".json"), bytes.NewReader(body))), nil
+	}
+	ts := h.now()
+	return h.send(ctx, d.target.Timeout, request{
+		url:    d.target.URL,
+		header: signedHeader(d.webhookID, ts, signatures(d.target.Secrets, d.webhookID, ts, body), "application/json"),
+		body:   bytes.NewReader(body),
+	}), nil
+}
+
+// attemptRaw delivers the message as received. The body is read from the
+// store twice, once to sign and once to send, rather than held in memory.
+func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) {
+	key := d.job.ID.RawKey()
+	if d.target.Dir != "" {
+		rc, err := h.get(ctx, key)
+		if err != nil {
+			return outcome{}, err
+		}
+		defer rc.Close()
+		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".eml"), rc)), nil
+	}
+	ts := h.now()
+	rc, err := h.get(ctx, key)
+	if err != nil {
+		return outcome{}, err
+	}
+	sig, size, err := signReader(d.target.Secrets, d.webhookID, ts, rc)
+	rc.Close()
+	if err != nil {
+		return outcome{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	getBody := func() (io.ReadCloser, error) { return h.get(ctx, key) }
+	body, err := getBody()
+	if err != nil {
+		return outcome{}, err
+	}
+	return h.send(ctx, d.target.Timeout, request{
+		url:     d.target.URL,
+		header:  signedHeader(d.webhookID, ts, sig, "message/rfc822"),
+		body:    body,
+		size:    size,
+		getBody: getBody,
+	}), nil
+}
+
+// loadParsed reads the parse stage's output for id.
+func (h *Handler) loadParsed(ctx context.Context, id postern.MsgID) (*postern.Parsed, error) {
+	rc, err := h.get(ctx, id.ParsedKey())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var p postern.Parsed
+	if err := json.NewDecoder(rc).Decode(&p); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)
+	}
+	return &p, nil
+}
+
+// get opens a stored object. A missing object is permanent: parse writes
+// both objects before it queues the job, so one that is gone will not come
+// back, and the dead-letter queue keeps the job for a replay.
+func (h *Handler) get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := h.store.Get(ctx, key)
+	switch {
+	case errors.Is(err, blob.ErrNotFound):
+		return nil, postern.Permanent(fmt.Errorf("get %s: %w", key, err))
+	case err != nil:
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	return rc, nil
+}
+
+// signedHeader is the header set of every request, payload or failure notice.
+// With no secrets the request goes unsigned (config validation requires
+// one; this keeps a receiver-side problem from becoming a stuck queue).
+func signedHeader(id string, ts time.Time, sig, contentType string) http.Header {
+	h := http.Header{}
+	h.Set(HeaderID, id)
+	h.Set(HeaderTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	if sig != "" {
+		h.Set(HeaderSignature, sig)
+	}
+	h.Set("Content-Type", contentType)
+	h.Set("User-Agent", userAgent)
+	return h
+}
+
+// request is one signed POST.
+type request struct {
+	url    string
+	header http.Header
+	body   io.Reader
+	// size and getBody are set for streamed bodies; a *bytes.Reader body
+	// gets both from net/http.
+	size    int64
+	getBody func() (io.ReadCloser, error)
+}
+
+// send POSTs r within timeout and classifies the answer.
+func (h *Handler) send(ctx context.Context, timeout time.Duration, r request) outcome {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, r.body)
+	if err != nil {
+		if c, ok := r.body.(io.Closer); ok {
+			c.Close()
+		}
+		// The parse error quotes the URL, which may hold a token.
+		return outcome{err: errors.New("invalid target url"), diag: "http; invalid url"}
+	}
+	req.Header = r.header
+	if r.getBody != nil {
+		req.ContentLength = r.size
+		req.GetBody = r.getBody
+		if r.size == 0 {
+			req.Body.Close()
+			req.Body = http.NoBody
+		}
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return classifyError(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	return classifyStatus(resp.StatusCode, resp.Header, h.now())
+}
+
+// writeOutcome turns a directory write into an attempt outcome; a failed
+// write is retried like a failed POST.
+func writeOutcome(path string, err error) outcome {
+	if err != nil {
+		return outcome{err: err, diag: "file; write failed"}
+	}
+	return outcome{path: path}
+}

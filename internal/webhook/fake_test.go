@@ -1,0 +1,263 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/postern"
+)
+
+// memStore is an in-memory blob.Store.
+type memStore struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+	gets int
+}
+
+var _ blob.Store = (*memStore)(nil)
+
+func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
+
+func (s *memStore) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOptions) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.objs[key] = b
+	return nil
+}
+
+func (s *memStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gets++
+	b, ok := s.objs[key]
+	if !ok {
+		return nil, fmt.Errorf("memstore: %w", blob.ErrNotFound)
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (s *memStore) Stat(ctx context.Context, key string) (blob.Attrs, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.objs[key]
+	if !ok {
+		return blob.Attrs{}, blob.ErrNotFound
+	}
+	return blob.Attrs{Size: int64(len(b))}, nil
+}
+
+func (s *memStore) Delete(ctx context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.objs, key)
+	return nil
+}
+
+// fakeSender records what is queued for the dsn stage; err makes Send fail.
+type fakeSender struct {
+	mu     sync.Mutex
+	bodies [][]byte
+	err    error
+}
+
+var _ Sender = (*fakeSender)(nil)
+
+func (f *fakeSender) Send(ctx context.Context, body []byte, delay time.Duration) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return "", f.err
+	}
+	f.bodies = append(f.bodies, bytes.Clone(body))
+	return fmt.Sprint(len(f.bodies)), nil
+}
+
+func (f *fakeSender) jobs(t *testing.T) []postern.DSNJob {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]postern.DSNJob, len(f.bodies))
+	for i, b := range f.bodies {
+		if err := json.Unmarshal(b, &out[i]); err != nil {
+			t.Fatalf("dsn job %d: %v", i, err)
+		}
+	}
+	return out
+}
+
+// fakeURLs makes deterministic links.
+type fakeURLs struct{}
+
+func (fakeURLs) URL(_ context.Context, key string) (string, error) {
+	return "https://files.example/" + key + "?sig=x", nil
+}
+
+// captured is one request a test server received.
+type captured struct {
+	header http.Header
+	body   []byte
+}
+
+// recorder is a test webhook receiver that answers with the scripted
+// statuses in turn (the last one repeats) and records every request.
+type recorder struct {
+	mu       sync.Mutex
+	reqs     []captured
+	statuses []int
+	header   http.Header // added to every response
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec.mu.Lock()
+	rec.reqs = append(rec.reqs, captured{header: r.Header.Clone(), body: body})
+	status := http.StatusOK
+	if n := len(rec.reqs); len(rec.statuses) > 0 {
+		status = rec.statuses[min(n, len(rec.statuses))-1]
+	}
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	rec.mu.Unlock()
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte("ok"))
+}
+
+func (rec *recorder) requests() []captured {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]captured(nil), rec.reqs...)
+}
+
+// serve starts rec on loopback for the length of the test.
+func serve(t *testing.T, rec *recorder) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+var (
+	testNow     = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
+	testSecret  = []byte("test-secret-one")
+	testSecret2 = []byte("test-secret-two")
+)
+
+// fixture is a stored message and its webhook job.
+type fixture struct {
+	store  *memStore
+	job    postern.WebhookJob
+	parsed postern.Parsed
+	raw    []byte
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	id := postern.NewMsgID()
+	date := time.Date(2025, 3, 4, 9, 58, 0, 0, time.FixedZone("", 3600))
+	raw := []byte("From: Scanner <scan@dev.example>\r\nTo: inbox@app.example\r\nSubject: Scan 42\r\n\r\nhello\r\n")
+	f := &fixture{
+		store: newMemStore(),
+		raw:   raw,
+		job: postern.WebhookJob{
+			V:          postern.JobVersion,
+			ID:         id,
+			Route:      "scans",
+			Recipients: []string{"inbox@app.example", "copy@app.example"},
+			Created:    testNow.Add(-time.Minute),
+			Envelope: postern.Envelope{
+				V:      postern.EnvelopeVersion,
+				ID:     id,
+				Sender: "scan@dev.example",
+				Recipients: []postern.Recipient{
+					{Addr: "inbox@app.example"}, {Addr: "copy@app.example"}, {Addr: "other@elsewhere.example"},
+				},
+				Identity:   "scanner-2f",
+				AuthMech:   "PLAIN",
+				ClientIP:   "192.0.2.10",
+				HELO:       "scanner.lan",
+				TLS:        &postern.TLSInfo{Version: "TLS1.3", Cipher: "TLS_AES_128_GCM_SHA256"},
+				ReceivedAt: testNow.Add(-2 * time.Minute),
+				Size:       int64(len(raw)),
+				SHA256:     "ab12",
+			},
+		},
+		parsed: postern.Parsed{
+			V:             postern.ParsedVersion,
+			ID:            id,
+			Headers:       []postern.Header{{Name: "From", Value: "Scanner <scan@dev.example>"}, {Name: "Subject", Value: "Scan 42"}},
+			From:          []postern.Address{{Name: "Scanner", Address: "scan@dev.example"}},
+			To:            []postern.Address{{Address: "inbox@app.example"}},
+			Cc:            []postern.Address{{Address: "cc@app.example"}},
+			ReplyTo:       []postern.Address{{Address: "replies@dev.example"}},
+			Subject:       "Scan 42",
+			Date:          &date,
+			MessageID:     "<42@dev.example>",
+			InReplyTo:     []string{"<41@dev.example>"},
+			References:    []string{"<40@dev.example>", "<41@dev.example>"},
+			Text:          "hello",
+			HTML:          "<p>hello</p>",
+			TextTruncated: true,
+			Attachments: []postern.Attachment{
+				{Filename: "small.txt", ContentType: "text/plain", Size: 3, SHA256: "s1", Disposition: "attachment", Content: []byte("abc")},
+				{Filename: "scan.pdf", ContentType: "application/pdf", DetectedType: "application/pdf", Size: 900000, SHA256: "s2", ContentID: "<c1>", Disposition: "inline", Key: id.AttachmentKey(1)},
+			},
+			Errors: []postern.ParseError{{Name: "charset", Detail: "unknown charset x-foo", Severe: false}},
+		},
+	}
+	f.put(t, id.RawKey(), raw)
+	pj, err := json.Marshal(f.parsed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, id.ParsedKey(), pj)
+	return f
+}
+
+func (f *fixture) put(t *testing.T, key string, b []byte) {
+	t.Helper()
+	if err := f.store.Put(t.Context(), key, bytes.NewReader(b), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jobBody is the queue message for the fixture's job.
+func (f *fixture) jobBody(t *testing.T, attempt int) postern.Job {
+	t.Helper()
+	b, err := json.Marshal(f.job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return postern.Job{Body: b, Attempt: attempt}
+}
+
+// handler builds a Handler over f with one target for route "scans".
+func (f *fixture) handler(t *testing.T, target Target, dsn Sender, now time.Time, opts ...Option) *Handler {
+	t.Helper()
+	targets := func(route string) (Target, bool) {
+		if route != "scans" {
+			return Target{}, false
+		}
+		return target, true
+	}
+	opts = append([]Option{WithClock(func() time.Time { return now })}, opts...)
+	return New(f.store, targets, nil, dsn, testLogger(t), opts...)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

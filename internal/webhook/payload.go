@@ -1,0 +1,151 @@
+package webhook
+
+import (
+	"time"
+
+	"github.com/postern/postern/internal/postern"
+)
+
+// The webhook body is a public contract with applications, so it has its own
+// types here rather than reusing the domain types: a change inside Postern
+// cannot change what receivers see without a change to this file and to V.
+
+// PayloadVersion is the schema version carried as "v" inside data.
+const PayloadVersion = 1
+
+// Event types.
+const (
+	EventReceived = "email.received"
+	EventFailed   = "email.failed"
+)
+
+// ReceivedEvent is the body of a json-payload delivery.
+type ReceivedEvent struct {
+	Type      string    `json:"type"`      // EventReceived
+	Timestamp time.Time `json:"timestamp"` // when the gateway received the message, UTC, RFC 3339
+	Data      Received  `json:"data"`
+}
+
+// Received is one received message as an application sees it. Envelope
+// addresses (what SMTP said) are kept apart from header addresses (what the
+// message says), since they differ for Bcc, lists and forwarding.
+type Received struct {
+	V        int           `json:"v"`
+	ID       postern.MsgID `json:"id"`
+	Route    string        `json:"route"`
+	Identity string        `json:"identity,omitempty"`
+	Envelope Envelope      `json:"envelope"`
+
+	From       []Address  `json:"from"`
+	Sender     []Address  `json:"sender,omitempty"`
+	To         []Address  `json:"to"`
+	Cc         []Address  `json:"cc"`
+	ReplyTo    []Address  `json:"reply_to"`
+	Subject    string     `json:"subject"`
+	Date       *time.Time `json:"date,omitempty"`
+	MessageID  string     `json:"message_id,omitempty"`
+	InReplyTo  []string   `json:"in_reply_to,omitempty"`
+	References []string   `json:"references,omitempty"`
+	Headers    []Header   `json:"headers"`
+
+	Text          string `json:"text"`
+	HTML          string `json:"html"`
+	TextDerived   bool   `json:"text_derived"`
+	TextTruncated bool   `json:"text_truncated"`
+	HTMLTruncated bool   `json:"html_truncated"`
+
+	Attachments []Attachment `json:"attachments"`
+	Raw         Raw          `json:"raw"`
+	// ParseErrors lists what the parser met; a message with severe ones is
+	// delivered all the same, and Raw has all of it.
+	ParseErrors []ParseError `json:"parse_errors"`
+	Client      Client       `json:"client"`
+}
+
+// Envelope is the SMTP envelope as it concerns this route.
+type Envelope struct {
+	Sender     string   `json:"sender"`     // MAIL FROM; "" for the null sender
+	Recipients []string `json:"recipients"` // the RCPT TO addresses this route took
+}
+
+// Address is one mailbox from a header.
+type Address struct {
+	Name    string `json:"name,omitempty"`
+	Address string `json:"address"`
+}
+
+// Header is one header field, in message order, value decoded where it could be.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Attachment is one attachment or inline part. Content is there (base64)
+// when the part was small enough to inline; otherwise Key names the stored
+// object and URL, when the gateway is set up to make links, fetches it.
+type Attachment struct {
+	Filename     string `json:"filename"`
+	ContentType  string `json:"content_type"`
+	DetectedType string `json:"detected_type,omitempty"`
+	Size         int64  `json:"size"`
+	SHA256       string `json:"sha256"`
+	ContentID    string `json:"content_id,omitempty"`
+	Disposition  string `json:"disposition,omitempty"`
+	Content      []byte `json:"content,omitempty"`
+	Key          string `json:"key,omitempty"`
+	URL          string `json:"url,omitempty"`
+}
+
+// Raw points at the message exactly as received.
+type Raw struct {
+	Key    string `json:"key"`
+	URL    string `json:"url,omitempty"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// ParseError is one problem the parser met.
+type ParseError struct {
+	Name   string `json:"name"`
+	Detail string `json:"detail"`
+	Severe bool   `json:"severe"`
+}
+
+// Client is what the gateway knew about the sending device or application.
+type Client struct {
+	IP         string    `json:"ip"`
+	HELO       string    `json:"helo"`
+	TLS        *TLS      `json:"tls,omitempty"`
+	AuthMech   string    `json:"auth_mech,omitempty"`
+	Identity   string    `json:"identity,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+// TLS is the TLS state of the SMTP session; absent for plaintext.
+type TLS struct {
+	Version string `json:"version"`
+	Cipher  string `json:"cipher"`
+}
+
+// FailedEvent is the body sent to a route's failure URL when a delivery
+// fails for good.
+type FailedEvent struct {
+	Type      string    `json:"type"` // EventFailed
+	Timestamp time.Time `json:"timestamp"`
+	Data      Failed    `json:"data"`
+}
+
+// Failed says which delivery failed and why. It carries no message content:
+// the receiver can look the message up by ID.
+type Failed struct {
+	V          int           `json:"v"`
+	ID         postern.MsgID `json:"id"`
+	Route      string        `json:"route"`
+	WebhookID  string        `json:"webhook_id"` // the webhook-id the failed deliveries carried
+	Recipients []string      `json:"recipients"`
+	Reason     string        `json:"reason"`     // "rejected" (permanent answer) or "expired" (max age)
+	Status     string        `json:"status"`     // the DSN's enhanced status, e.g. 5.0.0
+	Diagnostic string        `json:"diagnostic"` // e.g. "http; 410 Gone"
+	Attempts   int           `json:"attempts"`
+	Created    time.Time     `json:"created"` // when routing created the delivery
+}

@@ -1,0 +1,156 @@
+// Package webhook is the webhook delivery stage: it POSTs a routed message to
+// an application, signed per Standard Webhooks, and turns a final failure into a DSN.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/postern"
+)
+
+// Sender enqueues a job body on the dsn queue. queue.Queue satisfies it.
+type Sender interface {
+	Send(ctx context.Context, body []byte, delay time.Duration) (string, error)
+}
+
+// Handler delivers postern.WebhookJob jobs. It keeps no state between jobs,
+// so one Handler serves concurrent calls.
+type Handler struct {
+	store   blob.Store
+	targets Targets
+	client  *http.Client
+	dsn     Sender
+	log     *slog.Logger
+	now     func() time.Time
+	urls    URLs
+}
+
+var _ postern.Handler = (*Handler)(nil)
+
+// Option changes a Handler built by New.
+type Option func(*Handler)
+
+// WithClock replaces time.Now, for tests of timestamps and max age.
+func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+
+// WithURLs makes the payload carry links for stored attachments and the raw
+// message besides their keys. Without it the payload has keys only.
+func WithURLs(u URLs) Option { return func(h *Handler) { h.urls = u } }
+
+// New builds the webhook stage. store holds the parsed and raw messages,
+// targets resolves route names, dsn is the dsn queue. A nil client gets one
+// that does not follow redirects (a webhook URL that redirects is treated as
+// a failed attempt, not silently re-aimed); a nil log discards.
+func New(store blob.Store, targets Targets, client *http.Client, dsn Sender, log *slog.Logger, opts ...Option) *Handler {
+	if client == nil {
+		client = &http.Client{
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{store: store, targets: targets, client: client, dsn: dsn, log: log, now: time.Now}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
+}
+
+// Handle makes one delivery attempt. It returns nil when the message was
+// delivered, or when it failed for good and the DSN is queued; a temporary
+// error (with RetryAfter when the receiver asked) to be tried again; and a
+// permanent error only for a job that can never be delivered (malformed, or
+// its route removed), which the queue dead-letters.
+func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
+	wj, err := decodeJob(job.Body)
+	if err != nil {
+		return err
+	}
+	t, ok := h.targets(wj.Route)
+	if !ok {
+		return postern.Permanent(fmt.Errorf("webhook %s: route %q is not configured", wj.ID, wj.Route))
+	}
+	t = t.withDefaults()
+	if t.Payload != PayloadJSON && t.Payload != PayloadRaw {
+		return postern.Permanent(fmt.Errorf("webhook %s: route %q: payload %q is not json or raw", wj.ID, wj.Route, t.Payload))
+	}
+
+	d := &delivery{job: wj, target: t, attempt: job.Attempt, webhookID: postern.WebhookDeliveryID(wj.ID, wj.Route)}
+	start := h.now()
+	o, err := h.attempt(ctx, d)
+	latency := h.now().Sub(start)
+	if err != nil {
+		h.logAttempt(ctx, d, slog.LevelWarn, "prepare failed", o, latency, slog.String("error", err.Error()))
+		return fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, err)
+	}
+	switch {
+	case o.err == nil:
+		h.logAttempt(ctx, d, slog.LevelInfo, "delivered", o, latency)
+		return nil
+	case ctx.Err() != nil:
+		// Shutting down or out of time: not the receiver's fault.
+		h.logAttempt(ctx, d, slog.LevelWarn, "interrupted", o, latency)
+		return fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, ctx.Err())
+	case o.permanent:
+		h.logAttempt(ctx, d, slog.LevelWarn, "rejected", o, latency)
+		return h.fail(ctx, d, o, reasonRejected)
+	case d.expired(h.now()):
+		h.logAttempt(ctx, d, slog.LevelWarn, "expired", o, latency)
+		return h.fail(ctx, d, o, reasonExpired)
+	}
+	h.logAttempt(ctx, d, slog.LevelWarn, "retry", o, latency)
+	err = fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, o.err)
+	if o.after > 0 {
+		return postern.RetryAfter(err, o.after)
+	}
+	return err
+}
+
+// decodeJob reads and checks a job body. Every failure is permanent: the
+// same bytes will never decode on a retry.
+func decodeJob(body []byte) (*postern.WebhookJob, error) {
+	var wj postern.WebhookJob
+	if err := json.Unmarshal(body, &wj); err != nil {
+		return nil, postern.Permanent(fmt.Errorf("webhook: decode job: %w", err))
+	}
+	if wj.V != postern.JobVersion {
+		return nil, postern.Permanent(fmt.Errorf("webhook %s: job version %d, want %d", wj.ID, wj.V, postern.JobVersion))
+	}
+	// The id becomes store keys and file names: it must be a real ULID.
+	if _, err := postern.ParseMsgID(string(wj.ID)); err != nil {
+		return nil, postern.Permanent(fmt.Errorf("webhook: %w", err))
+	}
+	if wj.Route == "" {
+		return nil, postern.Permanent(fmt.Errorf("webhook %s: job has no route", wj.ID))
+	}
+	return &wj, nil
+}
+
+// logAttempt writes the one line per attempt: ids, status and latency, and
+// for failures the fixed-word diagnostic, never bodies, URLs or secrets.
+func (h *Handler) logAttempt(ctx context.Context, d *delivery, level slog.Level, result string, o outcome, latency time.Duration, extra ...slog.Attr) {
+	attrs := []slog.Attr{
+		slog.String("msg_id", string(d.job.ID)),
+		slog.String("stage", "webhook"),
+		slog.String("route", d.job.Route),
+		slog.Int("attempt", d.attempt),
+		slog.String("target", d.kind()),
+		slog.Int("status", o.status),
+		slog.Int64("latency_ms", latency.Milliseconds()),
+		slog.String("result", result),
+	}
+	if o.err != nil && o.diag != "" {
+		attrs = append(attrs, slog.String("diagnostic", o.diag))
+	}
+	if o.path != "" {
+		attrs = append(attrs, slog.String("path", o.path))
+	}
+	h.log.LogAttrs(ctx, level, "webhook attempt", append(attrs, extra...)...)
+}
