@@ -87,6 +87,14 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 			return nil, err
 		}
 		a.q[q.name] = qq
+		// Jobs in flight belonged to consumers of a process that is gone.
+		n, err := qq.ReleaseInFlight(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
+		}
 	}
 
 	st, err := buildStages(cfg, a.store, a.q, log)

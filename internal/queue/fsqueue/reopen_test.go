@@ -28,7 +28,7 @@ func TestReopenKeepsMessages(t *testing.T) {
 		}
 		sent[id] = body
 	}
-	inFlight, err := q.Receive(ctx, 1, time.Second, 0)
+	inFlight, err := q.Receive(ctx, 1, 3*time.Second, 0) // long enough to outlast a reopen on a loaded machine
 	if err != nil || len(inFlight) != 1 {
 		t.Fatalf("Receive = %d messages, %v", len(inFlight), err)
 	}
@@ -53,7 +53,7 @@ func TestReopenKeepsMessages(t *testing.T) {
 			t.Errorf("got %q body %q count %d, sent body %q", m.ID, m.Body, m.ReceiveCount, sent[m.ID])
 		}
 	}
-	back, err := q.Receive(ctx, 10, time.Minute, 3*time.Second)
+	back, err := q.Receive(ctx, 10, time.Minute, 8*time.Second)
 	if err != nil || len(back) != 1 {
 		t.Fatalf("Receive of the message in flight = %d messages, %v", len(back), err)
 	}
