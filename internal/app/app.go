@@ -4,7 +4,9 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/smtpd"
+	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/worker"
 )
 
@@ -45,6 +48,7 @@ type App struct {
 	admin     *http.Server
 	adminLn   net.Listener
 	workers   []*worker.Worker
+	tls       *tlsconf.Manager
 	draining  atomic.Bool
 }
 
@@ -110,8 +114,24 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 		a.workers = append(a.workers, w)
 	}
 
+	if !cfg.TLS.Disable {
+		a.tls, err = tlsconf.New(tlsconf.Options{
+			CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, MinVersion: cfg.TLS.MinVersion,
+			Hostname: cfg.Hostname, SelfSignedDir: cfg.Path("tls"), Log: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
+	authFails := smtpd.NewAuthFailures(cfg.Limits.MaxAuthFailures, cfg.Limits.AuthFailureWindow.D())
 	in := ingest.New(a.store, a.q[QueueInbound], log)
 	for _, l := range cfg.Listeners {
+		var tcfg *tls.Config
+		if a.tls != nil {
+			if tcfg, err = a.tls.Config(l.TLSMinVersion); err != nil {
+				return nil, fmt.Errorf("listeners %s: %w", l.Name, err)
+			}
+		}
 		ln, err := net.Listen("tcp", l.Addr)
 		if err != nil {
 			return nil, fmt.Errorf("listeners %s: listen on %s: %w", l.Name, l.Addr, err)
@@ -120,12 +140,21 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 		a.servers = append(a.servers, smtpd.New(smtpd.Config{
 			Hostname:        cfg.Hostname,
 			Listener:        l.Name,
+			Mode:            smtpd.Mode(cmp.Or(l.Mode, "smtp")),
+			TLS:             tcfg,
 			MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 			MaxRecipients:   cfg.Limits.MaxRecipients,
 			MaxLineLength:   cfg.Limits.MaxLineLength,
 			CommandTimeout:  cfg.Limits.CommandTimeout.D(),
 			DataTimeout:     cfg.Limits.DataTimeout.D(),
 			StoreTimeout:    cfg.Limits.StoreTimeout.D(),
+
+			MaxSessions:      cfg.Limits.MaxSessions,
+			MaxSessionsPerIP: cfg.Limits.MaxSessionsPerIP,
+			MaxAuthFailures:  cfg.Limits.MaxAuthFailures,
+			AuthFailures:     authFails,
+			MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
+			MaxReceived:      cfg.Limits.MaxReceived,
 		}, st.identities, st.table, in, log))
 	}
 	if cfg.Admin.Addr != "" {
@@ -201,6 +230,15 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 		a.admin.Shutdown(sctx)
 	}
 	return errors.Join(runErr, a.Close())
+}
+
+// ReloadTLS re-reads the certificate files (on SIGHUP). A failure keeps
+// the current certificate.
+func (a *App) ReloadTLS() error {
+	if a.tls == nil {
+		return nil
+	}
+	return a.tls.Reload()
 }
 
 // Close releases the store and queues. Run calls it on the way out.

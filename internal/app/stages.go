@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/webhook"
+	"golang.org/x/time/rate"
 )
 
 type stages struct {
@@ -67,7 +69,16 @@ func buildStages(cfg *config.Config, store blob.Store, q map[string]*fsqueue.Que
 
 	var ids []smtpd.Identity
 	for _, c := range cfg.Identities {
-		id := smtpd.Identity{Name: c.Name}
+		id := smtpd.Identity{Name: c.Name, AllowPlaintext: c.AllowPlaintext, MaxMessageBytes: c.MaxMessageBytes, MaxRecipients: c.MaxRecipients}
+		if c.PasswordHash != "" {
+			id.Username = cmp.Or(c.Username, c.Name)
+			id.PasswordHash = []byte(c.PasswordHash)
+		}
+		if c.MessagesPerMinute > 0 {
+			// A burst of a minute's allowance: devices send in spurts (a
+			// scanner's batch), and the average is what needs bounding.
+			id.Limiter = rate.NewLimiter(rate.Limit(float64(c.MessagesPerMinute)/60), c.MessagesPerMinute)
+		}
 		for _, n := range c.Networks {
 			p, err := netip.ParsePrefix(n)
 			if err != nil {

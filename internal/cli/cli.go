@@ -92,6 +92,14 @@ func run(ctx context.Context, e Env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			a.ReloadTLS() // failures are logged and keep the current certificate
+		}
+	}()
 	if err := a.Run(ctx, *grace); err != nil {
 		fmt.Fprintln(e.Stderr, "gateway:", err)
 		return 1

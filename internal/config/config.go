@@ -23,6 +23,7 @@ type Config struct {
 	DataDir    string     `yaml:"data_dir"`
 	Backend    Backend    `yaml:"backend"`
 	Listeners  []Listener `yaml:"listeners"`
+	TLS        TLS        `yaml:"tls"`
 	Admin      Admin      `yaml:"admin"`
 	Limits     Limits     `yaml:"limits"`
 	Identities []Identity `yaml:"identities"`
@@ -41,6 +42,23 @@ type Backend struct {
 type Listener struct {
 	Name string `yaml:"name"`
 	Addr string `yaml:"addr"`
+	// Mode is "smtp" (plain with STARTTLS, 25-style), "submission"
+	// (STARTTLS, AUTH required, 587-style) or "smtps" (implicit TLS,
+	// 465-style).
+	Mode string `yaml:"mode"`
+	// TLSMinVersion overrides tls.min_version on this listener, e.g. "1.0"
+	// for a dedicated port for legacy devices.
+	TLSMinVersion string `yaml:"tls_min_version"`
+}
+
+// TLS is the server certificate. With no files, a self-signed certificate
+// is generated (and kept under data_dir) so STARTTLS works out of the box.
+type TLS struct {
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	MinVersion string `yaml:"min_version"` // 1.0 | 1.1 | 1.2 | 1.3
+	// Disable turns TLS off entirely (no STARTTLS, no smtps listeners).
+	Disable bool `yaml:"disable"`
 }
 
 // Admin is the HTTP listener for health checks.
@@ -57,20 +75,46 @@ type Limits struct {
 	CommandTimeout  Duration `yaml:"command_timeout"`
 	DataTimeout     Duration `yaml:"data_timeout"`
 	StoreTimeout    Duration `yaml:"store_timeout"`
+	// MaxSessions and MaxSessionsPerIP bound concurrent connections; more
+	// get 421 4.7.0 at connect.
+	MaxSessions      int `yaml:"max_sessions"`
+	MaxSessionsPerIP int `yaml:"max_sessions_per_ip"`
+	// MaxAuthFailures failed AUTH attempts per client IP within
+	// AuthFailureWindow make the gateway answer 421 and hang up on that IP
+	// until the window passes; each failure is also answered slowly.
+	MaxAuthFailures   int      `yaml:"max_auth_failures"`
+	AuthFailureWindow Duration `yaml:"auth_failure_window"`
+	// MaxHeaderBytes bounds the header block of a message; MaxReceived the
+	// Received: hops it may carry (more means a mail loop: 554 5.4.6).
+	MaxHeaderBytes int64 `yaml:"max_header_bytes"`
+	MaxReceived    int   `yaml:"max_received"`
 }
 
 // Identity is a device or application allowed to send.
 type Identity struct {
 	Name string `yaml:"name"`
-	// Networks admit clients by source address (CIDR), for devices that
-	// cannot authenticate.
+	// Username and PasswordHash (bcrypt, from `gateway hash-password`) let
+	// the identity authenticate with AUTH PLAIN or LOGIN. Username defaults
+	// to Name.
+	Username     string `yaml:"username"`
+	PasswordHash string `yaml:"password_hash"`
+	// Networks admit clients by source address (CIDR). Without a password,
+	// any client in them is this identity (devices that cannot
+	// authenticate); with one, they restrict where it may log in from.
 	Networks []string `yaml:"networks"`
+	// AllowPlaintext lets this identity's clients authenticate and send
+	// without TLS (legacy devices on a trusted LAN).
+	AllowPlaintext bool `yaml:"allow_plaintext"`
 	// AllowedSenders and AllowedRecipients are glob patterns on envelope
 	// addresses (case-insensitive, * and ?); empty means any.
 	AllowedSenders    []string `yaml:"allowed_senders"`
 	AllowedRecipients []string `yaml:"allowed_recipients"`
 	// Owner receives failure notices for this identity's mail.
 	Owner string `yaml:"owner"`
+	// Per-identity limits; zero means the global limit (or none for rate).
+	MaxMessageBytes   int64 `yaml:"max_message_bytes"`
+	MaxRecipients     int   `yaml:"max_recipients"`
+	MessagesPerMinute int   `yaml:"messages_per_minute"`
 }
 
 // Route is one rule of the ordered route table.
@@ -155,7 +199,8 @@ func Default() *Config {
 		Hostname:  host,
 		DataDir:   "./data",
 		Backend:   Backend{Type: "local"},
-		Listeners: []Listener{{Name: "smtp", Addr: "127.0.0.1:2525"}},
+		Listeners: []Listener{{Name: "smtp", Addr: "127.0.0.1:2525", Mode: "smtp"}},
+		TLS:       TLS{MinVersion: "1.2"},
 		Admin:     Admin{Addr: "127.0.0.1:8025"},
 		Limits: Limits{
 			MaxMessageBytes: 25 << 20,
@@ -164,8 +209,15 @@ func Default() *Config {
 			CommandTimeout:  Duration(5 * time.Minute),
 			DataTimeout:     Duration(10 * time.Minute),
 			StoreTimeout:    Duration(60 * time.Second),
+
+			MaxSessions:       1000,
+			MaxSessionsPerIP:  20,
+			MaxAuthFailures:   5,
+			AuthFailureWindow: Duration(15 * time.Minute),
+			MaxHeaderBytes:    1 << 20,
+			MaxReceived:       50,
 		},
-		Identities: []Identity{{Name: "local", Networks: []string{"127.0.0.0/8", "::1/128"}}},
+		Identities: []Identity{{Name: "local", Networks: []string{"127.0.0.0/8", "::1/128"}, AllowPlaintext: true}},
 		Routes: []Route{{
 			Name:      "default",
 			Match:     Match{Recipients: []string{"*"}},

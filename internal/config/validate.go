@@ -42,6 +42,24 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
 			bad(key+".addr", "%q is not host:port; write e.g. \"127.0.0.1:2525\" or \":25\"", l.Addr)
 		}
+		switch l.Mode {
+		case "", "smtp", "submission":
+		case "smtps":
+			if c.TLS.Disable {
+				bad(key+".mode", "smtps needs TLS, but tls.disable is true; enable TLS or use mode smtp")
+			}
+		default:
+			bad(key+".mode", "%q is not one of smtp, submission, smtps", l.Mode)
+		}
+		if l.TLSMinVersion != "" && !validTLSVersion(l.TLSMinVersion) {
+			bad(key+".tls_min_version", "%q is not one of 1.0, 1.1, 1.2, 1.3", l.TLSMinVersion)
+		}
+	}
+	if !validTLSVersion(c.TLS.MinVersion) {
+		bad("tls.min_version", "%q is not one of 1.0, 1.1, 1.2, 1.3 (the default is 1.2)", c.TLS.MinVersion)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together; set both, or neither for a generated self-signed certificate")
 	}
 	if c.Admin.Addr != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Addr); err != nil {
@@ -63,10 +81,23 @@ func (c *Config) Validate() error {
 			bad(key, "must be a positive duration such as \"5m\"")
 		}
 	}
+	for key, n := range map[string]int{"limits.max_sessions": l.MaxSessions, "limits.max_sessions_per_ip": l.MaxSessionsPerIP,
+		"limits.max_auth_failures": l.MaxAuthFailures, "limits.max_received": l.MaxReceived} {
+		if n < 1 {
+			bad(key, "%d must be at least 1", n)
+		}
+	}
+	if l.AuthFailureWindow <= 0 {
+		bad("limits.auth_failure_window", "must be a positive duration such as \"15m\"")
+	}
+	if l.MaxHeaderBytes < 1024 {
+		bad("limits.max_header_bytes", "%d is too small; set at least 1024 (the default is 1048576)", l.MaxHeaderBytes)
+	}
 	if len(c.Identities) == 0 {
 		bad("identities", "none configured, so no client could send; add one, e.g. {name: local, networks: [\"127.0.0.0/8\"]}")
 	}
 	names = map[string]bool{}
+	users := map[string]bool{}
 	for i, id := range c.Identities {
 		key := fmt.Sprintf("identities[%d]", i)
 		if id.Name == "" {
@@ -75,8 +106,24 @@ func (c *Config) Validate() error {
 			bad(key+".name", "%q is used twice; identity names must be unique", id.Name)
 		}
 		names[id.Name] = true
-		if len(id.Networks) == 0 {
-			bad(key+".networks", "is empty; list the CIDR networks this identity sends from, e.g. [\"192.168.1.0/24\"]")
+		if len(id.Networks) == 0 && id.PasswordHash == "" {
+			bad(key, "has neither networks nor password_hash, so nothing could use it; add networks (CIDR) or a password_hash from `gateway hash-password`")
+		}
+		if id.PasswordHash != "" && !strings.HasPrefix(id.PasswordHash, "$2") {
+			bad(key+".password_hash", "is not a bcrypt hash; make one with `gateway hash-password`")
+		}
+		if id.MaxMessageBytes < 0 || id.MaxRecipients < 0 || id.MessagesPerMinute < 0 {
+			bad(key, "limits must not be negative")
+		}
+		user := id.Username
+		if user == "" {
+			user = id.Name
+		}
+		if id.PasswordHash != "" {
+			if users[user] {
+				bad(key+".username", "%q is used by two identities; usernames must be unique", user)
+			}
+			users[user] = true
 		}
 		for j, n := range id.Networks {
 			if _, err := netip.ParsePrefix(n); err != nil {
@@ -136,6 +183,14 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q is not one of json, text", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+func validTLSVersion(v string) bool {
+	switch v {
+	case "1.0", "1.1", "1.2", "1.3":
+		return true
+	}
+	return false
 }
 
 func validateWebhook(key string, w *Webhook, bad func(key, format string, args ...any)) {

@@ -5,6 +5,7 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/internal/postern"
 )
@@ -29,25 +31,55 @@ type Router interface {
 	Accepts(rcpt, sender, identity string) bool
 }
 
-// Identity is a client the gateway recognises.
+// Identity is a client the gateway recognises: by password (AUTH), by
+// source network, or both (then the password is required and the networks
+// restrict where it may be used).
 type Identity struct {
-	Name     string
-	Networks []netip.Prefix
+	Name         string
+	Username     string // AUTH username; "" means the identity cannot AUTH
+	PasswordHash []byte // bcrypt
+	Networks     []netip.Prefix
+	// AllowPlaintext lets this identity's clients send (and AUTH) without TLS.
+	AllowPlaintext bool
 	// AllowSender and AllowRecipient check envelope addresses; nil allows any.
 	AllowSender    func(addr string) bool
 	AllowRecipient func(addr string) bool
+	// Per-identity limits; zero means the server's. Limiter (shared by all
+	// listeners) bounds messages per minute; nil means none.
+	MaxMessageBytes int64
+	MaxRecipients   int
+	Limiter         *rate.Limiter
 }
+
+// Mode is a listener's kind.
+type Mode string
+
+const (
+	ModeSMTP       Mode = "smtp"       // plain with STARTTLS (port 25 style)
+	ModeSubmission Mode = "submission" // STARTTLS, AUTH required (587 style)
+	ModeSMTPS      Mode = "smtps"      // implicit TLS (465 style)
+)
 
 // Config holds the server's settings; every limit is explicit.
 type Config struct {
 	Hostname        string
 	Listener        string // listener name, recorded in the envelope
+	Mode            Mode
+	TLS             *tls.Config // nil: no STARTTLS (and no smtps)
 	MaxMessageBytes int64
 	MaxRecipients   int
 	MaxLineLength   int
-	CommandTimeout  time.Duration
-	DataTimeout     time.Duration
+	CommandTimeout  time.Duration // per read while waiting for a command
+	DataTimeout     time.Duration // per read during DATA
 	StoreTimeout    time.Duration
+
+	MaxSessions      int
+	MaxSessionsPerIP int
+	MaxAuthFailures  int
+	AuthFailures     *AuthFailures // shared across listeners; nil: per server
+	AuthTarpit       time.Duration // delay per recent failure; default 1s
+	MaxHeaderBytes   int64
+	MaxReceived      int
 }
 
 // Server serves SMTP on one listener.
@@ -58,59 +90,138 @@ type Server struct {
 	ingest     Ingester
 	log        *slog.Logger
 	smtp       *smtp.Server
+	gate       *gate
+	authFails  *AuthFailures
 	now        func() time.Time
+	real       net.Listener
 }
 
 // New returns a server; call Serve to run it.
 func New(cfg Config, identities []Identity, router Router, ingest Ingester, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, identities: identities, router: router, ingest: ingest, log: log, now: time.Now}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeSMTP
+	}
+	if cfg.AuthTarpit <= 0 {
+		cfg.AuthTarpit = time.Second
+	}
+	if cfg.MaxAuthFailures <= 0 {
+		cfg.MaxAuthFailures = 5
+	}
+	s := &Server{cfg: cfg, identities: identities, router: router, ingest: ingest, log: log, now: time.Now, authFails: cfg.AuthFailures}
+	if s.authFails == nil {
+		s.authFails = NewAuthFailures(cfg.MaxAuthFailures, 15*time.Minute)
+	}
+	s.gate = newGate(s)
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageBytes
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.MaxLineLength = cfg.MaxLineLength
-	// go-smtp applies ReadTimeout per command line, and to the whole DATA
-	// upload; the larger of the two keeps a slow but progressing upload alive.
-	srv.ReadTimeout = max(cfg.CommandTimeout, cfg.DataTimeout)
+	// trackedConn applies per-read timeouts itself; this value only has to
+	// be non-zero so go-smtp arms deadlines at all.
+	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = cfg.CommandTimeout
-	srv.AllowInsecureAuth = false
+	// AUTH without TLS is decided per client (session.authAllowed), so that
+	// legacy devices on an allowed network can use it and nobody else.
+	srv.AllowInsecureAuth = true
+	if cfg.Mode != ModeSMTPS {
+		srv.TLSConfig = cfg.TLS
+	}
 	srv.ErrorLog = errorLog{log}
 	s.smtp = srv
 	return s
 }
 
-// Serve accepts connections on l until Close or Shutdown.
-func (s *Server) Serve(l net.Listener) error { return s.smtp.Serve(l) }
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	s.real = l
+	var gl net.Listener = s.gate.listen(l, s.cfg.Mode == ModeSMTPS)
+	if s.cfg.Mode == ModeSMTPS {
+		if s.cfg.TLS == nil {
+			return fmt.Errorf("smtpd: listener %s is smtps but has no TLS configuration", s.cfg.Listener)
+		}
+		gl = tls.NewListener(gl, s.cfg.TLS)
+	}
+	return s.smtp.Serve(gl)
+}
 
-// Shutdown stops accepting and waits for open sessions until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error { return s.smtp.Shutdown(ctx) }
+// Shutdown drains: new clients get 421 4.3.2, idle sessions are ended, and
+// sessions in DATA may finish until ctx ends; then everything is closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.gate.drain()
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		s.smtp.Close()
+	}
+	if s.real != nil {
+		s.real.Close()
+	}
+	return err
+}
 
 // Close stops at once.
-func (s *Server) Close() error { return s.smtp.Close() }
+func (s *Server) Close() error {
+	err := s.smtp.Close()
+	if s.real != nil {
+		s.real.Close()
+	}
+	return err
+}
+
+// Sessions returns the number of open sessions.
+func (s *Server) Sessions() int { return s.gate.sessions() }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	ap, _ := netip.ParseAddrPort(c.Conn().RemoteAddr().String())
+	tc := underlying(c.Conn())
+	if tc == nil {
+		return nil, reply(421, smtp.EnhancedCode{4, 3, 0}, "Internal error")
+	}
+	ap, _ := netip.ParseAddrPort(tc.RemoteAddr().String())
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		srv:    s,
 		conn:   c,
-		ip:     ap.Addr().Unmap(),
+		tc:     tc,
+		ip:     tc.ip,
 		port:   int(ap.Port()),
 		ctx:    ctx,
 		cancel: cancel,
-		log:    s.log.With(slog.String("client_ip", ap.Addr().Unmap().String())),
+		log:    s.log.With(slog.String("client_ip", tc.ip.String()), slog.String("listener", s.cfg.Listener)),
 	}, nil
 }
 
-func (s *Server) identityFor(ip netip.Addr) *Identity {
+// networkIdentity is the identity a client is by its address alone: the
+// first password-less identity whose networks contain ip.
+func (s *Server) networkIdentity(ip netip.Addr) *Identity {
 	for i := range s.identities {
-		for _, p := range s.identities[i].Networks {
-			if p.Contains(ip) {
-				return &s.identities[i]
-			}
+		id := &s.identities[i]
+		if id.Username == "" && containsIP(id.Networks, ip) {
+			return id
 		}
 	}
 	return nil
+}
+
+func (s *Server) identityByUser(user string) *Identity {
+	var found *Identity
+	for i := range s.identities {
+		id := &s.identities[i]
+		if id.Username != "" && equalUser(id.Username, user) && found == nil {
+			found = id
+		}
+	}
+	return found
+}
+
+// plaintextAllowed reports whether some identity that allows plaintext
+// covers ip.
+func (s *Server) plaintextAllowed(ip netip.Addr) bool {
+	for i := range s.identities {
+		if s.identities[i].AllowPlaintext && containsIP(s.identities[i].Networks, ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // errorLog routes go-smtp's own messages (accept errors, panics) to slog.

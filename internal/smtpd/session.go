@@ -20,17 +20,20 @@ import (
 type session struct {
 	srv    *Server
 	conn   *smtp.Conn
+	tc     *trackedConn
 	ip     netip.Addr
 	port   int
 	ctx    context.Context
 	cancel context.CancelFunc
 	log    *slog.Logger
 
-	identity *Identity
+	authID   *Identity // set by a successful AUTH
+	authMech string
+
+	identity *Identity // who sends the current transaction
 	from     string
 	mailOpts smtp.MailOptions
 	rcpts    []postern.Recipient
-	started  bool
 }
 
 var _ smtp.Session = (*session)(nil)
@@ -40,7 +43,6 @@ func (s *session) Reset() {
 	s.from = ""
 	s.mailOpts = smtp.MailOptions{}
 	s.rcpts = nil
-	s.started = false
 }
 
 func (s *session) Logout() error {
@@ -48,15 +50,52 @@ func (s *session) Logout() error {
 	return nil
 }
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	id := s.srv.identityFor(s.ip)
+func (s *session) isTLS() bool {
+	_, ok := s.conn.TLSConnectionState()
+	return ok
+}
+
+// sender decides who this client is for a transaction, or why it may not
+// send at all. It is what keeps the gateway from being an open relay.
+func (s *session) sender() (*Identity, *smtp.SMTPError) {
+	if s.authID != nil {
+		if !s.isTLS() && !s.authID.AllowPlaintext {
+			return nil, errNeedsTLS
+		}
+		return s.authID, nil
+	}
+	if s.srv.cfg.Mode == ModeSubmission {
+		return nil, errAuthRequired
+	}
+	id := s.srv.networkIdentity(s.ip)
 	if id == nil {
-		s.log.Info("sender refused: no identity", slog.String("stage", "gateway"), slog.Int("smtp_code", 530))
-		return errAuthRequired
+		return nil, errAuthRequired
+	}
+	if !s.isTLS() && !id.AllowPlaintext {
+		return nil, errNeedsTLS
+	}
+	return id, nil
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.srv.gate.isDraining() {
+		return errShuttingDown
+	}
+	id, rerr := s.sender()
+	if rerr != nil {
+		s.log.Info("sender refused", slog.String("stage", "gateway"), slog.Int("smtp_code", rerr.Code))
+		return rerr
 	}
 	if id.AllowSender != nil && !id.AllowSender(from) {
 		s.log.Info("sender refused", slog.String("stage", "gateway"), slog.String("identity", id.Name), slog.Int("smtp_code", 553))
 		return errSenderDenied
+	}
+	if opts != nil && opts.Size > 0 && opts.Size > s.maxBytes(id) {
+		return errTooBig
+	}
+	if id.Limiter != nil && !id.Limiter.Allow() {
+		s.log.Warn("rate limited", slog.String("stage", "gateway"), slog.String("identity", id.Name), slog.Int("smtp_code", 451))
+		return errRateLimited
 	}
 	s.Reset()
 	s.identity = id
@@ -64,15 +103,25 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts != nil {
 		s.mailOpts = *opts
 	}
-	s.started = true
 	return nil
+}
+
+func (s *session) maxBytes(id *Identity) int64 {
+	if id.MaxMessageBytes > 0 && id.MaxMessageBytes < s.srv.cfg.MaxMessageBytes {
+		return id.MaxMessageBytes
+	}
+	return s.srv.cfg.MaxMessageBytes
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.identity == nil {
 		return errAuthRequired
 	}
+	if s.identity.MaxRecipients > 0 && len(s.rcpts) >= s.identity.MaxRecipients {
+		return errTooManyRcpts
+	}
 	if s.identity.AllowRecipient != nil && !s.identity.AllowRecipient(to) {
+		s.log.Info("recipient refused", slog.String("stage", "gateway"), slog.String("identity", s.identity.Name), slog.Int("smtp_code", 550))
 		return errRecipientDenied
 	}
 	if !s.srv.router.Accepts(to, s.from, s.identity.Name) {
@@ -93,6 +142,11 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	s.tc.inData.Store(true)
+	defer s.tc.inData.Store(false)
+	if s.identity == nil || len(s.rcpts) == 0 {
+		return errBadSequence
+	}
 	id := postern.NewMsgID()
 	now := s.srv.now().UTC()
 	env := &postern.Envelope{
@@ -101,6 +155,7 @@ func (s *session) Data(r io.Reader) error {
 		Sender:     s.from,
 		Recipients: s.rcpts,
 		Identity:   s.identity.Name,
+		AuthMech:   s.authMech,
 		ClientIP:   s.ip.String(),
 		ClientPort: s.port,
 		HELO:       s.conn.Hostname(),
@@ -113,19 +168,26 @@ func (s *session) Data(r io.Reader) error {
 		Ret:        string(s.mailOpts.Return),
 		EnvID:      s.mailOpts.EnvelopeID,
 	}
+	if s.authID != nil {
+		env.AuthUser = s.authID.Username
+	}
 	if st, ok := s.conn.TLSConnectionState(); ok {
 		env.TLS = &postern.TLSInfo{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), ServerName: st.ServerName}
 	}
 
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.StoreTimeout+s.srv.cfg.DataTimeout)
+	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
-	body := io.MultiReader(strings.NewReader(receivedHeader(env)), r)
+	scan := &headerScanner{r: r, maxHeader: s.srv.cfg.MaxHeaderBytes, maxReceived: s.srv.cfg.MaxReceived, limit: s.maxBytes(s.identity)}
+	body := io.MultiReader(strings.NewReader(receivedHeader(env)), scan)
+	start := time.Now()
 	if err := s.srv.ingest.Accept(ctx, env, body); err != nil {
 		rep := dataError(err, id)
 		s.log.Warn("message not accepted", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
 			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
 		return rep
 	}
+	s.log.Info("message queued", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
+		slog.String("identity", env.Identity), slog.Int("smtp_code", 250), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
 	return accepted(id)
 }
 

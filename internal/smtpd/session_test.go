@@ -68,9 +68,10 @@ func testConfig() Config {
 
 func loopback() []Identity {
 	return []Identity{{
-		Name:        "local",
-		Networks:    []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
-		AllowSender: func(a string) bool { return !strings.HasPrefix(a, "forbidden@") },
+		Name:           "local",
+		Networks:       []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		AllowPlaintext: true,
+		AllowSender:    func(a string) bool { return !strings.HasPrefix(a, "forbidden@") },
 	}}
 }
 

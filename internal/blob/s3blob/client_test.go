@@ -1,0 +1,87 @@
+package s3blob
+
+import (
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+)
+
+// isolateAWSEnv points the SDK's default chain at static test credentials
+// and nothing else: no shared files, profile, region or endpoint override.
+// (t.Setenv: these tests are not parallel.)
+func isolateAWSEnv(t *testing.T) {
+	dir := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID":           testAccessKey,
+		"AWS_SECRET_ACCESS_KEY":       testSecretKey,
+		"AWS_SESSION_TOKEN":           "",
+		"AWS_PROFILE":                 "",
+		"AWS_REGION":                  "",
+		"AWS_DEFAULT_REGION":          "",
+		"AWS_ENDPOINT_URL":            "",
+		"AWS_ENDPOINT_URL_S3":         "",
+		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
+		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	} {
+		t.Setenv(k, v)
+	}
+}
+
+// roundTrip writes and reads one object through a client from NewClient.
+func roundTrip(t *testing.T, endpoint string, hc *http.Client) {
+	t.Helper()
+	c, err := NewClient(t.Context(), endpoint, true, hc)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	if got := c.Options().Region; got != fallbackRegion {
+		t.Errorf("region = %q, want the fallback %q", got, fallbackRegion)
+	}
+	srv := &server{endpoint: endpoint}
+	s := New(c, srv.newBucket(t, c), Options{})
+	data := randomBytes(6<<20, 9) // multipart too
+	mustPut(t, s, "m/aa/x/raw.eml", data)
+	wantObject(t, s, "m/aa/x/raw.eml", data)
+}
+
+// A plain HTTP client passed to NewClient works although AWS_CA_BUNDLE is
+// set: it goes on the S3 client, not through config.WithHTTPClient.
+func TestNewClientPlainHTTPWithCABundleSet(t *testing.T) {
+	isolateAWSEnv(t)
+	ts := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+	t.Cleanup(ts.Close)
+	other := httptest.NewTLSServer(http.NotFoundHandler())
+	other.Close()
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	writeCert(t, bundle, other)
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	roundTrip(t, ts.URL, &http.Client{})
+}
+
+// With no HTTP client, the SDK's own client trusts AWS_CA_BUNDLE: a TLS
+// endpoint signed by that bundle works.
+func TestNewClientDefaultHTTPTrustsCABundle(t *testing.T) {
+	isolateAWSEnv(t)
+	ts := httptest.NewTLSServer(gofakes3.New(s3mem.New()).Server())
+	t.Cleanup(ts.Close)
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	writeCert(t, bundle, ts)
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	roundTrip(t, ts.URL, nil)
+}
+
+// writeCert writes the test server's certificate as a PEM CA bundle.
+func writeCert(t *testing.T, path string, ts *httptest.Server) {
+	t.Helper()
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})
+	if err := os.WriteFile(path, block, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,379 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/time/rate"
+)
+
+func testTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"gw.test"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
+}
+
+func hash(t *testing.T, pw string) []byte {
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+type srvOpt func(*Config)
+
+func startWith(t *testing.T, ids []Identity, ing Ingester, opts ...srvOpt) (string, *Server) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.TLS = testTLS(t)
+	cfg.AuthTarpit = time.Millisecond
+	cfg.MaxAuthFailures = 3
+	cfg.MaxSessions, cfg.MaxSessionsPerIP = 100, 100
+	cfg.MaxHeaderBytes, cfg.MaxReceived = 64<<10, 10
+	for _, o := range opts {
+		o(&cfg)
+	}
+	router := routerFunc(func(rcpt, _, _ string) bool { return !strings.HasPrefix(rcpt, "nobody@") })
+	srv := New(cfg, ids, router, ing, slog.New(slog.NewJSONHandler(testLogWriter{t}, nil)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return l.Addr().String(), srv
+}
+
+// devices: a password identity (TLS required) and a plaintext LAN device
+// identity that does not cover loopback.
+func authIdentities(t *testing.T) []Identity {
+	return []Identity{
+		{Name: "erp", Username: "erp", PasswordHash: hash(t, "s3cret")},
+		{Name: "old-printer", Username: "printer", PasswordHash: hash(t, "lpt1"), AllowPlaintext: true, Networks: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}},
+	}
+}
+
+func (d *dialog) starttls(t *testing.T) {
+	t.Helper()
+	d.must("STARTTLS", "220")
+	tc := tls.Client(d.c, &tls.Config{InsecureSkipVerify: true, ServerName: "gw.test"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	d.c = tc
+	d.r = bufio.NewReader(tc)
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestAuthOnlyAfterTLS(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	addr, _ := startWith(t, authIdentities(t), ing)
+	d := dial(t, addr)
+	ehlo := d.must("EHLO erp.lan", "250")
+	if strings.Contains(ehlo, "AUTH") || !strings.Contains(ehlo, "STARTTLS") {
+		t.Fatalf("plaintext EHLO must offer STARTTLS and not AUTH:\n%s", ehlo)
+	}
+	d.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "538 5.7.11")
+	d.must("MAIL FROM:<erp@corp>", "530 5.7.0")
+
+	d.starttls(t)
+	ehlo = d.must("EHLO erp.lan", "250")
+	if !strings.Contains(ehlo, "AUTH PLAIN LOGIN") || strings.Contains(ehlo, "STARTTLS") {
+		t.Fatalf("TLS EHLO must offer AUTH PLAIN LOGIN:\n%s", ehlo)
+	}
+	d.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "235")
+	d.must("MAIL FROM:<erp@corp>", "250")
+	d.must("RCPT TO:<app@example.com>", "250")
+	d.must("DATA", "354")
+	d.must("Subject: invoice\r\n\r\nx\r\n.", "250 2.0.0 OK")
+	env := ing.envs[0]
+	if env.Identity != "erp" || env.AuthMech != "PLAIN" || env.AuthUser != "erp" || env.TLS == nil || env.TLS.Version == "" {
+		t.Fatalf("envelope lacks auth/TLS facts: %+v", env)
+	}
+	if !strings.Contains(string(ing.raws[0]), "with ESMTPS id") {
+		t.Errorf("Received does not say ESMTPS:\n%s", ing.raws[0])
+	}
+}
+
+func TestAuthLogin(t *testing.T) {
+	t.Parallel()
+	addr, _ := startWith(t, authIdentities(t), &fakeIngest{})
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	d.starttls(t)
+	d.must("EHLO x", "250")
+	d.must("AUTH LOGIN", "334 "+b64("Username:"))
+	d.must(b64("erp"), "334 "+b64("Password:"))
+	d.must(b64("s3cret"), "235")
+	d.must("MAIL FROM:<a@corp>", "250")
+
+	// Initial response on the AUTH line carries the username.
+	d2 := dial(t, addr)
+	d2.must("EHLO x", "250")
+	d2.starttls(t)
+	d2.must("EHLO x", "250")
+	d2.must("AUTH LOGIN "+b64("erp"), "334 "+b64("Password:"))
+	d2.must(b64("wrong"), "535 5.7.8")
+	d2.must("AUTH LOGIN "+b64("erp"), "334")
+	d2.must("*", "501")
+}
+
+func TestAuthFailuresLockOutTheIP(t *testing.T) {
+	t.Parallel()
+	addr, _ := startWith(t, authIdentities(t), &fakeIngest{})
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	d.starttls(t)
+	d.must("EHLO x", "250")
+	d.must("AUTH PLAIN "+b64("\x00erp\x00nope"), "535 5.7.8")
+	d.must("AUTH PLAIN "+b64("\x00nosuchuser\x00nope"), "535 5.7.8")
+	d.must("AUTH PLAIN "+b64("\x00erp\x00nope2"), "421 4.7.0")
+	// The session is over (go-smtp may say 421 once more as it hangs up)...
+	closed := false
+	for range 3 {
+		if _, err := d.r.ReadString('\n'); err != nil {
+			closed = true
+			break
+		}
+	}
+	if !closed {
+		t.Fatal("session still open after lockout")
+	}
+	// ...and so are new ones from this address.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "421 4.7.0") {
+		t.Fatalf("locked-out IP greeted with %q", line)
+	}
+}
+
+func TestAuthRestrictedToNetworksAndPlaintextPolicy(t *testing.T) {
+	t.Parallel()
+	ids := []Identity{{Name: "lan-printer", Username: "printer", PasswordHash: hash(t, "lpt1"), AllowPlaintext: true,
+		Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, authIdentities(t)[0]}
+	addr, _ := startWith(t, ids, &fakeIngest{})
+	d := dial(t, addr)
+	// Loopback is a plaintext-allowed network here: AUTH is offered in clear.
+	if ehlo := d.must("EHLO x", "250"); !strings.Contains(ehlo, "AUTH PLAIN LOGIN") {
+		t.Fatalf("AUTH not offered to a plaintext-allowed network:\n%s", ehlo)
+	}
+	d.must("AUTH PLAIN "+b64("\x00printer\x00lpt1"), "235")
+	d.must("MAIL FROM:<printer@lan>", "250")
+
+	// The erp identity is not plaintext-allowed: right password, no TLS.
+	d2 := dial(t, addr)
+	d2.must("EHLO x", "250")
+	d2.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "235")
+	d2.must("MAIL FROM:<erp@corp>", "530 5.7.0")
+
+	// A password identity restricted to other networks cannot log in here.
+	addr2, _ := startWith(t, authIdentities(t), &fakeIngest{})
+	d3 := dial(t, addr2)
+	d3.must("EHLO x", "250")
+	d3.starttls(t)
+	d3.must("EHLO x", "250")
+	d3.must("AUTH PLAIN "+b64("\x00printer\x00lpt1"), "535")
+}
+
+func TestSubmissionRequiresAuth(t *testing.T) {
+	t.Parallel()
+	addr, _ := startWith(t, loopback(), &fakeIngest{}, func(c *Config) { c.Mode = ModeSubmission })
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	d.must("MAIL FROM:<a@lan>", "530 5.7.0")
+}
+
+func TestImplicitTLS(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	addr, _ := startWith(t, authIdentities(t), ing, func(c *Config) { c.Mode = ModeSMTPS })
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	d := &dialog{t: t, c: c, r: bufio.NewReader(c)}
+	d.expect("220")
+	if ehlo := d.must("EHLO x", "250"); strings.Contains(ehlo, "STARTTLS") || !strings.Contains(ehlo, "AUTH") {
+		t.Fatalf("smtps EHLO:\n%s", ehlo)
+	}
+	d.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "235")
+	d.must("MAIL FROM:<a@corp>", "250")
+}
+
+// CVE-2011-0411 class: commands pipelined after STARTTLS in plaintext must
+// be discarded, not executed inside the TLS session.
+func TestSTARTTLSDiscardsPipelinedPlaintext(t *testing.T) {
+	t.Parallel()
+	ids := append(loopback(), authIdentities(t)...)
+	addr, _ := startWith(t, ids, &fakeIngest{})
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	if _, err := io.WriteString(d.c, "STARTTLS\r\nMAIL FROM:<injected@evil>\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	d.expect("220")
+	tc := tls.Client(d.c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	d.c, d.r = tc, bufio.NewReader(tc)
+	d.must("EHLO x", "250")
+	// Had the injected MAIL run, RCPT would be accepted (or MAIL refused as nested).
+	d.must("RCPT TO:<app@example.com>", "502")
+}
+
+func TestSessionLimits(t *testing.T) {
+	t.Parallel()
+	addr, _ := startWith(t, loopback(), &fakeIngest{}, func(c *Config) { c.MaxSessionsPerIP = 2 })
+	dial(t, addr)
+	dial(t, addr)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "421 4.7.0") {
+		t.Fatalf("third session from one IP greeted with %q", line)
+	}
+}
+
+func TestSlowUploadIsNotCutButStallIs(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	addr, _ := startWith(t, loopback(), ing, func(c *Config) {
+		c.CommandTimeout, c.DataTimeout = 600*time.Millisecond, 600*time.Millisecond
+	})
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	d.must("MAIL FROM:<a@lan>", "250")
+	d.must("RCPT TO:<app@example.com>", "250")
+	d.must("DATA", "354")
+	io.WriteString(d.c, "Subject: slow\r\n\r\n")
+	// 2 s in all, far beyond the timeout, but never idle for long.
+	for range 10 {
+		time.Sleep(200 * time.Millisecond)
+		io.WriteString(d.c, strings.Repeat("x", 100)+"\r\n")
+	}
+	d.must(".", "250 2.0.0 OK")
+	// A client that goes quiet is dropped with 421.
+	time.Sleep(1200 * time.Millisecond)
+	d.expect("421 4.4.2")
+}
+
+func TestHeaderLimitsAndLoops(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	addr, _ := startWith(t, loopback(), ing, func(c *Config) { c.MaxReceived, c.MaxHeaderBytes = 3, 2048 })
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	send := func(msg, want string) {
+		t.Helper()
+		d.must("MAIL FROM:<a@lan>", "250")
+		d.must("RCPT TO:<app@example.com>", "250")
+		d.must("DATA", "354")
+		d.must(msg+"\r\n.", want)
+	}
+	hops := strings.Repeat("Received: from a by b; Sat, 21 Nov 2026 10:00:00 +0000\r\n", 4)
+	send(hops+"Subject: loop\r\n\r\nx", "554 5.4.6")
+	send(strings.Repeat("Received: from a by b\r\n", 3)+"Subject: ok\r\n\r\n"+strings.Repeat("received: not a header\r\n", 10), "250")
+	send("X-Big: "+strings.Repeat("a", 990)+"\r\nX-Big: "+strings.Repeat("a", 990)+"\r\nX-Big: "+strings.Repeat("a", 990)+"\r\n\r\nx", "552 5.3.4")
+	if len(ing.envs) != 1 {
+		t.Fatalf("stored %d messages, want 1", len(ing.envs))
+	}
+}
+
+func TestPerIdentityLimits(t *testing.T) {
+	t.Parallel()
+	ids := loopback()
+	ids[0].Limiter = rate.NewLimiter(rate.Every(time.Hour), 1)
+	ids[0].MaxRecipients = 1
+	ids[0].MaxMessageBytes = 2000
+	addr, _ := startWith(t, ids, &fakeIngest{})
+	d := dial(t, addr)
+	d.must("EHLO x", "250")
+	d.must("MAIL FROM:<a@lan> SIZE=5000", "552 5.3.4")
+	d.must("MAIL FROM:<a@lan>", "250")
+	d.must("RCPT TO:<r1@example.com>", "250")
+	d.must("RCPT TO:<r2@example.com>", "452 4.5.3")
+	d.must("DATA", "354")
+	d.must("Subject: big\r\n\r\n"+strings.Repeat(strings.Repeat("y", 70)+"\r\n", 45)+".", "552 5.3.4")
+	d.must("MAIL FROM:<a@lan>", "451 4.7.0")
+}
+
+func TestShutdownDrains(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	addr, srv := startWith(t, loopback(), ing)
+	idle := dial(t, addr)
+	idle.must("EHLO idle", "250")
+	busy := dial(t, addr)
+	busy.must("EHLO busy", "250")
+	busy.must("MAIL FROM:<a@lan>", "250")
+	busy.must("RCPT TO:<app@example.com>", "250")
+	busy.must("DATA", "354")
+	io.WriteString(busy.c, "Subject: in flight\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- srv.Shutdown(ctx)
+	}()
+	idle.expect("421")
+	time.Sleep(100 * time.Millisecond)
+	c, err := net.Dial("tcp", addr)
+	if err == nil {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if !strings.HasPrefix(line, "421 4.3.2") {
+			t.Errorf("new connection while draining got %q", line)
+		}
+	}
+	busy.must("body\r\n.", "250 2.0.0 OK")
+	busy.must("QUIT", "221")
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if len(ing.envs) != 1 {
+		t.Fatal("message in flight lost at shutdown")
+	}
+}
