@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"time"
-
-	"github.com/postern/postern/internal/blob"
 )
 
 // adminHandler serves /healthz (the process is alive) and /readyz (the
@@ -32,11 +30,5 @@ func (a *App) ready(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := a.store.Stat(ctx, "readyz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
-		return errors.New("store unavailable")
-	}
-	if _, err := a.q[QueueInbound].Stats(ctx); err != nil {
-		return errors.New("queue unavailable")
-	}
-	return nil
+	return a.be.ready(ctx)
 }

@@ -12,15 +12,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/postern/postern/internal/blob/fsblob"
+	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/ingest"
-	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/worker"
@@ -39,9 +38,9 @@ type App struct {
 	cfg *config.Config
 	log *slog.Logger
 
-	store  *fsblob.Store
-	queues *fsqueue.DB
-	q      map[string]*fsqueue.Queue
+	be    *backend
+	store blob.Store
+	q     map[string]queue.Queue
 
 	servers   []*smtpd.Server
 	listeners []net.Listener
@@ -56,62 +55,32 @@ type App struct {
 // binds every listener, so that a configuration or port problem surfaces
 // before Run. Close releases what New opened if Run is never called.
 func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log, q: map[string]*fsqueue.Queue{}}
+	a = &App{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
-	}
-	a.store, err = fsblob.New(cfg.Path("store"), fsblob.Options{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	a.queues, err = fsqueue.Open(cfg.Path("queue.db"), fsqueue.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("open queue: %w", err)
-	}
-	for _, q := range []struct {
-		name        string
-		maxReceives int
-	}{
-		// Webhook and relay retry until their route's max age, not a count;
-		// the count only catches a job that crashes its handler every time.
-		{QueueInbound, 10}, {QueueWebhook, 1000}, {QueueRelay, 1000}, {QueueDSN, 20},
-	} {
-		dlq, err := a.queues.Queue(q.name+"-dlq", fsqueue.Config{})
-		if err != nil {
-			return nil, err
-		}
-		a.q[q.name+"-dlq"] = dlq
-		qq, err := a.queues.Queue(q.name, fsqueue.Config{MaxReceives: q.maxReceives, DeadLetter: q.name + "-dlq"})
-		if err != nil {
-			return nil, err
-		}
-		a.q[q.name] = qq
-		// Jobs in flight belonged to consumers of a process that is gone.
-		n, err := qq.ReleaseInFlight(context.Background())
-		if err != nil {
-			return nil, err
-		}
-		if n > 0 {
-			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
-		}
-	}
-
-	st, err := buildStages(cfg, a.store, a.q, log)
+	a.be, err = openBackend(context.Background(), cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	for _, w := range []*worker.Worker{
-		{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
-		{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},
-	} {
-		w.Log = log
-		w.Concurrency = cfg.Delivery.Workers
-		a.workers = append(a.workers, w)
+	a.store, a.q = a.be.store, a.be.queues
+
+	st, err := buildStages(cfg, a.be, log)
+	if err != nil {
+		return nil, err
+	}
+	// Locally every stage runs in-process; on AWS they are Lambda functions.
+	if a.be.local {
+		for _, w := range []*worker.Worker{
+			{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
+			{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},
+		} {
+			w.Log = log
+			w.Concurrency = cfg.Delivery.Workers
+			a.workers = append(a.workers, w)
+		}
 	}
 
 	if !cfg.TLS.Disable {
@@ -250,13 +219,9 @@ func (a *App) Close() error {
 	if a.adminLn != nil {
 		a.adminLn.Close()
 	}
-	if a.queues != nil {
-		errs = append(errs, a.queues.Close())
-		a.queues = nil
-	}
-	if a.store != nil {
-		errs = append(errs, a.store.Close())
-		a.store = nil
+	if a.be != nil {
+		errs = append(errs, a.be.close())
+		a.be = nil
 	}
 	return errors.Join(errs...)
 }

@@ -4,13 +4,10 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 
-	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/parse"
-	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/webhook"
@@ -26,7 +23,8 @@ type stages struct {
 
 // buildStages turns the config into the route table, identities and stage
 // handlers. The same function will serve the Lambda mains.
-func buildStages(cfg *config.Config, store blob.Store, q map[string]*fsqueue.Queue, log *slog.Logger) (*stages, error) {
+func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, error) {
+	store, q := be.store, be.queues
 	var rules []route.Rule
 	targets := map[string]webhook.Target{}
 	for _, r := range cfg.Routes {
@@ -97,10 +95,14 @@ func buildStages(cfg *config.Config, store blob.Store, q map[string]*fsqueue.Que
 
 	ph := parse.New(parse.Config{InlineAttachmentMax: cfg.Delivery.InlineAttachmentBytes}, store, table,
 		parse.Outbox{Webhook: q[QueueWebhook], Relay: q[QueueRelay], DSN: q[QueueDSN]}, log)
+	var opts []webhook.Option
+	if be.urls != nil {
+		opts = append(opts, webhook.WithURLs(be.urls))
+	}
 	wh := webhook.New(store, func(name string) (webhook.Target, bool) {
 		t, ok := targets[name]
 		return t, ok
-	}, &http.Client{}, q[QueueDSN], log)
+	}, nil, q[QueueDSN], log, opts...)
 	return &stages{table: table, identities: ids, parse: ph, webhook: wh}, nil
 }
 

@@ -34,8 +34,33 @@ type Config struct {
 
 // Backend selects where messages and jobs are kept.
 type Backend struct {
-	// Type is "local" (a directory and an on-disk queue under data_dir).
+	// Type is "local" (a directory and an on-disk queue under data_dir, and
+	// every stage in-process) or "aws" (S3 and SQS; the stages run as
+	// Lambda functions).
 	Type string `yaml:"type"`
+	AWS  AWS    `yaml:"aws"`
+}
+
+// AWS locates the bucket and queues of the aws backend. Credentials come
+// from the default chain (environment, ECS task role, Lambda role).
+type AWS struct {
+	Region      string `yaml:"region"`
+	Bucket      string `yaml:"bucket"`
+	Prefix      string `yaml:"prefix"`
+	SSE         string `yaml:"sse"` // "" (bucket default) | AES256 | aws:kms
+	KMSKeyID    string `yaml:"kms_key_id"`
+	S3Endpoint  string `yaml:"s3_endpoint"`   // stand-ins and VPC endpoints; AWS_ENDPOINT_URL_S3 works too
+	S3PathStyle bool   `yaml:"s3_path_style"` // needed by most S3 stand-ins
+	SQSEndpoint string `yaml:"sqs_endpoint"`
+	Queues      Queues `yaml:"queues"`
+}
+
+// Queues are SQS queue URLs.
+type Queues struct {
+	Inbound string `yaml:"inbound"`
+	Webhook string `yaml:"webhook"`
+	Relay   string `yaml:"relay"`
+	DSN     string `yaml:"dsn"`
 }
 
 // Listener is one SMTP listening address.
@@ -232,6 +257,12 @@ func Default() *Config {
 // the default lists), applies environment overrides and validates.
 func Load(path string, getenv func(string) string) (*Config, error) {
 	c := Default()
+	if inline := getenvOr(getenv, "POSTERN_CONFIG_YAML"); path == "" && inline != "" {
+		// Lambda functions get their configuration inline from the template.
+		if err := decode(c, []byte(inline)); err != nil {
+			return nil, fmt.Errorf("config POSTERN_CONFIG_YAML: %w", err)
+		}
+	}
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -294,6 +325,15 @@ var envKeys = []struct {
 		c.Listeners[0].Addr = v
 		return nil
 	}},
+	{"POSTERN_BACKEND", "backend.type", func(c *Config, v string) error { c.Backend.Type = v; return nil }},
+	{"POSTERN_AWS_REGION", "backend.aws.region", func(c *Config, v string) error { c.Backend.AWS.Region = v; return nil }},
+	{"POSTERN_BUCKET", "backend.aws.bucket", func(c *Config, v string) error { c.Backend.AWS.Bucket = v; return nil }},
+	{"POSTERN_S3_ENDPOINT", "backend.aws.s3_endpoint", func(c *Config, v string) error { c.Backend.AWS.S3Endpoint = v; return nil }},
+	{"POSTERN_SQS_ENDPOINT", "backend.aws.sqs_endpoint", func(c *Config, v string) error { c.Backend.AWS.SQSEndpoint = v; return nil }},
+	{"POSTERN_QUEUE_INBOUND", "backend.aws.queues.inbound", func(c *Config, v string) error { c.Backend.AWS.Queues.Inbound = v; return nil }},
+	{"POSTERN_QUEUE_WEBHOOK", "backend.aws.queues.webhook", func(c *Config, v string) error { c.Backend.AWS.Queues.Webhook = v; return nil }},
+	{"POSTERN_QUEUE_RELAY", "backend.aws.queues.relay", func(c *Config, v string) error { c.Backend.AWS.Queues.Relay = v; return nil }},
+	{"POSTERN_QUEUE_DSN", "backend.aws.queues.dsn", func(c *Config, v string) error { c.Backend.AWS.Queues.DSN = v; return nil }},
 	{"POSTERN_ADMIN_ADDR", "admin.addr", func(c *Config, v string) error { c.Admin.Addr = v; return nil }},
 	{"POSTERN_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
 	{"POSTERN_LOG_FORMAT", "log.format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
@@ -321,6 +361,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 	}
 	return nil
+}
+
+func getenvOr(getenv func(string) string, k string) string {
+	if getenv == nil {
+		return ""
+	}
+	return getenv(k)
 }
 
 // EnvNames lists the environment overrides and the keys they set, for help

@@ -24,8 +24,25 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "is empty; set a directory for the local store and queue, e.g. ./data")
 	}
-	if c.Backend.Type != "local" {
-		bad("backend.type", "%q is not supported; use \"local\"", c.Backend.Type)
+	switch c.Backend.Type {
+	case "local":
+	case "aws":
+		a := c.Backend.AWS
+		if a.Bucket == "" {
+			bad("backend.aws.bucket", "is empty; name the S3 bucket (or set POSTERN_BUCKET)")
+		}
+		for key, u := range map[string]string{"inbound": a.Queues.Inbound, "webhook": a.Queues.Webhook, "relay": a.Queues.Relay, "dsn": a.Queues.DSN} {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+				bad("backend.aws.queues."+key, "%q is not an SQS queue URL; set it (or POSTERN_QUEUE_%s)", u, strings.ToUpper(key))
+			}
+		}
+		switch a.SSE {
+		case "", "AES256", "aws:kms":
+		default:
+			bad("backend.aws.sse", "%q is not one of \"\", AES256, aws:kms", a.SSE)
+		}
+	default:
+		bad("backend.type", "%q is not supported; use \"local\" or \"aws\"", c.Backend.Type)
 	}
 	if len(c.Listeners) == 0 {
 		bad("listeners", "none configured; add one, e.g. {name: smtp, addr: \"127.0.0.1:2525\"}")

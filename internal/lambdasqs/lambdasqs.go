@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue/sqsqueue"
 )
 
 // Visibility reschedules a record for a later retry (SQS
@@ -77,7 +78,16 @@ func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 func (a *Adapter) one(ctx context.Context, r events.SQSMessage) bool {
 	attempt, _ := strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
 	log := a.Log.With(slog.String("stage", a.Stage), slog.String("job_id", r.MessageId), slog.Int("attempt", attempt))
-	err := a.call(ctx, postern.Job{Body: []byte(r.Body), Attempt: max(attempt, 1)})
+	var enc string
+	if v, ok := r.MessageAttributes[sqsqueue.BodyEncodingAttribute]; ok && v.StringValue != nil {
+		enc = *v.StringValue
+	}
+	body, err := sqsqueue.DecodeBody(r.Body, enc)
+	if err == nil {
+		err = a.call(ctx, postern.Job{Body: body, Attempt: max(attempt, 1)})
+	} else {
+		err = postern.Permanent(fmt.Errorf("record %s: %w", r.MessageId, err))
+	}
 	switch {
 	case err == nil:
 		return true

@@ -174,7 +174,7 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	if len(failed) > 0 {
 		if err := h.queueDSN(ctx, rj, res.Remote, failed, now); err != nil {
 			// Keep what was accepted, so the retry does not send it again.
-			if changed && len(deferred)+len(failed) > 0 {
+			if changed {
 				if serr := h.saveState(ctx, rj, st); serr != nil {
 					log.LogAttrs(ctx, slog.LevelWarn, "relay state not saved", slog.String("error", serr.Error()))
 				}

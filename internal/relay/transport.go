@@ -19,8 +19,8 @@ import (
 // remote side did: refusals, network failures and timeouts are Replies
 // (temporary unless the remote said otherwise), never errors. The error is
 // for a fault on this side, such as a message that could not be read, and
-// the caller retries it. Send consumes Body before it returns and keeps to
-// ctx's deadline.
+// the caller retries it. Send reads Body at most once (the caller closes it)
+// and keeps to ctx's deadline.
 type Transport interface {
 	Send(ctx context.Context, m *Message) (*Result, error)
 }

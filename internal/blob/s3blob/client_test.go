@@ -1,13 +1,16 @@
 package s3blob
 
 import (
+	"crypto/tls"
 	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
@@ -66,15 +69,36 @@ func TestNewClientPlainHTTPWithCABundleSet(t *testing.T) {
 }
 
 // With no HTTP client, the SDK's own client trusts AWS_CA_BUNDLE: a TLS
-// endpoint signed by that bundle works.
+// endpoint whose certificate is in the bundle works, one whose is not
+// fails. (Only bodiless calls: gofakes3 stores the aws-chunked framing the
+// SDK uses over TLS as object content; versitygw covers data over TLS.)
 func TestNewClientDefaultHTTPTrustsCABundle(t *testing.T) {
 	isolateAWSEnv(t)
 	ts := httptest.NewTLSServer(gofakes3.New(s3mem.New()).Server())
 	t.Cleanup(ts.Close)
-	bundle := filepath.Join(t.TempDir(), "ca.pem")
-	writeCert(t, bundle, ts)
-	t.Setenv("AWS_CA_BUNDLE", bundle)
-	roundTrip(t, ts.URL, nil)
+	trusted, untrusted := filepath.Join(t.TempDir(), "ca.pem"), filepath.Join(t.TempDir(), "other.pem")
+	writeCert(t, trusted, ts)
+	// Not another httptest server: they all share one certificate.
+	writeSelfSigned(t, untrusted, filepath.Join(t.TempDir(), "other-key.pem"))
+
+	t.Setenv("AWS_CA_BUNDLE", untrusted)
+	c, err := NewClient(t.Context(), ts.URL, true, nil)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	var certErr *tls.CertificateVerificationError
+	if _, err := c.ListBuckets(t.Context(), &s3.ListBucketsInput{}); !errors.As(err, &certErr) {
+		t.Fatalf("ListBuckets with the wrong CA bundle = %v, want a certificate error", err)
+	}
+
+	t.Setenv("AWS_CA_BUNDLE", trusted)
+	c, err = NewClient(t.Context(), ts.URL, true, nil)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	srv := &server{endpoint: ts.URL}
+	s := New(c, srv.newBucket(t, c), Options{})
+	wantMissing(t, s, "m/aa/x/raw.eml")
 }
 
 // writeCert writes the test server's certificate as a PEM CA bundle.

@@ -93,13 +93,18 @@ type recorded struct {
 	op     string // "PutObject", "CreateMultipartUpload", ...
 	sse    string // x-amz-server-side-encryption
 	kmsKey string // x-amz-server-side-encryption-aws-kms-key-id
+	// payload is x-amz-content-sha256: the body's hash when signed, or
+	// how it is sent ("STREAMING-UNSIGNED-PAYLOAD-TRAILER" is aws-chunked
+	// with a trailing checksum).
+	payload string
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	rec := recorded{
-		op:     operation(req.Method, req.URL.Query()),
-		sse:    req.Header.Get("X-Amz-Server-Side-Encryption"),
-		kmsKey: req.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"),
+		op:      operation(req.Method, req.URL.Query()),
+		sse:     req.Header.Get("X-Amz-Server-Side-Encryption"),
+		kmsKey:  req.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"),
+		payload: req.Header.Get("X-Amz-Content-Sha256"),
 	}
 	r.mu.Lock()
 	r.reqs = append(r.reqs, rec)

@@ -10,9 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,7 +129,7 @@ func runVersitygw(t *testing.T, srv *server, bin, root string, tlsArgs []string)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()

@@ -1,0 +1,134 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/blob/fsblob"
+	"github.com/postern/postern/internal/blob/s3blob"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/queue"
+	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/queue/sqsqueue"
+)
+
+// backend is where messages and jobs live: a store and the four queues
+// (and, locally, their dead-letter queues).
+type backend struct {
+	store  blob.Store
+	queues map[string]queue.Queue
+	local  bool
+	ready  func(ctx context.Context) error
+	close  func() error
+	urls   interface {
+		URL(ctx context.Context, key string) (string, error)
+	}
+}
+
+func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
+	if cfg.Backend.Type == "aws" {
+		return openAWS(ctx, cfg, log)
+	}
+	return openLocal(ctx, cfg, log)
+}
+
+func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *backend, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	store, err := fsblob.New(cfg.Path("store"), fsblob.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	db, err := fsqueue.Open(cfg.Path("queue.db"), fsqueue.Options{})
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true,
+		close: func() error { return errors.Join(db.Close(), store.Close()) }}
+	defer func() {
+		if err != nil {
+			b.close()
+		}
+	}()
+	var inbound *fsqueue.Queue
+	for _, q := range []struct {
+		name        string
+		maxReceives int
+	}{
+		// Webhook and relay retry until their route's max age, not a count;
+		// the count only catches a job that crashes its handler every time.
+		{QueueInbound, 10}, {QueueWebhook, 1000}, {QueueRelay, 1000}, {QueueDSN, 20},
+	} {
+		dlq, err := db.Queue(q.name+"-dlq", fsqueue.Config{})
+		if err != nil {
+			return nil, err
+		}
+		b.queues[q.name+"-dlq"] = dlq
+		qq, err := db.Queue(q.name, fsqueue.Config{MaxReceives: q.maxReceives, DeadLetter: q.name + "-dlq"})
+		if err != nil {
+			return nil, err
+		}
+		b.queues[q.name] = qq
+		if q.name == QueueInbound {
+			inbound = qq
+		}
+		// Jobs in flight belonged to consumers of a process that is gone
+		// (the queue file is locked to one process).
+		n, err := qq.ReleaseInFlight(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
+		}
+	}
+	b.ready = func(ctx context.Context) error {
+		if _, err := store.Stat(ctx, "readyz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return errors.New("store unavailable")
+		}
+		if _, err := inbound.Stats(ctx); err != nil {
+			return errors.New("queue unavailable")
+		}
+		return nil
+	}
+	return b, nil
+}
+
+func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
+	a := cfg.Backend.AWS
+	if a.Region != "" && os.Getenv("AWS_REGION") == "" {
+		os.Setenv("AWS_REGION", a.Region)
+	}
+	s3c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.S3PathStyle, nil)
+	if err != nil {
+		return nil, fmt.Errorf("backend.aws: S3 client: %w", err)
+	}
+	store := s3blob.New(s3c, a.Bucket, s3blob.Options{Prefix: a.Prefix, ServerSideEncryption: types.ServerSideEncryption(a.SSE), SSEKMSKeyID: a.KMSKeyID})
+	sqsc, err := sqsqueue.NewClient(ctx, sqsqueue.ClientConfig{Region: a.Region, Endpoint: a.SQSEndpoint})
+	if err != nil {
+		return nil, fmt.Errorf("backend.aws: SQS client: %w", err)
+	}
+	b := &backend{store: store, queues: map[string]queue.Queue{}, urls: store, close: func() error { return nil }}
+	for name, url := range map[string]string{QueueInbound: a.Queues.Inbound, QueueWebhook: a.Queues.Webhook, QueueRelay: a.Queues.Relay, QueueDSN: a.Queues.DSN} {
+		b.queues[name] = sqsqueue.New(sqsc, url, sqsqueue.Options{Logger: log})
+	}
+	inbound := b.queues[QueueInbound].(*sqsqueue.Queue)
+	b.ready = func(ctx context.Context) error {
+		if _, err := store.Stat(ctx, "readyz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			return errors.New("store unavailable")
+		}
+		if _, err := inbound.Stats(ctx); err != nil {
+			return errors.New("queue unavailable")
+		}
+		return nil
+	}
+	return b, nil
+}
