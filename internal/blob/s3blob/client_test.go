@@ -87,7 +87,8 @@ func TestNewClientDefaultHTTPTrustsCABundle(t *testing.T) {
 		t.Fatalf("NewClient: %v", err)
 	}
 	var certErr *tls.CertificateVerificationError
-	if _, err := c.ListBuckets(t.Context(), &s3.ListBucketsInput{}); !errors.As(err, &certErr) {
+	noRetry := func(o *s3.Options) { o.RetryMaxAttempts = 1 }
+	if _, err := c.ListBuckets(t.Context(), &s3.ListBucketsInput{}, noRetry); !errors.As(err, &certErr) {
 		t.Fatalf("ListBuckets with the wrong CA bundle = %v, want a certificate error", err)
 	}
 

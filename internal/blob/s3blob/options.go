@@ -37,7 +37,8 @@ type Options struct {
 	Prefix string
 
 	// ServerSideEncryption is sent on every Put (PutObject and
-	// CreateMultipartUpload): "" (the bucket default), "AES256" or "aws:kms".
+	// CreateMultipartUpload): "" (the bucket default), "AES256", "aws:kms"
+	// or "aws:kms:dsse".
 	ServerSideEncryption types.ServerSideEncryption
 	// SSEKMSKeyID names the KMS key for "aws:kms"; empty means the
 	// account's aws/s3 key.
@@ -69,7 +70,8 @@ func (o Options) Validate() error {
 	switch o.ServerSideEncryption {
 	case "", types.ServerSideEncryptionAes256, types.ServerSideEncryptionAwsKms, types.ServerSideEncryptionAwsKmsDsse:
 	default:
-		return fmt.Errorf("s3blob: ServerSideEncryption %q: want \"\", %q or %q", o.ServerSideEncryption, types.ServerSideEncryptionAes256, types.ServerSideEncryptionAwsKms)
+		return fmt.Errorf("s3blob: ServerSideEncryption %q: want \"\", %q, %q or %q", o.ServerSideEncryption,
+			types.ServerSideEncryptionAes256, types.ServerSideEncryptionAwsKms, types.ServerSideEncryptionAwsKmsDsse)
 	}
 	if o.SSEKMSKeyID != "" && o.ServerSideEncryption != types.ServerSideEncryptionAwsKms && o.ServerSideEncryption != types.ServerSideEncryptionAwsKmsDsse {
 		return fmt.Errorf("s3blob: SSEKMSKeyID needs ServerSideEncryption %q", types.ServerSideEncryptionAwsKms)

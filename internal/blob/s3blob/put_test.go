@@ -40,11 +40,11 @@ func (f *fakeAPI) AbortMultipartUpload(ctx context.Context, _ *s3.AbortMultipart
 	return &s3.AbortMultipartUploadOutput{}, f.abort(ctx)
 }
 
-// Memory per Put must not grow with the object: a 100 MiB body may cost a
-// few parts of allocation, not 100 MiB. Not parallel: it reads the process's
+// Memory per Put must not grow with the object: a 160 MiB body may cost a
+// few parts of allocation (about 26 MiB; 36 MiB under -race), not 160 MiB. Not parallel: it reads the process's
 // allocation counter.
 func TestPutMemoryIndependentOfSize(t *testing.T) {
-	const size = 100 << 20
+	const size = 160 << 20
 	var parts, bytesSeen atomic.Int64
 	f := &fakeAPI{uploadPart: func(_ context.Context, in *s3.UploadPartInput) error {
 		n, err := io.Copy(io.Discard, in.Body)
@@ -68,8 +68,9 @@ func TestPutMemoryIndependentOfSize(t *testing.T) {
 		t.Fatalf("uploaded %d bytes in %d parts, want %d in %d", bytesSeen.Load(), parts.Load(), size, size/DefaultPartSize)
 	}
 	alloc := after.TotalAlloc - before.TotalAlloc
-	// (Concurrency+1) pooled parts plus the growth of the first part's buffer.
-	const limit = 8 * DefaultPartSize
+	// (Concurrency+1) pooled parts, the growth of the first part's buffer,
+	// and slack.
+	const limit = 12 * DefaultPartSize
 	t.Logf("a %d MiB Put allocated %.1f MiB", size>>20, float64(alloc)/(1<<20))
 	if alloc > limit {
 		t.Fatalf("a %d MiB Put allocated %d MiB, want at most %d MiB", size>>20, alloc>>20, limit>>20)

@@ -61,9 +61,9 @@ func New(client API, bucket string, opts Options) *Store {
 	}
 	s.upload = transfermanager.New(client, func(o *transfermanager.Options) {
 		o.PartSizeBytes = s.opts.PartSize
-		// Bodies up to one part go up in a single PutObject; longer ones as
-		// a multipart upload. Either way at most one part is read ahead
-		// before the first request.
+		// Bodies shorter than one part go up in a single PutObject, longer
+		// ones as a multipart upload. Either way at most one part is read
+		// ahead before the first request.
 		o.MultipartUploadThreshold = s.opts.PartSize
 		o.Concurrency = s.opts.Concurrency
 		// The abort after a failed or cancelled upload runs on a fresh

@@ -22,11 +22,16 @@
 // SQS counts in whole seconds, so durations are rounded up: a delay, wait or
 // visibility of 1.2s becomes 2s, never less than asked. Beyond SQS's limits
 // they are clamped: a delay to 15 minutes (a job that must wait longer has
-// to carry its due time and be deferred again when it arrives early, as
-// ChangeVisibility does), a long-poll wait to 20 seconds (Receive may return
-// empty sooner than a longer wait, which the port allows), a visibility to 12
-// hours, and max to 10 messages. SQS also caps a message's total visibility
-// at 12 hours from its first receive.
+// to carry its due time, and its consumer must defer it again with
+// ChangeVisibility when it arrives early), a long-poll wait to 20 seconds
+// (Receive may return empty sooner than a longer wait, which the port
+// allows), a visibility to 12 hours, and max to 10 messages. SQS also caps a
+// message's total visibility at 12 hours from its first receive.
+//
+// A zero DelaySeconds or WaitTimeSeconds is not sent at all (the SDK leaves
+// out zero values), so a queue configured with its own DelaySeconds or
+// ReceiveMessageWaitTimeSeconds applies those instead: leave both at their
+// default 0 on Postern's queues.
 //
 // # Dead letters
 //
