@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue/fsqueue"
+)
+
+func queues(t *testing.T) (q, dlq *fsqueue.Queue) {
+	t.Helper()
+	db, err := fsqueue.Open(filepath.Join(t.TempDir(), "q.db"), fsqueue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if dlq, err = db.Queue("jobs-dlq", fsqueue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if q, err = db.Queue("jobs", fsqueue.Config{MaxReceives: 50, DeadLetter: "jobs-dlq"}); err != nil {
+		t.Fatal(err)
+	}
+	return q, dlq
+}
+
+// run drives the worker until cond holds or the test times out.
+func run(t *testing.T, w *Worker, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOutcomes(t *testing.T) {
+	t.Parallel()
+	q, dlq := queues(t)
+	var mu sync.Mutex
+	attempts := map[string][]int{}
+	h := postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("handler context has no deadline")
+		}
+		mu.Lock()
+		attempts[string(job.Body)] = append(attempts[string(job.Body)], job.Attempt)
+		n := len(attempts[string(job.Body)])
+		mu.Unlock()
+		switch string(job.Body) {
+		case "flaky":
+			if n < 3 {
+				return errors.New("temporarily down")
+			}
+		case "later":
+			if n < 2 {
+				return postern.RetryAfter(errors.New("429"), 10*time.Millisecond)
+			}
+		case "bad":
+			return postern.Permanent(errors.New("cannot ever work"))
+		case "panics":
+			if n < 2 {
+				panic("handler bug")
+			}
+		}
+		return nil
+	})
+	for _, b := range []string{"ok", "flaky", "later", "bad", "panics"} {
+		if _, err := q.Send(t.Context(), []byte(b), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Worker{Stage: "test", Queue: q, Handler: h, DeadLetter: dlq, Log: slog.New(slog.DiscardHandler),
+		Concurrency: 2, Visibility: 5 * time.Second, Wait: 100 * time.Millisecond, BaseDelay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond}
+	run(t, w, func() bool {
+		s, err := q.Stats(context.Background())
+		return err == nil && s.Visible+s.InFlight+s.Delayed == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := map[string][]int{"ok": {1}, "flaky": {1, 2, 3}, "later": {1, 2}, "bad": {1}, "panics": {1, 2}}
+	for k, v := range want {
+		if len(attempts[k]) != len(v) || attempts[k][len(v)-1] != v[len(v)-1] {
+			t.Errorf("%s: attempts %v, want %v", k, attempts[k], v)
+		}
+	}
+	got, err := dlq.Receive(context.Background(), 10, time.Minute, 0)
+	if err != nil || len(got) != 1 || string(got[0].Body) != "bad" {
+		t.Fatalf("dead-letter queue holds %+v, %v; want only the permanent failure", got, err)
+	}
+}
+
+func TestBackoffIsBoundedFullJitter(t *testing.T) {
+	t.Parallel()
+	w := &Worker{BaseDelay: time.Second, MaxDelay: 8 * time.Second}
+	for attempt, bound := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 10: 8 * time.Second} {
+		var maxSeen time.Duration
+		for range 200 {
+			d := w.backoff(attempt)
+			if d < 0 || d > bound {
+				t.Fatalf("attempt %d: delay %v outside [0, %v]", attempt, d, bound)
+			}
+			maxSeen = max(maxSeen, d)
+		}
+		if maxSeen < bound/2 {
+			t.Errorf("attempt %d: delays never came near the bound %v (max %v): not jittered over the full range", attempt, bound, maxSeen)
+		}
+	}
+}
