@@ -90,16 +90,22 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
 		}
 	}
-	b.ready = func(ctx context.Context) error {
+	b.ready = readiness(store, func(ctx context.Context) error { _, err := inbound.Stats(ctx); return err })
+	return b, nil
+}
+
+// readiness checks that the store answers (a missing key is an answer) and
+// that the inbound queue does.
+func readiness(store blob.Store, queueStats func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
 		if _, err := store.Stat(ctx, "readyz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
 			return errors.New("store unavailable")
 		}
-		if _, err := inbound.Stats(ctx); err != nil {
+		if err := queueStats(ctx); err != nil {
 			return errors.New("queue unavailable")
 		}
 		return nil
 	}
-	return b, nil
 }
 
 func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
@@ -121,14 +127,6 @@ func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backen
 		b.queues[name] = sqsqueue.New(sqsc, url, sqsqueue.Options{Logger: log})
 	}
 	inbound := b.queues[QueueInbound].(*sqsqueue.Queue)
-	b.ready = func(ctx context.Context) error {
-		if _, err := store.Stat(ctx, "readyz-probe"); err != nil && !errors.Is(err, blob.ErrNotFound) {
-			return errors.New("store unavailable")
-		}
-		if _, err := inbound.Stats(ctx); err != nil {
-			return errors.New("queue unavailable")
-		}
-		return nil
-	}
+	b.ready = readiness(store, func(ctx context.Context) error { _, err := inbound.Stats(ctx); return err })
 	return b, nil
 }
