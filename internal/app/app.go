@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,6 +96,14 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 	authFails := smtpd.NewAuthFailures(cfg.Limits.MaxAuthFailures, cfg.Limits.AuthFailureWindow.D())
 	in := ingest.New(a.store, a.q[QueueInbound], log)
 	for _, l := range cfg.Listeners {
+		var proxies []netip.Prefix
+		for _, n := range l.ProxyProtocol {
+			p, err := netip.ParsePrefix(n)
+			if err != nil {
+				return nil, fmt.Errorf("listeners %s proxy_protocol: %w", l.Name, err)
+			}
+			proxies = append(proxies, p.Masked())
+		}
 		var tcfg *tls.Config
 		if a.tls != nil {
 			if tcfg, err = a.tls.Config(l.TLSMinVersion); err != nil {
@@ -124,6 +133,7 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 			AuthFailures:     authFails,
 			MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
 			MaxReceived:      cfg.Limits.MaxReceived,
+			ProxyTrusted:     proxies,
 		}, st.identities, st.table, in, log))
 	}
 	if cfg.Admin.Addr != "" {

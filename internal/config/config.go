@@ -74,6 +74,11 @@ type Listener struct {
 	// TLSMinVersion overrides tls.min_version on this listener, e.g. "1.0"
 	// for a dedicated port for legacy devices.
 	TLSMinVersion string `yaml:"tls_min_version"`
+	// ProxyProtocol lists the load balancers (CIDR) that put a PROXY
+	// protocol v1/v2 header before each connection (AWS NLB target groups
+	// with proxy protocol v2). Their connections must carry one; nobody
+	// else's may.
+	ProxyProtocol []string `yaml:"proxy_protocol"`
 }
 
 // TLS is the server certificate. With no files, a self-signed certificate

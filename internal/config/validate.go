@@ -68,6 +68,11 @@ func (c *Config) Validate() error {
 		default:
 			bad(key+".mode", "%q is not one of smtp, submission, smtps", l.Mode)
 		}
+		for j, n := range l.ProxyProtocol {
+			if _, err := netip.ParsePrefix(n); err != nil {
+				bad(fmt.Sprintf("%s.proxy_protocol[%d]", key, j), "%q is not a CIDR network; list the load balancers' networks, e.g. \"10.0.0.0/16\"", n)
+			}
+		}
 		if l.TLSMinVersion != "" && !validTLSVersion(l.TLSMinVersion) {
 			bad(key+".tls_min_version", "%q is not one of 1.0, 1.1, 1.2, 1.3", l.TLSMinVersion)
 		}

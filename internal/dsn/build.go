@@ -96,10 +96,10 @@ func Build(r *Report) (*Message, error) {
 }
 
 func (r *Report) validate() error {
-	if !hostRE.MatchString(r.ReportingMTA) {
+	if len(r.ReportingMTA) > 255 || !hostRE.MatchString(r.ReportingMTA) {
 		return fmt.Errorf("reporting MTA %q is not a host name", r.ReportingMTA)
 	}
-	if r.Domain != "" && !hostRE.MatchString(r.Domain) {
+	if r.Domain != "" && (len(r.Domain) > 255 || !hostRE.MatchString(r.Domain)) {
 		return fmt.Errorf("domain %q is not a host name", r.Domain)
 	}
 	if err := checkAddr("notice recipient", r.To); err != nil {
@@ -139,7 +139,7 @@ func (r *Report) validate() error {
 		if !strings.Contains(want, rc.Status[:1]) {
 			return fmt.Errorf("recipient %s: status %s does not fit action %s", rc.Final, rc.Status, rc.Action)
 		}
-		if rc.RemoteMTA != "" && !hostRE.MatchString(rc.RemoteMTA) {
+		if rc.RemoteMTA != "" && (len(rc.RemoteMTA) > 255 || !hostRE.MatchString(rc.RemoteMTA)) {
 			return fmt.Errorf("recipient %s: remote MTA %q is not a host name", rc.Final, rc.RemoteMTA)
 		}
 		if rc.Original != "" {

@@ -19,7 +19,7 @@ var (
 )
 
 const testOriginal = "Received: from scanner (scanner [192.0.2.7])\r\n" +
-	"\tby gw.example.net with ESMTP id 01JNKQ3V8Z7Y6X5W4V3U2T1S0R\r\n" +
+	"\tby gw.example.net with ESMTP id 01JNKQ3V8Z7Y6X5W4V3T2S1R0Q\r\n" +
 	"From: Scanner <scanner@lan.example>\r\n" +
 	"To: invoices@example.com\r\n" +
 	"Subject: scan 0042\r\n" +
@@ -35,7 +35,7 @@ func baseReport() *Report {
 		ReportingMTA:    "gw.example.net",
 		Domain:          "example.net",
 		To:              "scanner@lan.example",
-		ID:              "01JNKQ3V8Z7Y6X5W4V3U2T1S0R",
+		ID:              "01JNKQ3V8Z7Y6X5W4V3T2S1R0Q",
 		Date:            testDate,
 		ArrivalDate:     testArrival,
 		EnvID:           "scan-0042-env",
@@ -125,7 +125,7 @@ func TestBuildOneRecipientHeaders(t *testing.T) {
 	wantField(t, "In-Reply-To", h.Get("In-Reply-To"), "<scan-0042@lan.example>")
 	wantField(t, "References", h.Get("References"), "<scan-0042@lan.example>")
 	wantField(t, "Message-ID", h.Get("Message-ID"), "<"+m.MessageID+">")
-	if !strings.HasPrefix(m.MessageID, "01JNKQ3V8Z7Y6X5W4V3U2T1S0R.dsn.") || !strings.HasSuffix(m.MessageID, "@gw.example.net") {
+	if !strings.HasPrefix(m.MessageID, "01JNKQ3V8Z7Y6X5W4V3T2S1R0Q.dsn.") || !strings.HasSuffix(m.MessageID, "@gw.example.net") {
 		t.Errorf("MessageID = %q", m.MessageID)
 	}
 	wantField(t, "root content type", p.env.Root.ContentType, "multipart/report")
@@ -141,7 +141,7 @@ func TestBuildOneRecipientHeaders(t *testing.T) {
 	}
 	pm := ds.MessageDSNs[0]
 	wantField(t, "Reporting-MTA", pm.Get("Reporting-MTA"), "dns; gw.example.net")
-	wantField(t, "X-Postern-Id", pm.Get("X-Postern-Id"), "01JNKQ3V8Z7Y6X5W4V3U2T1S0R")
+	wantField(t, "X-Postern-Id", pm.Get("X-Postern-Id"), "01JNKQ3V8Z7Y6X5W4V3T2S1R0Q")
 	wantField(t, "Original-Envelope-Id", pm.Get("Original-Envelope-Id"), "scan-0042-env")
 	wantField(t, "Received-From-MTA", pm.Get("Received-From-MTA"), "dns; scanner")
 	wantField(t, "Arrival-Date", pm.Get("Arrival-Date"), "Tue, 04 Mar 2025 09:58:30 +0000")
@@ -163,7 +163,7 @@ func TestBuildOneRecipientHeaders(t *testing.T) {
 	}
 
 	text := p.report.Explanation.Text
-	for _, want := range []string{"gw.example.net", "<invoices@example.com>", "User unknown", "01JNKQ3V8Z7Y6X5W4V3U2T1S0R", "headers of your message are attached"} {
+	for _, want := range []string{"gw.example.net", "<invoices@example.com>", "User unknown", "01JNKQ3V8Z7Y6X5W4V3T2S1R0Q", "headers of your message are attached"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("human text lacks %q:\n%s", want, text)
 		}

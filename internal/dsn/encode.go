@@ -15,6 +15,10 @@ const maxLine = 998
 // foldAt is where fields are folded when they can be (RFC 5322's 78).
 const foldAt = 78
 
+// maxAddr bounds an address (RFC 5321 allows 64 + 1 + 255 octets; this
+// leaves room for UTF-8) so every field that holds one fits a line.
+const maxAddr = 512
+
 // maxFieldText caps remote texts copied into fields (diagnostics), so one
 // verbose server cannot make a field unreadable.
 const maxFieldText = 900
@@ -44,6 +48,9 @@ func isASCIIBytes(b []byte) bool {
 func checkAddr(what, a string) error {
 	if a == "" {
 		return fmt.Errorf("%s is empty", what)
+	}
+	if len(a) > maxAddr {
+		return fmt.Errorf("%s is %d bytes long", what, len(a))
 	}
 	if !utf8.ValidString(a) {
 		return fmt.Errorf("%s %q is not valid UTF-8", what, a)

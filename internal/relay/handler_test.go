@@ -22,7 +22,7 @@ import (
 )
 
 const (
-	testID  postern.MsgID = "01JNKQ3V8Z7Y6X5W4V3U2T1S0R"
+	testID  postern.MsgID = "01JNKQ3V8Z7Y6X5W4V3T2S1R0Q"
 	testRaw               = "From: scanner@lan.example\r\nTo: a@example.com\r\nSubject: scan\r\n\r\nbody\r\n"
 )
 

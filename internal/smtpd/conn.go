@@ -124,17 +124,23 @@ func (gl *gateListener) loop() {
 			gl.errc <- err
 			return
 		}
-		tc, reason := gl.g.admit(c)
-		if tc == nil {
-			gl.refuse(c, reason)
-			continue
-		}
-		select {
-		case gl.accepted <- tc:
-		case <-gl.done:
-			tc.Close()
-			gl.refuse(c, "421 4.3.2 Service shutting down, try again later")
-		}
+		// Admission may read a PROXY protocol header, which a slow peer could
+		// hold up: never in the accept loop.
+		go gl.admit(c)
+	}
+}
+
+func (gl *gateListener) admit(c net.Conn) {
+	tc, reason := gl.g.admit(c)
+	if tc == nil {
+		gl.refuse(c, reason)
+		return
+	}
+	select {
+	case gl.accepted <- tc:
+	case <-gl.done:
+		tc.Close()
+		gl.refuse(c, "421 4.3.2 Service shutting down, try again later")
 	}
 }
 

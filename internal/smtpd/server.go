@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pires/go-proxyproto"
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/internal/postern"
@@ -80,6 +81,12 @@ type Config struct {
 	AuthTarpit       time.Duration // delay per recent failure; default 1s
 	MaxHeaderBytes   int64
 	MaxReceived      int
+
+	// ProxyTrusted lists the load balancers whose connections start with a
+	// PROXY protocol (v1 or v2) header naming the real client. Connections
+	// from them must carry one; a header from anyone else is refused, so no
+	// client can claim another's address.
+	ProxyTrusted []netip.Prefix
 }
 
 // Server serves SMTP on one listener.
@@ -135,6 +142,9 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 // Serve accepts connections on l until Shutdown or Close.
 func (s *Server) Serve(l net.Listener) error {
 	s.real = l
+	if len(s.cfg.ProxyTrusted) > 0 {
+		l = &proxyproto.Listener{Listener: l, ConnPolicy: s.proxyPolicy, ReadHeaderTimeout: 10 * time.Second}
+	}
 	var gl net.Listener = s.gate.listen(l, s.cfg.Mode == ModeSMTPS)
 	if s.cfg.Mode == ModeSMTPS {
 		if s.cfg.TLS == nil {
@@ -143,6 +153,17 @@ func (s *Server) Serve(l net.Listener) error {
 		gl = tls.NewListener(gl, s.cfg.TLS)
 	}
 	return s.smtp.Serve(gl)
+}
+
+func (s *Server) proxyPolicy(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
+	ap, err := netip.ParseAddrPort(o.Upstream.String())
+	if err != nil {
+		return proxyproto.REJECT, fmt.Errorf("%w: %w", proxyproto.ErrInvalidUpstream, err)
+	}
+	if containsIP(s.cfg.ProxyTrusted, ap.Addr().Unmap()) {
+		return proxyproto.REQUIRE, nil
+	}
+	return proxyproto.REJECT, nil
 }
 
 // Shutdown drains: new clients get 421 4.3.2, idle sessions are ended, and

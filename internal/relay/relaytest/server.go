@@ -103,6 +103,8 @@ func NewServer(t testing.TB, o Options) *Server {
 	}()
 	t.Cleanup(func() {
 		srv.Close()
+		// Close misses a listener Serve has not registered yet.
+		ln.Close()
 		<-done
 	})
 	return s

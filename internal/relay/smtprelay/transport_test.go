@@ -17,7 +17,7 @@ import (
 const testBody = "From: scanner@lan.example\r\nTo: a@example.com\r\nSubject: scan\r\n\r\nhello\r\n.leading dot\r\n"
 
 func message(from string, to ...string) *relay.Message {
-	m := &relay.Message{ID: "01JNKQ3V8Z7Y6X5W4V3U2T1S0R", From: from, Body: strings.NewReader(testBody), Size: int64(len(testBody))}
+	m := &relay.Message{ID: "01JNKQ3V8Z7Y6X5W4V3T2S1R0Q", From: from, Body: strings.NewReader(testBody), Size: int64(len(testBody))}
 	for _, a := range to {
 		m.To = append(m.To, relay.Rcpt{Addr: a})
 	}
@@ -365,5 +365,3 @@ func TestNewRejects(t *testing.T) {
 		t.Errorf("AllowInsecureAuth: %v", err)
 	}
 }
-
-

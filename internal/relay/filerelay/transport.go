@@ -1,0 +1,114 @@
+// Package filerelay is a relay Transport that writes each message into a
+// directory instead of sending it: the embedded default's stand-in for a
+// smarthost, so that relayed mail and failure notices can be looked at
+// without any mail set-up.
+package filerelay
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/postern/postern/internal/relay"
+)
+
+// Transport writes messages as <id>.<hash>.eml files. The name derives from
+// the envelope and the bytes, so a retried send rewrites the same file.
+type Transport struct {
+	dir string
+}
+
+var _ relay.Transport = (*Transport)(nil)
+
+// New makes dir if needed and returns a Transport writing into it.
+func New(dir string) (*Transport, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("filerelay: %w", err)
+	}
+	return &Transport{dir: dir}, nil
+}
+
+// Send writes the message, preceded by X-Postern-Envelope-From and
+// X-Postern-Envelope-To fields that record the envelope, and accepts every
+// recipient. The write is atomic: a reader sees the whole file or none.
+func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
+	body, err := io.ReadAll(m.Body)
+	if err != nil {
+		return nil, fmt.Errorf("filerelay: read message %s: %w", m.ID, err)
+	}
+	var head strings.Builder
+	fmt.Fprintf(&head, "X-Postern-Envelope-From: <%s>\r\n", oneLine(m.From))
+	for _, r := range m.To {
+		fmt.Fprintf(&head, "X-Postern-Envelope-To: <%s>\r\n", oneLine(r.Addr))
+	}
+	h := sha256.New()
+	io.WriteString(h, head.String())
+	h.Write(body)
+	id := string(m.ID)
+	if !safeName(id) {
+		id = "msg"
+	}
+	name := id + "." + hex.EncodeToString(h.Sum(nil)[:8]) + ".eml"
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := writeAtomic(filepath.Join(t.dir, name), []byte(head.String()), body); err != nil {
+		return nil, fmt.Errorf("filerelay: %w", err)
+	}
+	return relay.Uniform(m, "localhost", relay.Reply{Status: "2.0.0", Text: "written to " + name, Type: relay.DiagLocal}), nil
+}
+
+// writeAtomic writes a temporary file, syncs it, renames it into place and
+// syncs the directory.
+func writeAtomic(path string, parts ...[]byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	for _, p := range parts {
+		if _, err := f.Write(p); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o640); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }
+
+func safeName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
