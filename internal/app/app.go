@@ -77,6 +77,8 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 		for _, w := range []*worker.Worker{
 			{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
 			{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},
+			{Stage: "relay", Queue: a.q[QueueRelay], Handler: st.relay, DeadLetter: a.q[QueueRelay+"-dlq"]},
+			{Stage: "dsn", Queue: a.q[QueueDSN], Handler: st.dsn, DeadLetter: a.q[QueueDSN+"-dlq"]},
 		} {
 			w.Log = log
 			w.Concurrency = cfg.Delivery.Workers

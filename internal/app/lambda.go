@@ -19,7 +19,7 @@ import (
 type SQSHandler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
 
 // stageQueue names the queue each stage consumes.
-var stageQueue = map[string]string{"parse": QueueInbound, "webhook": QueueWebhook}
+var stageQueue = map[string]string{"parse": QueueInbound, "webhook": QueueWebhook, "relay": QueueRelay, "dsn": QueueDSN}
 
 // LambdaHandler builds one stage as a Lambda SQS handler on the aws backend.
 func LambdaHandler(ctx context.Context, stage string, cfg *config.Config, log *slog.Logger) (SQSHandler, error) {
@@ -44,6 +44,10 @@ func LambdaHandler(ctx context.Context, stage string, cfg *config.Config, log *s
 		h = st.parse
 	case "webhook":
 		h = st.webhook
+	case "relay":
+		h = st.relay
+	case "dsn":
+		h = st.dsn
 	}
 	a := &lambdasqs.Adapter{Stage: stage, Handler: h, Log: log}
 	if q, ok := be.queues[qname].(*sqsqueue.Queue); ok {

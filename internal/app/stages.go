@@ -2,12 +2,15 @@ package app
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/dsn/notify"
 	"github.com/postern/postern/internal/parse"
+	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/webhook"
@@ -19,6 +22,8 @@ type stages struct {
 	identities []smtpd.Identity
 	parse      *parse.Handler
 	webhook    *webhook.Handler
+	relay      *relay.Handler
+	dsn        *notify.Handler
 }
 
 // buildStages turns the config into the route table, identities and stage
@@ -27,6 +32,7 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 	store, q := be.store, be.queues
 	var rules []route.Rule
 	targets := map[string]webhook.Target{}
+	relays := map[string]relay.Route{}
 	for _, r := range cfg.Routes {
 		rule := route.Rule{
 			Name:       r.Name,
@@ -55,6 +61,13 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 		case r.Directory != nil:
 			rule.Target.Kind = route.KindDirectory
 			targets[r.Name] = webhook.Target{Dir: cfg.Path(r.Directory.Path)}
+		case r.Relay != nil:
+			rule.Target.Kind = route.KindRelay
+			t, err := newTransport(context.Background(), cfg, "routes "+r.Name+" relay", r.Relay)
+			if err != nil {
+				return nil, err
+			}
+			relays[r.Name] = relay.Route{Transport: t, MaxAge: r.Relay.MaxAge.D(), DelayNotice: r.Relay.DelayNotice.D()}
 		case r.Reject:
 			rule.Target.Kind = route.KindReject
 		}
@@ -103,7 +116,36 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 		t, ok := targets[name]
 		return t, ok
 	}, nil, q[QueueDSN], log, opts...)
-	return &stages{table: table, identities: ids, parse: ph, webhook: wh}, nil
+	rh := relay.New(store, func(name string) (relay.Route, bool) {
+		r, ok := relays[name]
+		return r, ok
+	}, q[QueueDSN], log)
+
+	dsnTransport, err := newTransport(context.Background(), cfg, "dsn.relay", &cfg.DSN.Relay)
+	if err != nil {
+		return nil, err
+	}
+	owners := map[string]string{}
+	allow := map[string]func(string) bool{}
+	for i, c := range cfg.Identities {
+		owners[c.Name] = c.Owner
+		allow[c.Name] = ids[i].AllowSender
+	}
+	dh, err := notify.New(notify.Config{
+		Hostname: cfg.Hostname, Domain: cfg.DSN.Domain, MaxReturnBytes: cfg.DSN.MaxReturnBytes,
+		Policy: notify.Policy{
+			Owner: func(identity string) string { return owners[identity] },
+			SenderAllowed: func(identity, sender string) bool {
+				f, ok := allow[identity]
+				return ok && (f == nil || f(sender))
+			},
+			OwnerOnly: cfg.DSN.OwnerOnly,
+		},
+	}, store, dsnTransport, log)
+	if err != nil {
+		return nil, fmt.Errorf("config: dsn: %w", err)
+	}
+	return &stages{table: table, identities: ids, parse: ph, webhook: wh, relay: rh, dsn: dh}, nil
 }
 
 // anyOf compiles patterns into a matcher; no patterns allows anything.

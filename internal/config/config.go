@@ -28,6 +28,7 @@ type Config struct {
 	Limits     Limits     `yaml:"limits"`
 	Identities []Identity `yaml:"identities"`
 	Routes     []Route    `yaml:"routes"`
+	DSN        DSN        `yaml:"dsn"`
 	Delivery   Delivery   `yaml:"delivery"`
 	Log        Log        `yaml:"log"`
 }
@@ -153,7 +154,43 @@ type Route struct {
 	Match     Match      `yaml:"match"`
 	Webhook   *Webhook   `yaml:"webhook"`
 	Directory *Directory `yaml:"directory"`
+	Relay     *Relay     `yaml:"relay"`
 	Reject    bool       `yaml:"reject"`
+}
+
+// Relay is a route target that sends mail onward, or the way DSNs go out.
+type Relay struct {
+	// Type is "smtp" (a smarthost), "ses" (Amazon SES v2) or "file" (write
+	// each message as an .eml file under Path: the embedded default).
+	Type string `yaml:"type"`
+
+	Addr              string `yaml:"addr"` // smtp: host:port
+	TLS               string `yaml:"tls"`  // smtp: starttls (default) | implicit | none
+	Username          string `yaml:"username"`
+	Password          string `yaml:"password"` // literal, env:NAME or file:PATH
+	AuthMechanism     string `yaml:"auth_mechanism"`
+	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
+
+	ConfigurationSet string `yaml:"configuration_set"` // ses
+	FromARN          string `yaml:"from_arn"`          // ses
+
+	Path string `yaml:"path"` // file: directory, relative to data_dir
+
+	MaxAge      Duration `yaml:"max_age"`      // default 24h
+	DelayNotice Duration `yaml:"delay_notice"` // 0: no delay notices
+}
+
+// DSN configures delivery status notifications (bounces) for mail that was
+// accepted but could not be delivered.
+type DSN struct {
+	// Domain of MAILER-DAEMON@domain; hostname when empty.
+	Domain string `yaml:"domain"`
+	// OwnerOnly sends notices to the identity's owner instead of the
+	// envelope sender (devices often use senders nobody reads).
+	OwnerOnly      bool  `yaml:"owner_only"`
+	MaxReturnBytes int64 `yaml:"max_return_bytes"`
+	// Relay is how notices are sent; default: files under data_dir/dsn-outbox.
+	Relay Relay `yaml:"relay"`
 }
 
 // Match holds a route's conditions; every condition given must hold.
@@ -253,6 +290,7 @@ func Default() *Config {
 			Match:     Match{Recipients: []string{"*"}},
 			Directory: &Directory{Path: "outbox"},
 		}},
+		DSN:      DSN{Relay: Relay{Type: "file", Path: "dsn-outbox"}},
 		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10},
 		Log:      Log{Level: "info", Format: "json"},
 	}

@@ -178,16 +178,21 @@ func (c *Config) Validate() error {
 				bad(key+".directory.path", "is empty; set a directory (relative paths are under data_dir)")
 			}
 		}
+		if r.Relay != nil {
+			n++
+			validateRelay(key+".relay", r.Relay, bad)
+		}
 		if r.Reject {
 			n++
 		}
 		if n != 1 {
-			bad(key, "needs exactly one target: webhook, directory or reject: true (found %d)", n)
+			bad(key, "needs exactly one target: webhook, directory, relay or reject: true (found %d)", n)
 		}
 		if len(r.Match.Recipients) == 0 && len(r.Match.Senders) == 0 && len(r.Match.Identities) == 0 && len(r.Match.Headers) == 0 {
 			bad(key+".match", "is empty; say what the route takes, e.g. {recipients: [\"*@example.com\"]} or [\"*\"] for everything")
 		}
 	}
+	validateRelay("dsn.relay", &c.DSN.Relay, bad)
 	if c.Delivery.Workers < 1 || c.Delivery.Workers > 256 {
 		bad("delivery.workers", "%d must be between 1 and 256 (the default is 4)", c.Delivery.Workers)
 	}
@@ -205,6 +210,39 @@ func (c *Config) Validate() error {
 		bad("log.format", "%q is not one of json, text", c.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+func validateRelay(key string, r *Relay, bad func(key, format string, args ...any)) {
+	switch r.Type {
+	case "smtp":
+		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+			bad(key+".addr", "%q is not host:port; write e.g. \"smtp.example.com:587\"", r.Addr)
+		}
+		switch r.TLS {
+		case "", "starttls", "implicit":
+		case "none":
+			if r.Username != "" && !r.AllowInsecureAuth {
+				bad(key+".tls", "none with a username would send the password in clear; use starttls or implicit, or set allow_insecure_auth for a trusted network")
+			}
+		default:
+			bad(key+".tls", "%q is not one of starttls, implicit, none", r.TLS)
+		}
+		if r.Password != "" {
+			if _, err := ResolveSecret(r.Password); err != nil {
+				bad(key+".password", "%v", err)
+			}
+		}
+	case "ses":
+	case "file":
+		if r.Path == "" {
+			bad(key+".path", "is empty; set a directory (relative paths are under data_dir)")
+		}
+	default:
+		bad(key+".type", "%q is not one of smtp, ses, file", r.Type)
+	}
+	if r.MaxAge < 0 || r.DelayNotice < 0 {
+		bad(key, "max_age and delay_notice must not be negative")
+	}
 }
 
 func validTLSVersion(v string) bool {

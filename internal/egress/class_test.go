@@ -1,0 +1,105 @@
+package egress
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		addr string
+		want Class
+	}{
+		{"169.254.169.254", ClassMetadata},
+		{"fd00:ec2::254", ClassMetadata},
+		{"100.100.100.200", ClassMetadata},
+		{"::ffff:169.254.169.254", ClassMetadata}, // IPv4-mapped
+		{"64:ff9b::a9fe:a9fe", ClassMetadata},     // NAT64 of 169.254.169.254
+		{"169.254.1.1", ClassLinkLocal},
+		{"fe80::1", ClassLinkLocal},
+		{"fe80::1%eth0", ClassLinkLocal},
+		{"0.0.0.0", ClassUnspecified},
+		{"0.1.2.3", ClassUnspecified},
+		{"::", ClassUnspecified},
+		{"224.0.0.1", ClassMulticast},
+		{"239.255.255.250", ClassMulticast},
+		{"ff02::1", ClassMulticast},
+		{"255.255.255.255", ClassBroadcast},
+		{"240.0.0.1", ClassReserved},
+		{"127.0.0.1", ClassLoopback},
+		{"127.255.0.9", ClassLoopback},
+		{"::1", ClassLoopback},
+		{"::ffff:127.0.0.1", ClassLoopback},
+		{"10.1.2.3", ClassPrivate},
+		{"172.16.0.1", ClassPrivate},
+		{"172.31.255.255", ClassPrivate},
+		{"192.168.1.1", ClassPrivate},
+		{"fc00::1", ClassPrivate},
+		{"fd12:3456::1", ClassPrivate},
+		{"64:ff9b::a00:1", ClassPrivate}, // NAT64 of 10.0.0.1
+		{"100.64.0.1", ClassShared},
+		{"100.127.255.254", ClassShared},
+		// Public, including the neighbours of the ranges above.
+		{"8.8.8.8", ""},
+		{"172.32.0.1", ""},
+		{"172.15.255.255", ""},
+		{"100.128.0.1", ""},
+		{"169.255.0.1", ""},
+		{"223.255.255.255", ""},
+		{"2001:4860:4860::8888", ""},
+		{"fd00:ec2::253", ClassPrivate},
+	}
+	for _, tt := range tests {
+		if got := Classify(netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("Classify(%s) = %q, want %q", tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	always := []string{"169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.10.10", "fe80::1",
+		"0.0.0.0", "::", "224.0.0.251", "ff02::fb", "255.255.255.255", "240.0.0.1"}
+	optIn := []string{"127.0.0.1", "::1", "10.0.0.1", "172.20.0.1", "192.168.0.10", "fd00::1", "100.64.1.1"}
+	public := []string{"93.184.216.34", "2606:2800:220:1::1"}
+	for _, allow := range []bool{false, true} {
+		g := Guard{AllowPrivate: allow}
+		for _, s := range always {
+			if err := g.Check(netip.MustParseAddr(s)); !errors.Is(err, ErrRefused) {
+				t.Errorf("AllowPrivate=%v: Check(%s) = %v, want refused", allow, s, err)
+			}
+		}
+		for _, s := range optIn {
+			err := g.Check(netip.MustParseAddr(s))
+			if allow && err != nil {
+				t.Errorf("AllowPrivate=true: Check(%s) = %v, want allowed", s, err)
+			}
+			if !allow && !errors.Is(err, ErrRefused) {
+				t.Errorf("AllowPrivate=false: Check(%s) = %v, want refused", s, err)
+			}
+		}
+		for _, s := range public {
+			if err := g.Check(netip.MustParseAddr(s)); err != nil {
+				t.Errorf("AllowPrivate=%v: Check(%s) = %v, want allowed", allow, s, err)
+			}
+		}
+	}
+	if err := (Guard{AllowPrivate: true}).Check(netip.Addr{}); !errors.Is(err, ErrRefused) {
+		t.Errorf("Check(invalid) = %v, want refused", err)
+	}
+}
+
+func TestRefusedErrorText(t *testing.T) {
+	t.Parallel()
+	e := &RefusedError{Host: "hooks.example", Addr: netip.MustParseAddr("10.0.0.1"), Class: ClassPrivate}
+	if got, want := e.Error(), "egress: refused hooks.example: resolves to private address 10.0.0.1"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	e = &RefusedError{Host: "169.254.169.254", Addr: netip.MustParseAddr("169.254.169.254"), Class: ClassMetadata}
+	if got := e.Error(); !strings.Contains(got, "cloud metadata address 169.254.169.254") || strings.Count(got, "169.254.169.254") != 1 {
+		t.Errorf("Error() = %q", got)
+	}
+}
