@@ -91,7 +91,7 @@ func testConfig(t *testing.T, hookURL string) *config.Config {
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Routes = []config.Route{
 		{Name: "files", Match: config.Match{Recipients: []string{"*@files.test"}}, Directory: &config.Directory{Path: "outbox"}},
-		{Name: "app", Match: config.Match{Recipients: []string{"*@app.test"}}, Webhook: &config.Webhook{URL: hookURL, Secrets: []string{testSecret}}},
+		{Name: "app", Match: config.Match{Recipients: []string{"*@app.test"}}, Webhook: &config.Webhook{URL: hookURL, Secrets: []string{testSecret}, AllowPrivate: true}},
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

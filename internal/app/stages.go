@@ -45,7 +45,7 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 		case r.Webhook != nil:
 			rule.Target.Kind = route.KindWebhook
 			t := webhook.Target{URL: r.Webhook.URL, Payload: r.Webhook.Payload, Timeout: r.Webhook.Timeout.D(),
-				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL}
+				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL, AllowPrivate: r.Webhook.AllowPrivate}
 			for i, s := range r.Webhook.Secrets {
 				text, err := config.ResolveSecret(s)
 				if err != nil {

@@ -123,11 +123,13 @@ func checkConfig(e Env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	if _, err := config.Load(fs.Arg(0), e.Getenv); err != nil {
+	cfg, err := config.Load(fs.Arg(0), e.Getenv)
+	if err != nil {
 		fmt.Fprintln(e.Stderr, err)
 		return 1
 	}
 	fmt.Fprintf(e.Stdout, "%s: OK\n", fs.Arg(0))
+	cfg.DescribePolicy(e.Stdout)
 	return 0
 }
 

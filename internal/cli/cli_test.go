@@ -41,7 +41,9 @@ func TestCheckConfig(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, []byte("routes:\n  - name: all\n    match: {recipients: [\"*\"]}\n    directory: {path: out}\n"), 0o600)
-	if code, out, errs := runCLI(t, "", "check-config", good); code != 0 || !strings.Contains(out, "OK") {
+	if code, out, errs := runCLI(t, "", "check-config", good); code != 0 || !strings.Contains(out, "OK") ||
+		!strings.Contains(out, "identity local:\n  proves itself: by source address 127.0.0.0/8, ::1/128 (no password)\n  TLS: not required") ||
+		!strings.Contains(out, "route all: recipients * -> directory") {
 		t.Fatalf("good config: exit %d %q %q", code, out, errs)
 	}
 	bad := filepath.Join(dir, "bad.yaml")

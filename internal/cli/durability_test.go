@@ -103,7 +103,7 @@ admin: {addr: ""}
 routes:
   - name: app
     match: {recipients: ["*"]}
-    webhook: {url: "%s", secrets: ["test-secret"]}
+    webhook: {url: "%s", secrets: ["test-secret"], allow_private: true}
 `, filepath.Join(dir, "data"), smtpAddr, hook.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

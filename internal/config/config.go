@@ -211,6 +211,10 @@ type Webhook struct {
 	Timeout    Duration `yaml:"timeout"`
 	MaxAge     Duration `yaml:"max_age"`
 	FailureURL string   `yaml:"failure_url"`
+	// AllowPrivate lets the webhook reach loopback and private addresses
+	// (an application on the same host or the office LAN). Link-local and
+	// cloud metadata addresses are refused whatever it says.
+	AllowPrivate bool `yaml:"allow_private"`
 }
 
 // Directory is a route target that writes each webhook payload to a

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// DescribePolicy writes, for each identity, what it may do under this
+// configuration: how it proves itself, whether it needs TLS, which senders
+// and recipients it may use, and its limits. `gateway check-config` prints
+// it so an operator can see the effective policy, not just that the file
+// parses.
+func (c *Config) DescribePolicy(w io.Writer) {
+	for _, l := range c.Listeners {
+		mode := l.Mode
+		if mode == "" {
+			mode = "smtp"
+		}
+		tlsv := c.TLS.MinVersion
+		if l.TLSMinVersion != "" {
+			tlsv = l.TLSMinVersion
+		}
+		tlsText := "TLS " + tlsv + "+"
+		if c.TLS.Disable {
+			tlsText = "no TLS"
+		} else if c.TLS.CertFile == "" {
+			tlsText += " (self-signed certificate)"
+		}
+		fmt.Fprintf(w, "listener %s on %s: %s, %s", l.Name, l.Addr, mode, tlsText)
+		if len(l.ProxyProtocol) > 0 {
+			fmt.Fprintf(w, ", PROXY protocol from %s", strings.Join(l.ProxyProtocol, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, id := range c.Identities {
+		fmt.Fprintf(w, "identity %s:\n", id.Name)
+		switch {
+		case id.PasswordHash != "" && len(id.Networks) > 0:
+			fmt.Fprintf(w, "  proves itself: AUTH PLAIN/LOGIN as %q, only from %s\n", orName(id), strings.Join(id.Networks, ", "))
+		case id.PasswordHash != "":
+			fmt.Fprintf(w, "  proves itself: AUTH PLAIN/LOGIN as %q, from anywhere\n", orName(id))
+		default:
+			fmt.Fprintf(w, "  proves itself: by source address %s (no password)\n", strings.Join(id.Networks, ", "))
+		}
+		if id.AllowPlaintext {
+			fmt.Fprintln(w, "  TLS: not required (plaintext allowed)")
+		} else {
+			fmt.Fprintln(w, "  TLS: required (STARTTLS or smtps) before sending")
+		}
+		fmt.Fprintf(w, "  may send as: %s\n", patterns(id.AllowedSenders))
+		fmt.Fprintf(w, "  may send to: %s, where a route takes the recipient\n", patterns(id.AllowedRecipients))
+		size, rcpts := c.Limits.MaxMessageBytes, c.Limits.MaxRecipients
+		if id.MaxMessageBytes > 0 && id.MaxMessageBytes < size {
+			size = id.MaxMessageBytes
+		}
+		if id.MaxRecipients > 0 && id.MaxRecipients < rcpts {
+			rcpts = id.MaxRecipients
+		}
+		rate := "unlimited"
+		if id.MessagesPerMinute > 0 {
+			rate = fmt.Sprintf("%d/minute", id.MessagesPerMinute)
+		}
+		fmt.Fprintf(w, "  limits: %d bytes, %d recipients, %s\n", size, rcpts, rate)
+		if id.Owner != "" {
+			fmt.Fprintf(w, "  failure notices also to: %s\n", id.Owner)
+		}
+	}
+	for _, r := range c.Routes {
+		target := "reject"
+		switch {
+		case r.Webhook != nil:
+			target = "webhook " + r.Webhook.URL
+		case r.Directory != nil:
+			target = "directory " + c.Path(r.Directory.Path)
+		case r.Relay != nil:
+			target = "relay " + r.Relay.Type
+			if r.Relay.Addr != "" {
+				target += " " + r.Relay.Addr
+			}
+		}
+		fmt.Fprintf(w, "route %s: recipients %s", r.Name, patterns(r.Match.Recipients))
+		if len(r.Match.Senders) > 0 {
+			fmt.Fprintf(w, ", senders %s", patterns(r.Match.Senders))
+		}
+		if len(r.Match.Identities) > 0 {
+			fmt.Fprintf(w, ", identities %s", patterns(r.Match.Identities))
+		}
+		fmt.Fprintf(w, " -> %s\n", target)
+	}
+	fmt.Fprintln(w, "clients no identity covers: refused (530 5.7.0); recipients no route takes: refused (550 5.1.1)")
+}
+
+func orName(id Identity) string {
+	if id.Username != "" {
+		return id.Username
+	}
+	return id.Name
+}
+
+func patterns(p []string) string {
+	if len(p) == 0 {
+		return "any"
+	}
+	return strings.Join(p, ", ")
+}
