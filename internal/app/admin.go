@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// adminHandler serves /healthz (the process is alive) and /readyz (the
-// store and queue answer and the gateway is not draining).
+// adminHandler serves /healthz (the process is alive), /readyz (the store
+// and queue answer and the gateway is not draining) and /metrics.
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/ingest"
+	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/tlsconf"
@@ -49,6 +50,7 @@ type App struct {
 	adminLn   net.Listener
 	workers   []*worker.Worker
 	tls       *tlsconf.Manager
+	metrics   *metrics.Metrics
 	draining  atomic.Bool
 }
 
@@ -67,6 +69,10 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 		return nil, err
 	}
 	a.store, a.q = a.be.store, a.be.queues
+	a.metrics = metrics.New()
+	if a.be.stats != nil {
+		a.metrics.Queues(a.be.stats)
+	}
 
 	st, err := buildStages(cfg, a.be, log)
 	if err != nil {
@@ -82,6 +88,7 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 		} {
 			w.Log = log
 			w.Concurrency = cfg.Delivery.Workers
+			w.Observe = a.metrics.Job
 			a.workers = append(a.workers, w)
 		}
 	}
@@ -136,8 +143,16 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 			MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
 			MaxReceived:      cfg.Limits.MaxReceived,
 			ProxyTrusted:     proxies,
+			Observer:         a.metrics,
 		}, st.identities, st.table, in, log))
 	}
+	a.metrics.GaugeFunc("postern_smtp_sessions_in_flight", "Open SMTP sessions.", func() float64 {
+		n := 0
+		for _, s := range a.servers {
+			n += s.Sessions()
+		}
+		return float64(n)
+	})
 	if cfg.Admin.Addr != "" {
 		a.adminLn, err = net.Listen("tcp", cfg.Admin.Addr)
 		if err != nil {

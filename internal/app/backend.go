@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/blob/s3blob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/queue/sqsqueue"
@@ -25,6 +27,7 @@ type backend struct {
 	queues map[string]queue.Queue
 	local  bool
 	ready  func(ctx context.Context) error
+	stats  func(ctx context.Context) (map[string]metrics.QueueStats, error) // nil: not exported (SQS has CloudWatch)
 	close  func() error
 	urls   interface {
 		URL(ctx context.Context, key string) (string, error)
@@ -90,7 +93,29 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
 		}
 	}
-	b.ready = readiness(store, func(ctx context.Context) error { _, err := inbound.Stats(ctx); return err })
+	// Locally the failure that matters is a full or broken disk, which only
+	// a write shows; a tiny object rewritten per check is cheap here (on S3
+	// a Stat is enough and costs less).
+	b.ready = func(ctx context.Context) error {
+		if err := store.Put(ctx, "health/readyz", strings.NewReader("ok"), nil); err != nil {
+			return errors.New("store unavailable")
+		}
+		if _, err := inbound.Stats(ctx); err != nil {
+			return errors.New("queue unavailable")
+		}
+		return nil
+	}
+	b.stats = func(ctx context.Context) (map[string]metrics.QueueStats, error) {
+		out := map[string]metrics.QueueStats{}
+		for name, q := range b.queues {
+			s, err := q.(*fsqueue.Queue).Stats(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = metrics.QueueStats{Visible: s.Visible, InFlight: s.InFlight, Delayed: s.Delayed, OldestAge: s.OldestAge}
+		}
+		return out, nil
+	}
 	return b, nil
 }
 

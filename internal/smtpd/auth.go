@@ -80,6 +80,13 @@ func (s *session) authenticate(mech, user, pass string) error {
 	}
 	if !ok {
 		n := fails.add(s.ip)
+		s.authFailed = true
+		name := ""
+		if id != nil {
+			name = id.Name
+		}
+		s.srv.cfg.Observer.AuthFailure(name)
+		s.srv.cfg.Observer.Reply("AUTH", 535)
 		s.log.Warn("authentication failed", slog.String("stage", "gateway"), slog.String("auth_mech", mech),
 			slog.Int("failures", n), slog.Int("smtp_code", 535))
 		time.Sleep(min(time.Duration(n)*s.srv.cfg.AuthTarpit, 5*s.srv.cfg.AuthTarpit))
@@ -91,6 +98,7 @@ func (s *session) authenticate(mech, user, pass string) error {
 	}
 	s.authID = id
 	s.authMech = mech
+	s.srv.cfg.Observer.Reply("AUTH", 235)
 	s.log = s.log.With(slog.String("identity", id.Name))
 	s.log.Info("authenticated", slog.String("stage", "gateway"), slog.String("auth_mech", mech))
 	return nil

@@ -131,7 +131,8 @@ func (gl *gateListener) loop() {
 }
 
 func (gl *gateListener) admit(c net.Conn) {
-	tc, reason := gl.g.admit(c)
+	tc, outcome, reason := gl.g.admit(c)
+	gl.g.srv.cfg.Observer.Connection(gl.g.srv.cfg.Listener, outcome)
 	if tc == nil {
 		gl.refuse(c, reason)
 		return
@@ -172,7 +173,9 @@ func (gl *gateListener) Close() error {
 	return nil
 }
 
-func (g *gate) admit(c net.Conn) (*trackedConn, string) {
+// admit decides on a new connection: the tracked connection, or nil and
+// the outcome label and reply for refusing it.
+func (g *gate) admit(c net.Conn) (*trackedConn, string, string) {
 	ap, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	ip := ap.Addr().Unmap()
 	cfg := g.srv.cfg
@@ -180,13 +183,13 @@ func (g *gate) admit(c net.Conn) (*trackedConn, string) {
 	defer g.mu.Unlock()
 	switch {
 	case g.draining:
-		return nil, "421 4.3.2 Service shutting down, try again later"
+		return nil, "draining", "421 4.3.2 Service shutting down, try again later"
 	case g.srv.authFails.locked(ip):
-		return nil, "421 4.7.0 Too many failed authentications, try again later"
+		return nil, "auth_lockout", "421 4.7.0 Too many failed authentications, try again later"
 	case cfg.MaxSessions > 0 && g.total >= cfg.MaxSessions:
-		return nil, "421 4.7.0 Too many connections, try again later"
+		return nil, "max_sessions", "421 4.7.0 Too many connections, try again later"
 	case cfg.MaxSessionsPerIP > 0 && g.perIP[ip] >= cfg.MaxSessionsPerIP:
-		return nil, "421 4.7.0 Too many connections from your address, try again later"
+		return nil, "max_sessions_per_ip", "421 4.7.0 Too many connections from your address, try again later"
 	}
 	g.total++
 	g.perIP[ip]++
@@ -201,7 +204,7 @@ func (g *gate) admit(c net.Conn) (*trackedConn, string) {
 		}
 		delete(g.conns, tc)
 	}
-	return tc, ""
+	return tc, "accepted", ""
 }
 
 // drain refuses new sessions and ends idle ones; sessions in DATA finish.

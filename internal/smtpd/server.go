@@ -32,6 +32,26 @@ type Router interface {
 	Accepts(rcpt, sender, identity string) bool
 }
 
+// Observer receives the events metrics are made of. Methods must be cheap
+// and safe for concurrent use.
+type Observer interface {
+	Connection(listener, outcome string)
+	SessionEnd(listener string, tls bool, auth string)
+	Reply(command string, code int)
+	Accepted(identity string, size int64, d time.Duration)
+	AuthFailure(identity string)
+	RateLimited(identity string)
+}
+
+type noObserver struct{}
+
+func (noObserver) Connection(string, string)             {}
+func (noObserver) SessionEnd(string, bool, string)       {}
+func (noObserver) Reply(string, int)                     {}
+func (noObserver) Accepted(string, int64, time.Duration) {}
+func (noObserver) AuthFailure(string)                    {}
+func (noObserver) RateLimited(string)                    {}
+
 // Identity is a client the gateway recognises: by password (AUTH), by
 // source network, or both (then the password is required and the networks
 // restrict where it may be used).
@@ -87,6 +107,9 @@ type Config struct {
 	// from them must carry one; a header from anyone else is refused, so no
 	// client can claim another's address.
 	ProxyTrusted []netip.Prefix
+
+	// Observer gets metrics events; nil means none.
+	Observer Observer
 }
 
 // Server serves SMTP on one listener.
@@ -113,6 +136,9 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	}
 	if cfg.MaxAuthFailures <= 0 {
 		cfg.MaxAuthFailures = 5
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	s := &Server{cfg: cfg, identities: identities, router: router, ingest: ingest, log: log, now: time.Now, authFails: cfg.AuthFailures}
 	if s.authFails == nil {

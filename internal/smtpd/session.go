@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,8 +28,9 @@ type session struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 
-	authID   *Identity // set by a successful AUTH
-	authMech string
+	authID     *Identity // set by a successful AUTH
+	authMech   string
+	authFailed bool
 
 	identity *Identity // who sends the current transaction
 	from     string
@@ -47,7 +49,28 @@ func (s *session) Reset() {
 
 func (s *session) Logout() error {
 	s.cancel()
+	auth := "none"
+	switch {
+	case s.authID != nil:
+		auth = "success"
+	case s.authFailed:
+		auth = "failure"
+	}
+	s.srv.cfg.Observer.SessionEnd(s.srv.cfg.Listener, s.isTLS(), auth)
 	return nil
+}
+
+// observe counts the reply to a command and returns err unchanged.
+func (s *session) observe(command string, err error) error {
+	code := 250
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		code = se.Code
+	} else if err != nil {
+		code = 451
+	}
+	s.srv.cfg.Observer.Reply(command, code)
+	return err
 }
 
 func (s *session) isTLS() bool {
@@ -78,6 +101,10 @@ func (s *session) sender() (*Identity, *smtp.SMTPError) {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	return s.observe("MAIL", s.mail(from, opts))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.gate.isDraining() {
 		return errShuttingDown
 	}
@@ -95,6 +122,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if id.Limiter != nil && !id.Limiter.Allow() {
 		s.log.Warn("rate limited", slog.String("stage", "gateway"), slog.String("identity", id.Name), slog.Int("smtp_code", 451))
+		s.srv.cfg.Observer.RateLimited(id.Name)
 		return errRateLimited
 	}
 	s.Reset()
@@ -114,6 +142,10 @@ func (s *session) maxBytes(id *Identity) int64 {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	return s.observe("RCPT", s.rcpt(to, opts))
+}
+
+func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if s.identity == nil {
 		return errAuthRequired
 	}
@@ -142,6 +174,16 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	err := s.data(r)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.Code == 250 {
+		s.srv.cfg.Observer.Reply("DATA", 250)
+		return err
+	}
+	return s.observe("DATA", err)
+}
+
+func (s *session) data(r io.Reader) error {
 	s.tc.inData.Store(true)
 	defer s.tc.inData.Store(false)
 	if s.identity == nil || len(s.rcpts) == 0 {
@@ -186,6 +228,7 @@ func (s *session) Data(r io.Reader) error {
 			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
 		return rep
 	}
+	s.srv.cfg.Observer.Accepted(env.Identity, env.Size, time.Since(start))
 	s.log.Info("message queued", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
 		slog.String("identity", env.Identity), slog.Int("smtp_code", 250), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
 	return accepted(id)

@@ -36,6 +36,10 @@ type Worker struct {
 	Wait        time.Duration // long-poll wait; default 1s
 	BaseDelay   time.Duration // first retry delay bound; default 5s
 	MaxDelay    time.Duration // retry delay cap; default 15m
+
+	// Observe, when set, is told each job's outcome (done, retry,
+	// dead_letter) and duration, for metrics.
+	Observe func(stage, outcome string, d time.Duration)
 }
 
 // Run polls until ctx ends, then lets jobs in hand finish (each is bounded
@@ -77,6 +81,16 @@ func (w *Worker) process(m queue.Message) {
 	start := time.Now()
 	err := w.handle(ctx, postern.Job{Body: m.Body, Attempt: m.ReceiveCount})
 	log := w.Log.With(slog.String("stage", w.Stage), slog.String("job_id", m.ID), slog.Int("attempt", m.ReceiveCount))
+	if w.Observe != nil {
+		outcome := "retry"
+		switch {
+		case err == nil:
+			outcome = "done"
+		case postern.IsPermanent(err):
+			outcome = "dead_letter"
+		}
+		w.Observe(w.Stage, outcome, time.Since(start))
+	}
 	switch {
 	case err == nil:
 		if derr := w.Queue.Delete(ctx, m.Receipt); derr != nil {
