@@ -157,6 +157,12 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	// AUTH without TLS is decided per client (session.authAllowed), so that
 	// legacy devices on an allowed network can use it and nobody else.
 	srv.AllowInsecureAuth = true
+	// RFC 3461: NOTIFY, ORCPT, RET and ENVID are recorded in the envelope
+	// and honoured by the dsn stage.
+	srv.EnableDSN = true
+	// RFC 6531: UTF-8 addresses are carried through (and DSNs for them use
+	// the RFC 6533 types).
+	srv.EnableSMTPUTF8 = true
 	if cfg.Mode != ModeSMTPS {
 		srv.TLSConfig = cfg.TLS
 	}

@@ -309,3 +309,25 @@ func TestSanitizeKeepsHeaderIntact(t *testing.T) {
 		}
 	}
 }
+
+func TestDSNParametersRecorded(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	d := dial(t, start(t, loopback(), ing))
+	if ehlo := d.must("EHLO x", "250"); !strings.Contains(ehlo, "DSN") || !strings.Contains(ehlo, "SMTPUTF8") {
+		t.Fatalf("EHLO lacks DSN/SMTPUTF8:\n%s", ehlo)
+	}
+	d.must("MAIL FROM:<dev@lan> RET=HDRS ENVID=scan+2D42 SMTPUTF8", "250")
+	d.must("RCPT TO:<app@example.com> NOTIFY=FAILURE,DELAY ORCPT=rfc822;app@example.com", "250")
+	d.must("RCPT TO:<ops@example.com> NOTIFY=NEVER", "250")
+	d.must("DATA", "354")
+	d.must("Subject: x\r\n\r\nx\r\n.", "250")
+	env := ing.envs[0]
+	if env.Ret != "HDRS" || env.EnvID != "scan-42" && env.EnvID != "scan+2D42" || !env.SMTPUTF8 {
+		t.Errorf("MAIL parameters: ret=%q envid=%q utf8=%v", env.Ret, env.EnvID, env.SMTPUTF8)
+	}
+	r := env.Recipients
+	if len(r[0].Notify) != 2 || r[0].Notify[0] != "FAILURE" || !strings.EqualFold(r[0].ORCPT, "rfc822;app@example.com") || len(r[1].Notify) != 1 || r[1].Notify[0] != "NEVER" {
+		t.Errorf("RCPT parameters: %+v", r)
+	}
+}
