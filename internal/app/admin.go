@@ -2,9 +2,19 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/trace"
 )
 
 // adminHandler serves /healthz (the process is alive), /readyz (the store
@@ -15,6 +25,44 @@ func (a *App) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	mux.Handle("GET /v1/devices", a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, a.devices.list())
+	})))
+	mux.Handle("GET /v1/trace/{id}", a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := postern.ParseMsgID(r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		evs, err := trace.Read(r.Context(), a.store, id, a.routes.Names())
+		if err != nil {
+			http.Error(w, "no such message", http.StatusNotFound)
+			return
+		}
+		writeJSON(w, evs)
+	})))
+	mux.Handle("POST /v1/replay/{id}", a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := postern.ParseMsgID(r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		msg, err := replay(r.Context(), a.be, a.routes, id, r.URL.Query().Get("route"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		a.log.Info("replayed", slog.String("msg_id", id.String()), slog.String("route", r.URL.Query().Get("route")))
+		writeJSON(w, map[string]string{"result": msg})
+	})))
+	mux.Handle("POST /v1/redrive/{queue}", a.guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := a.redrive(r.Context(), r.PathValue("queue"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		writeJSON(w, map[string]int{"moved": n})
+	})))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.ready(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -23,6 +71,45 @@ func (a *App) adminHandler() http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// guard admits operations requests with the admin token, or from loopback
+// when no token is configured.
+func (a *App) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.adminToken != "" {
+			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if subtle.ConstantTimeCompare([]byte(got), []byte(a.adminToken)) != 1 {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
+			http.Error(w, "the operations API is open to loopback only unless admin.token is set", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// redrive moves a local queue's dead-lettered jobs back to it.
+func (a *App) redrive(ctx context.Context, name string) (int, error) {
+	q, ok := a.q[name].(*fsqueue.Queue)
+	dlq, ok2 := a.q[name+"-dlq"].(*fsqueue.Queue)
+	if !ok || !ok2 {
+		return 0, fmt.Errorf("no local queue %q with a dead-letter queue (queues: inbound, webhook, relay, dsn)", name)
+	}
+	n, err := dlq.Redrive(ctx, q)
+	if err == nil {
+		a.log.Info("redrove dead-lettered jobs", slog.String("queue", name), slog.Int("jobs", n))
+	}
+	return n, err
 }
 
 func (a *App) ready(ctx context.Context) error {

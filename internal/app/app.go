@@ -22,8 +22,10 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
+	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/tlsconf"
+	"github.com/postern/postern/internal/trace"
 	"github.com/postern/postern/internal/worker"
 )
 
@@ -44,14 +46,17 @@ type App struct {
 	store blob.Store
 	q     map[string]queue.Queue
 
-	servers   []*smtpd.Server
-	listeners []net.Listener
-	admin     *http.Server
-	adminLn   net.Listener
-	workers   []*worker.Worker
-	tls       *tlsconf.Manager
-	metrics   *metrics.Metrics
-	draining  atomic.Bool
+	servers    []*smtpd.Server
+	listeners  []net.Listener
+	admin      *http.Server
+	adminLn    net.Listener
+	workers    []*worker.Worker
+	tls        *tlsconf.Manager
+	metrics    *metrics.Metrics
+	devices    *devices
+	routes     *route.Table
+	adminToken string
+	draining   atomic.Bool
 }
 
 // New opens the store and queues under cfg.DataDir, builds every stage and
@@ -70,6 +75,12 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 	}
 	a.store, a.q = a.be.store, a.be.queues
 	a.metrics = metrics.New()
+	a.devices = newDevices()
+	if cfg.Admin.Token != "" {
+		if a.adminToken, err = config.ResolveSecret(cfg.Admin.Token); err != nil {
+			return nil, fmt.Errorf("config: admin.token: %w", err)
+		}
+	}
 	if a.be.stats != nil {
 		a.metrics.Queues(a.be.stats)
 	}
@@ -78,6 +89,7 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 	if err != nil {
 		return nil, err
 	}
+	a.routes = st.table
 	// Locally every stage runs in-process; on AWS they are Lambda functions.
 	if a.be.local {
 		for _, w := range []*worker.Worker{
@@ -86,6 +98,7 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 			{Stage: "relay", Queue: a.q[QueueRelay], Handler: st.relay, DeadLetter: a.q[QueueRelay+"-dlq"]},
 			{Stage: "dsn", Queue: a.q[QueueDSN], Handler: st.dsn, DeadLetter: a.q[QueueDSN+"-dlq"]},
 		} {
+			w.Handler = trace.Wrap(w.Stage, w.Handler, a.store, log)
 			w.Log = log
 			w.Concurrency = cfg.Delivery.Workers
 			w.Observe = a.metrics.Job
@@ -143,7 +156,7 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 			MaxHeaderBytes:   cfg.Limits.MaxHeaderBytes,
 			MaxReceived:      cfg.Limits.MaxReceived,
 			ProxyTrusted:     proxies,
-			Observer:         a.metrics,
+			Observer:         observers{a.metrics, a.devices},
 		}, st.identities, st.table, in, log))
 	}
 	a.metrics.GaugeFunc("postern_smtp_sessions_in_flight", "Open SMTP sessions.", func() float64 {

@@ -13,6 +13,7 @@ import (
 	"github.com/postern/postern/internal/lambdasqs"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue/sqsqueue"
+	"github.com/postern/postern/internal/trace"
 )
 
 // SQSHandler is what a Lambda function with an SQS event source runs.
@@ -49,7 +50,7 @@ func LambdaHandler(ctx context.Context, stage string, cfg *config.Config, log *s
 	case "dsn":
 		h = st.dsn
 	}
-	a := &lambdasqs.Adapter{Stage: stage, Handler: h, Log: log}
+	a := &lambdasqs.Adapter{Stage: stage, Handler: trace.Wrap(stage, h, be.store, log), Log: log}
 	if q, ok := be.queues[qname].(*sqsqueue.Queue); ok {
 		a.Visibility = q
 	}

@@ -34,6 +34,12 @@ const usage = `Usage:
   gateway [-config FILE]           run the gateway (embedded default without a file)
   gateway check-config FILE        validate a configuration file and exit
   gateway hash-password            read a password on stdin, print its bcrypt hash
+  gateway trace [-config FILE] ID  print a message's timeline
+  gateway replay [-config FILE] [-route NAME] ID
+                                   queue a stored message again
+  gateway redrive [-config FILE] QUEUE
+                                   move dead-lettered jobs back (inbound, webhook, relay, dsn)
+  gateway devices [-config FILE]   what each identity did since the gateway started
 
 The configuration file can also be named by POSTERN_CONFIG. Environment
 overrides (applied after the file):
@@ -47,6 +53,14 @@ func Main(ctx context.Context, e Env) int {
 			return checkConfig(e, e.Args[1:])
 		case "hash-password":
 			return hashPassword(e, e.Args[1:])
+		case "trace":
+			return traceCmd(ctx, e)
+		case "replay":
+			return replayCmd(ctx, e)
+		case "redrive":
+			return redriveCmd(ctx, e)
+		case "devices":
+			return devicesCmd(ctx, e)
 		case "help":
 			printUsage(e.Stdout)
 			return 0

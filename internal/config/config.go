@@ -92,10 +92,13 @@ type TLS struct {
 	Disable bool `yaml:"disable"`
 }
 
-// Admin is the HTTP listener for health checks.
+// Admin is the HTTP listener for health checks, metrics and operations.
 type Admin struct {
 	// Addr is host:port; "" disables the admin listener.
 	Addr string `yaml:"addr"`
+	// Token guards the operations API (/v1/...): a literal, env:NAME or
+	// file:PATH. Without one, only loopback clients may use it.
+	Token string `yaml:"token"`
 }
 
 // Limits bound what one client can make the gateway do.

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/postern/postern/internal/postern"
 )
 
 // Metrics is one process's registry and instruments.
@@ -82,9 +84,9 @@ func (m *Metrics) Reply(command string, code int) {
 	m.replies.WithLabelValues(command, strconv.Itoa(code)).Inc()
 }
 
-func (m *Metrics) Accepted(identity string, size int64, d time.Duration) {
-	m.messages.WithLabelValues(identity).Inc()
-	m.bytes.WithLabelValues(identity).Add(float64(size))
+func (m *Metrics) Accepted(env *postern.Envelope, d time.Duration) {
+	m.messages.WithLabelValues(env.Identity).Inc()
+	m.bytes.WithLabelValues(env.Identity).Add(float64(env.Size))
 	m.ingest.Observe(d.Seconds())
 }
 

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/postern"
 )
 
 func scrape(t *testing.T, m *Metrics) string {
@@ -23,7 +25,7 @@ func TestInstrumentsAppearWhenUsed(t *testing.T) {
 	m.Connection("smtp", "accepted")
 	m.Reply("RCPT", 550)
 	m.Reply("RCPT", 550)
-	m.Accepted("scanners", 2048, 3*time.Millisecond)
+	m.Accepted(&postern.Envelope{Identity: "scanners", Size: 2048}, 3*time.Millisecond)
 	m.AuthFailure("")
 	m.Job("webhook", "retry", time.Second)
 	m.GaugeFunc("postern_smtp_sessions_in_flight", "Open sessions.", func() float64 { return 7 })

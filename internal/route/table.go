@@ -220,3 +220,23 @@ func copyRule(r Rule) Rule {
 	r.Headers = maps.Clone(r.Headers)
 	return r
 }
+
+// Rule returns the rule with the given name. The returned rule belongs to
+// the table and must not be modified.
+func (t *Table) Rule(name string) (*Rule, bool) {
+	for i := range t.rules {
+		if t.rules[i].Name == name {
+			return &t.rules[i], true
+		}
+	}
+	return nil, false
+}
+
+// Names returns the rule names in order.
+func (t *Table) Names() []string {
+	out := make([]string, len(t.rules))
+	for i := range t.rules {
+		out[i] = t.rules[i].Name
+	}
+	return out
+}

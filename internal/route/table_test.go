@@ -213,3 +213,20 @@ func TestNewCopiesRules(t *testing.T) {
 		t.Fatalf("Len = %d", tb.Len())
 	}
 }
+
+func TestRuleByName(t *testing.T) {
+	t.Parallel()
+	tb, err := New([]Rule{{Name: "a", Recipients: []string{"*@a"}, Target: Target{Kind: KindWebhook}}, {Name: "b", Recipients: []string{"*"}, Target: Target{Kind: KindReject}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := tb.Rule("b"); !ok || r.Target.Kind != KindReject {
+		t.Fatalf("Rule(b) = %+v, %v", r, ok)
+	}
+	if _, ok := tb.Rule("c"); ok {
+		t.Fatal("Rule(c) found a rule that does not exist")
+	}
+	if n := tb.Names(); len(n) != 2 || n[0] != "a" || n[1] != "b" {
+		t.Fatalf("Names = %v", n)
+	}
+}

@@ -38,19 +38,19 @@ type Observer interface {
 	Connection(listener, outcome string)
 	SessionEnd(listener string, tls bool, auth string)
 	Reply(command string, code int)
-	Accepted(identity string, size int64, d time.Duration)
+	Accepted(env *postern.Envelope, d time.Duration)
 	AuthFailure(identity string)
 	RateLimited(identity string)
 }
 
 type noObserver struct{}
 
-func (noObserver) Connection(string, string)             {}
-func (noObserver) SessionEnd(string, bool, string)       {}
-func (noObserver) Reply(string, int)                     {}
-func (noObserver) Accepted(string, int64, time.Duration) {}
-func (noObserver) AuthFailure(string)                    {}
-func (noObserver) RateLimited(string)                    {}
+func (noObserver) Connection(string, string)                 {}
+func (noObserver) SessionEnd(string, bool, string)           {}
+func (noObserver) Reply(string, int)                         {}
+func (noObserver) Accepted(*postern.Envelope, time.Duration) {}
+func (noObserver) AuthFailure(string)                        {}
+func (noObserver) RateLimited(string)                        {}
 
 // Identity is a client the gateway recognises: by password (AUTH), by
 // source network, or both (then the password is required and the networks

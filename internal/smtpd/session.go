@@ -228,7 +228,7 @@ func (s *session) data(r io.Reader) error {
 			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
 		return rep
 	}
-	s.srv.cfg.Observer.Accepted(env.Identity, env.Size, time.Since(start))
+	s.srv.cfg.Observer.Accepted(env, time.Since(start))
 	s.log.Info("message queued", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
 		slog.String("identity", env.Identity), slog.Int("smtp_code", 250), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
 	return accepted(id)

@@ -1,0 +1,87 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/blob/fsblob"
+	"github.com/postern/postern/internal/blob/s3blob"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/trace"
+)
+
+// The operations below work without a running gateway: trace reads the
+// store (which a running gateway does not lock), replay and redrive open
+// the queues (locally only when no gateway holds them; the CLI asks a
+// running gateway through its admin API first).
+
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (blob.Store, func() error, error) {
+	if cfg.Backend.Type == "aws" {
+		a := cfg.Backend.AWS
+		c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.S3PathStyle, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return s3blob.New(c, a.Bucket, s3blob.Options{Prefix: a.Prefix, ServerSideEncryption: types.ServerSideEncryption(a.SSE), SSEKMSKeyID: a.KMSKeyID}), func() error { return nil }, nil
+	}
+	st, err := fsblob.New(cfg.Path("store"), fsblob.Options{Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, st.Close, nil
+}
+
+// Trace returns a message's timeline.
+func Trace(ctx context.Context, cfg *config.Config, log *slog.Logger, id postern.MsgID) ([]trace.Event, error) {
+	st, closeStore, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	names := make([]string, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		names[i] = r.Name
+	}
+	return trace.Read(ctx, st, id, names)
+}
+
+// Replay re-enqueues a stored message (see replay).
+func Replay(ctx context.Context, cfg *config.Config, log *slog.Logger, id postern.MsgID, route string) (string, error) {
+	be, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return "", err
+	}
+	defer be.close()
+	st, err := buildStages(cfg, be, log)
+	if err != nil {
+		return "", err
+	}
+	return replay(ctx, be, st.table, id, route)
+}
+
+// Redrive moves a local queue's dead-lettered jobs back to it. On AWS use
+// SQS's own redrive (console, or StartMessageMoveTask), which keeps
+// message attributes and needs no consumer.
+func Redrive(ctx context.Context, cfg *config.Config, log *slog.Logger, name string) (int, error) {
+	if cfg.Backend.Type == "aws" {
+		return 0, errors.New("on AWS, redrive with SQS itself: the console's \"Start DLQ redrive\" or `aws sqs start-message-move-task --source-arn <dlq-arn>`")
+	}
+	be, err := openBackend(ctx, cfg, log)
+	if err != nil {
+		return 0, err
+	}
+	defer be.close()
+	q, ok := be.queues[name].(*fsqueue.Queue)
+	dlq, ok2 := be.queues[name+"-dlq"].(*fsqueue.Queue)
+	if !ok || !ok2 {
+		return 0, fmt.Errorf("no queue %q (queues: inbound, webhook, relay, dsn)", name)
+	}
+	return dlq.Redrive(ctx, q)
+}
