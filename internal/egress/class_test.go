@@ -103,3 +103,34 @@ func TestRefusedErrorText(t *testing.T) {
 		t.Errorf("Error() = %q", got)
 	}
 }
+
+// FuzzCheck: every address gets one consistent verdict: an IPv4-mapped
+// address is judged as its IPv4 address, the connect-time hook agrees with
+// Check, and allowing private ranges never admits an always-refused class.
+func FuzzCheck(f *testing.F) {
+	f.Add([]byte{169, 254, 169, 254}, uint16(80))
+	f.Add(netip.MustParseAddr("fd00:ec2::254").AsSlice(), uint16(80))
+	f.Add(netip.MustParseAddr("64:ff9b::7f00:1").AsSlice(), uint16(443))
+	f.Add([]byte{8, 8, 8, 8}, uint16(443))
+	f.Fuzz(func(t *testing.T, b []byte, port uint16) {
+		a, ok := netip.AddrFromSlice(b)
+		if !ok {
+			return
+		}
+		c := Classify(a)
+		if a.Is4() && Classify(netip.AddrFrom16(a.As16())) != c {
+			t.Fatalf("%s and its IPv4-mapped form classify differently", a)
+		}
+		for _, allow := range []bool{false, true} {
+			g := Guard{AllowPrivate: allow}
+			err := g.Check(a)
+			if (err == nil) != (c == "" || allow && c.Private()) {
+				t.Fatalf("Check(%s, allow=%v) = %v for class %q", a, allow, err, c)
+			}
+			ctl := g.control("tcp", netip.AddrPortFrom(a, port).String(), nil)
+			if (ctl == nil) != (err == nil) {
+				t.Fatalf("control and Check disagree on %s: %v vs %v", a, ctl, err)
+			}
+		}
+	})
+}

@@ -105,7 +105,7 @@ func decodeValue(v string) string {
 			v = d
 		}
 	}
-	return strings.ToValidUTF8(v, "\uFFFD")
+	return clean(v)
 }
 
 // headerFacts fills the header-derived fields of p from the raw header
@@ -177,8 +177,8 @@ func addresses(p *postern.Parsed, f field) []postern.Address {
 	out := make([]postern.Address, 0, len(list))
 	for _, a := range list {
 		out = append(out, postern.Address{
-			Name:    strings.ToValidUTF8(a.Name, "\uFFFD"),
-			Address: strings.ToValidUTF8(a.Address, "\uFFFD"),
+			Name:    clean(a.Name),
+			Address: clean(a.Address),
 		})
 	}
 	return out
@@ -199,13 +199,13 @@ func msgIDs(v string) []string {
 			break
 		}
 		if id := strings.TrimSpace(rest[open+1 : open+end]); id != "" {
-			ids = append(ids, strings.ToValidUTF8(id, "\uFFFD"))
+			ids = append(ids, clean(id))
 		}
 		rest = rest[open+end+1:]
 	}
 	if ids == nil {
 		for _, id := range strings.Fields(v) {
-			ids = append(ids, strings.ToValidUTF8(id, "\uFFFD"))
+			ids = append(ids, clean(id))
 		}
 	}
 	return ids
@@ -222,10 +222,12 @@ func headerLookup(hs []postern.Header) func(string) []string {
 	return func(name string) []string { return byName[strings.ToLower(name)] }
 }
 
+// warning and severe make parse errors. Details often quote the message
+// (enmime's do), so they are cleaned like any text from it.
 func warning(name, detail string) postern.ParseError {
-	return postern.ParseError{Name: name, Detail: detail}
+	return postern.ParseError{Name: name, Detail: clean(detail)}
 }
 
 func severe(name, detail string) postern.ParseError {
-	return postern.ParseError{Name: name, Detail: detail, Severe: true}
+	return postern.ParseError{Name: name, Detail: clean(detail), Severe: true}
 }

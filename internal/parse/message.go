@@ -19,6 +19,7 @@ const (
 	ErrNameUnparseable = "Unparseable message"
 	ErrNamePanic       = "Parser failure"
 	ErrNameTooMany     = "Too many errors"
+	ErrNameNUL         = "NUL bytes"
 )
 
 // maxErrors caps the listed parse errors; a pathological message can
@@ -29,6 +30,9 @@ const maxErrors = 100
 // panics: problems become entries in Errors, Severe when part of the message
 // could not be represented. Headers are always read, even when the body is
 // over a limit or cannot be parsed at all.
+//
+// Every string taken from the message is valid UTF-8 without NUL bytes
+// (either becomes U+FFFD); attachment bytes are kept as they are.
 //
 // Every attachment carries its bytes in Content; the stage moves those above
 // the inline threshold to the store. ID is left for the caller to set.
@@ -48,6 +52,9 @@ func Parse(raw []byte, cfg Config) (p *postern.Parsed) {
 		}
 	}()
 	headerFacts(p, readFields(splitHeader(raw)))
+	if bytes.IndexByte(raw, 0) >= 0 {
+		p.Errors = append(p.Errors, warning(ErrNameNUL, "NUL bytes in the message are given as U+FFFD in headers, names and bodies; attachments keep theirs"))
+	}
 	if err := checkLimits(raw, cfg); err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameLimit, err.Error()+"; body not parsed, headers only"))
 	} else {
@@ -83,7 +90,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
 	for _, e := range env.Errors {
 		p.Errors = append(p.Errors, postern.ParseError{
 			Name:   e.Name,
-			Detail: strings.ToValidUTF8(e.Detail, "\uFFFD"),
+			Detail: clean(e.Detail),
 			Severe: e.Severe,
 		})
 		if e.Name == enmime.ErrorPlainTextFromHTML {
@@ -96,10 +103,21 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
 	p.Attachments = attachments(env)
 }
 
-// capBody makes s valid UTF-8 and cuts it to at most max bytes on a rune
+// clean makes s valid UTF-8 without NUL bytes, replacing either with
+// U+FFFD. NUL is never valid in headers or text (RFC 5322, RFC 2046), and
+// receivers choke on it: PostgreSQL, for one, refuses it in text and jsonb.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	return s
+}
+
+// capBody cleans s and cuts it to at most max bytes on a rune
 // boundary.
 func capBody(s string, max int) (string, bool) {
-	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = clean(s)
 	if len(s) <= max {
 		return s, false
 	}
@@ -132,14 +150,18 @@ func attachments(env *enmime.Envelope) []postern.Attachment {
 	})
 	for _, part := range parts {
 		sum := sha256.Sum256(part.Content)
+		name := part.FileName
+		if name == "" {
+			name = fileName2231(part.Header)
+		}
 		out = append(out, postern.Attachment{
-			Filename:     strings.ToValidUTF8(part.FileName, "\uFFFD"),
-			ContentType:  strings.ToValidUTF8(part.ContentType, "\uFFFD"),
+			Filename:     clean(name),
+			ContentType:  clean(part.ContentType),
 			DetectedType: http.DetectContentType(part.Content),
 			Size:         int64(len(part.Content)),
 			SHA256:       hex.EncodeToString(sum[:]),
-			ContentID:    strings.ToValidUTF8(part.ContentID, "\uFFFD"),
-			Disposition:  strings.ToValidUTF8(part.Disposition, "\uFFFD"),
+			ContentID:    clean(part.ContentID),
+			Disposition:  clean(part.Disposition),
 			Content:      part.Content,
 		})
 	}

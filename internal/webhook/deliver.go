@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/trace"
 )
 
 // maxResponse is how much of a response body is read (and thrown away):
@@ -71,7 +72,7 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".json"), bytes.NewReader(body))), nil
 	}
 	ts := h.now()
-	return h.send(ctx, d.target.Timeout, request{
+	return h.send(ctx, d.target, request{
 		url:    d.target.URL,
 		header: signedHeader(d.webhookID, ts, signatures(d.target.Secrets, d.webhookID, ts, body), "application/json"),
 		body:   bytes.NewReader(body),
@@ -105,7 +106,7 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 	if err != nil {
 		return outcome{}, err
 	}
-	return h.send(ctx, d.target.Timeout, request{
+	return h.send(ctx, d.target, request{
 		url:     d.target.URL,
 		header:  signedHeader(d.webhookID, ts, sig, "message/rfc822"),
 		body:    body,
@@ -168,9 +169,10 @@ type request struct {
 	getBody func() (io.ReadCloser, error)
 }
 
-// send POSTs r within timeout and classifies the answer.
-func (h *Handler) send(ctx context.Context, timeout time.Duration, r request) outcome {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// send POSTs r for target t, within t's timeout and through the client its
+// address policy calls for, and classifies the answer.
+func (h *Handler) send(ctx context.Context, t Target, r request) outcome {
+	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, r.body)
 	if err != nil {
@@ -189,11 +191,12 @@ func (h *Handler) send(ctx context.Context, timeout time.Duration, r request) ou
 			req.Body = http.NoBody
 		}
 	}
-	resp, err := h.client.Do(req)
+	resp, err := h.clientFor(t).Do(req)
 	if err != nil {
 		return classifyError(err)
 	}
 	defer resp.Body.Close()
+	trace.NoteStatus(ctx, resp.StatusCode)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
 	return classifyStatus(resp.StatusCode, resp.Header, h.now())
 }

@@ -103,7 +103,7 @@ func (h *Handler) notifyFailure(ctx context.Context, d *delivery, f Failed) {
 	}
 	id := d.webhookID + ".failed"
 	start := h.now()
-	o := h.send(ctx, d.target.Timeout, request{
+	o := h.send(ctx, d.target, request{
 		url:    d.target.FailureURL,
 		header: signedHeader(id, ts, signatures(d.target.Secrets, id, ts, body), "application/json"),
 		body:   bytes.NewReader(body),

@@ -165,7 +165,7 @@ type fixture struct {
 	raw    []byte
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	id := postern.NewMsgID()
 	date := time.Date(2025, 3, 4, 9, 58, 0, 0, time.FixedZone("", 3600))
@@ -228,7 +228,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) put(t *testing.T, key string, b []byte) {
+func (f *fixture) put(t testing.TB, key string, b []byte) {
 	t.Helper()
 	if err := f.store.Put(t.Context(), key, bytes.NewReader(b), nil); err != nil {
 		t.Fatal(err)
@@ -236,7 +236,7 @@ func (f *fixture) put(t *testing.T, key string, b []byte) {
 }
 
 // jobBody is the queue message for the fixture's job.
-func (f *fixture) jobBody(t *testing.T, attempt int) postern.Job {
+func (f *fixture) jobBody(t testing.TB, attempt int) postern.Job {
 	t.Helper()
 	b, err := json.Marshal(f.job)
 	if err != nil {
@@ -245,9 +245,12 @@ func (f *fixture) jobBody(t *testing.T, attempt int) postern.Job {
 	return postern.Job{Body: b, Attempt: attempt}
 }
 
-// handler builds a Handler over f with one target for route "scans".
+// handler builds a Handler over f with one target for route "scans". The
+// Handler has its own guarded clients, as in production; the target is
+// allowed private addresses because httptest servers listen on loopback.
 func (f *fixture) handler(t *testing.T, target Target, dsn Sender, now time.Time, opts ...Option) *Handler {
 	t.Helper()
+	target.AllowPrivate = true
 	targets := func(route string) (Target, bool) {
 		if route != "scans" {
 			return Target{}, false

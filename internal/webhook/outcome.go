@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/postern/postern/internal/egress"
 )
 
 // maxRetryAfter caps a receiver's Retry-After, so a typo of "86400" cannot
@@ -76,8 +78,14 @@ func netClass(err error) string {
 		host x509.HostnameError
 		rec  tls.RecordHeaderError
 		alrt tls.AlertError
+		ref  *egress.RefusedError
 	)
 	switch {
+	case errors.As(err, &ref):
+		// Temporary like other network failures: the fix is a configuration
+		// change (the route's allow_private, or its URL), and retrying until
+		// max age lets messages through once it is made.
+		return "address refused (" + string(ref.Class) + ")"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.As(err, &dns):

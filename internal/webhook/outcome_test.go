@@ -6,10 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/egress"
 )
 
 func TestParseRetryAfter(t *testing.T) {
@@ -89,6 +92,7 @@ func TestNetClass(t *testing.T) {
 		{io.ErrUnexpectedEOF, "connection closed"},
 		{&net.OpError{Op: "read", Err: timeoutErr{}}, "timeout"},
 		{errors.New("something else"), "network error"},
+		{&net.OpError{Op: "dial", Err: &egress.RefusedError{Addr: netip.MustParseAddr("10.0.0.1"), Class: egress.ClassPrivate}}, "address refused (private)"},
 	}
 	for _, tc := range tests {
 		if got := netClass(tc.err); got != tc.want {

@@ -33,6 +33,12 @@ type Target struct {
 	// FailureURL, when set, receives a signed email.failed event when a
 	// delivery fails for good (best effort: the DSN is the record).
 	FailureURL string
+	// AllowPrivate lets URL and FailureURL reach loopback, private and
+	// shared (CGNAT) addresses, for applications on the same host or
+	// network. Link-local and cloud metadata addresses stay refused. It
+	// applies when the Handler was built with its own guarded clients (a nil
+	// client in New).
+	AllowPrivate bool
 }
 
 // Targets looks up a route's target by name. It reports false for a route

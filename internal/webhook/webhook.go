@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/egress"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -24,7 +25,8 @@ type Sender interface {
 type Handler struct {
 	store   blob.Store
 	targets Targets
-	client  *http.Client
+	client  *http.Client // for targets that may not reach private addresses
+	private *http.Client // for targets with AllowPrivate
 	dsn     Sender
 	log     *slog.Logger
 	now     func() time.Time
@@ -44,23 +46,36 @@ func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = 
 func WithURLs(u URLs) Option { return func(h *Handler) { h.urls = u } }
 
 // New builds the webhook stage. store holds the parsed and raw messages,
-// targets resolves route names, dsn is the dsn queue. A nil client gets one
-// that does not follow redirects (a webhook URL that redirects is treated as
-// a failed attempt, not silently re-aimed); a nil log discards.
+// targets resolves route names, dsn is the dsn queue; a nil log discards.
+//
+// A nil client is the normal case: the Handler then makes two guarded
+// clients (package egress), one per address policy, and picks by each
+// target's AllowPrivate. Neither follows redirects: a webhook URL that
+// redirects is a failed attempt, not silently re-aimed. A non-nil client is
+// used as given for every target, and its owner decides where it may
+// connect; AllowPrivate then has no effect.
 func New(store blob.Store, targets Targets, client *http.Client, dsn Sender, log *slog.Logger, opts ...Option) *Handler {
+	private := client
 	if client == nil {
-		client = &http.Client{
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		client = egress.NewClient(egress.Guard{})
+		private = egress.NewClient(egress.Guard{AllowPrivate: true})
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{store: store, targets: targets, client: client, dsn: dsn, log: log, now: time.Now}
+	h := &Handler{store: store, targets: targets, client: client, private: private, dsn: dsn, log: log, now: time.Now}
 	for _, o := range opts {
 		o(h)
 	}
 	return h
+}
+
+// clientFor returns the client whose address policy fits t.
+func (h *Handler) clientFor(t Target) *http.Client {
+	if t.AllowPrivate {
+		return h.private
+	}
+	return h.client
 }
 
 // Handle makes one delivery attempt. It returns nil when the message was

@@ -585,7 +585,7 @@ func TestAttemptLogLine(t *testing.T) {
 	srv := serve(t, &recorder{statuses: []int{503}})
 	var buf syncBuffer
 	targets := func(string) (Target, bool) {
-		return Target{URL: srv.URL + "/hook?token=s3cr3t-token", Secrets: [][]byte{testSecret}}, true
+		return Target{URL: srv.URL + "/hook?token=s3cr3t-token", Secrets: [][]byte{testSecret}, AllowPrivate: true}, true
 	}
 	h := New(f.store, targets, nil, &fakeSender{}, slog.New(slog.NewJSONHandler(&buf, nil)), WithClock(func() time.Time { return testNow }))
 	mustTemporary(t, h.Handle(t.Context(), f.jobBody(t, 4)))

@@ -1,0 +1,97 @@
+package parse
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// benchText is a 10 KiB text message: the common case, a device's report.
+func benchText() []byte {
+	var m msgBuilder
+	m.header("Scanner 3F <scanner-3f@devices.example>", "inbox@app.example", "=?utf-8?q?Scan_finished_=E2=80=93_job_4711?=").
+		line("Received: from scanner.lan (192.0.2.10) by gw.example with ESMTP; Tue, 04 Mar 2025 09:15:00 +0100").
+		line("X-Mailer: ScanToMail 2.1").
+		line("Content-Type: text/plain; charset=utf-8").
+		line("Content-Transfer-Encoding: quoted-printable").
+		line("")
+	var body bytes.Buffer
+	for i := 0; body.Len() < 10<<10; i++ {
+		fmt.Fprintf(&body, "Page %d scanned at 300 dpi, colour, duplex. Grüße vom Drucker.\r\n", i)
+	}
+	m.body(qp(body.Bytes()))
+	return m.bytes()
+}
+
+// benchAttachments is a 1 MiB message: text and HTML alternatives, an
+// inline logo, and three attachments (PDF, image, CSV).
+func benchAttachments() []byte {
+	filler := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7) ^ seed ^ byte(i>>8)
+		}
+		return b
+	}
+	var m msgBuilder
+	m.header("ERP <erp@billing.example>", "invoices@app.example", "Invoices and scans for March").
+		line(`Content-Type: multipart/mixed; boundary="mix"`).
+		line("").
+		line("--mix").
+		line(`Content-Type: multipart/alternative; boundary="alt"`).
+		line("").
+		line("--alt").
+		line("Content-Type: text/plain; charset=utf-8").
+		line("").
+		line(strings.Repeat("Invoice 2025-03 attached; totals below. ", 50)).
+		line("--alt").
+		line(`Content-Type: multipart/related; boundary="rel"`).
+		line("").
+		line("--rel").
+		line("Content-Type: text/html; charset=utf-8").
+		line("").
+		line("<html><body>" + strings.Repeat("<p>Invoice 2025-03 attached.</p>", 60) + `<img src="cid:logo@erp"></body></html>`).
+		line("--rel").
+		line("Content-Type: image/png").
+		line("Content-Transfer-Encoding: base64").
+		line("Content-ID: <logo@erp>").
+		line("Content-Disposition: inline").
+		line("").
+		body(b64(append([]byte("\x89PNG\r\n\x1a\n"), filler(8<<10, 1)...))).
+		line("--rel--").
+		line("--alt--")
+	for _, a := range []struct {
+		name, ctype string
+		size        int
+	}{{"invoice.pdf", "application/pdf", 520 << 10}, {"scan.jpg", "image/jpeg", 200 << 10}, {"items.csv", "text/csv", 20 << 10}} {
+		m.line("--mix").
+			line(`Content-Type: `, a.ctype, `; name="`, a.name, `"`).
+			line("Content-Transfer-Encoding: base64").
+			line(`Content-Disposition: attachment; filename="`, a.name, `"`).
+			line("").
+			body(b64(filler(a.size, byte(len(a.name)))))
+	}
+	m.line("--mix--")
+	return m.bytes()
+}
+
+// BenchmarkParse measures Parse alone; MB/s is of the raw message.
+func BenchmarkParse(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		raw  []byte
+	}{{"text-10KiB", benchText()}, {"attachments-1MiB", benchAttachments()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			p := Parse(bc.raw, Config{})
+			if len(p.Errors) != 0 || p.Text == "" {
+				b.Fatalf("%s does not parse cleanly: %+v", bc.name, p.Errors)
+			}
+			b.SetBytes(int64(len(bc.raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				Parse(bc.raw, Config{})
+			}
+		})
+	}
+}
