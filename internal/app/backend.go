@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -54,7 +56,7 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		store.Close()
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true,
+	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true, urls: fileURLs{store},
 		close: func() error { return errors.Join(db.Close(), store.Close()) }}
 	defer func() {
 		if err != nil {
@@ -131,6 +133,23 @@ func readiness(store blob.Store, queueStats func(context.Context) error) func(co
 		}
 		return nil
 	}
+}
+
+// fileURLs links stored objects as file:// URLs: in local mode the
+// application runs on the same machine, so a path is the useful reference
+// to a large attachment or the raw message.
+type fileURLs struct{ store *fsblob.Store }
+
+func (f fileURLs) URL(_ context.Context, key string) (string, error) {
+	p, err := f.store.Path(key)
+	if err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
 }
 
 func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {

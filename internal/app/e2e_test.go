@@ -241,6 +241,11 @@ func TestEndToEndWebhook(t *testing.T) {
 	if !strings.Contains(d.Raw.Key, id) || d.Raw.Size <= int64(buf.Len()) {
 		t.Errorf("raw reference %+v", d.Raw)
 	}
+	if p, ok := strings.CutPrefix(d.Raw.URL, "file://"); !ok {
+		t.Errorf("raw URL %q is not a local file URL", d.Raw.URL)
+	} else if b, err := os.ReadFile(p); err != nil || !bytes.HasPrefix(b, []byte("Received: ")) {
+		t.Errorf("raw URL does not lead to the stored message: %v", err)
+	}
 	var received bool
 	for _, hd := range d.Headers {
 		if hd.Name == "Received" && strings.Contains(hd.Value, "id "+id) {

@@ -50,7 +50,7 @@ func LambdaHandler(ctx context.Context, stage string, cfg *config.Config, log *s
 	case "dsn":
 		h = st.dsn
 	}
-	a := &lambdasqs.Adapter{Stage: stage, Handler: trace.Wrap(stage, h, be.store, log), Log: log}
+	a := &lambdasqs.Adapter{Stage: stage, Handler: trace.Wrap(stage, h, be.store, log), Log: log, Metrics: os.Stdout}
 	if q, ok := be.queues[qname].(*sqsqueue.Queue); ok {
 		a.Visibility = q
 	}

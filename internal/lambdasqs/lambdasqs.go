@@ -7,6 +7,7 @@ package lambdasqs
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
@@ -48,12 +49,25 @@ type Adapter struct {
 	Margin    time.Duration
 	BaseDelay time.Duration // default 5s
 	MaxDelay  time.Duration // default 15m; SQS caps visibility at 12h
+	// Metrics, when set, receives one CloudWatch Embedded Metric Format
+	// line per batch (os.Stdout in Lambda).
+	Metrics io.Writer
 }
 
 // Handle processes a batch. Records are handled one after another so the
 // order within a message group is kept and memory stays bounded.
 func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	var resp events.SQSEventResponse
+	start := time.Now()
+	counts := emfCounts{Records: len(ev.Records)}
+	if a.Metrics != nil {
+		defer func() {
+			counts.Duration = time.Since(start)
+			counts.Retried = len(resp.BatchItemFailures)
+			counts.Done = counts.Records - counts.Retried - counts.DeadLettered
+			writeEMF(a.Metrics, a.Stage, time.Now(), counts)
+		}()
+	}
 	margin := a.Margin
 	if margin <= 0 {
 		margin = 5 * time.Second
@@ -67,15 +81,20 @@ func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			a.Log.Warn("deadline near; returning records unprocessed", slog.String("stage", a.Stage), slog.Int("records", len(ev.Records)-i))
 			break
 		}
-		if !a.one(ctx, r) {
+		done, deadLettered := a.one(ctx, r)
+		if deadLettered {
+			counts.DeadLettered++
+		}
+		if !done {
 			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
 		}
 	}
 	return resp, nil
 }
 
-// one handles a record and reports whether it is done (to be deleted).
-func (a *Adapter) one(ctx context.Context, r events.SQSMessage) bool {
+// one handles a record and reports whether it is done (to be deleted) and
+// whether it went to the dead-letter queue.
+func (a *Adapter) one(ctx context.Context, r events.SQSMessage) (done, deadLettered bool) {
 	attempt, _ := strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
 	log := a.Log.With(slog.String("stage", a.Stage), slog.String("job_id", r.MessageId), slog.Int("attempt", attempt))
 	var enc string
@@ -90,17 +109,17 @@ func (a *Adapter) one(ctx context.Context, r events.SQSMessage) bool {
 	}
 	switch {
 	case err == nil:
-		return true
+		return true, false
 	case postern.IsPermanent(err):
 		log.Error("job failed permanently", slog.String("error", err.Error()))
 		if a.DeadLetter == nil {
-			return false
+			return false, false
 		}
 		if _, derr := a.DeadLetter.Send(ctx, []byte(r.Body), 0); derr != nil {
 			log.Error("dead-letter failed; leaving the record to the redrive policy", slog.String("error", derr.Error()))
-			return false
+			return false, false
 		}
-		return true
+		return true, true
 	default:
 		d, ok := postern.RetryDelay(err)
 		if !ok {
@@ -112,7 +131,7 @@ func (a *Adapter) one(ctx context.Context, r events.SQSMessage) bool {
 				log.Warn("reschedule failed; the visibility timeout applies", slog.String("error", verr.Error()))
 			}
 		}
-		return false
+		return false, false
 	}
 }
 

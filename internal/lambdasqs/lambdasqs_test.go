@@ -1,6 +1,7 @@
 package lambdasqs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -128,4 +129,39 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+func TestEMFLinePerBatch(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	h := postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		switch string(job.Body) {
+		case "temp":
+			return errors.New("later")
+		case "perm":
+			return postern.Permanent(errors.New("never"))
+		}
+		return nil
+	})
+	a := &Adapter{Stage: "webhook", Handler: h, Log: slog.New(slog.DiscardHandler), DeadLetter: &recordingDLQ{}, Metrics: &buf}
+	a.Handle(context.Background(), events.SQSEvent{Records: []events.SQSMessage{rec("1", "ok", 1), rec("2", "ok", 1), rec("3", "temp", 1), rec("4", "perm", 1)}})
+	var line struct {
+		AWS struct {
+			CloudWatchMetrics []struct {
+				Namespace string
+				Metrics   []struct{ Name string }
+			}
+		} `json:"_aws"`
+		Stage                                                 string
+		JobsDone, JobsRetried, JobsDeadLettered, BatchRecords int
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("EMF line %q: %v", buf.String(), err)
+	}
+	if line.Stage != "webhook" || line.JobsDone != 2 || line.JobsRetried != 1 || line.JobsDeadLettered != 1 || line.BatchRecords != 4 {
+		t.Errorf("EMF counts %+v", line)
+	}
+	if len(line.AWS.CloudWatchMetrics) != 1 || line.AWS.CloudWatchMetrics[0].Namespace != "Postern" || len(line.AWS.CloudWatchMetrics[0].Metrics) != 5 {
+		t.Errorf("EMF directive %+v", line.AWS)
+	}
 }
