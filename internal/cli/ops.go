@@ -86,19 +86,28 @@ func adminCall(ctx context.Context, cfg *config.Config, method, path string, out
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func traceCmd(ctx context.Context, e Env) int {
-	cfg, fs, code := opsFlags(e, "trace", "Usage: gateway trace [-config FILE] MESSAGE-ID\n\nPrints the message's timeline: received, parsed, each delivery attempt with its status, retries, failures, DSN.", nil)
+// idCommand parses the flags of a command that takes one message id.
+func idCommand(e Env, name, usage string, extra func(*flag.FlagSet)) (*config.Config, postern.MsgID, int) {
+	cfg, fs, code := opsFlags(e, name, usage, extra)
 	if cfg == nil {
-		return max(code, 0)
+		return nil, "", max(code, 0)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return 2
+		return nil, "", 2
 	}
 	id, err := postern.ParseMsgID(fs.Arg(0))
 	if err != nil {
-		fmt.Fprintln(e.Stderr, "trace:", err)
-		return 2
+		fmt.Fprintf(e.Stderr, "%s: %v\n", name, err)
+		return nil, "", 2
+	}
+	return cfg, id, 0
+}
+
+func traceCmd(ctx context.Context, e Env) int {
+	cfg, id, code := idCommand(e, "trace", "Usage: gateway trace [-config FILE] MESSAGE-ID\n\nPrints the message's timeline: received, parsed, each delivery attempt with its status, retries, failures, DSN.", nil)
+	if cfg == nil {
+		return code
 	}
 	evs, err := app.Trace(ctx, cfg, quietLog(), id)
 	if err != nil {
@@ -128,19 +137,10 @@ func printTrace(w io.Writer, evs []trace.Event) {
 
 func replayCmd(ctx context.Context, e Env) int {
 	var routeName string
-	cfg, fs, code := opsFlags(e, "replay", "Usage: gateway replay [-config FILE] [-route NAME] MESSAGE-ID\n\nQueues a stored message again: parsed and routed anew, or straight to one route. Deliveries keep their webhook-id.",
+	cfg, id, code := idCommand(e, "replay", "Usage: gateway replay [-config FILE] [-route NAME] MESSAGE-ID\n\nQueues a stored message again: parsed and routed anew, or straight to one route. Deliveries keep their webhook-id.",
 		func(fs *flag.FlagSet) { fs.StringVar(&routeName, "route", "", "deliver to this route only") })
 	if cfg == nil {
-		return max(code, 0)
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	id, err := postern.ParseMsgID(fs.Arg(0))
-	if err != nil {
-		fmt.Fprintln(e.Stderr, "replay:", err)
-		return 2
+		return code
 	}
 	var res map[string]string
 	ok, err := adminCall(ctx, cfg, http.MethodPost, "/v1/replay/"+string(id)+"?route="+url.QueryEscape(routeName), &res)
