@@ -4,105 +4,29 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"maps"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/blob/memblob"
 )
 
-// memStore is an in-memory blob.Store. putErr and getErr, when set, inject
-// failures by key.
-type memStore struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-	types   map[string]string
-	puts    []string // keys in Put order
+// memStore is the shared in-memory store with two assertion helpers.
+type memStore struct{ *memblob.Store }
 
-	putErr func(key string) error
-	getErr func(key string) error
-}
-
-var _ blob.Store = (*memStore)(nil)
-
-func newMemStore() *memStore {
-	return &memStore{objects: map[string][]byte{}, types: map[string]string{}}
-}
-
-func (s *memStore) Put(ctx context.Context, key string, r io.Reader, opts *blob.PutOptions) error {
-	if !blob.ValidKey(key) {
-		return fmt.Errorf("invalid key %q", key)
-	}
-	if s.putErr != nil {
-		if err := s.putErr(key); err != nil {
-			return err
-		}
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.objects[key] = b
-	if opts != nil {
-		s.types[key] = opts.ContentType
-	}
-	s.puts = append(s.puts, key)
-	return ctx.Err()
-}
-
-func (s *memStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	if s.getErr != nil {
-		if err := s.getErr(key); err != nil {
-			return nil, err
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.objects[key]
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", key, blob.ErrNotFound)
-	}
-	return io.NopCloser(bytes.NewReader(bytes.Clone(b))), nil
-}
-
-func (s *memStore) Stat(ctx context.Context, key string) (blob.Attrs, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.objects[key]
-	if !ok {
-		return blob.Attrs{}, fmt.Errorf("stat %s: %w", key, blob.ErrNotFound)
-	}
-	return blob.Attrs{Size: int64(len(b))}, nil
-}
-
-func (s *memStore) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.objects, key)
-	return nil
-}
+func newMemStore() *memStore { return &memStore{memblob.New()} }
 
 func (s *memStore) object(t *testing.T, key string) []byte {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.objects[key]
+	b, ok := s.Bytes(key)
 	if !ok {
-		t.Fatalf("no object %s; have %v", key, slices.Sorted(maps.Keys(s.objects)))
+		t.Fatalf("no object %s; have %v", key, s.keys())
 	}
 	return b
 }
 
-func (s *memStore) keys() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.objects))
-}
+func (s *memStore) keys() []string { return slices.Sorted(slices.Values(s.Keys())) }
 
 // recorder is a Sender that keeps what it was sent; err, when set, fails it.
 type recorder struct {

@@ -108,10 +108,10 @@ func TestHandleParsesStoresAndRoutes(t *testing.T) {
 	if got := hs.store.object(t, id.AttachmentKey(2)); !bytes.Equal(got, m.pdf) {
 		t.Errorf("stored attachment differs: %d bytes", len(got))
 	}
-	if typ := hs.store.types[id.AttachmentKey(2)]; typ != "application/pdf" {
+	if typ := hs.store.ContentType(id.AttachmentKey(2)); typ != "application/pdf" {
 		t.Errorf("stored content type %q", typ)
 	}
-	if typ := hs.store.types[id.ParsedKey()]; typ != "application/json" {
+	if typ := hs.store.ContentType(id.ParsedKey()); typ != "application/json" {
 		t.Errorf("parsed content type %q", typ)
 	}
 
@@ -249,19 +249,24 @@ func TestHandleInfrastructureFailuresAreTemporary(t *testing.T) {
 	}{
 		{"raw missing", func(hs *harness, id postern.MsgID) { _ = hs.store.Delete(context.Background(), id.RawKey()) }, blob.ErrNotFound},
 		{"get fails", func(hs *harness, id postern.MsgID) {
-			hs.store.getErr = func(string) error { return boom }
+			hs.store.Err = func(op, _ string) error {
+				if op == "get" {
+					return boom
+				}
+				return nil
+			}
 		}, boom},
 		{"attachment put fails", func(hs *harness, id postern.MsgID) {
-			hs.store.putErr = func(key string) error {
-				if strings.Contains(key, "/att/") {
+			hs.store.Err = func(op, key string) error {
+				if op == "put" && strings.Contains(key, "/att/") {
 					return boom
 				}
 				return nil
 			}
 		}, boom},
 		{"parsed put fails", func(hs *harness, id postern.MsgID) {
-			hs.store.putErr = func(key string) error {
-				if key == id.ParsedKey() {
+			hs.store.Err = func(op, key string) error {
+				if op == "put" && key == id.ParsedKey() {
 					return boom
 				}
 				return nil

@@ -189,7 +189,7 @@ func TestRelayAllAccepted(t *testing.T) {
 	if n := len(f.dsnq.Bodies()); n != 0 {
 		t.Errorf("%d dsn jobs, want 0", n)
 	}
-	if _, ok := f.store.Object(relay.StateKey(testID, "smarthost")); ok {
+	if _, ok := f.store.Bytes(relay.StateKey(testID, "smarthost")); ok {
 		t.Error("state written for a job that finished")
 	}
 }

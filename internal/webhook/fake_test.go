@@ -13,59 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/postern"
 )
-
-// memStore is an in-memory blob.Store.
-type memStore struct {
-	mu   sync.Mutex
-	objs map[string][]byte
-	gets int
-}
-
-var _ blob.Store = (*memStore)(nil)
-
-func newMemStore() *memStore { return &memStore{objs: map[string][]byte{}} }
-
-func (s *memStore) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOptions) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.objs[key] = b
-	return nil
-}
-
-func (s *memStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gets++
-	b, ok := s.objs[key]
-	if !ok {
-		return nil, fmt.Errorf("memstore: %w", blob.ErrNotFound)
-	}
-	return io.NopCloser(bytes.NewReader(b)), nil
-}
-
-func (s *memStore) Stat(ctx context.Context, key string) (blob.Attrs, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.objs[key]
-	if !ok {
-		return blob.Attrs{}, blob.ErrNotFound
-	}
-	return blob.Attrs{Size: int64(len(b))}, nil
-}
-
-func (s *memStore) Delete(ctx context.Context, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.objs, key)
-	return nil
-}
 
 // fakeSender records what is queued for the dsn stage; err makes Send fail.
 type fakeSender struct {
@@ -159,7 +109,7 @@ var (
 
 // fixture is a stored message and its webhook job.
 type fixture struct {
-	store  *memStore
+	store  *memblob.Store
 	job    postern.WebhookJob
 	parsed postern.Parsed
 	raw    []byte
@@ -171,7 +121,7 @@ func newFixture(t testing.TB) *fixture {
 	date := time.Date(2025, 3, 4, 9, 58, 0, 0, time.FixedZone("", 3600))
 	raw := []byte("From: Scanner <scan@dev.example>\r\nTo: inbox@app.example\r\nSubject: Scan 42\r\n\r\nhello\r\n")
 	f := &fixture{
-		store: newMemStore(),
+		store: memblob.New(),
 		raw:   raw,
 		job: postern.WebhookJob{
 			V:          postern.JobVersion,
