@@ -154,10 +154,7 @@ func (f fileURLs) URL(_ context.Context, key string) (string, error) {
 
 func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
 	a := cfg.Backend.AWS
-	if a.Region != "" && os.Getenv("AWS_REGION") == "" {
-		os.Setenv("AWS_REGION", a.Region)
-	}
-	s3c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.S3PathStyle, nil)
+	s3c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.Region, a.S3PathStyle, nil)
 	if err != nil {
 		return nil, fmt.Errorf("backend.aws: S3 client: %w", err)
 	}

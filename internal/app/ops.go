@@ -25,7 +25,7 @@ import (
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (blob.Store, func() error, error) {
 	if cfg.Backend.Type == "aws" {
 		a := cfg.Backend.AWS
-		c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.S3PathStyle, nil)
+		c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.Region, a.S3PathStyle, nil)
 		if err != nil {
 			return nil, nil, err
 		}

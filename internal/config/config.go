@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -379,6 +380,14 @@ var envKeys = []struct {
 	{"POSTERN_AWS_REGION", "backend.aws.region", func(c *Config, v string) error { c.Backend.AWS.Region = v; return nil }},
 	{"POSTERN_BUCKET", "backend.aws.bucket", func(c *Config, v string) error { c.Backend.AWS.Bucket = v; return nil }},
 	{"POSTERN_S3_ENDPOINT", "backend.aws.s3_endpoint", func(c *Config, v string) error { c.Backend.AWS.S3Endpoint = v; return nil }},
+	{"POSTERN_S3_PATH_STYLE", "backend.aws.s3_path_style", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		c.Backend.AWS.S3PathStyle = b
+		return nil
+	}},
 	{"POSTERN_SQS_ENDPOINT", "backend.aws.sqs_endpoint", func(c *Config, v string) error { c.Backend.AWS.SQSEndpoint = v; return nil }},
 	{"POSTERN_QUEUE_INBOUND", "backend.aws.queues.inbound", func(c *Config, v string) error { c.Backend.AWS.Queues.Inbound = v; return nil }},
 	{"POSTERN_QUEUE_WEBHOOK", "backend.aws.queues.webhook", func(c *Config, v string) error { c.Backend.AWS.Queues.Webhook = v; return nil }},

@@ -31,8 +31,14 @@ const fallbackRegion = "us-east-1"
 // The client does not log "response has no supported checksum" on reads:
 // the SDK would print that as a plain-text line on stderr, in the middle
 // of the JSON log, for every object uploaded without a full-object checksum.
-func NewClient(ctx context.Context, endpoint string, pathStyle bool, hc s3.HTTPClient) (*s3.Client, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
+//
+// region, when not empty, overrides the region from the environment.
+func NewClient(ctx context.Context, endpoint, region string, pathStyle bool, hc s3.HTTPClient) (*s3.Client, error) {
+	var opts []func(*config.LoadOptions) error
+	if region != "" {
+		opts = append(opts, config.WithRegion(region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3blob: load AWS config: %w", err)
 	}

@@ -13,34 +13,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/postern/postern/internal/standin"
 )
 
 // isolateAWSEnv points the SDK's default chain at static test credentials
 // and nothing else: no shared files, profile, region or endpoint override.
 // (t.Setenv: these tests are not parallel.)
-func isolateAWSEnv(t *testing.T) {
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ACCESS_KEY_ID":           testAccessKey,
-		"AWS_SECRET_ACCESS_KEY":       testSecretKey,
-		"AWS_SESSION_TOKEN":           "",
-		"AWS_PROFILE":                 "",
-		"AWS_REGION":                  "",
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_ENDPOINT_URL":            "",
-		"AWS_ENDPOINT_URL_S3":         "",
-		"AWS_CONFIG_FILE":             filepath.Join(dir, "config"),
-		"AWS_SHARED_CREDENTIALS_FILE": filepath.Join(dir, "credentials"),
-		"AWS_EC2_METADATA_DISABLED":   "true",
-	} {
-		t.Setenv(k, v)
-	}
-}
+func isolateAWSEnv(t *testing.T) { standin.IsolateAWSEnv(t, "") }
 
 // roundTrip writes and reads one object through a client from NewClient.
 func roundTrip(t *testing.T, endpoint string, hc *http.Client) {
 	t.Helper()
-	c, err := NewClient(t.Context(), endpoint, true, hc)
+	c, err := NewClient(t.Context(), endpoint, "", true, hc)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -79,10 +64,12 @@ func TestNewClientDefaultHTTPTrustsCABundle(t *testing.T) {
 	trusted, untrusted := filepath.Join(t.TempDir(), "ca.pem"), filepath.Join(t.TempDir(), "other.pem")
 	writeCert(t, trusted, ts)
 	// Not another httptest server: they all share one certificate.
-	writeSelfSigned(t, untrusted, filepath.Join(t.TempDir(), "other-key.pem"))
+	if _, err := standin.WriteCert(untrusted, filepath.Join(t.TempDir(), "other-key.pem")); err != nil {
+		t.Fatal(err)
+	}
 
 	t.Setenv("AWS_CA_BUNDLE", untrusted)
-	c, err := NewClient(t.Context(), ts.URL, true, nil)
+	c, err := NewClient(t.Context(), ts.URL, "", true, nil)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -93,7 +80,7 @@ func TestNewClientDefaultHTTPTrustsCABundle(t *testing.T) {
 	}
 
 	t.Setenv("AWS_CA_BUNDLE", trusted)
-	c, err = NewClient(t.Context(), ts.URL, true, nil)
+	c, err = NewClient(t.Context(), ts.URL, "", true, nil)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}

@@ -22,13 +22,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/standin"
 )
 
 // Static credentials every stand-in is started with.
 const (
-	testAccessKey = "POSTERNTESTKEY"
-	testSecretKey = "postern-test-secret-key"
-	testRegion    = "us-east-1"
+	testAccessKey = standin.S3AccessKey
+	testSecretKey = standin.S3SecretKey
+	testRegion    = standin.Region
 )
 
 // server is an S3-compatible endpoint a test talks to.
@@ -74,7 +75,9 @@ func (srv *server) newClient(hc s3.HTTPClient) *s3.Client {
 // newBucket creates a fresh bucket and returns its name.
 func (srv *server) newBucket(t *testing.T, c *s3.Client) string {
 	t.Helper()
-	name := fmt.Sprintf("postern-test-%d", srv.buckets.Add(1))
+	// Random too: servers are shared by every test of the binary, and
+	// -count runs the same tests again.
+	name := fmt.Sprintf("postern-test-%d-%08x", srv.buckets.Add(1), rand.Uint32())
 	if _, err := c.CreateBucket(t.Context(), &s3.CreateBucketInput{Bucket: &name}); err != nil {
 		t.Fatalf("CreateBucket(%s): %v", name, err)
 	}
