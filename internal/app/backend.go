@@ -31,7 +31,9 @@ type backend struct {
 	ready  func(ctx context.Context) error
 	stats  func(ctx context.Context) (map[string]metrics.QueueStats, error) // nil: not exported (SQS has CloudWatch)
 	close  func() error
-	urls   interface {
+	// sqsQueue opens another SQS queue with the backend's client (aws only).
+	sqsQueue func(url string) *sqsqueue.Queue
+	urls     interface {
 		URL(ctx context.Context, key string) (string, error)
 	}
 }
@@ -167,6 +169,7 @@ func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backen
 	for name, url := range map[string]string{QueueInbound: a.Queues.Inbound, QueueWebhook: a.Queues.Webhook, QueueRelay: a.Queues.Relay, QueueDSN: a.Queues.DSN} {
 		b.queues[name] = sqsqueue.New(sqsc, url, sqsqueue.Options{Logger: log})
 	}
+	b.sqsQueue = func(url string) *sqsqueue.Queue { return sqsqueue.New(sqsc, url, sqsqueue.Options{Logger: log}) }
 	inbound := b.queues[QueueInbound].(*sqsqueue.Queue)
 	b.ready = readiness(store, func(ctx context.Context) error { _, err := inbound.Stats(ctx); return err })
 	return b, nil

@@ -54,6 +54,10 @@ func LambdaHandler(ctx context.Context, stage string, cfg *config.Config, log *s
 	if q, ok := be.queues[qname].(*sqsqueue.Queue); ok {
 		a.Visibility = q
 	}
+	dl := cfg.Backend.AWS.DeadLetter
+	if url := map[string]string{QueueInbound: dl.Inbound, QueueWebhook: dl.Webhook, QueueRelay: dl.Relay, QueueDSN: dl.DSN}[qname]; url != "" {
+		a.DeadLetter = be.sqsQueue(url)
+	}
 	return a.Handle, nil
 }
 

@@ -55,6 +55,10 @@ type AWS struct {
 	S3PathStyle bool   `yaml:"s3_path_style"` // needed by most S3 stand-ins
 	SQSEndpoint string `yaml:"sqs_endpoint"`
 	Queues      Queues `yaml:"queues"`
+	// DeadLetter names each queue's dead-letter queue. The functions send
+	// jobs that can never succeed there at once instead of letting them
+	// cycle until the redrive policy's count.
+	DeadLetter Queues `yaml:"dead_letter"`
 }
 
 // Queues are SQS queue URLs.
@@ -393,6 +397,10 @@ var envKeys = []struct {
 	{"POSTERN_QUEUE_WEBHOOK", "backend.aws.queues.webhook", func(c *Config, v string) error { c.Backend.AWS.Queues.Webhook = v; return nil }},
 	{"POSTERN_QUEUE_RELAY", "backend.aws.queues.relay", func(c *Config, v string) error { c.Backend.AWS.Queues.Relay = v; return nil }},
 	{"POSTERN_QUEUE_DSN", "backend.aws.queues.dsn", func(c *Config, v string) error { c.Backend.AWS.Queues.DSN = v; return nil }},
+	{"POSTERN_DLQ_INBOUND", "backend.aws.dead_letter.inbound", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.Inbound = v; return nil }},
+	{"POSTERN_DLQ_WEBHOOK", "backend.aws.dead_letter.webhook", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.Webhook = v; return nil }},
+	{"POSTERN_DLQ_RELAY", "backend.aws.dead_letter.relay", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.Relay = v; return nil }},
+	{"POSTERN_DLQ_DSN", "backend.aws.dead_letter.dsn", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.DSN = v; return nil }},
 	{"POSTERN_ADMIN_ADDR", "admin.addr", func(c *Config, v string) error { c.Admin.Addr = v; return nil }},
 	{"POSTERN_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
 	{"POSTERN_LOG_FORMAT", "log.format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
