@@ -210,16 +210,24 @@ func TestTemplateEnvironmentLoadsConfig(t *testing.T) {
 		})
 	}
 
-	// Without the secret parameters the same configuration must fail at
-	// start, naming the variable, rather than run unsigned.
+	// Without the secret parameters the webhook stage must fail at start,
+	// naming the variable, rather than run unsigned; a stage that never
+	// signs (parse) starts without it.
 	for _, ref := range refs {
 		t.Setenv(ref, "")
 	}
 	r = resolveWith(t, tpl, defaults)
 	p := processes(t, r, text)[0]
-	_, err := config.Load("", func(k string) string { return p.env[k] })
-	if err == nil || !strings.Contains(err.Error(), refs[0]) {
-		t.Errorf("without WebhookSecretArn the configuration loaded or did not name %s: %v", refs[0], err)
+	cfg, err := config.Load("", func(k string) string { return p.env[k] })
+	if err != nil {
+		t.Fatalf("configuration without secrets: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	if _, err := app.LambdaHandler(context.Background(), "webhook", cfg, log); err == nil || !strings.Contains(err.Error(), refs[0]) {
+		t.Errorf("without WebhookSecretArn the webhook stage started or did not name %s: %v", refs[0], err)
+	}
+	if _, err := app.LambdaHandler(context.Background(), "parse", cfg, log); err != nil {
+		t.Errorf("the parse stage needs no secret but did not start: %v", err)
 	}
 }
 

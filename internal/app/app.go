@@ -85,7 +85,7 @@ func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
 		a.metrics.Queues(a.be.stats)
 	}
 
-	st, err := buildStages(cfg, a.be, log)
+	st, err := buildStages(cfg, a.be, log, "")
 	if err != nil {
 		return nil, err
 	}

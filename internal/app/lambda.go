@@ -35,7 +35,7 @@ func LambdaHandler(ctx context.Context, stage string, cfg *config.Config, log *s
 	if err != nil {
 		return nil, err
 	}
-	st, err := buildStages(cfg, be, log)
+	st, err := buildStages(cfg, be, log, stage)
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func Replay(ctx context.Context, cfg *config.Config, log *slog.Logger, id poster
 		return "", err
 	}
 	defer be.close()
-	st, err := buildStages(cfg, be, log)
+	st, err := buildStages(cfg, be, log, "")
 	if err != nil {
 		return "", err
 	}

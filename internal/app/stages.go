@@ -28,7 +28,11 @@ type stages struct {
 
 // buildStages turns the config into the route table, identities and stage
 // handlers. The same function will serve the Lambda mains.
-func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, error) {
+//
+// only names the one stage a Lambda function runs ("" builds them all), so
+// a function resolves only the secrets its own stage uses.
+func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string) (*stages, error) {
+	need := func(stage string) bool { return only == "" || only == stage }
 	store, q := be.store, be.queues
 	var rules []route.Rule
 	targets := map[string]webhook.Target{}
@@ -47,6 +51,9 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 			t := webhook.Target{URL: r.Webhook.URL, Payload: r.Webhook.Payload, Timeout: r.Webhook.Timeout.D(),
 				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL, AllowPrivate: r.Webhook.AllowPrivate}
 			for i, s := range r.Webhook.Secrets {
+				if !need("webhook") {
+					break
+				}
 				text, err := config.ResolveSecret(s)
 				if err != nil {
 					return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
@@ -63,11 +70,13 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 			targets[r.Name] = webhook.Target{Dir: cfg.Path(r.Directory.Path)}
 		case r.Relay != nil:
 			rule.Target.Kind = route.KindRelay
-			t, err := newTransport(context.Background(), cfg, "routes "+r.Name+" relay", r.Relay)
-			if err != nil {
-				return nil, err
+			if need("relay") {
+				t, err := newTransport(context.Background(), cfg, "routes "+r.Name+" relay", r.Relay)
+				if err != nil {
+					return nil, err
+				}
+				relays[r.Name] = relay.Route{Transport: t, MaxAge: r.Relay.MaxAge.D(), DelayNotice: r.Relay.DelayNotice.D()}
 			}
-			relays[r.Name] = relay.Route{Transport: t, MaxAge: r.Relay.MaxAge.D(), DelayNotice: r.Relay.DelayNotice.D()}
 		case r.Reject:
 			rule.Target.Kind = route.KindReject
 		}
@@ -121,6 +130,10 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 		return r, ok
 	}, q[QueueDSN], log)
 
+	st := &stages{table: table, identities: ids, parse: ph, webhook: wh, relay: rh}
+	if !need("dsn") {
+		return st, nil
+	}
 	dsnTransport, err := newTransport(context.Background(), cfg, "dsn.relay", &cfg.DSN.Relay)
 	if err != nil {
 		return nil, err
@@ -145,7 +158,8 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger) (*stages, er
 	if err != nil {
 		return nil, fmt.Errorf("config: dsn: %w", err)
 	}
-	return &stages{table: table, identities: ids, parse: ph, webhook: wh, relay: rh, dsn: dh}, nil
+	st.dsn = dh
+	return st, nil
 }
 
 // anyOf compiles patterns into a matcher; no patterns allows anything.

@@ -144,3 +144,17 @@ func TestResolveSecret(t *testing.T) {
 		t.Errorf("unset env secret: %v", err)
 	}
 }
+
+// A secret is read only where it is used: validation checks how it is
+// written, so a process that never uses it need not be given it.
+func TestSecretsAreNotReadAtValidation(t *testing.T) {
+	t.Parallel()
+	path := write(t, "routes:\n  - name: app\n    match: {recipients: [\"*\"]}\n    webhook: {url: \"https://app.example/in\", secrets: [\"env:PSTRN_NEVER_SET_SECRET\"]}\n")
+	if _, err := Load(path, noenv); err != nil {
+		t.Fatalf("unset secret variable failed validation: %v", err)
+	}
+	path = write(t, "routes:\n  - name: app\n    match: {recipients: [\"*\"]}\n    webhook: {url: \"https://app.example/in\", secrets: [\"env:\"]}\n")
+	if _, err := Load(path, noenv); err == nil || !strings.Contains(err.Error(), "routes[0].webhook.secrets[0]") {
+		t.Fatalf("malformed secret reference: %v", err)
+	}
+}

@@ -228,7 +228,7 @@ func validateRelay(key string, r *Relay, bad func(key, format string, args ...an
 			bad(key+".tls", "%q is not one of starttls, implicit, none", r.TLS)
 		}
 		if r.Password != "" {
-			if _, err := ResolveSecret(r.Password); err != nil {
+			if err := CheckSecretRef(r.Password); err != nil {
 				bad(key+".password", "%v", err)
 			}
 		}
@@ -262,7 +262,7 @@ func validateWebhook(key string, w *Webhook, bad func(key, format string, args .
 		bad(key+".secrets", "is empty; add a signing secret (e.g. \"env:POSTERN_WEBHOOK_SECRET\") so the application can verify requests")
 	}
 	for j, s := range w.Secrets {
-		if _, err := ResolveSecret(s); err != nil {
+		if err := CheckSecretRef(s); err != nil {
 			bad(fmt.Sprintf("%s.secrets[%d]", key, j), "%v", err)
 		}
 	}
@@ -282,6 +282,22 @@ func validateWebhook(key string, w *Webhook, bad func(key, format string, args .
 			bad(key+".failure_url", "%q is not an http(s) URL", w.FailureURL)
 		}
 	}
+}
+
+// CheckSecretRef checks how a secret is written without reading it, so a
+// process that never uses a secret (the parse function, the gateway) need
+// not be given it. ResolveSecret, where the secret is used, reports a
+// missing variable or file.
+func CheckSecretRef(s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("is empty; write the secret, \"env:NAME\" or \"file:PATH\"")
+	case s == "env:":
+		return fmt.Errorf("\"env:\" names no variable; write e.g. \"env:POSTERN_WEBHOOK_SECRET\"")
+	case s == "file:":
+		return fmt.Errorf("\"file:\" names no file; write e.g. \"file:/run/secrets/webhook\"")
+	}
+	return nil
 }
 
 // ResolveSecret returns the text of a secret written as a literal,
