@@ -154,6 +154,9 @@ type Identity struct {
 	MaxMessageBytes   int64 `yaml:"max_message_bytes"`
 	MaxRecipients     int   `yaml:"max_recipients"`
 	MessagesPerMinute int   `yaml:"messages_per_minute"`
+	// Transcript logs this identity's SMTP commands and replies (AUTH
+	// payloads redacted, no bodies), to debug one device.
+	Transcript bool `yaml:"transcript"`
 }
 
 // Route is one rule of the ordered route table.

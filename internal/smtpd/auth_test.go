@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -376,4 +378,68 @@ func TestShutdownDrains(t *testing.T) {
 	if len(ing.envs) != 1 {
 		t.Fatal("message in flight lost at shutdown")
 	}
+}
+
+func TestTranscriptIsOptInAndRedacted(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	ids := authIdentities(t)
+	ids[0].Transcript = true
+	cfg := testConfig()
+	cfg.TLS = testTLS(t)
+	cfg.AuthTarpit = time.Millisecond
+	srv := New(cfg, append(ids, loopback()...), routerFunc(func(string, string, string) bool { return true }), &fakeIngest{}, slog.New(slog.NewJSONHandler(&buf, nil)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	d := dial(t, l.Addr().String())
+	d.must("EHLO x", "250")
+	d.starttls(t)
+	d.must("EHLO x", "250")
+	d.must("AUTH PLAIN "+b64("\x00erp\x00wrong-pass"), "535")
+	d.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "235")
+	d.must("MAIL FROM:<ap@erp.example>", "250")
+	d.must("RCPT TO:<in@example.com>", "250")
+	d.must("DATA", "354")
+	d.must("Subject: secret body words\r\n\r\nconfidential\r\n.", "250")
+
+	// A client of an identity without the flag leaves no transcript.
+	d2 := dial(t, l.Addr().String())
+	d2.must("EHLO y", "250")
+	d2.must("MAIL FROM:<other@lan>", "250")
+
+	out := buf.String()
+	for _, want := range []string{`"command":"AUTH PLAIN (credentials not logged)","smtp_code":535`, `"command":"AUTH PLAIN (credentials not logged)","smtp_code":235`,
+		`"command":"MAIL FROM:<ap@erp.example>"`, `"command":"RCPT TO:<in@example.com>"`, `"command":"DATA","smtp_code":250`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("transcript lacks %s", want)
+		}
+	}
+	for _, leak := range []string{"s3cret", "wrong-pass", b64("\x00erp\x00s3cret"), "confidential", "secret body words", "other@lan"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("log carries %q", leak)
+		}
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

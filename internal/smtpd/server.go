@@ -70,6 +70,9 @@ type Identity struct {
 	MaxMessageBytes int64
 	MaxRecipients   int
 	Limiter         *rate.Limiter
+	// Transcript logs this identity's commands and replies (AUTH payloads
+	// redacted, no bodies), to debug one device.
+	Transcript bool
 }
 
 // Mode is a listener's kind.

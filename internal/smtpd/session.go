@@ -61,16 +61,45 @@ func (s *session) Logout() error {
 }
 
 // observe counts the reply to a command and returns err unchanged.
-func (s *session) observe(command string, err error) error {
-	code := 250
+func (s *session) observe(command, arg string, err error) error {
+	code, text := 250, "OK"
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		code = se.Code
+		code, text = se.Code, fmt.Sprintf("%d.%d.%d %s", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
 	} else if err != nil {
-		code = 451
+		code, text = 451, "error"
 	}
 	s.srv.cfg.Observer.Reply(command, code)
+	s.transcript(command, arg, code, text)
 	return err
+}
+
+// transcript logs one command and its reply when the client's identity
+// asked for a transcript (to debug one device). AUTH payloads never reach
+// it: AUTH is logged by mechanism and outcome only, and message bodies not
+// at all.
+func (s *session) transcript(command, arg string, code int, reply string) {
+	s.transcriptAs(nil, command, arg, code, reply)
+}
+
+// transcriptAs is transcript for a known identity (AUTH, before the
+// session has one).
+func (s *session) transcriptAs(id *Identity, command, arg string, code int, reply string) {
+	if id == nil {
+		id = s.identity
+	}
+	if id == nil {
+		id = s.authID
+	}
+	if id == nil {
+		id = s.srv.networkIdentity(s.ip)
+	}
+	if id == nil || !id.Transcript {
+		return
+	}
+	s.log.Info("smtp transcript", slog.String("stage", "gateway"), slog.String("identity", id.Name),
+		slog.String("helo", s.conn.Hostname()), slog.Bool("tls", s.isTLS()),
+		slog.String("command", strings.TrimSpace(command+" "+arg)), slog.Int("smtp_code", code), slog.String("reply", reply))
 }
 
 func (s *session) isTLS() bool {
@@ -101,7 +130,7 @@ func (s *session) sender() (*Identity, *smtp.SMTPError) {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	return s.observe("MAIL", s.mail(from, opts))
+	return s.observe("MAIL", "FROM:<"+from+">", s.mail(from, opts))
 }
 
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
@@ -142,7 +171,7 @@ func (s *session) maxBytes(id *Identity) int64 {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	return s.observe("RCPT", s.rcpt(to, opts))
+	return s.observe("RCPT", "TO:<"+to+">", s.rcpt(to, opts))
 }
 
 func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
@@ -178,9 +207,10 @@ func (s *session) Data(r io.Reader) error {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) && se.Code == 250 {
 		s.srv.cfg.Observer.Reply("DATA", 250)
+		s.transcript("DATA", "", 250, se.Message)
 		return err
 	}
-	return s.observe("DATA", err)
+	return s.observe("DATA", "", err)
 }
 
 func (s *session) data(r io.Reader) error {
