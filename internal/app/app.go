@@ -62,11 +62,11 @@ type App struct {
 // New opens the store and queues under cfg.DataDir, builds every stage and
 // binds every listener, so that a configuration or port problem surfaces
 // before Run. Close releases what New opened if Run is never called.
-func New(cfg *config.Config, log *slog.Logger) (a *App, err error) {
-	a = &App{cfg: cfg, log: log}
+func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
-			a.Close()
+			a.Close() // a, not the nil result: release what was opened
 		}
 	}()
 	a.be, err = openBackend(context.Background(), cfg, log)

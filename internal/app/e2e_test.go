@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -336,4 +337,28 @@ func asSMTPError(err error, se **smtp.SMTPError) bool {
 		*se = e
 	}
 	return ok
+}
+
+// A start-up failure (here the SMTP port is taken) is an error that names
+// the listener, and releases what was opened so a retry can succeed.
+func TestNewFailsCleanlyWhenPortTaken(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	cfg := testConfig(t, "http://127.0.0.1:9/")
+	cfg.Listeners[0].Addr = l.Addr().String()
+	_, err = app.New(cfg, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "listeners smtp") {
+		t.Fatalf("New with a taken port: %v", err)
+	}
+	// The queue file lock was released: a second gateway can open it.
+	cfg.Listeners[0].Addr = "127.0.0.1:0"
+	a, err := app.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("New after a failed New: %v", err)
+	}
+	a.Close()
 }
