@@ -247,12 +247,22 @@ func (s *session) data(r io.Reader) error {
 		env.TLS = &postern.TLSInfo{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), ServerName: st.ServerName}
 	}
 
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
+	// The client's side of the upload is bounded per read (trackedConn).
+	// The store's side is bounded by limits.store_timeout: whenever the
+	// store holds control (before it reads, between reads, after the last
+	// one) for that long, it is given up and the client hears 451 4.4.5.
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
 	scan := &headerScanner{r: r, maxHeader: s.srv.cfg.MaxHeaderBytes, maxReceived: s.srv.cfg.MaxReceived, limit: s.maxBytes(s.identity)}
-	body := io.MultiReader(strings.NewReader(receivedHeader(env)), scan)
+	watch := &storeWatch{r: scan, d: s.srv.cfg.StoreTimeout,
+		t: time.AfterFunc(s.srv.cfg.StoreTimeout, func() { cancel(context.DeadlineExceeded) })}
+	defer watch.t.Stop()
+	body := io.MultiReader(strings.NewReader(receivedHeader(env)), watch)
 	start := time.Now()
 	if err := s.srv.ingest.Accept(ctx, env, body); err != nil {
+		if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
 		rep := dataError(err, id)
 		s.log.Warn("message not accepted", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
 			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
@@ -301,4 +311,21 @@ func sanitize(s string) string {
 		b = b[:255]
 	}
 	return string(b)
+}
+
+// storeWatch runs the store timer only while the store holds control:
+// it is stopped while the store waits for the client's bytes.
+type storeWatch struct {
+	r io.Reader
+	d time.Duration
+	t *time.Timer
+}
+
+func (w *storeWatch) Read(p []byte) (int, error) {
+	w.t.Stop()
+	n, err := w.r.Read(p)
+	if err == nil || err == io.EOF {
+		w.t.Reset(w.d)
+	}
+	return n, err
 }

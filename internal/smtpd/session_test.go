@@ -331,3 +331,38 @@ func TestDSNParametersRecorded(t *testing.T) {
 		t.Errorf("RCPT parameters: %+v", r)
 	}
 }
+
+// stallIngest reads the whole body, then blocks until ctx ends: a store
+// that hangs after the upload.
+type stallIngest struct{}
+
+func (stallIngest) Accept(ctx context.Context, env *postern.Envelope, body io.Reader) error {
+	io.Copy(io.Discard, body)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func TestStalledStoreTimesOutWith451(t *testing.T) {
+	t.Parallel()
+	router := routerFunc(func(string, string, string) bool { return true })
+	cfg := testConfig()
+	cfg.StoreTimeout = 300 * time.Millisecond
+	srv := New(cfg, loopback(), router, stallIngest{}, slog.New(slog.NewJSONHandler(testLogWriter{t}, nil)))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	d := dial(t, l.Addr().String())
+	d.must("EHLO x", "250")
+	d.must("MAIL FROM:<a@lan>", "250")
+	d.must("RCPT TO:<b@example.com>", "250")
+	d.must("DATA", "354")
+	start := time.Now()
+	d.must("x\r\n.", "451 4.4.5")
+	if el := time.Since(start); el < 250*time.Millisecond || el > 5*time.Second {
+		t.Errorf("451 after %v, want about the store timeout", el)
+	}
+	d.must("NOOP", "250")
+}

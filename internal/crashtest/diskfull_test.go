@@ -1,0 +1,142 @@
+//go:build crash
+
+package crashtest
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountSmallFS mounts a tmpfs of size bytes on a new directory, or skips
+// the test where mounting is not allowed (it needs CAP_SYS_ADMIN).
+func mountSmallFS(t *testing.T, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("cannot mount a small filesystem to fill (needs root with CAP_SYS_ADMIN): %v; "+
+			"TestStoreAndQueueFaultsAnswer451 covers the same replies by injection", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// fill appends to a file in dir until the filesystem is full.
+func fill(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, chunk := range []int{1 << 20, 4 << 10} {
+		buf := make([]byte, chunk)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	return path
+}
+
+// TestDiskFullAnswers451 runs the real gateway with its data on a small
+// filesystem and fills it up. While it is full every message must be
+// answered 451 (never 250, never a 5xx) and the gateway must stay up; once
+// there is room again mail must flow, and every message that got a 250 must
+// be delivered while none that got a 451 is.
+func TestDiskFullAnswers451(t *testing.T) {
+	t.Parallel()
+	mnt := mountSmallFS(t, "24m")
+	rcv := newReceiver(t)
+	gw := newGateway(t, filepath.Join(mnt, "data"), rcv.URL(), "")
+	l := newLedger()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	send(ctx, t, sendPlan{addr: gw.addr, prefix: "before", clients: 4, perClient: 5}, l)
+	waitDelivered(t, l, rcv, 30*time.Second)
+
+	filler := fill(t, mnt)
+	full := newLedger()
+	send(ctx, t, sendPlan{addr: gw.addr, prefix: "full", clients: 4, perClient: 10, giveUp: true,
+		size: func(int, int) int { return 64 << 10 }}, full)
+	if len(full.acked) > 0 {
+		t.Errorf("%d messages got 250 on a full disk", len(full.acked))
+	}
+	for code, n := range full.codes {
+		if code != 451 {
+			t.Errorf("%d replies %d on a full disk, want 451", n, code)
+		}
+	}
+	for id, rep := range full.refused {
+		if !strings.HasPrefix(rep, "451 4.3.0") {
+			t.Errorf("message %s: %s, want 451 4.3.0", id, rep)
+		}
+	}
+	if !gw.alive() {
+		t.Fatal("the gateway died when the disk filled up")
+	}
+	t.Logf("disk full: %d refusals %v", len(full.refused), full.codes)
+
+	// Nearly full: a little room at a time, so that writes fail at every
+	// step (raw message, envelope, queue commit, later the parsed form)
+	// and some messages still fit. What fits must be delivered.
+	near := newLedger()
+	for _, room := range []int64{4 << 10, 16 << 10, 48 << 10, 96 << 10} {
+		fi, err := os.Stat(filler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(filler, fi.Size()-room); err != nil {
+			t.Fatal(err)
+		}
+		send(ctx, t, sendPlan{addr: gw.addr, prefix: "near" + strconv.FormatInt(room>>10, 10), clients: 4, perClient: 4,
+			giveUp: true, size: func(int, int) int { return 1 << 10 }}, near)
+		fill(t, mnt) // whatever the gateway did not take
+	}
+	for code, n := range near.codes {
+		if code != 451 {
+			t.Errorf("%d replies %d on a nearly full disk, want 451", n, code)
+		}
+	}
+	t.Logf("nearly full: %d accepted, %d refused %v; failed writes logged: raw %d, envelope %d, enqueue %d",
+		len(near.acked), len(near.refused), near.codes, gw.logCount("not accepted", "store raw"),
+		gw.logCount("not accepted", "store envelope"), gw.logCount("not accepted", "enqueue parse job"))
+	for tag, id := range near.acked {
+		l.acked[tag] = id
+	}
+	for id, rep := range near.refused {
+		l.refused[id] = rep
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	send(ctx, t, sendPlan{addr: gw.addr, prefix: "after", clients: 4, perClient: 10,
+		size: func(int, int) int { return 64 << 10 }}, l)
+	for id, rep := range full.refused {
+		l.refused[id] = rep // none of these may ever be delivered
+	}
+	waitDelivered(t, l, rcv, 60*time.Second)
+
+	// A failed write leaves nothing behind to keep the disk full.
+	if ents, err := os.ReadDir(filepath.Join(mnt, "data", "store", "tmp")); err != nil || len(ents) > 0 {
+		t.Errorf("store temp directory after the run: %d entries, %v", len(ents), err)
+	}
+}
