@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/postern"
-	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/trace"
 )
 
@@ -100,12 +98,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // redrive moves a local queue's dead-lettered jobs back to it.
 func (a *App) redrive(ctx context.Context, name string) (int, error) {
-	q, ok := a.q[name].(*fsqueue.Queue)
-	dlq, ok2 := a.q[name+"-dlq"].(*fsqueue.Queue)
-	if !ok || !ok2 {
-		return 0, fmt.Errorf("no local queue %q with a dead-letter queue (queues: inbound, webhook, relay, dsn)", name)
-	}
-	n, err := dlq.Redrive(ctx, q)
+	n, err := redriveLocal(ctx, a.q, name)
 	if err == nil {
 		a.log.Info("redrove dead-lettered jobs", slog.String("queue", name), slog.Int("jobs", n))
 	}

@@ -154,13 +154,31 @@ func (f fileURLs) URL(_ context.Context, key string) (string, error) {
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
 }
 
-func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
-	a := cfg.Backend.AWS
-	s3c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.Region, a.S3PathStyle, nil)
+// newS3Store is the aws backend's store.
+func newS3Store(ctx context.Context, a config.AWS) (*s3blob.Store, error) {
+	c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.Region, a.S3PathStyle, nil)
 	if err != nil {
 		return nil, fmt.Errorf("backend.aws: S3 client: %w", err)
 	}
-	store := s3blob.New(s3c, a.Bucket, s3blob.Options{Prefix: a.Prefix, ServerSideEncryption: types.ServerSideEncryption(a.SSE), SSEKMSKeyID: a.KMSKeyID})
+	return s3blob.New(c, a.Bucket, s3blob.Options{Prefix: a.Prefix, ServerSideEncryption: types.ServerSideEncryption(a.SSE), SSEKMSKeyID: a.KMSKeyID}), nil
+}
+
+// redriveLocal moves the dead-lettered jobs of a local queue back onto it.
+func redriveLocal(ctx context.Context, queues map[string]queue.Queue, name string) (int, error) {
+	q, ok := queues[name].(*fsqueue.Queue)
+	dlq, ok2 := queues[name+"-dlq"].(*fsqueue.Queue)
+	if !ok || !ok2 {
+		return 0, fmt.Errorf("no local queue %q with a dead-letter queue (queues: inbound, webhook, relay, dsn)", name)
+	}
+	return dlq.Redrive(ctx, q)
+}
+
+func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
+	a := cfg.Backend.AWS
+	store, err := newS3Store(ctx, a)
+	if err != nil {
+		return nil, err
+	}
 	sqsc, err := sqsqueue.NewClient(ctx, sqsqueue.ClientConfig{Region: a.Region, Endpoint: a.SQSEndpoint})
 	if err != nil {
 		return nil, fmt.Errorf("backend.aws: SQS client: %w", err)

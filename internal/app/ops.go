@@ -3,17 +3,12 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
-	"github.com/postern/postern/internal/blob/s3blob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/postern"
-	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/trace"
 )
 
@@ -24,12 +19,11 @@ import (
 
 func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (blob.Store, func() error, error) {
 	if cfg.Backend.Type == "aws" {
-		a := cfg.Backend.AWS
-		c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.Region, a.S3PathStyle, nil)
+		st, err := newS3Store(ctx, cfg.Backend.AWS)
 		if err != nil {
 			return nil, nil, err
 		}
-		return s3blob.New(c, a.Bucket, s3blob.Options{Prefix: a.Prefix, ServerSideEncryption: types.ServerSideEncryption(a.SSE), SSEKMSKeyID: a.KMSKeyID}), func() error { return nil }, nil
+		return st, func() error { return nil }, nil
 	}
 	st, err := fsblob.New(cfg.Path("store"), fsblob.Options{Logger: log})
 	if err != nil {
@@ -78,10 +72,5 @@ func Redrive(ctx context.Context, cfg *config.Config, log *slog.Logger, name str
 		return 0, err
 	}
 	defer be.close()
-	q, ok := be.queues[name].(*fsqueue.Queue)
-	dlq, ok2 := be.queues[name+"-dlq"].(*fsqueue.Queue)
-	if !ok || !ok2 {
-		return 0, fmt.Errorf("no queue %q (queues: inbound, webhook, relay, dsn)", name)
-	}
-	return dlq.Redrive(ctx, q)
+	return redriveLocal(ctx, be.queues, name)
 }

@@ -64,3 +64,19 @@ func ValidKey(key string) bool {
 	}
 	return true
 }
+
+// ContextReader fails reads once ctx has ended, so a long copy (a Put of a
+// large message) stops within one Read of a cancellation.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

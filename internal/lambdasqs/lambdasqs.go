@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -145,7 +144,8 @@ func (a *Adapter) call(ctx context.Context, job postern.Job) (err error) {
 	return a.Handler.Handle(ctx, job)
 }
 
-// backoff is exponential with full jitter, as in the local worker.
+// backoff is the delay before the next try, as in the local worker; SQS
+// caps visibility at 12 hours.
 func (a *Adapter) backoff(attempt int) time.Duration {
 	base, limit := a.BaseDelay, a.MaxDelay
 	if base <= 0 {
@@ -154,10 +154,5 @@ func (a *Adapter) backoff(attempt int) time.Duration {
 	if limit <= 0 {
 		limit = 15 * time.Minute
 	}
-	d := base
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit, 12*time.Hour)
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return postern.Backoff(attempt, base, min(limit, 12*time.Hour))
 }

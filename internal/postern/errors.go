@@ -2,6 +2,7 @@ package postern
 
 import (
 	"errors"
+	"math/rand/v2"
 	"time"
 )
 
@@ -48,4 +49,17 @@ func RetryDelay(err error) (time.Duration, bool) {
 		return r.After, true
 	}
 	return 0, false
+}
+
+// Backoff is the delay before retry number attempt (1 for the first
+// failure): exponential with full jitter, uniform in
+// [0, min(max, base*2^(attempt-1))], so retries of many jobs spread out
+// rather than arrive together.
+func Backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return time.Duration(rand.Int64N(int64(d) + 1))
 }

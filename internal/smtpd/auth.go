@@ -87,7 +87,9 @@ func (s *session) authenticate(mech, user, pass string) error {
 		}
 		s.srv.cfg.Observer.AuthFailure(name)
 		s.srv.cfg.Observer.Reply("AUTH", 535)
-		s.transcriptAs(id, "AUTH", mech+" (credentials not logged)", 535, "authentication failed")
+		if t := s.transcribed(id); t != nil {
+			s.transcript(t, "AUTH "+mech+" (credentials not logged)", 535, "authentication failed")
+		}
 		s.log.Warn("authentication failed", slog.String("stage", "gateway"), slog.String("auth_mech", mech),
 			slog.Int("failures", n), slog.Int("smtp_code", 535))
 		time.Sleep(min(time.Duration(n)*s.srv.cfg.AuthTarpit, 5*s.srv.cfg.AuthTarpit))
@@ -100,7 +102,9 @@ func (s *session) authenticate(mech, user, pass string) error {
 	s.authID = id
 	s.authMech = mech
 	s.srv.cfg.Observer.Reply("AUTH", 235)
-	s.transcript("AUTH", mech+" (credentials not logged)", 235, "authenticated")
+	if t := s.transcribed(id); t != nil {
+		s.transcript(t, "AUTH "+mech+" (credentials not logged)", 235, "authenticated")
+	}
 	s.log = s.log.With(slog.String("identity", id.Name))
 	s.log.Info("authenticated", slog.String("stage", "gateway"), slog.String("auth_mech", mech))
 	return nil

@@ -60,46 +60,62 @@ func (s *session) Logout() error {
 	return nil
 }
 
-// observe counts the reply to a command and returns err unchanged.
-func (s *session) observe(command, arg string, err error) error {
-	code, text := 250, "OK"
+// observe counts the reply to a command (addr is its address argument, if
+// any) and returns err unchanged.
+func (s *session) observe(command, addr string, err error) error {
+	code := 250
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
-		code, text = se.Code, fmt.Sprintf("%d.%d.%d %s", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+		code = se.Code
 	} else if err != nil {
-		code, text = 451, "error"
+		code = 451
 	}
 	s.srv.cfg.Observer.Reply(command, code)
-	s.transcript(command, arg, code, text)
+	if id := s.transcribed(nil); id != nil {
+		line := command
+		switch command {
+		case "MAIL":
+			line = "MAIL FROM:<" + addr + ">"
+		case "RCPT":
+			line = "RCPT TO:<" + addr + ">"
+		}
+		reply := "error"
+		if se != nil {
+			reply = fmt.Sprintf("%d.%d.%d %s", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2], se.Message)
+		} else if err == nil {
+			reply = "OK"
+		}
+		s.transcript(id, line, code, reply)
+	}
 	return err
 }
 
-// transcript logs one command and its reply when the client's identity
-// asked for a transcript (to debug one device). AUTH payloads never reach
-// it: AUTH is logged by mechanism and outcome only, and message bodies not
-// at all.
-func (s *session) transcript(command, arg string, code int, reply string) {
-	s.transcriptAs(nil, command, arg, code, reply)
-}
-
-// transcriptAs is transcript for a known identity (AUTH, before the
-// session has one).
-func (s *session) transcriptAs(id *Identity, command, arg string, code int, reply string) {
-	if id == nil {
-		id = s.identity
-	}
-	if id == nil {
-		id = s.authID
+// transcribed returns the identity whose transcript this session's
+// commands belong to, or nil when it asked for none. id, when given, is the
+// identity known to the caller (AUTH, before the session has one).
+func (s *session) transcribed(id *Identity) *Identity {
+	for _, c := range []*Identity{id, s.identity, s.authID} {
+		if c != nil {
+			id = c
+			break
+		}
 	}
 	if id == nil {
 		id = s.srv.networkIdentity(s.ip)
 	}
 	if id == nil || !id.Transcript {
-		return
+		return nil
 	}
+	return id
+}
+
+// transcript logs one command and its reply, to debug one device. AUTH
+// payloads never reach it: AUTH is logged by mechanism and outcome only,
+// and message bodies not at all.
+func (s *session) transcript(id *Identity, line string, code int, reply string) {
 	s.log.Info("smtp transcript", slog.String("stage", "gateway"), slog.String("identity", id.Name),
 		slog.String("helo", s.conn.Hostname()), slog.Bool("tls", s.isTLS()),
-		slog.String("command", strings.TrimSpace(command+" "+arg)), slog.Int("smtp_code", code), slog.String("reply", reply))
+		slog.String("command", line), slog.Int("smtp_code", code), slog.String("reply", reply))
 }
 
 func (s *session) isTLS() bool {
@@ -130,7 +146,7 @@ func (s *session) sender() (*Identity, *smtp.SMTPError) {
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	return s.observe("MAIL", "FROM:<"+from+">", s.mail(from, opts))
+	return s.observe("MAIL", from, s.mail(from, opts))
 }
 
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
@@ -171,7 +187,7 @@ func (s *session) maxBytes(id *Identity) int64 {
 }
 
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	return s.observe("RCPT", "TO:<"+to+">", s.rcpt(to, opts))
+	return s.observe("RCPT", to, s.rcpt(to, opts))
 }
 
 func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
@@ -203,14 +219,7 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
-	err := s.data(r)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.Code == 250 {
-		s.srv.cfg.Observer.Reply("DATA", 250)
-		s.transcript("DATA", "", 250, se.Message)
-		return err
-	}
-	return s.observe("DATA", "", err)
+	return s.observe("DATA", "", s.data(r))
 }
 
 func (s *session) data(r io.Reader) error {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/postern/postern/internal/blob"
 )
 
 // writeFile writes r to dir/name atomically and durably: a temp file in the
@@ -32,7 +34,7 @@ func writeFile(ctx context.Context, dir, name string, r io.Reader) (path string,
 			os.Remove(tmp.Name())
 		}
 	}()
-	if _, err := io.Copy(tmp, ctxReader{ctx, r}); err != nil {
+	if _, err := io.Copy(tmp, blob.ContextReader(ctx, r)); err != nil {
 		return "", fmt.Errorf("write %s: %w", tmp.Name(), err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -61,19 +63,6 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
-}
-
-// ctxReader stops a long copy when ctx ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // fileName makes a webhook id safe as one file name on any system: bytes

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -144,16 +143,10 @@ func (w *Worker) handle(ctx context.Context, job postern.Job) (err error) {
 
 func (w *Worker) maxDelay() time.Duration { return cmpOr(w.MaxDelay, 15*time.Minute) }
 
-// backoff is exponential with full jitter: uniform in [0, min(cap, base*2^(n-1))].
+// backoff is the delay before the next try of a job on its attempt-th
+// failure.
 func (w *Worker) backoff(attempt int) time.Duration {
-	base := cmpOr(w.BaseDelay, 5*time.Second)
-	limit := w.maxDelay()
-	d := base
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return time.Duration(rand.Int64N(int64(d) + 1))
+	return postern.Backoff(attempt, cmpOr(w.BaseDelay, 5*time.Second), w.maxDelay())
 }
 
 func cmpOr(d, def time.Duration) time.Duration {

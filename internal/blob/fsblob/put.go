@@ -106,7 +106,7 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader) (path string, err er
 	defer s.bufs.Put(buf)
 	// writerOnly hides f's ReadFrom, which would bypass buf with a fresh
 	// 32 KiB allocation for every Put.
-	if _, err := io.CopyBuffer(writerOnly{f}, ctxReader{ctx, r}, *buf); err != nil {
+	if _, err := io.CopyBuffer(writerOnly{f}, blob.ContextReader(ctx, r), *buf); err != nil {
 		return "", fmt.Errorf("write temp: %w", err)
 	}
 	if s.mode == SyncEach {
@@ -162,19 +162,6 @@ func (s *Store) mkdirParents(key string) (created []string, err error) {
 		}
 	}
 	return created, nil
-}
-
-// ctxReader fails reads once ctx has ended, so a long upload stops early.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // writerOnly exposes only Write.

@@ -38,10 +38,10 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts *blob.Put
 		Bucket: &s.bucket,
 		Key:    &k,
 		// The uploader notices a cancelled context only between parts;
-		// ctxReader stops it within one Read. (It hides Seek too, which
+		// blob.ContextReader stops it within one Read. (It hides Seek too, which
 		// the uploader would use only to size parts of objects over
 		// 10,000 parts.)
-		Body:                 ctxReader{ctx: ctx, r: r},
+		Body:                 blob.ContextReader(ctx, r),
 		ServerSideEncryption: tmtypes.ServerSideEncryption(s.opts.ServerSideEncryption),
 	}
 	if s.opts.SSEKMSKeyID != "" {
@@ -54,18 +54,4 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts *blob.Put
 		return fmt.Errorf("s3blob put %s: %w", s.where(k), err)
 	}
 	return nil
-}
-
-// ctxReader fails reads once ctx is done, so a cancelled Put stops reading
-// its body (and so sending it) promptly.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
