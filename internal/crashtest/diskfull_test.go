@@ -133,7 +133,9 @@ func TestDiskFullAnswers451(t *testing.T) {
 	for id, rep := range full.refused {
 		l.refused[id] = rep // none of these may ever be delivered
 	}
-	waitDelivered(t, l, rcv, 60*time.Second)
+	// Jobs that failed on the full disk wait out their backoff (seconds to a
+	// minute or two under load) before they are delivered.
+	waitDelivered(t, l, rcv, 3*time.Minute)
 
 	// A failed write leaves nothing behind to keep the disk full.
 	if ents, err := os.ReadDir(filepath.Join(mnt, "data", "store", "tmp")); err != nil || len(ents) > 0 {
