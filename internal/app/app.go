@@ -116,7 +116,10 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		}
 	}
 	authFails := smtpd.NewAuthFailures(cfg.Limits.MaxAuthFailures, cfg.Limits.AuthFailureWindow.D())
-	in := ingest.New(a.store, a.q[QueueInbound], log)
+	var in smtpd.Ingester = ingest.New(a.store, a.q[QueueInbound], log)
+	if a.be.ingester != nil {
+		in = a.be.ingester
+	}
 	for _, l := range cfg.Listeners {
 		var proxies []netip.Prefix
 		for _, n := range l.ProxyProtocol {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -16,10 +18,13 @@ import (
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/blob/s3blob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/queue/sqsqueue"
+	"github.com/postern/postern/internal/smtpd"
+	"github.com/postern/postern/internal/spool"
 )
 
 // backend is where messages and jobs live: a store and the four queues
@@ -36,6 +41,9 @@ type backend struct {
 	urls     interface {
 		URL(ctx context.Context, key string) (string, error)
 	}
+	// ingester makes accepted messages durable: the spool locally, the
+	// store and inbound queue directly on AWS.
+	ingester smtpd.Ingester
 }
 
 func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
@@ -58,8 +66,15 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		store.Close()
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true, urls: fileURLs{store},
-		close: func() error { return errors.Join(db.Close(), store.Close()) }}
+	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true, urls: fileURLs{store}}
+	var stopSpool func() error
+	b.close = func() error {
+		var err error
+		if stopSpool != nil {
+			err = stopSpool()
+		}
+		return errors.Join(err, db.Close(), store.Close())
+	}
 	defer func() {
 		if err != nil {
 			b.close()
@@ -97,6 +112,13 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
 		}
 	}
+	sp, err := openSpool(ctx, cfg, log, store, inbound, db)
+	if err != nil {
+		return nil, err
+	}
+	stopSpool = sp.stop
+	b.ingester = ingest.NewSpooled(sp.spool, log)
+
 	// Locally the failure that matters is a full or broken disk, which only
 	// a write shows; a tiny object rewritten per check is cheap here (on S3
 	// a Stat is enough and costs less).
@@ -106,6 +128,9 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		}
 		if _, err := inbound.Stats(ctx); err != nil {
 			return errors.New("queue unavailable")
+		}
+		if sp.spool.Err() != nil {
+			return errors.New("spool unavailable")
 		}
 		return nil
 	}
@@ -122,6 +147,53 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 	}
 	return b, nil
 }
+
+// localSpool is the gateway's write-ahead log and the mover that empties
+// it into the store and the inbound queue.
+type localSpool struct {
+	spool *spool.Spool
+	mover *spool.Mover
+}
+
+// openSpool opens the spool under data_dir and moves what an earlier run
+// left in it before any stage can read the queue.
+func openSpool(ctx context.Context, cfg *config.Config, log *slog.Logger, store *fsblob.Store, inbound *fsqueue.Queue, db *fsqueue.DB) (*localSpool, error) {
+	sp, err := spool.Open(cfg.Path("spool"), spool.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open spool: %w", err)
+	}
+	var target spool.Store = store
+	if err := store.SyncAll(); err != nil {
+		// No syncfs here: every object the mover puts is flushed itself.
+		target = syncedStore{store}
+	}
+	mv := spool.NewMover(sp, target, inbound, db)
+	if err := mv.Replay(ctx); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("spool: replay what the last run accepted: %w", err)
+	}
+	mv.Start()
+	return &localSpool{spool: sp, mover: mv}, nil
+}
+
+// stop moves what the spool holds into the store and queue (bounded; the
+// rest is replayed at the next start) and closes it.
+func (l *localSpool) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.mover.Stop(ctx); err != nil {
+		return err
+	}
+	return l.spool.Close()
+}
+
+// syncedStore puts every object durably, for platforms without syncfs.
+type syncedStore struct{ s *fsblob.Store }
+
+func (s syncedStore) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+	return s.s.Put(ctx, key, r, nil)
+}
+func (s syncedStore) SyncAll() error { return nil }
 
 // readiness checks that the store answers (a missing key is an answer) and
 // that the inbound queue does.

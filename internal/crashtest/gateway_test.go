@@ -60,6 +60,17 @@ routes:
 		g.stop()
 		if t.Failed() {
 			b, _ := os.ReadFile(g.logPath)
+			if d := os.Getenv("CRASHTEST_LOG_DIR"); d != "" {
+				// Keep the whole log for a closer look.
+				os.WriteFile(filepath.Join(d, strings.ReplaceAll(t.Name(), "/", "_")+".log"), b, 0o600)
+			}
+			var problems []string
+			for line := range strings.Lines(string(b)) {
+				if (strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`)) && len(problems) < 40 {
+					problems = append(problems, line)
+				}
+			}
+			t.Logf("gateway warnings and errors (first %d):\n%s", len(problems), strings.Join(problems, ""))
 			if len(b) > 6000 {
 				b = b[len(b)-6000:]
 			}

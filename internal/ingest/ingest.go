@@ -51,29 +51,42 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 	if err := in.store.Put(ctx, env.ID.RawKey(), cr, &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
 		return fmt.Errorf("store raw %s: %w", env.ID, err)
 	}
-	env.Size = cr.n
-	env.SHA256 = hex.EncodeToString(h.Sum(nil))
-	env.V = postern.EnvelopeVersion
-
-	eb, err := json.Marshal(env)
+	eb, jb, err := seal(env, cr)
 	if err != nil {
-		return fmt.Errorf("encode envelope %s: %w", env.ID, err)
+		return err
 	}
 	if err := in.store.Put(ctx, env.ID.EnvelopeKey(), bytes.NewReader(eb), &blob.PutOptions{ContentType: "application/json"}); err != nil {
 		return fmt.Errorf("store envelope %s: %w", env.ID, err)
 	}
-	jb, err := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: env.ID, Envelope: *env})
-	if err != nil {
-		return fmt.Errorf("encode parse job %s: %w", env.ID, err)
-	}
 	if _, err := in.queue.Send(ctx, jb, 0); err != nil {
 		return fmt.Errorf("enqueue parse job %s: %w", env.ID, err)
 	}
-	in.log.LogAttrs(ctx, slog.LevelInfo, "message accepted",
+	logAccepted(ctx, in.log, env, start)
+	return nil
+}
+
+// seal fills the envelope's size and digest from what cr read and encodes
+// the envelope and its ParseJob.
+func seal(env *postern.Envelope, cr *countingReader) (envelope, job []byte, err error) {
+	env.Size = cr.n
+	env.SHA256 = hex.EncodeToString(cr.h.Sum(nil))
+	env.V = postern.EnvelopeVersion
+	envelope, err = json.Marshal(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode envelope %s: %w", env.ID, err)
+	}
+	job, err = json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: env.ID, Envelope: *env})
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode parse job %s: %w", env.ID, err)
+	}
+	return envelope, job, nil
+}
+
+func logAccepted(ctx context.Context, log *slog.Logger, env *postern.Envelope, start time.Time) {
+	log.LogAttrs(ctx, slog.LevelInfo, "message accepted",
 		slog.String("msg_id", env.ID.String()), slog.String("stage", "gateway"),
 		slog.Int64("size", env.Size), slog.Int("rcpts", len(env.Recipients)),
 		slog.String("identity", env.Identity), slog.Int64("durable_ms", time.Since(start).Milliseconds()))
-	return nil
 }
 
 type countingReader struct {

@@ -124,8 +124,25 @@ func (w *Worker) process(m queue.Message) {
 
 func (w *Worker) retryLater(ctx context.Context, log *slog.Logger, m queue.Message, d time.Duration) {
 	if err := w.Queue.ChangeVisibility(ctx, m.Receipt, d); err != nil {
-		// The visibility timeout still brings the job back.
-		log.Warn("reschedule failed", slog.String("error", err.Error()))
+		// The visibility timeout would bring the job back, but only
+		// minutes later: a full disk usually frees up sooner, so keep
+		// asking for the job back at its due time until the queue takes it.
+		log.Warn("reschedule failed; retrying", slog.String("error", err.Error()))
+		go func() {
+			deadline := time.Now().Add(w.visibility())
+			wait := max(d, time.Second)
+			for time.Now().Before(deadline) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				if w.Queue.ChangeVisibility(ctx, m.Receipt, 0) == nil {
+					return
+				}
+				wait = time.Second
+			}
+		}()
 	}
 }
 

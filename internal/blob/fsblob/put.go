@@ -30,6 +30,38 @@ const copyBufSize = 32 << 10
 // syncfs serves the writers whose data needs flushing and those whose rename
 // does, whichever phase each is in.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOptions) error {
+	return s.put(ctx, key, r, true)
+}
+
+// PutUnsynced writes r to key atomically (temp file, rename) but does not
+// wait for the disk: the object may be lost or absent after a crash until a
+// later SyncAll returns. It is for writers that keep their own durable copy
+// until then (the local spool), so many objects share one flush.
+func (s *Store) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+	return s.put(ctx, key, r, false)
+}
+
+// SyncAll makes every earlier PutUnsynced durable with one syncfs(2) of the
+// store's filesystem. It fails on platforms without syncfs; use Put there.
+func (s *Store) SyncAll() error {
+	if !syncfsSupported {
+		return errors.New("fsblob: SyncAll needs syncfs(2), which this platform lacks")
+	}
+	f, err := os.Open(s.root)
+	if err != nil {
+		return fmt.Errorf("fsblob: sync all: %w", err)
+	}
+	err = syncfs(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fsblob: sync all: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) put(ctx context.Context, key string, r io.Reader, durable bool) error {
 	dst, err := s.Path(key)
 	if err != nil {
 		return err
@@ -37,7 +69,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOpt
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fsblob: put %s: %w", key, err)
 	}
-	tmp, err := s.writeTemp(ctx, r)
+	tmp, err := s.writeTemp(ctx, r, durable && s.mode == SyncEach)
 	if err != nil {
 		return fmt.Errorf("fsblob: put %s: %w", key, err)
 	}
@@ -47,7 +79,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOpt
 			_ = os.Remove(tmp)
 		}
 	}()
-	if s.mode == SyncGroup {
+	if durable && s.mode == SyncGroup {
 		// Data first: a rename that reached the disk before the data
 		// would leave an empty or torn file after a crash.
 		if err := s.group.Wait(ctx); err != nil {
@@ -64,6 +96,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, _ *blob.PutOpt
 		return fmt.Errorf("fsblob: put %s: %w", key, err)
 	}
 	published = true
+	if !durable {
+		return nil
+	}
 	// The object is visible now, so this wait must not give up on ctx:
 	// an error here would report failure for a write that happened.
 	if err := s.syncDirs(context.WithoutCancel(ctx), s.renameDirs(dst, created)); err != nil {
@@ -89,9 +124,9 @@ func (s *Store) renameDirs(dst string, created []string) []string {
 	return dirs
 }
 
-// writeTemp streams r into a new temp file and closes it, fsynced in SyncEach
-// mode. It returns the file's path; on error no file is left.
-func (s *Store) writeTemp(ctx context.Context, r io.Reader) (path string, err error) {
+// writeTemp streams r into a new temp file and closes it, fsynced if sync.
+// It returns the file's path; on error no file is left.
+func (s *Store) writeTemp(ctx context.Context, r io.Reader, sync bool) (path string, err error) {
 	f, err := os.CreateTemp(s.temp, "put-*")
 	if err != nil {
 		return "", fmt.Errorf("create temp: %w", err)
@@ -109,7 +144,7 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader) (path string, err er
 	if _, err := io.CopyBuffer(writerOnly{f}, blob.ContextReader(ctx, r), *buf); err != nil {
 		return "", fmt.Errorf("write temp: %w", err)
 	}
-	if s.mode == SyncEach {
+	if sync {
 		if err := f.Sync(); err != nil {
 			return "", fmt.Errorf("sync temp: %w", err)
 		}

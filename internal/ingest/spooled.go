@@ -1,0 +1,59 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/spool"
+)
+
+// Spooled makes messages durable in the one-machine gateway's log (see
+// package spool): raw bytes, envelope and ParseJob are appended together and
+// Accept returns once a shared flush covers them. The spool's mover puts
+// them into the store and the inbound queue afterwards.
+type Spooled struct {
+	spool *spool.Spool
+	log   *slog.Logger
+	bufs  sync.Pool // *[]byte
+}
+
+// NewSpooled returns an ingester writing to s.
+func NewSpooled(s *spool.Spool, log *slog.Logger) *Spooled {
+	in := &Spooled{spool: s, log: log}
+	in.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	return in
+}
+
+// Accept has Ingester.Accept's contract.
+func (in *Spooled) Accept(ctx context.Context, env *postern.Envelope, body io.Reader) error {
+	start := time.Now()
+	m, err := in.spool.Begin(env.ID.String())
+	if err != nil {
+		return err
+	}
+	cr := &countingReader{r: body, h: sha256.New()}
+	buf := in.bufs.Get().(*[]byte)
+	_, err = io.CopyBuffer(m, blob.ContextReader(ctx, cr), *buf)
+	in.bufs.Put(buf)
+	if err != nil {
+		m.Abort()
+		return fmt.Errorf("spool raw %s: %w", env.ID, err)
+	}
+	eb, jb, err := seal(env, cr)
+	if err != nil {
+		m.Abort()
+		return err
+	}
+	if err := m.Commit(ctx, eb, jb); err != nil {
+		return fmt.Errorf("spool %s: %w", env.ID, err)
+	}
+	logAccepted(ctx, in.log, env, start)
+	return nil
+}

@@ -1,0 +1,473 @@
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue/fsqueue"
+)
+
+// Store is where the mover puts messages. A Put need not be durable until
+// SyncAll returns (fsblob's PutUnsynced and SyncAll).
+type Store interface {
+	PutUnsynced(ctx context.Context, key string, r io.Reader) error
+	SyncAll() error
+}
+
+// Queue takes a batch of jobs together with the mover's progress, both or
+// neither (fsqueue's SendBatch).
+type Queue interface {
+	SendBatch(ctx context.Context, bodies [][]byte, mark *fsqueue.Mark) error
+}
+
+// Marks keeps the mover's progress (fsqueue's DB), in the same file as the
+// queue so that progress and jobs commit together.
+type Marks interface {
+	GetMark(ctx context.Context, key string) ([]byte, error)
+	SetMark(ctx context.Context, m fsqueue.Mark) error
+}
+
+// markKey names the mover's progress in the queue file.
+const markKey = "spool"
+
+// memLimit is how much of one message the mover holds in memory before it
+// streams the rest to the store.
+const memLimit = 256 << 10
+
+// Mover copies committed messages from the log into the store and their
+// jobs into the queue. Its progress is two positions, kept in the queue
+// file: applied (every commit before it has its job queued; moved
+// atomically with the jobs) and checkpoint (every message committed before
+// it is durable in the store, and no message still open began before it).
+// Reading starts again from checkpoint after a crash or an error, putting
+// objects again (the same bytes under the same keys) but queueing only the
+// jobs of commits at or after applied, so no job is lost or doubled.
+type Mover struct {
+	s     *Spool
+	store Store
+	queue Queue
+	marks Marks
+	log   *slog.Logger
+
+	pos, applied, checkpoint Pos
+	open                     map[string]*pending
+	jobs                     [][]byte
+	dirty                    bool // objects put since the last SyncAll
+	lastCheckpoint           time.Time
+
+	f   *os.File // segment being read
+	seg uint64
+	br  *bufio.Reader
+	fr  frameReader
+
+	stop    chan struct{}
+	halt    chan struct{} // tests: stop dead, as a crash would
+	stopped chan struct{}
+}
+
+// pending is a message whose commit frame has not been read yet.
+type pending struct {
+	start Pos
+	key   string
+	buf   []byte
+	pw    *io.PipeWriter // set once the message outgrew memLimit
+	done  chan error
+}
+
+// NewMover returns a mover for s. Call Replay, then Start.
+func NewMover(s *Spool, store Store, queue Queue, marks Marks) *Mover {
+	return &Mover{s: s, store: store, queue: queue, marks: marks, log: s.log, open: map[string]*pending{},
+		br: bufio.NewReaderSize(nil, 256<<10), stop: make(chan struct{}), halt: make(chan struct{}), stopped: make(chan struct{})}
+}
+
+// Replay loads the mover's progress and moves everything the log held
+// before this process started. Call it before anything reads the queue:
+// objects of jobs already queued may need putting again after a crash.
+func (m *Mover) Replay(ctx context.Context) error {
+	v, err := m.marks.GetMark(ctx, markKey)
+	if err != nil {
+		return fmt.Errorf("spool: load progress: %w", err)
+	}
+	if len(v) == 32 {
+		m.applied = Pos{Seg: binary.BigEndian.Uint64(v[0:]), Off: int64(binary.BigEndian.Uint64(v[8:]))}
+		m.checkpoint = Pos{Seg: binary.BigEndian.Uint64(v[16:]), Off: int64(binary.BigEndian.Uint64(v[24:]))}
+	} else if v != nil {
+		return fmt.Errorf("spool: progress mark of %d bytes, want 32", len(v))
+	}
+	m.pos = m.checkpoint
+	if err := m.step(ctx); err != nil {
+		return err
+	}
+	return m.doCheckpoint(ctx)
+}
+
+// Start runs the mover until Stop.
+func (m *Mover) Start() { go m.run() }
+
+// Stop moves what is durable in the log, makes it durable in the store,
+// and ends the mover. If ctx ends first the rest is left for the next
+// start's Replay.
+func (m *Mover) Stop(ctx context.Context) error {
+	close(m.stop)
+	select {
+	case <-m.stopped:
+	case <-ctx.Done():
+		// Still running (a store that hangs): leave it its state.
+		return fmt.Errorf("spool: mover did not finish: %w", ctx.Err())
+	}
+	var err error
+	if m.f != nil {
+		err = m.f.Close()
+	}
+	for id, p := range m.open {
+		m.discard(p)
+		delete(m.open, id)
+	}
+	return err
+}
+
+func (m *Mover) run() {
+	defer close(m.stopped)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	every := m.s.opts.CheckpointEvery
+	failures := 0
+	for {
+		err := m.step(ctx)
+		if err == nil && time.Since(m.lastCheckpoint) >= every {
+			err = m.doCheckpoint(ctx)
+		}
+		var wait <-chan time.Time
+		if err != nil {
+			failures++
+			m.log.Error("spool: moving messages to the store and queue failed; retrying from the last checkpoint",
+				slog.String("stage", "gateway"), slog.Int("attempt", failures), slog.String("error", err.Error()))
+			m.reset()
+			wait = time.After(postern.Backoff(failures, 100*time.Millisecond, 10*time.Second))
+		} else {
+			failures = 0
+			wait = time.After(every)
+		}
+		select {
+		case <-m.s.moved:
+		case <-wait:
+		case <-m.halt:
+			return
+		case <-m.stop:
+			if err := m.step(ctx); err != nil {
+				m.log.Error("spool: final move failed; the next start replays it", slog.String("error", err.Error()))
+				return
+			}
+			if err := m.doCheckpoint(ctx); err != nil {
+				m.log.Error("spool: final checkpoint failed; the next start replays it", slog.String("error", err.Error()))
+			}
+			return
+		}
+	}
+}
+
+// reset forgets everything read since the checkpoint.
+func (m *Mover) reset() {
+	for id, p := range m.open {
+		m.discard(p)
+		delete(m.open, id)
+	}
+	m.jobs = nil
+	m.pos = m.checkpoint
+	if m.f != nil {
+		m.f.Close()
+		m.f = nil
+	}
+}
+
+// step moves every frame that is durable, then queues the jobs found.
+func (m *Mover) step(ctx context.Context) error {
+	for {
+		durable, firstNew := m.s.positions()
+		if m.pos.Seg == 0 || m.pos.Seg < durable.Seg {
+			more, err := m.readSealed(ctx, durable, firstNew)
+			if err != nil {
+				return err
+			}
+			if more {
+				continue
+			}
+		}
+		if m.pos.Seg == durable.Seg && m.pos.Off < durable.Off {
+			if err := m.read(ctx, durable.Off-m.pos.Off, false); err != nil {
+				return err
+			}
+		}
+		break
+	}
+	m.dropAborted()
+	return m.flushJobs(ctx)
+}
+
+// readSealed reads the rest of segment m.pos.Seg, which no longer takes
+// writes, and moves to the next. It reports whether there may be more.
+func (m *Mover) readSealed(ctx context.Context, durable Pos, firstNew uint64) (bool, error) {
+	if m.pos.Seg == 0 {
+		// No progress recorded: start at the oldest segment.
+		segs, err := listSegments(m.s.dir)
+		if err != nil {
+			return false, err
+		}
+		if len(segs) == 0 {
+			return false, nil
+		}
+		m.pos = Pos{Seg: segs[0]}
+		return true, nil
+	}
+	n := m.s.cutAt(m.pos.Seg)
+	if n >= 0 {
+		n = max(n-m.pos.Off, 0)
+	}
+	if err := m.read(ctx, n, true); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, err
+		}
+	}
+	if m.pos.Seg < firstNew && len(m.open) > 0 {
+		// The sessions that wrote these messages died with the process
+		// that ran them: none was acknowledged.
+		for id, p := range m.open {
+			m.discard(p)
+			delete(m.open, id)
+		}
+	}
+	m.pos = Pos{Seg: m.pos.Seg + 1}
+	return m.pos.Seg <= durable.Seg, nil
+}
+
+// read handles frames from m.pos: n bytes of them, or with n < 0 up to the
+// end of the segment's readable part.
+func (m *Mover) read(ctx context.Context, n int64, sealed bool) error {
+	if m.f == nil || m.seg != m.pos.Seg {
+		if m.f != nil {
+			m.f.Close()
+			m.f = nil
+		}
+		f, err := os.Open(filepath.Join(m.s.dir, segName(m.pos.Seg)))
+		if err != nil {
+			return fmt.Errorf("spool: open segment: %w", err)
+		}
+		m.f, m.seg = f, m.pos.Seg
+	}
+	if n < 0 {
+		n = 1 << 62
+	}
+	m.br.Reset(io.NewSectionReader(m.f, m.pos.Off, n))
+	m.fr.r = m.br
+	for {
+		fr, err := m.fr.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err == errTorn {
+			if sealed {
+				// The tail after the last flush of a process that died.
+				return nil
+			}
+			return fmt.Errorf("spool: segment %d is corrupt at offset %d", m.pos.Seg, m.pos.Off)
+		}
+		if err != nil {
+			return fmt.Errorf("spool: read segment %d: %w", m.pos.Seg, err)
+		}
+		if err := m.handle(ctx, fr); err != nil {
+			return err
+		}
+		m.pos.Off += fr.size
+	}
+}
+
+// handle moves one frame found at m.pos.
+func (m *Mover) handle(ctx context.Context, fr frame) error {
+	p := m.open[fr.id]
+	if m.s.isAborted(fr.id) {
+		if p != nil {
+			m.discard(p)
+			delete(m.open, fr.id)
+		}
+		return nil
+	}
+	if fr.typ == frameChunk {
+		if p == nil {
+			p = &pending{start: m.pos, key: postern.MsgID(fr.id).RawKey()}
+			m.open[fr.id] = p
+		}
+		return m.write(ctx, p, fr.payload)
+	}
+	delete(m.open, fr.id)
+	env, job, err := splitCommit(fr.payload)
+	if err != nil {
+		if p != nil {
+			m.discard(p)
+		}
+		m.log.Error("spool: skipping a malformed commit", slog.String("msg_id", fr.id), slog.String("error", err.Error()))
+		return nil
+	}
+	if p == nil {
+		p = &pending{key: postern.MsgID(fr.id).RawKey()}
+	}
+	if err := m.finish(ctx, p); err != nil {
+		return err
+	}
+	if err := m.store.PutUnsynced(ctx, postern.MsgID(fr.id).EnvelopeKey(), bytes.NewReader(env)); err != nil {
+		return err
+	}
+	m.dirty = true
+	if !m.pos.Less(m.applied) {
+		m.jobs = append(m.jobs, bytes.Clone(job))
+	}
+	return nil
+}
+
+func (m *Mover) write(ctx context.Context, p *pending, data []byte) error {
+	if p.pw == nil && len(p.buf)+len(data) <= memLimit {
+		p.buf = append(p.buf, data...)
+		return nil
+	}
+	if p.pw == nil {
+		pr, pw := io.Pipe()
+		p.pw, p.done = pw, make(chan error, 1)
+		head := p.buf
+		p.buf = nil
+		go func() {
+			err := m.store.PutUnsynced(ctx, p.key, io.MultiReader(bytes.NewReader(head), pr))
+			pr.CloseWithError(cmpErr(err, errPutEnded))
+			p.done <- err
+		}()
+	}
+	_, err := p.pw.Write(data)
+	return err
+}
+
+var (
+	errPutEnded  = errors.New("spool: put ended")
+	errDiscarded = errors.New("spool: message discarded")
+)
+
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+func (m *Mover) finish(ctx context.Context, p *pending) error {
+	if p.pw == nil {
+		return m.store.PutUnsynced(ctx, p.key, bytes.NewReader(p.buf))
+	}
+	p.pw.Close()
+	return <-p.done
+}
+
+// discard ends a message that will never be committed; a partly written
+// object is removed by the store (its Put fails).
+func (m *Mover) discard(p *pending) {
+	if p.pw != nil {
+		p.pw.CloseWithError(errDiscarded)
+		<-p.done
+		p.pw = nil
+	}
+	p.buf = nil
+}
+
+// dropAborted discards open messages that were abandoned after all their
+// frames were read.
+func (m *Mover) dropAborted() {
+	if len(m.open) == 0 {
+		return
+	}
+	for _, id := range m.s.abortedIDs() {
+		if p, ok := m.open[id]; ok {
+			m.discard(p)
+			delete(m.open, id)
+		}
+	}
+}
+
+// flushJobs queues the jobs found so far and records applied with them.
+func (m *Mover) flushJobs(ctx context.Context) error {
+	if len(m.jobs) == 0 {
+		return nil
+	}
+	if err := m.queue.SendBatch(ctx, m.jobs, m.mark(m.pos, m.checkpoint)); err != nil {
+		return fmt.Errorf("spool: queue %d jobs: %w", len(m.jobs), err)
+	}
+	m.applied = m.pos
+	m.jobs = nil
+	return nil
+}
+
+// doCheckpoint makes the moved objects durable, records how far the log is
+// no longer needed, and deletes the segments before that.
+func (m *Mover) doCheckpoint(ctx context.Context) error {
+	m.lastCheckpoint = time.Now()
+	if err := m.flushJobs(ctx); err != nil {
+		return err
+	}
+	cp := m.pos
+	for _, p := range m.open {
+		if p.start.Less(cp) {
+			cp = p.start
+		}
+	}
+	if cp == m.checkpoint {
+		return nil
+	}
+	if m.dirty {
+		if err := m.store.SyncAll(); err != nil {
+			return fmt.Errorf("spool: sync store: %w", err)
+		}
+		m.dirty = false
+	}
+	// No jobs are pending, so no commit before pos still needs queueing.
+	applied := m.applied
+	if applied.Less(m.pos) {
+		applied = m.pos
+	}
+	if err := m.marks.SetMark(ctx, *m.mark(applied, cp)); err != nil {
+		return fmt.Errorf("spool: record checkpoint: %w", err)
+	}
+	m.applied, m.checkpoint = applied, cp
+	m.s.forgetAborted(cp)
+	segs, err := listSegments(m.s.dir)
+	if err != nil {
+		return err
+	}
+	for _, seg := range segs {
+		if seg < cp.Seg {
+			if err := os.Remove(filepath.Join(m.s.dir, segName(seg))); err != nil {
+				m.log.Warn("spool: delete segment", slog.String("error", err.Error()))
+			}
+		}
+	}
+	durable, _ := m.s.positions()
+	if cp == durable {
+		// Caught up: start a new segment so this one can go next time.
+		m.s.rotateIfAtLeast(1 << 20)
+	}
+	return nil
+}
+
+func (m *Mover) mark(applied, cp Pos) *fsqueue.Mark {
+	v := make([]byte, 32)
+	binary.BigEndian.PutUint64(v[0:], applied.Seg)
+	binary.BigEndian.PutUint64(v[8:], uint64(applied.Off))
+	binary.BigEndian.PutUint64(v[16:], cp.Seg)
+	binary.BigEndian.PutUint64(v[24:], uint64(cp.Off))
+	return &fsqueue.Mark{Key: markKey, Value: v}
+}

@@ -1,0 +1,107 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+)
+
+// Msg writes one message into the log: Write its bytes, then Commit or
+// Abort. It is not safe for concurrent use.
+type Msg struct {
+	s       *Spool
+	id      string
+	buf     *[]byte // headerLen bytes of room, then buffered payload
+	gen     uint64
+	started bool // a frame of this message reached the log
+	done    bool
+}
+
+// Begin starts message id, which must be a 26-character ULID.
+func (s *Spool) Begin(id string) (*Msg, error) {
+	if len(id) != idLen {
+		return nil, fmt.Errorf("spool: message id %q is not %d characters", id, idLen)
+	}
+	b := s.bufs.Get().(*[]byte)
+	*b = append((*b)[:0], make([]byte, headerLen)...)
+	return &Msg{s: s, id: id, buf: b}, nil
+}
+
+// Write buffers p, appending a chunk frame each time ChunkBytes are full.
+func (m *Msg) Write(p []byte) (int, error) {
+	if m.done {
+		return 0, fmt.Errorf("spool: write to a finished message")
+	}
+	n := 0
+	for len(p) > 0 {
+		room := headerLen + m.s.opts.ChunkBytes - len(*m.buf)
+		k := min(room, len(p))
+		*m.buf = append(*m.buf, p[:k]...)
+		p, n = p[k:], n+k
+		if len(*m.buf) == headerLen+m.s.opts.ChunkBytes {
+			if err := m.flushChunk(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (m *Msg) flushChunk() error {
+	putHeader(*m.buf, frameChunk, m.id)
+	if _, err := m.s.append(*m.buf, &m.gen, &m.started); err != nil {
+		return err
+	}
+	*m.buf = (*m.buf)[:headerLen]
+	return nil
+}
+
+// Commit appends the rest of the message and its commit frame (envelope
+// and job) in one write, and returns once they are on disk: the message is
+// then acknowledged, and the mover will deliver it to the store and queue.
+// On error the message is abandoned and must not be acknowledged.
+func (m *Msg) Commit(ctx context.Context, envelope, job []byte) error {
+	if m.done {
+		return fmt.Errorf("spool: commit of a finished message")
+	}
+	m.done = true
+	defer m.release()
+	frames := *m.buf
+	if len(frames) > headerLen {
+		putHeader(frames, frameChunk, m.id)
+	} else {
+		frames = frames[:0]
+	}
+	start := len(frames)
+	frames = append(frames, make([]byte, headerLen)...)
+	frames = commitPayload(frames, envelope, job)
+	putHeader(frames[start:], frameCommit, m.id)
+	*m.buf = frames
+	end, err := m.s.append(frames, &m.gen, &m.started)
+	if err != nil {
+		if m.started {
+			m.s.abandon(m.id)
+		}
+		return err
+	}
+	return m.s.waitDurable(ctx, m.id, end, m.gen)
+}
+
+// Abort abandons the message: nothing of it will be delivered. It is a
+// no-op after Commit.
+func (m *Msg) Abort() {
+	if m.done {
+		return
+	}
+	m.done = true
+	if m.started {
+		m.s.abandon(m.id)
+	}
+	m.release()
+}
+
+func (m *Msg) release() {
+	if cap(*m.buf) <= headerLen+m.s.opts.ChunkBytes+64<<10 {
+		m.s.bufs.Put(m.buf)
+	}
+	m.buf = nil
+}

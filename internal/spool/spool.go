@@ -1,0 +1,463 @@
+// Package spool is the one-machine gateway's write-ahead log. A message's
+// raw bytes, its envelope and its job are appended to one log file, and the
+// gateway answers 250 once an fdatasync of that file has covered them. The
+// flush is shared (group commit): every session whose bytes were written
+// before a flush started is served by it, so many sessions pay for one
+// flush instead of each paying for several (file, directories, queue).
+//
+// A mover then copies each committed message into the store and its job
+// into the queue, off the path to 250, and records in the queue file how far
+// it got. At start-up the log is read again from that point, so a crash of
+// the process or the machine at any moment loses nothing that was
+// acknowledged. Segments the store and queue hold durably are deleted.
+package spool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options tune a Spool. The zero value is the default.
+type Options struct {
+	// SegmentBytes is the size after which writes go to a new segment
+	// file. Default 32 MiB.
+	SegmentBytes int64
+	// ChunkBytes is how much of a message a session buffers before it
+	// appends a chunk frame. Default 64 KiB.
+	ChunkBytes int
+	// CheckpointEvery is how often the mover makes what it moved durable
+	// and deletes segments it no longer needs. Default 1s.
+	CheckpointEvery time.Duration
+	Logger          *slog.Logger
+	// sync replaces fdatasync in tests.
+	sync func(*os.File) error
+}
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("spool: closed")
+
+// errFlushFailed fails messages whose bytes a failed flush may have lost.
+var errFlushFailed = errors.New("spool: an earlier flush of the log failed")
+
+// Pos is a place in the log: a segment and a byte offset in it.
+type Pos struct {
+	Seg uint64
+	Off int64
+}
+
+// Less orders positions.
+func (p Pos) Less(q Pos) bool { return p.Seg < q.Seg || p.Seg == q.Seg && p.Off < q.Off }
+
+func (p Pos) String() string { return fmt.Sprintf("%d:%d", p.Seg, p.Off) }
+
+// Spool is a log open for writing. One process at a time may use a
+// directory; the queue file's lock already ensures that in the gateway.
+type Spool struct {
+	dir  string
+	opts Options
+	log  *slog.Logger
+	bufs sync.Pool // *[]byte of headerLen+ChunkBytes+room for a commit
+
+	mu       sync.Mutex
+	f        *os.File
+	seg      uint64 // current segment
+	firstNew uint64 // first segment this process wrote; earlier ones are replayed
+	off      int64  // logical end of the current segment
+	durable  Pos    // everything before is on disk
+	syncing  bool
+	synced   chan struct{} // closed at the end of each flush round
+	gen      uint64        // bumped by a failed flush
+	broken   error         // sticky: the log cannot be written
+	closed   bool
+	aborted  map[string]Pos // message -> write position when it was abandoned
+	// cut holds, for segments sealed after a failed flush, where their
+	// trustworthy part ends; the mover reads no further.
+	cut map[uint64]int64
+
+	kick  chan struct{} // asks the flusher for a round
+	moved chan struct{} // tells the mover that durable advanced
+	done  chan struct{} // closed when the flusher exits
+}
+
+// Open opens the log in dir, creating dir if needed, and starts a new
+// segment for this process's writes. Older segments are left for the
+// mover to replay (see Mover).
+func Open(dir string, opts Options) (*Spool, error) {
+	if opts.SegmentBytes <= 0 {
+		opts.SegmentBytes = 32 << 20
+	}
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = 64 << 10
+	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.sync == nil {
+		opts.sync = fdatasync
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, err
+	}
+	next := uint64(1)
+	if len(segs) > 0 {
+		next = segs[len(segs)-1] + 1
+	}
+	s := &Spool{
+		dir: dir, opts: opts, log: opts.Logger,
+		synced: make(chan struct{}), aborted: map[string]Pos{}, cut: map[uint64]int64{},
+		kick: make(chan struct{}, 1), moved: make(chan struct{}, 1), done: make(chan struct{}),
+		firstNew: next,
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, headerLen+opts.ChunkBytes+4<<10); return &b }
+	if err := s.openSegment(next); err != nil {
+		return nil, err
+	}
+	go s.flusher()
+	return s, nil
+}
+
+func segName(seg uint64) string { return fmt.Sprintf("%020d.log", seg) }
+
+// listSegments returns the segment numbers in dir, in order.
+func listSegments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var segs []uint64
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".log")
+		if !ok || e.IsDir() {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 64)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, n)
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+// openSegment creates segment seg and makes its directory entry durable.
+// Called at Open and, with s.mu held, on rotation.
+func (s *Spool) openSegment(seg uint64) error {
+	f, err := os.OpenFile(filepath.Join(s.dir, segName(seg)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("spool: create segment: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return fmt.Errorf("spool: %w", err)
+	}
+	s.f, s.seg, s.off = f, seg, 0
+	s.durable = Pos{Seg: seg}
+	return nil
+}
+
+// rotate seals the current segment (flushed) and starts the next. Called
+// with s.mu held and no flush in progress.
+func (s *Spool) rotate() error {
+	if err := s.opts.sync(s.f); err != nil {
+		return fmt.Errorf("spool: flush segment %d: %w", s.seg, err)
+	}
+	return s.switchSegment()
+}
+
+// cutAndRotate seals the current segment at the last good flush, without
+// trusting anything after it, and starts the next.
+func (s *Spool) cutAndRotate() error {
+	s.cut[s.seg] = s.durable.Off
+	return s.switchSegment()
+}
+
+func (s *Spool) switchSegment() error {
+	old := s.f
+	if err := s.openSegment(s.seg + 1); err != nil {
+		return err
+	}
+	if err := old.Close(); err != nil {
+		s.log.Warn("spool: close sealed segment", slog.String("error", err.Error()))
+	}
+	s.notifyMover()
+	return nil
+}
+
+// rotateIfAtLeast starts a new segment if the current one holds at least n
+// bytes, so that a quiet log's old data can be deleted. The mover calls it
+// after a checkpoint that reached the end of the log.
+func (s *Spool) rotateIfAtLeast(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.broken != nil || s.syncing || s.off < n || s.durable.Off != s.off {
+		return
+	}
+	if err := s.rotate(); err != nil {
+		s.log.Error("spool: rotate segment", slog.String("error", err.Error()))
+	}
+}
+
+// append writes one or more whole frames for message id. It returns the
+// position after them.
+func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Pos{}, ErrClosed
+	}
+	if s.broken != nil {
+		return Pos{}, s.broken
+	}
+	if !*started {
+		*started, *gen = true, s.gen
+	} else if *gen != s.gen {
+		return Pos{}, errFlushFailed
+	}
+	if s.off >= s.opts.SegmentBytes && !s.syncing {
+		if err := s.rotate(); err != nil {
+			s.broken = err
+			return Pos{}, err
+		}
+	}
+	// WriteAt at the logical end: a write that fails part way leaves its
+	// bytes past the end, where the next frame overwrites them.
+	if _, err := s.f.WriteAt(frames, s.off); err != nil {
+		return Pos{}, fmt.Errorf("spool: write: %w", err)
+	}
+	s.off += int64(len(frames))
+	return Pos{Seg: s.seg, Off: s.off}, nil
+}
+
+// waitDurable returns once everything before end is on disk. If ctx ends
+// first, the message is abandoned: the mover will skip it, and the caller
+// reports failure (it is not acknowledged).
+func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64) error {
+	s.mu.Lock()
+	for {
+		if s.gen != gen {
+			s.abandonLocked(id)
+			s.mu.Unlock()
+			return errFlushFailed
+		}
+		if !s.durable.Less(end) {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.broken != nil {
+			s.abandonLocked(id)
+			s.mu.Unlock()
+			return s.broken
+		}
+		ch := s.synced
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.mu.Lock()
+			if !s.durable.Less(end) && s.gen == gen {
+				s.mu.Unlock()
+				return nil
+			}
+			s.abandonLocked(id)
+			s.mu.Unlock()
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+}
+
+// abandon tells the mover to skip message id: it will not be committed, or
+// its commit was not acknowledged.
+func (s *Spool) abandon(id string) {
+	s.mu.Lock()
+	s.abandonLocked(id)
+	s.mu.Unlock()
+}
+
+func (s *Spool) abandonLocked(id string) {
+	// All of id's frames are before the current end.
+	s.aborted[id] = Pos{Seg: s.seg, Off: s.off}
+}
+
+// isAborted reports whether the mover must skip id.
+func (s *Spool) isAborted(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.aborted[id]
+	return ok
+}
+
+// abortedIDs returns the abandoned messages.
+func (s *Spool) abortedIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.aborted))
+	for id := range s.aborted {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// forgetAborted drops abandoned messages whose frames all lie before cp:
+// the mover never reads them again.
+func (s *Spool) forgetAborted(cp Pos) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, at := range s.aborted {
+		if !cp.Less(at) {
+			delete(s.aborted, id)
+		}
+	}
+}
+
+// flusher runs flush rounds on request: one fdatasync covers every frame
+// written before it started.
+func (s *Spool) flusher() {
+	defer close(s.done)
+	for range s.kick {
+		s.mu.Lock()
+		if s.closed && s.f == nil {
+			s.mu.Unlock()
+			return
+		}
+		target := Pos{Seg: s.seg, Off: s.off}
+		if !s.durable.Less(target) || s.broken != nil {
+			s.endRoundLocked()
+			s.mu.Unlock()
+			continue
+		}
+		f := s.f
+		s.syncing = true
+		s.mu.Unlock()
+
+		err := s.opts.sync(f)
+
+		s.mu.Lock()
+		s.syncing = false
+		if err == nil {
+			if s.durable.Less(target) {
+				s.durable = target
+			}
+			s.notifyMover()
+		} else if !s.closed {
+			// Linux may drop the pages a failed flush could not write and
+			// report success next time: nothing written before this point
+			// can be trusted to be on disk. Fail every message that wrote
+			// any of it, and put new writes in a new segment.
+			s.gen++
+			s.log.Error("spool: flush failed; failing the messages it covered", slog.String("error", err.Error()))
+			if rerr := s.cutAndRotate(); rerr != nil {
+				s.broken = rerr
+				s.log.Error("spool: cannot start a new segment; refusing mail until restart", slog.String("error", rerr.Error()))
+			}
+		}
+		if s.off >= s.opts.SegmentBytes && s.broken == nil && !s.closed {
+			if err := s.rotate(); err != nil {
+				s.broken = err
+			}
+		}
+		s.endRoundLocked()
+		s.mu.Unlock()
+	}
+}
+
+func (s *Spool) endRoundLocked() {
+	close(s.synced)
+	s.synced = make(chan struct{})
+}
+
+func (s *Spool) notifyMover() {
+	select {
+	case s.moved <- struct{}{}:
+	default:
+	}
+}
+
+// cutAt returns where a sealed segment's readable part ends, or -1 for
+// wherever its frames end.
+func (s *Spool) cutAt(seg uint64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off, ok := s.cut[seg]; ok {
+		return off
+	}
+	return -1
+}
+
+// positions returns the durable end and the first segment of this process.
+func (s *Spool) positions() (durable Pos, firstNew uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.durable, s.firstNew
+}
+
+// Err reports why the log cannot take mail, or nil.
+func (s *Spool) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.broken
+}
+
+// Close flushes and closes the log. Writes must have ended; the mover must
+// be stopped first if one runs.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for s.syncing {
+		ch := s.synced
+		s.mu.Unlock()
+		<-ch
+		s.mu.Lock()
+	}
+	var err error
+	if s.broken == nil {
+		err = s.opts.sync(s.f)
+	}
+	err = errors.Join(err, s.f.Close())
+	s.f = nil
+	s.mu.Unlock()
+	close(s.kick)
+	<-s.done
+	if err != nil {
+		return fmt.Errorf("spool: close: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}

@@ -1,0 +1,493 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/blob/fsblob"
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue/fsqueue"
+)
+
+// rig is a spool with a real store and queue file behind it.
+type rig struct {
+	dir   string
+	sp    *Spool
+	mv    *Mover
+	store *fsblob.Store
+	db    *fsqueue.DB
+	q     *fsqueue.Queue
+	put   Store // what the mover writes through
+}
+
+func openRig(t *testing.T, dir string, opts Options, wrap func(Store) Store) *rig {
+	t.Helper()
+	r := &rig{dir: dir}
+	var err error
+	if r.store, err = fsblob.New(filepath.Join(dir, "store"), fsblob.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.db, err = fsqueue.Open(filepath.Join(dir, "queue.db"), fsqueue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if r.q, err = r.db.Queue("inbound", fsqueue.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = 20 * time.Millisecond
+	}
+	if r.sp, err = Open(filepath.Join(dir, "spool"), opts); err != nil {
+		t.Fatal(err)
+	}
+	r.put = r.store
+	if wrap != nil {
+		r.put = wrap(r.store)
+	}
+	r.mv = NewMover(r.sp, r.put, r.q, r.db)
+	return r
+}
+
+func (r *rig) start(t *testing.T) {
+	t.Helper()
+	if err := r.mv.Replay(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r.mv.Start()
+}
+
+// stop shuts down cleanly.
+func (r *rig) stop(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.mv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.closeFiles(t)
+}
+
+// crash drops the process's state without moving or checkpointing: the
+// mover is never started or is abandoned, files stay as they are.
+func (r *rig) closeFiles(t *testing.T) {
+	t.Helper()
+	if err := r.sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.store.Close()
+}
+
+type sent struct {
+	id  string
+	raw []byte
+}
+
+// write commits one message of size n.
+func write(t *testing.T, sp *Spool, n int) (sent, error) {
+	t.Helper()
+	id := string(postern.NewMsgID())
+	raw := make([]byte, n)
+	rand.Read(raw)
+	m, err := sp.Begin(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uneven writes, as a network reader gives.
+	for p := raw; len(p) > 0; {
+		k := min(len(p), 1+len(p)/3, 20000)
+		if _, err := m.Write(p[:k]); err != nil {
+			m.Abort()
+			return sent{}, err
+		}
+		p = p[k:]
+	}
+	env, _ := json.Marshal(map[string]string{"id": id})
+	job, _ := json.Marshal(map[string]string{"job": id})
+	if err := m.Commit(context.Background(), env, job); err != nil {
+		return sent{}, err
+	}
+	return sent{id: id, raw: raw}, nil
+}
+
+// drain receives every job in the queue.
+func drain(t *testing.T, q *fsqueue.Queue) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for {
+		msgs, err := q.Receive(context.Background(), 100, time.Minute, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) == 0 {
+			return got
+		}
+		for _, m := range msgs {
+			var j struct{ Job string }
+			if err := json.Unmarshal(m.Body, &j); err != nil {
+				t.Fatalf("job %q: %v", m.Body, err)
+			}
+			got[j.Job]++
+		}
+	}
+}
+
+// waitJobs waits until the queue holds n jobs and returns them.
+func waitJobs(t *testing.T, q *fsqueue.Queue, n int) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := q.Stats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Visible >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs queued, want %d", st.Visible, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return drain(t, q)
+}
+
+func checkMoved(t *testing.T, store *fsblob.Store, jobs map[string]int, msgs []sent) {
+	t.Helper()
+	if len(jobs) != len(msgs) {
+		t.Fatalf("%d distinct jobs, want %d", len(jobs), len(msgs))
+	}
+	for _, m := range msgs {
+		if jobs[m.id] != 1 {
+			t.Fatalf("message %s: %d jobs, want 1", m.id, jobs[m.id])
+		}
+		rc, err := store.Get(context.Background(), postern.MsgID(m.id).RawKey())
+		if err != nil {
+			t.Fatalf("message %s: %v", m.id, err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(b, m.raw) {
+			t.Fatalf("message %s: stored %d bytes differ from the %d sent", m.id, len(b), len(m.raw))
+		}
+		rc, err = store.Get(context.Background(), postern.MsgID(m.id).EnvelopeKey())
+		if err != nil {
+			t.Fatalf("envelope %s: %v", m.id, err)
+		}
+		b, _ = io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Contains(b, []byte(m.id)) {
+			t.Fatalf("envelope %s: %s", m.id, b)
+		}
+	}
+}
+
+var sizes = []int{0, 1, 700, 10 << 10, 64<<10 - headerLen, 64 << 10, 100 << 10, 300 << 10, 1 << 20}
+
+// Concurrent sessions' frames interleave in the log; each message must come
+// out whole, once, with its job queued once.
+func TestConcurrentMessagesMoveWholeAndOnce(t *testing.T) {
+	t.Parallel()
+	r := openRig(t, t.TempDir(), Options{SegmentBytes: 1 << 20}, nil)
+	r.start(t)
+	var mu sync.Mutex
+	var msgs []sent
+	var wg sync.WaitGroup
+	for c := range 8 {
+		wg.Go(func() {
+			for i := range 12 {
+				m, err := write(t, r.sp, sizes[(c+i)%len(sizes)])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				msgs = append(msgs, m)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	jobs := waitJobs(t, r.q, len(msgs))
+	checkMoved(t, r.store, jobs, msgs)
+	r.stop(t)
+	// Small segments rotated and the moved ones were deleted.
+	segs, _ := listSegments(filepath.Join(r.dir, "spool"))
+	if len(segs) > 2 {
+		t.Fatalf("%d segments left after everything was moved: %v", len(segs), segs)
+	}
+}
+
+// A crash before the mover ran: the next start replays the log.
+func TestReplayAfterCrashBeforeMove(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := openRig(t, dir, Options{}, nil)
+	var msgs []sent
+	for i := range 20 {
+		m, err := write(t, r.sp, sizes[i%len(sizes)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	// A message whose session died mid-upload: never acknowledged.
+	m, _ := r.sp.Begin(string(postern.NewMsgID()))
+	m.Write(bytes.Repeat([]byte("x"), 200<<10))
+	r.closeFiles(t) // no mover ran
+
+	r2 := openRig(t, dir, Options{}, nil)
+	r2.start(t)
+	checkMoved(t, r2.store, drain(t, r2.q), msgs)
+	r2.stop(t)
+}
+
+// A crash after the jobs were queued but before the store was synced: the
+// objects may be gone, the jobs are not. Replay puts the objects again and
+// queues no job twice.
+func TestReplayAfterCrashBeforeCheckpoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := openRig(t, dir, Options{CheckpointEvery: time.Hour}, nil)
+	r.start(t)
+	var msgs []sent
+	for i := range 15 {
+		m, err := write(t, r.sp, sizes[i%len(sizes)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	first := waitJobs(t, r.q, len(msgs))
+	// Crash: the mover stops dead (no final checkpoint) and the unsynced
+	// objects are lost.
+	close(r.mv.halt)
+	<-r.mv.stopped
+	r.closeFiles(t)
+	if err := os.RemoveAll(filepath.Join(dir, "store", "objects", "m")); err != nil {
+		t.Fatal(err)
+	}
+	r2 := openRig(t, dir, Options{}, nil)
+	r2.start(t)
+	if again := drain(t, r2.q); len(again) != 0 {
+		t.Fatalf("replay queued %d jobs again", len(again))
+	}
+	checkMoved(t, r2.store, first, msgs)
+	r2.stop(t)
+}
+
+// The last segment of a process that died may end in a torn frame: what is
+// before it is replayed, the torn part ignored.
+func TestTornTailIsIgnored(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := openRig(t, dir, Options{}, nil)
+	var msgs []sent
+	for i := range 5 {
+		m, err := write(t, r.sp, 1000*(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	seg := filepath.Join(dir, "spool", segName(r.sp.seg))
+	r.closeFiles(t)
+	// A commit frame cut short, as a crash mid-write leaves it.
+	tail := appendFrame(nil, frameCommit, string(postern.NewMsgID()), commitPayload(nil, []byte(`{}`), []byte(`{"job":"torn"}`)))
+	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write(tail[:len(tail)-3])
+	f.Close()
+
+	r2 := openRig(t, dir, Options{}, nil)
+	r2.start(t)
+	checkMoved(t, r2.store, drain(t, r2.q), msgs)
+	r2.stop(t)
+}
+
+// An aborted message, and one whose commit was not acknowledged because
+// its caller gave up waiting, are never moved.
+func TestAbandonedMessagesAreNotMoved(t *testing.T) {
+	t.Parallel()
+	var stall atomic.Bool
+	release := make(chan struct{})
+	opts := Options{sync: func(f *os.File) error {
+		if stall.Load() {
+			<-release // a flush that takes long
+		}
+		return fdatasync(f)
+	}}
+	r := openRig(t, t.TempDir(), opts, nil)
+	r.start(t)
+	good, err := write(t, r.sp, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Aborted after chunks reached the log.
+	m, _ := r.sp.Begin(string(postern.NewMsgID()))
+	m.Write(bytes.Repeat([]byte("a"), 150<<10))
+	m.Abort()
+	// Gives up while the flush covering its commit is stuck.
+	stall.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	m2, _ := r.sp.Begin(string(postern.NewMsgID()))
+	m2.Write([]byte("late"))
+	if err := m2.Commit(ctx, []byte(`{}`), []byte(`{"job":"late"}`)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("commit behind a stuck flush: %v, want DeadlineExceeded", err)
+	}
+	stall.Store(false)
+	close(release)
+	after, err := write(t, r.sp, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := waitJobs(t, r.q, 2)
+	time.Sleep(100 * time.Millisecond)
+	for id := range drain(t, r.q) {
+		jobs[id]++
+	}
+	if _, ok := jobs["late"]; ok {
+		t.Fatalf("a commit that was not acknowledged was moved: %v", jobs)
+	}
+	checkMoved(t, r.store, jobs, []sent{good, after})
+	r.stop(t)
+	// Nothing open is left pinning the log.
+	if len(r.mv.open) != 0 {
+		t.Fatalf("%d messages still open", len(r.mv.open))
+	}
+}
+
+// A failed flush fails the messages it covered, and mail after it flows.
+func TestFailedFlushFailsItsMessages(t *testing.T) {
+	t.Parallel()
+	var fail atomic.Bool
+	opts := Options{sync: func(f *os.File) error {
+		if fail.Swap(false) {
+			return errors.New("injected: EIO")
+		}
+		return fdatasync(f)
+	}}
+	r := openRig(t, t.TempDir(), opts, nil)
+	r.start(t)
+	before, err := write(t, r.sp, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if _, err := write(t, r.sp, 3000); !errors.Is(err, errFlushFailed) {
+		t.Fatalf("commit over a failed flush: %v, want errFlushFailed", err)
+	}
+	after, err := write(t, r.sp, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := waitJobs(t, r.q, 2)
+	time.Sleep(100 * time.Millisecond)
+	for id := range drain(t, r.q) {
+		jobs[id]++
+	}
+	checkMoved(t, r.store, jobs, []sent{before, after})
+	r.stop(t)
+}
+
+// failingStore fails its first n puts, then works: the mover must start
+// over from its checkpoint and still queue each job once.
+type failingStore struct {
+	Store
+	n atomic.Int32
+}
+
+func (f *failingStore) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+	if f.n.Add(-1) >= 0 {
+		io.Copy(io.Discard, io.LimitReader(r, 100))
+		return fmt.Errorf("injected: no space left on device")
+	}
+	return f.Store.PutUnsynced(ctx, key, r)
+}
+
+func TestMoverRetriesAfterStoreErrors(t *testing.T) {
+	t.Parallel()
+	fs := &failingStore{}
+	fs.n.Store(7)
+	r := openRig(t, t.TempDir(), Options{}, func(s Store) Store { fs.Store = s; return fs })
+	r.start(t)
+	var msgs []sent
+	for i := range 30 {
+		m, err := write(t, r.sp, sizes[i%len(sizes)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	checkMoved(t, r.store, waitJobs(t, r.q, len(msgs)), msgs)
+	r.stop(t)
+}
+
+// Many sessions waiting at once share flushes.
+func TestConcurrentCommitsShareFlushes(t *testing.T) {
+	t.Parallel()
+	var syncs atomic.Int32
+	opts := Options{sync: func(f *os.File) error {
+		syncs.Add(1)
+		time.Sleep(5 * time.Millisecond) // a disk slow enough for company
+		return fdatasync(f)
+	}}
+	r := openRig(t, t.TempDir(), opts, nil)
+	r.start(t)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for range 5 {
+				if _, err := write(t, r.sp, 2000); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := syncs.Load(); n >= 100 || n < 1 {
+		t.Fatalf("%d flushes for 100 messages from 20 sessions; want them shared", n)
+	} else {
+		t.Logf("%d flushes for 100 messages", n)
+	}
+	waitJobs(t, r.q, 100)
+	r.stop(t)
+}
+
+func FuzzFrameReader(f *testing.F) {
+	f.Add(appendFrame(nil, frameChunk, string(postern.NewMsgID()), []byte("hello")))
+	f.Add(appendFrame(appendFrame(nil, frameChunk, string(postern.NewMsgID()), nil), frameCommit, string(postern.NewMsgID()), commitPayload(nil, []byte("{}"), []byte("{}"))))
+	f.Add([]byte{0, 0, 0, 5, 1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr := frameReader{r: bufioReader(b)}
+		var off int64
+		for {
+			x, err := fr.next()
+			if err != nil {
+				return
+			}
+			off += x.size
+			if off > int64(len(b)) {
+				t.Fatalf("frames of %d bytes from %d", off, len(b))
+			}
+			if x.typ == frameCommit {
+				splitCommit(x.payload)
+			}
+		}
+	})
+}
