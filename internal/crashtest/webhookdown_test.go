@@ -24,15 +24,25 @@ func TestWebhookDownThenBack(t *testing.T) {
 	defer cancel()
 
 	send(ctx, t, sendPlan{addr: gw.addr, prefix: "down", clients: 8, perClient: 10}, l)
-	time.Sleep(1500 * time.Millisecond)
+	refused := func() int {
+		rcv.mu.Lock()
+		defer rcv.mu.Unlock()
+		return rcv.refused
+	}
+	// Every message must be tried while the receiver is down (dropping
+	// connections, then answering 503).
+	deadline := time.Now().Add(30 * time.Second)
+	for refused() < l.ackedCount()/2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	rcv.mode.Store(mode503)
-	time.Sleep(1500 * time.Millisecond)
+	for refused() < l.ackedCount() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if n := rcv.total(); n != 0 {
 		t.Fatalf("%d deliveries recorded while the receiver was down", n)
 	}
-	rcv.mu.Lock()
-	turnedAway := rcv.refused
-	rcv.mu.Unlock()
+	turnedAway := refused()
 	if turnedAway < l.ackedCount() {
 		t.Errorf("only %d attempts reached the receiver while it was down, for %d messages", turnedAway, l.ackedCount())
 	}

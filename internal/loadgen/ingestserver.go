@@ -17,6 +17,7 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/smtpd"
+	"github.com/postern/postern/internal/spool"
 )
 
 // IngestOptions configure an IngestServer.
@@ -25,11 +26,10 @@ type IngestOptions struct {
 	// so the real gateway started on it later finds what was accepted.
 	DataDir string
 	Sync    fsblob.SyncMode
-	// Lean replaces ingest and fsblob by the measurement prototype
-	// leanIngester (one shared flush per message); Sync and WrapStore are
-	// then unused. LeanPerFile makes it fsync files instead of syncfs.
-	Lean        bool
-	LeanPerFile bool
+	// Spool makes the path the gateway's local one: messages go to the
+	// spool log (acknowledged after its shared flush) and its mover puts
+	// them into the store and queue. Sync and WrapStore are then unused.
+	Spool bool
 	// WrapStore and WrapQueue, when set, stand between ingest and the real
 	// store and inbound queue: fault injection for tests.
 	WrapStore func(blob.Store) blob.Store
@@ -42,13 +42,15 @@ type IngestOptions struct {
 // IngestServer is the gateway's front door and ingest path alone: the real
 // smtpd and ingest packages over a real fsblob store and fsqueue queue, with
 // no stage behind them and no policy beyond "loopback may send anything".
-// It measures what the path from DATA to 250 costs, and lets a benchmark try
-// a store option (SyncGroup) that the gateway does not expose yet.
+// It measures what the path from DATA to 250 costs: through the spool as the
+// gateway runs it locally, or straight into the store and queue (as on AWS)
+// with each of the store's sync modes.
 type IngestServer struct {
 	srv   *smtpd.Server
 	store *fsblob.Store
 	db    *fsqueue.DB
-	lean  *leanIngester // nil unless IngestOptions.Lean
+	spool *spool.Spool // nil unless IngestOptions.Spool
+	mover *spool.Mover
 	// Inbound is the queue ParseJobs go to.
 	Inbound *fsqueue.Queue
 }
@@ -87,14 +89,23 @@ func NewIngestServer(opts IngestOptions) (*IngestServer, error) {
 		lim.StoreTimeout = config.Duration(opts.StoreTimeout)
 	}
 	var in smtpd.Ingester = ingest.New(bs, q, log)
-	var lean *leanIngester
-	if opts.Lean {
-		if lean, err = newLeanIngester(filepath.Join(opts.DataDir, "store"), q, opts.LeanPerFile); err != nil {
+	var sp *spool.Spool
+	var mv *spool.Mover
+	if opts.Spool {
+		if sp, err = spool.Open(filepath.Join(opts.DataDir, "spool"), spool.Options{Logger: log}); err != nil {
 			db.Close()
 			store.Close()
 			return nil, err
 		}
-		in = lean
+		mv = spool.NewMover(sp, store, inbound, db)
+		if err := mv.Replay(context.Background()); err != nil {
+			sp.Close()
+			db.Close()
+			store.Close()
+			return nil, err
+		}
+		mv.Start()
+		in = ingest.NewSpooled(sp, log)
 	}
 	srv := smtpd.New(smtpd.Config{
 		Hostname:        "ingest.bench.test",
@@ -117,7 +128,7 @@ func NewIngestServer(opts IngestOptions) (*IngestServer, error) {
 		Networks:       []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
 		AllowPlaintext: true,
 	}}, acceptAll{}, in, log)
-	return &IngestServer{srv: srv, store: store, db: db, lean: lean, Inbound: inbound}, nil
+	return &IngestServer{srv: srv, store: store, db: db, spool: sp, mover: mv, Inbound: inbound}, nil
 }
 
 // Serve accepts SMTP connections on l until Close.
@@ -135,8 +146,10 @@ func (s *IngestServer) Close() error {
 
 func (s *IngestServer) closeStorage() error {
 	var err error
-	if s.lean != nil {
-		err = s.lean.Close()
+	if s.spool != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = errors.Join(s.mover.Stop(ctx), s.spool.Close())
 	}
 	return errors.Join(err, s.db.Close(), s.store.Close())
 }

@@ -159,3 +159,54 @@ type slogPrintf struct{ log *slog.Logger }
 
 func (l slogPrintf) Printf(format string, v ...any) { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l slogPrintf) Println(v ...any)               { l.log.Warn(fmt.Sprint(v...)) }
+
+// barrier is group commit over one expensive sync: wait returns once a sync
+// that started after wait was called has finished. Callers arriving while a
+// sync runs share the next one.
+type barrier struct {
+	sync func() error
+
+	mu      sync.Mutex
+	next    *round
+	running bool
+}
+
+type round struct {
+	done chan struct{}
+	err  error
+}
+
+func (b *barrier) wait(ctx context.Context) error {
+	b.mu.Lock()
+	if b.next == nil {
+		b.next = &round{done: make(chan struct{})}
+	}
+	r := b.next
+	if !b.running {
+		b.running = true
+		go b.lead()
+	}
+	b.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *barrier) lead() {
+	for {
+		b.mu.Lock()
+		r := b.next
+		b.next = nil
+		if r == nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		r.err = b.sync()
+		close(r.done)
+	}
+}

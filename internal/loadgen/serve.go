@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/postern/postern/internal/blob/fsblob"
@@ -14,12 +13,12 @@ import (
 
 // ServeKinds returns the servers Serve can run.
 func ServeKinds() []string {
-	return []string{"discard", "fsync", "wal", "ingest-each", "ingest-group", "ingest-lean", "ingest-lean-fsync"}
+	return []string{"discard", "fsync", "wal", "ingest-each", "ingest-group", "ingest-spool"}
 }
 
 // Serve runs one of ServeKinds on addr, with data under dir, until ctx
-// ends: the reference servers (RefDiscard, RefFsync) and the ingest path
-// with each store sync mode (IngestServer).
+// ends: the reference servers (RefDiscard, RefFsync, RefWAL) and the ingest
+// path through the spool or with each store sync mode (IngestServer).
 func Serve(ctx context.Context, kind, addr, dir string, log *slog.Logger) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -35,13 +34,12 @@ func Serve(ctx context.Context, kind, addr, dir string, log *slog.Logger) error 
 			return err
 		}
 		serve, shutdown = s.Serve, s.Shutdown
-	case "ingest-each", "ingest-group", "ingest-lean", "ingest-lean-fsync":
+	case "ingest-each", "ingest-group", "ingest-spool":
 		mode := fsblob.SyncEach
 		if kind == "ingest-group" {
 			mode = fsblob.SyncGroup
 		}
-		s, err := NewIngestServer(IngestOptions{DataDir: dir, Sync: mode, Lean: strings.HasPrefix(kind, "ingest-lean"),
-			LeanPerFile: kind == "ingest-lean-fsync", Log: log})
+		s, err := NewIngestServer(IngestOptions{DataDir: dir, Sync: mode, Spool: kind == "ingest-spool", Log: log})
 		if err != nil {
 			l.Close()
 			return err

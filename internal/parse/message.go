@@ -79,6 +79,9 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
 		enmime.MultipartWOBoundaryAsSinglePart(true),
 		enmime.SetReadPartErrorPolicy(enmime.AllowCorruptTextPartErrorPolicy),
 		enmime.MaxStoredPartErrors(maxErrors),
+		// A part that names its charset is decoded with it; detection (most
+		// of the parse CPU) runs only for parts that name none.
+		enmime.DisableCharacterDetection(true),
 	)
 	env, err := parser.ReadEnvelope(bytes.NewReader(raw))
 	if err != nil {

@@ -453,6 +453,7 @@ func (m *Mover) doCheckpoint(ctx context.Context) error {
 			if err := os.Remove(filepath.Join(m.s.dir, segName(seg))); err != nil {
 				m.log.Warn("spool: delete segment", slog.String("error", err.Error()))
 			}
+			m.s.forgetCut(seg)
 		}
 	}
 	durable, _ := m.s.positions()

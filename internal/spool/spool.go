@@ -79,8 +79,9 @@ type Spool struct {
 	broken   error         // sticky: the log cannot be written
 	closed   bool
 	aborted  map[string]Pos // message -> write position when it was abandoned
-	// cut holds, for segments sealed after a failed flush, where their
-	// trustworthy part ends; the mover reads no further.
+	// cut holds, for segments this process sealed, where their frames
+	// end: past it lie only the bytes of writes that failed (or, after a
+	// failed flush, that no flush covered). The mover reads no further.
 	cut map[uint64]int64
 
 	kick  chan struct{} // asks the flusher for a round
@@ -179,6 +180,7 @@ func (s *Spool) rotate() error {
 	if err := s.opts.sync(s.f); err != nil {
 		return fmt.Errorf("spool: flush segment %d: %w", s.seg, err)
 	}
+	s.cut[s.seg] = s.off
 	return s.switchSegment()
 }
 
@@ -404,6 +406,13 @@ func (s *Spool) cutAt(seg uint64) int64 {
 		return off
 	}
 	return -1
+}
+
+// forgetCut drops a sealed segment's end once the mover is past it.
+func (s *Spool) forgetCut(seg uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cut, seg)
 }
 
 // positions returns the durable end and the first segment of this process.

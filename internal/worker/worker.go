@@ -39,6 +39,9 @@ type Worker struct {
 	// Observe, when set, is told each job's outcome (done, retry,
 	// dead_letter) and duration, for metrics.
 	Observe func(stage, outcome string, d time.Duration)
+
+	running     context.Context // Run's, for reschedules that outlive a job
+	reschedules *sync.WaitGroup
 }
 
 // Run polls until ctx ends, then lets jobs in hand finish (each is bounded
@@ -46,6 +49,8 @@ type Worker struct {
 func (w *Worker) Run(ctx context.Context) error {
 	n := max(w.Concurrency, 1)
 	var wg sync.WaitGroup
+	w.running = ctx
+	w.reschedules = &wg
 	for range n {
 		wg.Go(func() { w.loop(ctx) })
 	}
@@ -128,21 +133,25 @@ func (w *Worker) retryLater(ctx context.Context, log *slog.Logger, m queue.Messa
 		// minutes later: a full disk usually frees up sooner, so keep
 		// asking for the job back at its due time until the queue takes it.
 		log.Warn("reschedule failed; retrying", slog.String("error", err.Error()))
-		go func() {
+		run := w.running
+		if run == nil || w.reschedules == nil {
+			return
+		}
+		w.reschedules.Go(func() {
 			deadline := time.Now().Add(w.visibility())
 			wait := max(d, time.Second)
 			for time.Now().Before(deadline) {
 				select {
-				case <-ctx.Done():
+				case <-run.Done():
 					return
 				case <-time.After(wait):
 				}
-				if w.Queue.ChangeVisibility(ctx, m.Receipt, 0) == nil {
+				if w.Queue.ChangeVisibility(run, m.Receipt, 0) == nil {
 					return
 				}
 				wait = time.Second
 			}
-		}()
+		})
 	}
 }
 

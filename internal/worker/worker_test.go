@@ -118,3 +118,51 @@ func TestBackoffIsBoundedFullJitter(t *testing.T) {
 		}
 	}
 }
+
+// flakyReschedule fails the first ChangeVisibility, as a full disk would.
+type flakyReschedule struct {
+	*fsqueue.Queue
+	mu     sync.Mutex
+	failed bool
+}
+
+func (f *flakyReschedule) ChangeVisibility(ctx context.Context, receipt string, d time.Duration) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.failed {
+		f.failed = true
+		return errors.New("injected: no space left on device")
+	}
+	return f.Queue.ChangeVisibility(ctx, receipt, d)
+}
+
+// A job whose reschedule failed comes back about when it was due, not
+// only when its (long) visibility timeout ends.
+func TestFailedRescheduleIsRetried(t *testing.T) {
+	t.Parallel()
+	q, dlq := queues(t)
+	var mu sync.Mutex
+	var at []time.Time
+	h := postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Now())
+		if len(at) == 1 {
+			return postern.RetryAfter(errors.New("busy"), 10*time.Millisecond)
+		}
+		return nil
+	})
+	if _, err := q.Send(t.Context(), []byte("job"), 0); err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{Stage: "test", Queue: &flakyReschedule{Queue: q}, Handler: h, DeadLetter: dlq, Log: slog.New(slog.DiscardHandler),
+		Visibility: time.Minute, Wait: 100 * time.Millisecond}
+	run(t, w, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(at) == 2
+	})
+	if d := at[1].Sub(at[0]); d > 10*time.Second {
+		t.Fatalf("retried after %s; the visibility timeout is a minute, the retry was due in 1s", d)
+	}
+}

@@ -118,7 +118,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // targetNames are the targets run knows, in table order.
 func targetNames() []string {
-	return []string{"smtp-sink", "go-discard", "go-fsync", "go-wal", "postfix", "gateway", "ingest-each", "ingest-group", "ingest-lean", "ingest-lean-fsync"}
+	return []string{"smtp-sink", "go-discard", "go-fsync", "go-wal", "postfix", "gateway", "ingest-spool", "ingest-each", "ingest-group"}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -207,7 +207,7 @@ func target(name, self, gateway, sink, postfix, gwConfig string) (loadgen.Target
 		return loadgen.SelfTarget(name, self, "fsync"), ""
 	case "go-wal":
 		return loadgen.SelfTarget(name, self, "wal"), ""
-	case "ingest-each", "ingest-group", "ingest-lean", "ingest-lean-fsync":
+	case "ingest-spool", "ingest-each", "ingest-group":
 		return loadgen.SelfTarget(name, self, name), ""
 	case "postfix":
 		if err := loadgen.CanRunPostfix(postfix); err != nil {

@@ -22,13 +22,13 @@ func TestRunPrintsTheTable(t *testing.T) {
 	t.Parallel()
 	out := filepath.Join(t.TempDir(), "report.md")
 	var stdout, stderr bytes.Buffer
-	code := Main(t.Context(), []string{"run", "-targets", "go-discard,go-fsync,ingest-lean", "-sizes", "1KiB", "-sessions", "2",
+	code := Main(t.Context(), []string{"run", "-targets", "go-discard,go-fsync,ingest-spool", "-sizes", "1KiB", "-sessions", "2",
 		"-duration", "200ms", "-warmup", "50ms", "-tmp", t.TempDir(), "-o", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr.String())
 	}
 	table := stdout.String()
-	for _, want := range []string{"| 1KiB | 2 | go-discard |", "| 1KiB | 2 | go-fsync |", "| 1KiB | 2 | ingest-lean |", "1.00x", "Machine:"} {
+	for _, want := range []string{"| 1KiB | 2 | go-discard |", "| 1KiB | 2 | go-fsync |", "| 1KiB | 2 | ingest-spool |", "1.00x", "Machine:"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("report lacks %q:\n%s", want, table)
 		}
