@@ -22,9 +22,9 @@ import (
 func TestIngestServersStoreAndQueue(t *testing.T) {
 	t.Parallel()
 	for name, opts := range map[string]IngestOptions{
-		"each":       {Sync: fsblob.SyncEach},
-		"group":      {Sync: fsblob.SyncGroup},
-		"spool":      {Spool: true},
+		"each":  {Sync: fsblob.SyncEach},
+		"group": {Sync: fsblob.SyncGroup},
+		"spool": {Spool: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
