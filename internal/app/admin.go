@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -61,6 +62,10 @@ func (a *App) adminHandler() http.Handler {
 		}
 		writeJSON(w, map[string]int{"moved": n})
 	})))
+	// Profiles, for finding where CPU and memory go under real load; behind
+	// the same guard as the other operator endpoints.
+	mux.Handle("GET /debug/pprof/", a.guard(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", a.guard(http.HandlerFunc(pprof.Profile)))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := a.ready(r.Context()); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)

@@ -102,6 +102,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 			w.Log = log
 			w.Concurrency = cfg.Delivery.Workers
 			w.Observe = a.metrics.Job
+			w.Yield = a.yieldToUploads
 			a.workers = append(a.workers, w)
 		}
 	}
@@ -162,6 +163,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 			Observer:         observers{a.metrics, a.devices},
 		}, st.identities, st.table, in, log))
 	}
+	if a.be.spool != nil {
+		a.be.spool.mover.HoldWhile(func() bool { return a.uploads() > 0 }, cfg.Delivery.BurstLag.D())
+	}
 	a.metrics.GaugeFunc("postern_smtp_sessions_in_flight", "Open SMTP sessions.", func() float64 {
 		n := 0
 		for _, s := range a.servers {
@@ -177,6 +181,36 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	return a, nil
+}
+
+// yieldToUploads holds a stage's job back while SMTP clients are uploading,
+// until the job is delivery.burst_lag old: on one machine the stages and
+// the front door share the CPUs, and a burst is acknowledged faster when
+// parsing and delivery wait for it to pass. Under sustained load every job
+// reaches that age and runs; nothing waits longer.
+func (a *App) yieldToUploads(ctx context.Context, queuedAt time.Time) {
+	lag := a.cfg.Delivery.BurstLag.D()
+	for lag > 0 && a.uploads() > 0 {
+		left := lag - time.Since(queuedAt)
+		if left <= 0 {
+			return
+		}
+		t := time.NewTimer(min(left, 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *App) uploads() int {
+	n := 0
+	for _, s := range a.servers {
+		n += s.Uploads()
+	}
+	return n
 }
 
 // SMTPAddrs returns the bound SMTP addresses, in listener order.

@@ -44,6 +44,7 @@ type backend struct {
 	// ingester makes accepted messages durable: the spool locally, the
 	// store and inbound queue directly on AWS.
 	ingester smtpd.Ingester
+	spool    *localSpool // local only
 }
 
 func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
@@ -117,6 +118,7 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		return nil, err
 	}
 	stopSpool = sp.stop
+	b.spool = sp
 	b.ingester = ingest.NewSpooled(sp.spool, log)
 
 	// Locally the failure that matters is a full or broken disk, which only
@@ -191,6 +193,9 @@ func (l *localSpool) stop() error {
 type syncedStore struct{ s *fsblob.Store }
 
 func (s syncedStore) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+	return s.s.Put(ctx, key, r, nil)
+}
+func (s syncedStore) CreateUnsynced(ctx context.Context, key string, r io.Reader) error {
 	return s.s.Put(ctx, key, r, nil)
 }
 func (s syncedStore) SyncAll() error { return nil }

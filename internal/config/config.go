@@ -241,6 +241,12 @@ type Delivery struct {
 	// InlineAttachmentBytes is the size under which attachments travel
 	// inline (base64) in the webhook payload.
 	InlineAttachmentBytes int64 `yaml:"inline_attachment_bytes"`
+	// BurstLag is how long the one-machine gateway's stages may hold back
+	// while SMTP clients are uploading, so that a burst of mail is
+	// acknowledged at the speed of the disk instead of sharing the CPUs
+	// with parsing and delivery. A job older than this is processed at
+	// once, so under sustained load nothing waits longer. 0 turns it off.
+	BurstLag Duration `yaml:"burst_lag"`
 }
 
 // Log configures structured logging.
@@ -306,7 +312,7 @@ func Default() *Config {
 			Directory: &Directory{Path: "outbox"},
 		}},
 		DSN:      DSN{Relay: Relay{Type: "file", Path: "dsn-outbox"}},
-		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10},
+		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second)},
 		Log:      Log{Level: "info", Format: "json"},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // Validate checks every key and returns all problems at once, each naming
@@ -193,6 +194,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	validateRelay("dsn.relay", &c.DSN.Relay, bad)
+	if c.Delivery.BurstLag < 0 || c.Delivery.BurstLag.D() > time.Minute {
+		bad("delivery.burst_lag", "%s must be between 0 (off) and 1m (the default is 5s)", c.Delivery.BurstLag.D())
+	}
 	if c.Delivery.Workers < 1 || c.Delivery.Workers > 256 {
 		bad("delivery.workers", "%d must be between 1 and 256 (the default is 4)", c.Delivery.Workers)
 	}

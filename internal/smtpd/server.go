@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -127,6 +128,7 @@ type Server struct {
 	authFails  *AuthFailures
 	now        func() time.Time
 	real       net.Listener
+	uploads    atomic.Int64 // transactions between DATA and their reply
 }
 
 // New returns a server; call Serve to run it.
@@ -226,6 +228,10 @@ func (s *Server) Close() error {
 
 // Sessions returns the number of open sessions.
 func (s *Server) Sessions() int { return s.gate.sessions() }
+
+// Uploads returns the number of messages being received right now (DATA
+// sent, reply not yet given).
+func (s *Server) Uploads() int { return int(s.uploads.Load()) }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	tc := underlying(c.Conn())

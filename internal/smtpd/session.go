@@ -225,6 +225,8 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) data(r io.Reader) error {
 	s.tc.inData.Store(true)
 	defer s.tc.inData.Store(false)
+	s.srv.uploads.Add(1)
+	defer s.srv.uploads.Add(-1)
 	if s.identity == nil || len(s.rcpts) == 0 {
 		return errBadSequence
 	}

@@ -12,16 +12,20 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue/fsqueue"
 )
 
-// Store is where the mover puts messages. A Put need not be durable until
-// SyncAll returns (fsblob's PutUnsynced and SyncAll).
+// Store is where the mover puts messages. A write need not be durable
+// until SyncAll returns (fsblob's PutUnsynced, CreateUnsynced and SyncAll).
+// CreateUnsynced writes an object known to be new, cheaply and not
+// atomically; PutUnsynced replaces one atomically.
 type Store interface {
 	PutUnsynced(ctx context.Context, key string, r io.Reader) error
+	CreateUnsynced(ctx context.Context, key string, r io.Reader) error
 	SyncAll() error
 }
 
@@ -61,15 +65,24 @@ type Mover struct {
 	log   *slog.Logger
 
 	pos, applied, checkpoint Pos
-	open                     map[string]*pending
-	jobs                     [][]byte
-	dirty                    bool // objects put since the last SyncAll
-	lastCheckpoint           time.Time
+	// seen is the furthest the mover has read: a message first met beyond
+	// it has never been put, so its objects are new and need no atomic
+	// replace (nothing reads them before its job is queued). Behind it
+	// (after a rewind, or replaying an earlier run's log) they may exist
+	// and be read, so they are replaced atomically.
+	seen           Pos
+	open           map[string]*pending
+	jobs           [][]byte
+	dirty          bool // objects put since the last SyncAll
+	lastCheckpoint time.Time
 
 	f   *os.File // segment being read
 	seg uint64
 	br  *bufio.Reader
 	fr  frameReader
+
+	hold       atomic.Pointer[holdPolicy]
+	caughtUpAt time.Time // when step last reached the durable end
 
 	stop    chan struct{}
 	halt    chan struct{} // tests: stop dead, as a crash would
@@ -79,6 +92,7 @@ type Mover struct {
 // pending is a message whose commit frame has not been read yet.
 type pending struct {
 	start Pos
+	fresh bool
 	key   string
 	buf   []byte
 	pw    *io.PipeWriter // set once the message outgrew memLimit
@@ -106,10 +120,33 @@ func (m *Mover) Replay(ctx context.Context) error {
 		return fmt.Errorf("spool: progress mark of %d bytes, want 32", len(v))
 	}
 	m.pos = m.checkpoint
+	_, firstNew := m.s.positions()
+	m.seen = Pos{Seg: firstNew}
 	if err := m.step(ctx); err != nil {
 		return err
 	}
 	return m.doCheckpoint(ctx)
+}
+
+// holdPolicy is HoldWhile's setting.
+type holdPolicy struct {
+	busy func() bool
+	lag  time.Duration
+}
+
+// HoldWhile lets the mover wait while busy reports true (SMTP clients are
+// uploading), for at most lag after it last caught up: on one machine the
+// front door and the mover share the CPUs, and a burst is acknowledged
+// faster when the copying waits for it to pass. Messages are durable in the
+// log meanwhile; only their processing starts later.
+func (m *Mover) HoldWhile(busy func() bool, lag time.Duration) {
+	m.hold.Store(&holdPolicy{busy: busy, lag: lag})
+}
+
+// holding reports whether the mover should wait now.
+func (m *Mover) holding() bool {
+	h := m.hold.Load()
+	return h != nil && h.lag > 0 && time.Since(m.caughtUpAt) < h.lag && h.busy()
 }
 
 // Start runs the mover until Stop.
@@ -143,8 +180,20 @@ func (m *Mover) run() {
 	defer cancel()
 	every := m.s.opts.CheckpointEvery
 	failures := 0
+	m.caughtUpAt = time.Now()
 	for {
-		err := m.step(ctx)
+		var err error
+		if m.holding() {
+			select {
+			case <-time.After(10 * time.Millisecond):
+				continue
+			case <-m.halt:
+				return
+			case <-m.stop:
+			}
+		} else if err = m.step(ctx); err == nil {
+			m.caughtUpAt = time.Now()
+		}
 		if err == nil && time.Since(m.lastCheckpoint) >= every {
 			err = m.doCheckpoint(ctx)
 		}
@@ -289,6 +338,9 @@ func (m *Mover) read(ctx context.Context, n int64, sealed bool) error {
 			return err
 		}
 		m.pos.Off += fr.size
+		if m.seen.Less(m.pos) {
+			m.seen = m.pos
+		}
 	}
 }
 
@@ -302,9 +354,10 @@ func (m *Mover) handle(ctx context.Context, fr frame) error {
 		}
 		return nil
 	}
+	fresh := !m.pos.Less(m.seen)
 	if fr.typ == frameChunk {
 		if p == nil {
-			p = &pending{start: m.pos, key: postern.MsgID(fr.id).RawKey()}
+			p = &pending{start: m.pos, fresh: fresh, key: postern.MsgID(fr.id).RawKey()}
 			m.open[fr.id] = p
 		}
 		return m.write(ctx, p, fr.payload)
@@ -319,12 +372,12 @@ func (m *Mover) handle(ctx context.Context, fr frame) error {
 		return nil
 	}
 	if p == nil {
-		p = &pending{key: postern.MsgID(fr.id).RawKey()}
+		p = &pending{fresh: fresh, key: postern.MsgID(fr.id).RawKey()}
 	}
 	if err := m.finish(ctx, p); err != nil {
 		return err
 	}
-	if err := m.store.PutUnsynced(ctx, postern.MsgID(fr.id).EnvelopeKey(), bytes.NewReader(env)); err != nil {
+	if err := m.put(ctx, postern.MsgID(fr.id).EnvelopeKey(), bytes.NewReader(env), fresh); err != nil {
 		return err
 	}
 	m.dirty = true
@@ -345,7 +398,7 @@ func (m *Mover) write(ctx context.Context, p *pending, data []byte) error {
 		head := p.buf
 		p.buf = nil
 		go func() {
-			err := m.store.PutUnsynced(ctx, p.key, io.MultiReader(bytes.NewReader(head), pr))
+			err := m.put(ctx, p.key, io.MultiReader(bytes.NewReader(head), pr), p.fresh)
 			pr.CloseWithError(cmpErr(err, errPutEnded))
 			p.done <- err
 		}()
@@ -366,9 +419,21 @@ func cmpErr(err, fallback error) error {
 	return fallback
 }
 
+// put writes an object: created in place if fresh (falling back to an
+// atomic replace should it exist after all), else replaced atomically.
+func (m *Mover) put(ctx context.Context, key string, r io.Reader, fresh bool) error {
+	if fresh {
+		err := m.store.CreateUnsynced(ctx, key, r)
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	return m.store.PutUnsynced(ctx, key, r)
+}
+
 func (m *Mover) finish(ctx context.Context, p *pending) error {
 	if p.pw == nil {
-		return m.store.PutUnsynced(ctx, p.key, bytes.NewReader(p.buf))
+		return m.put(ctx, p.key, bytes.NewReader(p.buf), p.fresh)
 	}
 	p.pw.Close()
 	return <-p.done

@@ -35,7 +35,7 @@ type Options struct {
 	// appends a chunk frame. Default 64 KiB.
 	ChunkBytes int
 	// CheckpointEvery is how often the mover makes what it moved durable
-	// and deletes segments it no longer needs. Default 1s.
+	// and deletes segments it no longer needs. Default 10s.
 	CheckpointEvery time.Duration
 	Logger          *slog.Logger
 	// sync replaces fdatasync in tests.
@@ -69,14 +69,14 @@ type Spool struct {
 
 	mu       sync.Mutex
 	f        *os.File
-	seg      uint64 // current segment
-	firstNew uint64 // first segment this process wrote; earlier ones are replayed
-	off      int64  // logical end of the current segment
-	durable  Pos    // everything before is on disk
-	syncing  bool
-	synced   chan struct{} // closed at the end of each flush round
-	gen      uint64        // bumped by a failed flush
-	broken   error         // sticky: the log cannot be written
+	seg      uint64           // current segment
+	firstNew uint64           // first segment this process wrote; earlier ones are replayed
+	off      int64            // logical end of the current segment
+	durable  Pos              // everything before is on disk
+	rounds   []*round         // flushes in progress
+	users    map[*os.File]int // flushes in progress per file; a sealed file closes at 0
+	gen      uint64           // bumped by a failed flush
+	broken   error            // sticky: the log cannot be written
 	closed   bool
 	aborted  map[string]Pos // message -> write position when it was abandoned
 	// cut holds, for segments this process sealed, where their frames
@@ -84,9 +84,15 @@ type Spool struct {
 	// failed flush, that no flush covered). The mover reads no further.
 	cut map[uint64]int64
 
-	kick  chan struct{} // asks the flusher for a round
 	moved chan struct{} // tells the mover that durable advanced
-	done  chan struct{} // closed when the flusher exits
+}
+
+// round is one fdatasync of the log: every frame written before it started
+// (up to target) is on disk when it ends without error.
+type round struct {
+	f      *os.File
+	target Pos
+	done   chan struct{}
 }
 
 // Open opens the log in dir, creating dir if needed, and starts a new
@@ -100,7 +106,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		opts.ChunkBytes = 64 << 10
 	}
 	if opts.CheckpointEvery <= 0 {
-		opts.CheckpointEvery = time.Second
+		opts.CheckpointEvery = 10 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -121,15 +127,14 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	s := &Spool{
 		dir: dir, opts: opts, log: opts.Logger,
-		synced: make(chan struct{}), aborted: map[string]Pos{}, cut: map[uint64]int64{},
-		kick: make(chan struct{}, 1), moved: make(chan struct{}, 1), done: make(chan struct{}),
+		aborted: map[string]Pos{}, cut: map[uint64]int64{}, users: map[*os.File]int{},
+		moved:    make(chan struct{}, 1),
 		firstNew: next,
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, headerLen+opts.ChunkBytes+4<<10); return &b }
 	if err := s.openSegment(next); err != nil {
 		return nil, err
 	}
-	go s.flusher()
 	return s, nil
 }
 
@@ -196,8 +201,8 @@ func (s *Spool) switchSegment() error {
 	if err := s.openSegment(s.seg + 1); err != nil {
 		return err
 	}
-	if err := old.Close(); err != nil {
-		s.log.Warn("spool: close sealed segment", slog.String("error", err.Error()))
+	if s.users[old] == 0 {
+		s.closeSealed(old)
 	}
 	s.notifyMover()
 	return nil
@@ -209,7 +214,7 @@ func (s *Spool) switchSegment() error {
 func (s *Spool) rotateIfAtLeast(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.broken != nil || s.syncing || s.off < n || s.durable.Off != s.off {
+	if s.closed || s.broken != nil || s.off < n || s.durable.Off != s.off {
 		return
 	}
 	if err := s.rotate(); err != nil {
@@ -233,7 +238,7 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 	} else if *gen != s.gen {
 		return Pos{}, errFlushFailed
 	}
-	if s.off >= s.opts.SegmentBytes && !s.syncing {
+	if s.off >= s.opts.SegmentBytes {
 		if err := s.rotate(); err != nil {
 			s.broken = err
 			return Pos{}, err
@@ -248,9 +253,17 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 	return Pos{Seg: s.seg, Off: s.off}, nil
 }
 
-// waitDurable returns once everything before end is on disk. If ctx ends
-// first, the message is abandoned: the mover will skip it, and the caller
-// reports failure (it is not acknowledged).
+// maxRounds bounds the flushes in progress at once. Concurrent fdatasyncs
+// of one file are merged by the filesystem into one journal commit (ext4,
+// XFS), so a writer that no running flush covers starts its own at once
+// instead of waiting for the running one to end and then paying a whole
+// flush more; the bound keeps batching on a device that would not merge.
+const maxRounds = 4
+
+// waitDurable returns once everything before end is on disk, sharing
+// flushes with concurrent writers. If ctx ends first, the message is
+// abandoned: the mover will skip it, and the caller reports failure (it is
+// not acknowledged).
 func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64) error {
 	s.mu.Lock()
 	for {
@@ -268,14 +281,23 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 			s.mu.Unlock()
 			return s.broken
 		}
-		ch := s.synced
-		select {
-		case s.kick <- struct{}{}:
+		var cover *round
+		for _, r := range s.rounds {
+			if !r.target.Less(end) {
+				cover = r
+				break
+			}
+		}
+		switch {
+		case cover != nil:
+		case len(s.rounds) < maxRounds:
+			cover = s.startRoundLocked()
 		default:
+			cover = s.rounds[0] // wait for a slot
 		}
 		s.mu.Unlock()
 		select {
-		case <-ch:
+		case <-cover.done:
 		case <-ctx.Done():
 			s.mu.Lock()
 			if !s.durable.Less(end) && s.gen == gen {
@@ -287,6 +309,57 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 			return ctx.Err()
 		}
 		s.mu.Lock()
+	}
+}
+
+// startRoundLocked starts a flush of everything written so far. It runs on
+// its own goroutine so that a waiter can give up on a stalled disk.
+func (s *Spool) startRoundLocked() *round {
+	r := &round{f: s.f, target: Pos{Seg: s.seg, Off: s.off}, done: make(chan struct{})}
+	s.rounds = append(s.rounds, r)
+	s.users[r.f]++
+	go s.flush(r)
+	return r
+}
+
+func (s *Spool) flush(r *round) {
+	err := s.opts.sync(r.f)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rounds = slices.DeleteFunc(s.rounds, func(x *round) bool { return x == r })
+	s.users[r.f]--
+	if s.users[r.f] == 0 {
+		delete(s.users, r.f)
+		if r.f != s.f {
+			s.closeSealed(r.f)
+		}
+	}
+	switch {
+	case err == nil:
+		if s.durable.Less(r.target) {
+			s.durable = r.target
+			s.notifyMover()
+		}
+	case r.f == s.f && !s.closed:
+		// Linux may drop the pages a failed flush could not write and
+		// report success next time: nothing written after the last good
+		// flush can be trusted to be on disk. Fail every message that
+		// wrote any of it, and put new writes in a new segment.
+		s.gen++
+		s.log.Error("spool: flush failed; failing the messages it covered", slog.String("error", err.Error()))
+		if rerr := s.cutAndRotate(); rerr != nil {
+			s.broken = rerr
+			s.log.Error("spool: cannot start a new segment; refusing mail until restart", slog.String("error", rerr.Error()))
+		}
+	}
+	close(r.done)
+}
+
+// closeSealed closes a segment file no flush uses any more.
+func (s *Spool) closeSealed(f *os.File) {
+	if err := f.Close(); err != nil {
+		s.log.Warn("spool: close sealed segment", slog.String("error", err.Error()))
 	}
 }
 
@@ -332,62 +405,6 @@ func (s *Spool) forgetAborted(cp Pos) {
 			delete(s.aborted, id)
 		}
 	}
-}
-
-// flusher runs flush rounds on request: one fdatasync covers every frame
-// written before it started.
-func (s *Spool) flusher() {
-	defer close(s.done)
-	for range s.kick {
-		s.mu.Lock()
-		if s.closed && s.f == nil {
-			s.mu.Unlock()
-			return
-		}
-		target := Pos{Seg: s.seg, Off: s.off}
-		if !s.durable.Less(target) || s.broken != nil {
-			s.endRoundLocked()
-			s.mu.Unlock()
-			continue
-		}
-		f := s.f
-		s.syncing = true
-		s.mu.Unlock()
-
-		err := s.opts.sync(f)
-
-		s.mu.Lock()
-		s.syncing = false
-		if err == nil {
-			if s.durable.Less(target) {
-				s.durable = target
-			}
-			s.notifyMover()
-		} else if !s.closed {
-			// Linux may drop the pages a failed flush could not write and
-			// report success next time: nothing written before this point
-			// can be trusted to be on disk. Fail every message that wrote
-			// any of it, and put new writes in a new segment.
-			s.gen++
-			s.log.Error("spool: flush failed; failing the messages it covered", slog.String("error", err.Error()))
-			if rerr := s.cutAndRotate(); rerr != nil {
-				s.broken = rerr
-				s.log.Error("spool: cannot start a new segment; refusing mail until restart", slog.String("error", rerr.Error()))
-			}
-		}
-		if s.off >= s.opts.SegmentBytes && s.broken == nil && !s.closed {
-			if err := s.rotate(); err != nil {
-				s.broken = err
-			}
-		}
-		s.endRoundLocked()
-		s.mu.Unlock()
-	}
-}
-
-func (s *Spool) endRoundLocked() {
-	close(s.synced)
-	s.synced = make(chan struct{})
 }
 
 func (s *Spool) notifyMover() {
@@ -441,8 +458,8 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
-	for s.syncing {
-		ch := s.synced
+	for len(s.rounds) > 0 {
+		ch := s.rounds[0].done
 		s.mu.Unlock()
 		<-ch
 		s.mu.Lock()
@@ -454,8 +471,6 @@ func (s *Spool) Close() error {
 	err = errors.Join(err, s.f.Close())
 	s.f = nil
 	s.mu.Unlock()
-	close(s.kick)
-	<-s.done
 	if err != nil {
 		return fmt.Errorf("spool: close: %w", err)
 	}

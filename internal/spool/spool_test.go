@@ -412,12 +412,26 @@ type failingStore struct {
 	n atomic.Int32
 }
 
-func (f *failingStore) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+func (f *failingStore) fail(r io.Reader) bool {
 	if f.n.Add(-1) >= 0 {
 		io.Copy(io.Discard, io.LimitReader(r, 100))
+		return true
+	}
+	return false
+}
+
+func (f *failingStore) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+	if f.fail(r) {
 		return fmt.Errorf("injected: no space left on device")
 	}
 	return f.Store.PutUnsynced(ctx, key, r)
+}
+
+func (f *failingStore) CreateUnsynced(ctx context.Context, key string, r io.Reader) error {
+	if f.fail(r) {
+		return fmt.Errorf("injected: no space left on device")
+	}
+	return f.Store.CreateUnsynced(ctx, key, r)
 }
 
 func TestMoverRetriesAfterStoreErrors(t *testing.T) {
@@ -460,7 +474,7 @@ func TestConcurrentCommitsShareFlushes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := syncs.Load(); n >= 100 || n < 1 {
+	if n := syncs.Load(); n > 60 || n < 1 {
 		t.Fatalf("%d flushes for 100 messages from 20 sessions; want them shared", n)
 	} else {
 		t.Logf("%d flushes for 100 messages", n)

@@ -39,6 +39,9 @@ type Worker struct {
 	// Observe, when set, is told each job's outcome (done, retry,
 	// dead_letter) and duration, for metrics.
 	Observe func(stage, outcome string, d time.Duration)
+	// Yield, when set, is called before each job with the time it was
+	// queued; it may hold the job back (the gateway's burst priority).
+	Yield func(ctx context.Context, queuedAt time.Time)
 
 	running     context.Context // Run's, for reschedules that outlive a job
 	reschedules *sync.WaitGroup
@@ -82,6 +85,9 @@ func (w *Worker) loop(ctx context.Context) {
 func (w *Worker) process(m queue.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.visibility()*9/10)
 	defer cancel()
+	if w.Yield != nil {
+		w.Yield(ctx, m.SentAt)
+	}
 	start := time.Now()
 	err := w.handle(ctx, postern.Job{Body: m.Body, Attempt: m.ReceiveCount})
 	log := w.Log.With(slog.String("stage", w.Stage), slog.String("job_id", m.ID), slog.Int("attempt", m.ReceiveCount))

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/postern/postern/internal/blob"
 )
@@ -57,6 +56,42 @@ func (s *Store) SyncAll() error {
 	}
 	if err != nil {
 		return fmt.Errorf("fsblob: sync all: %w", err)
+	}
+	return nil
+}
+
+// CreateUnsynced writes a new object straight to key's path, with no temp
+// file or rename and no flush. It fails with an error wrapping fs.ErrExist
+// if key exists. The write is not atomic: nothing may read key until
+// CreateUnsynced returns, and on failure the partial object is removed. It
+// is for a writer that alone knows the object is new (the spool's mover,
+// before it queues the job that names it); see PutUnsynced.
+func (s *Store) CreateUnsynced(ctx context.Context, key string, r io.Reader) error {
+	dst, err := s.Path(key)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
+	if errors.Is(err, fs.ErrNotExist) {
+		created, merr := s.mkdirParents(key)
+		s.pending.release(created...)
+		if merr != nil {
+			return fmt.Errorf("fsblob: create %s: %w", key, merr)
+		}
+		f, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
+	}
+	if err != nil {
+		return fmt.Errorf("fsblob: create %s: %w", key, err)
+	}
+	buf := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(buf)
+	_, err = io.CopyBuffer(writerOnly{f}, blob.ContextReader(ctx, r), *buf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(dst)
+		return fmt.Errorf("fsblob: create %s: %w", key, err)
 	}
 	return nil
 }
@@ -181,18 +216,37 @@ func (s *Store) rename(tmp, key, dst string) (created []string, err error) {
 // and returns those it created, still registered in s.pending. An element
 // that exists as a file is left for rename to report (ENOTDIR).
 func (s *Store) mkdirParents(key string) (created []string, err error) {
-	els := strings.Split(key, "/")
-	dir := s.objects
-	for _, el := range els[:len(els)-1] {
-		dir = filepath.Join(dir, el)
-		s.pending.add(dir) // before mkdir: see pendingDirs
-		switch err := os.Mkdir(dir, dirPerm); {
+	// Usually only the deepest directory is missing (a new message's own),
+	// so try it first and climb only on ENOENT: one mkdir, not one per level.
+	var missing []string
+	for d := filepath.Dir(filepath.Join(s.objects, filepath.FromSlash(key))); len(d) > len(s.objects); d = filepath.Dir(d) {
+		missing = append(missing, d)
+		s.pending.add(d) // before mkdir: see pendingDirs
+		err := os.Mkdir(d, dirPerm)
+		if err == nil {
+			created = append(created, d)
+			missing = missing[:len(missing)-1]
+			break
+		}
+		s.pending.release(d)
+		if errors.Is(err, fs.ErrExist) {
+			missing = missing[:len(missing)-1]
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return created, fmt.Errorf("mkdir: %w", err)
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		d := missing[i]
+		s.pending.add(d)
+		switch err := os.Mkdir(d, dirPerm); {
 		case err == nil:
-			created = append(created, dir)
+			created = append(created, d)
 		case errors.Is(err, fs.ErrExist):
-			s.pending.release(dir)
+			s.pending.release(d)
 		default:
-			s.pending.release(dir)
+			s.pending.release(d)
 			return created, fmt.Errorf("mkdir: %w", err)
 		}
 	}

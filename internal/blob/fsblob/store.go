@@ -63,6 +63,7 @@ const (
 	objectsDir = "objects"
 	tempDir    = "tmp"
 	dirPerm    = 0o700 // the store holds mail: private to the service user
+	filePerm   = 0o600
 )
 
 // Store is a blob.Store on a local directory. Objects are files under

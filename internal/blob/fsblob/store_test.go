@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/postern/postern/internal/blob"
@@ -297,5 +299,48 @@ func TestSyncGroupCancelAfterRenameStillSucceeds(t *testing.T) {
 	})
 	if err := s.Put(ctx, "k", strings.NewReader("body"), nil); err != nil {
 		t.Fatalf("Put = %v after its object became visible", err)
+	}
+}
+
+// CreateUnsynced and PutUnsynced write objects readable like any other;
+// CreateUnsynced refuses an existing key and leaves nothing when it fails.
+func TestUnsyncedWrites(t *testing.T) {
+	t.Parallel()
+	s := newStore(t, t.TempDir(), SyncEach)
+	ctx := context.Background()
+	read := func(key string) string {
+		t.Helper()
+		rc, err := s.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return string(b)
+	}
+	if err := s.CreateUnsynced(ctx, "m/ab/id1/raw.eml", strings.NewReader("first")); err != nil {
+		t.Fatal(err)
+	}
+	if got := read("m/ab/id1/raw.eml"); got != "first" {
+		t.Fatalf("read %q", got)
+	}
+	if err := s.CreateUnsynced(ctx, "m/ab/id1/raw.eml", strings.NewReader("again")); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("create over an existing key: %v, want ErrExist", err)
+	}
+	if err := s.PutUnsynced(ctx, "m/ab/id1/raw.eml", strings.NewReader("replaced")); err != nil {
+		t.Fatal(err)
+	}
+	if got := read("m/ab/id1/raw.eml"); got != "replaced" {
+		t.Fatalf("read %q", got)
+	}
+	broken := io.MultiReader(strings.NewReader("part"), iotest.ErrReader(errors.New("disk full")))
+	if err := s.CreateUnsynced(ctx, "m/cd/id2/raw.eml", broken); err == nil {
+		t.Fatal("create from a failing reader succeeded")
+	}
+	if _, err := s.Stat(ctx, "m/cd/id2/raw.eml"); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("a failed create left an object: %v", err)
+	}
+	if err := s.SyncAll(); err != nil && syncfsSupported {
+		t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -80,8 +81,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	kind := fs.String("kind", "discard", "server: "+strings.Join(loadgen.ServeKinds(), ", "))
 	addr := fs.String("addr", "127.0.0.1:2526", "listen address (loopback)")
 	dir := fs.String("dir", "", "data directory (fsync and ingest kinds)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server to this file")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return loadgen.Serve(ctx, *kind, *addr, *dir, log)
