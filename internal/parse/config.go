@@ -34,11 +34,23 @@ type Config struct {
 	// limit normally keeps messages well below it.
 	MaxMessageBytes int64
 
+	// MemoryBudget bounds the memory concurrent parses may hold together,
+	// estimated as parseMemoryFactor times each message's size; a message
+	// larger than the budget is parsed alone. Default 64 MiB.
+	MemoryBudget int64
+
 	// Now is the clock for job timestamps; nil means time.Now.
 	Now func() time.Time
 }
 
+// parseMemoryFactor estimates a parse's peak memory from the message size:
+// the raw bytes, the decoded parts and the text copies.
+const parseMemoryFactor = 3
+
 func (c Config) withDefaults() Config {
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = 64 << 20
+	}
 	if c.InlineAttachmentMax == 0 {
 		c.InlineAttachmentMax = DefaultInlineAttachmentMax
 	}

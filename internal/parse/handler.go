@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"golang.org/x/sync/semaphore"
 	"io"
 	"log/slog"
 	"strings"
@@ -41,6 +42,7 @@ type Handler struct {
 	table *route.Table
 	out   Outbox
 	log   *slog.Logger
+	mem   *semaphore.Weighted // bytes of parse memory, shared by concurrent jobs
 }
 
 var _ postern.Handler = (*Handler)(nil)
@@ -55,7 +57,8 @@ func New(cfg Config, store blob.Store, table *route.Table, out Outbox, log *slog
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg.withDefaults(), store: store, table: table, out: out, log: log}
+	cfg = cfg.withDefaults()
+	return &Handler{cfg: cfg, store: store, table: table, out: out, log: log, mem: semaphore.NewWeighted(cfg.MemoryBudget)}
 }
 
 // Handle parses and routes the message a ParseJob names. A job that cannot be
@@ -76,6 +79,15 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	}
 	pj.ID = id
 	log := h.log.With("msg_id", id, "stage", "parse", "attempt", job.Attempt)
+
+	// The decoder holds the whole message and its decoded parts: bound what
+	// concurrent jobs hold together, so ten 25 MiB messages are parsed one
+	// or two at a time instead of all at once.
+	need := min(max(pj.Envelope.Size, 1)*parseMemoryFactor, h.cfg.MemoryBudget)
+	if err := h.mem.Acquire(ctx, need); err != nil {
+		return fmt.Errorf("wait for parse memory: %w", err)
+	}
+	defer h.mem.Release(need)
 
 	raw, err := h.readRaw(ctx, id)
 	if err != nil {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,4 +336,55 @@ func TestNewRequiresDependencies(t *testing.T) {
 		}
 	}()
 	New(Config{}, newMemStore(), table, Outbox{Webhook: &recorder{}, Relay: &recorder{}}, nil)
+}
+
+// countingStore records how many raw messages are being read at once.
+type countingStore struct {
+	*memStore
+	mu       sync.Mutex
+	now, max int
+}
+
+func (s *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if !strings.HasSuffix(key, "/raw.eml") {
+		return s.memStore.Get(ctx, key)
+	}
+	s.mu.Lock()
+	s.now++
+	s.max = max(s.max, s.now)
+	s.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a slow read, so overlaps show
+	s.mu.Lock()
+	s.now--
+	s.mu.Unlock()
+	return s.memStore.Get(ctx, key)
+}
+
+// Large messages share the memory budget: with room for one, concurrent
+// jobs parse them one at a time; small ones run side by side.
+func TestHandleBoundsParseMemory(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		size    int
+		wantMax int
+	}{{size: 1 << 20, wantMax: 1}, {size: 1 << 10, wantMax: 4}} {
+		hs := newHarness(t, testRules)
+		cs := &countingStore{memStore: hs.store}
+		table, _ := route.New(testRules)
+		h := New(Config{MemoryBudget: 3 << 20}, cs, table, Outbox{Webhook: hs.wh, Relay: hs.relay, DSN: hs.dsn}, nil)
+		raw := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789abcde\n"), tc.size/16)...)
+		var wg sync.WaitGroup
+		for range 4 {
+			_, _, body := hs.submit(t, raw, "archive@example.com")
+			wg.Go(func() {
+				if err := h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if cs.max != tc.wantMax {
+			t.Errorf("%d-byte messages: %d parsed at once, want %d", tc.size, cs.max, tc.wantMax)
+		}
+	}
 }
