@@ -70,6 +70,8 @@ routes:
       secrets: []
 limits:
   command_timeout: 5 minutes
+delivery:
+  burst_lag: 2h
 `
 	_, err := Load(write(t, cfg), noenv)
 	if err == nil || !strings.Contains(err.Error(), "limits.command_timeout") && !strings.Contains(err.Error(), "duration") {
@@ -85,6 +87,7 @@ limits:
 		`identities[0].networks[0]: "10.0.0.0/33" is not a CIDR`,
 		`routes[0].webhook.url: "ftp://x" is not an http(s) URL`,
 		`routes[0].webhook.secrets: is empty`,
+		`delivery.burst_lag: 2h0m0s must be between 0 (off) and 1m`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
