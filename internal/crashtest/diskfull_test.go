@@ -115,9 +115,10 @@ func TestDiskFullAnswers451(t *testing.T) {
 			t.Errorf("%d replies %d on a nearly full disk, want 451", n, code)
 		}
 	}
-	t.Logf("nearly full: %d accepted, %d refused %v; failed writes logged: raw %d, envelope %d, enqueue %d",
-		len(near.acked), len(near.refused), near.codes, gw.logCount("not accepted", "store raw"),
-		gw.logCount("not accepted", "store envelope"), gw.logCount("not accepted", "enqueue parse job"))
+	t.Logf("nearly full: %d accepted, %d refused %v; spool writes failed: body %d, commit %d; mover retries %d",
+		len(near.acked), len(near.refused), near.codes, gw.logCount("not accepted", "spool raw"),
+		gw.logCount("not accepted", "spool: write")-gw.logCount("not accepted", "spool raw"),
+		gw.logCount("moving messages to the store and queue failed"))
 	for tag, id := range near.acked {
 		l.acked[tag] = id
 	}

@@ -2,7 +2,9 @@ package ingest_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -14,25 +16,60 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/spool"
 )
 
 // BenchmarkAccept is the DATA path from the first body byte to the moment
-// the gateway may answer 250: stream the raw message into the real local
-// store, write the envelope sidecar, enqueue the ParseJob on the real local
-// queue, all durable. sessions is the number of concurrent SMTP sessions in
-// DATA; each store sync mode is measured, SyncEach being what the gateway
-// uses today. msgs/s is what the disk lets the gateway accept; B/op and
-// allocs/op are per message, and must not grow with the message size (the
-// body is streamed, never held).
+// the gateway may answer 250. path=spool is the one-machine gateway's:
+// append raw message, envelope and job to the spool and wait for its
+// shared flush (the mover runs beside it, as in the gateway). path=store is
+// the AWS-style path on local parts: stream the raw message into the real
+// local store, write the envelope sidecar, enqueue the ParseJob on the real
+// local queue, all durable, with each store sync mode. sessions is the
+// number of concurrent SMTP sessions in DATA. msgs/s is what the disk lets
+// the gateway accept; B/op and allocs/op are per message, and must not grow
+// with the message size (the body is streamed, never held).
 func BenchmarkAccept(b *testing.B) {
 	for _, size := range []int{1 << 10, 10 << 10, 100 << 10, 1 << 20} {
-		for _, mode := range []fsblob.SyncMode{fsblob.SyncEach, fsblob.SyncGroup} {
-			for _, sessions := range []int{1, 10} {
-				name := fmt.Sprintf("size=%dKiB/sync=%s/sessions=%d", size>>10, mode, sessions)
+		for _, sessions := range []int{1, 10} {
+			b.Run(fmt.Sprintf("size=%dKiB/path=spool/sessions=%d", size>>10, sessions), func(b *testing.B) {
+				benchAcceptSpool(b, size, sessions)
+			})
+			for _, mode := range []fsblob.SyncMode{fsblob.SyncEach, fsblob.SyncGroup} {
+				name := fmt.Sprintf("size=%dKiB/path=store-%s/sessions=%d", size>>10, mode, sessions)
 				b.Run(name, func(b *testing.B) { benchAccept(b, size, mode, sessions) })
 			}
 		}
 	}
+}
+
+func benchAcceptSpool(b *testing.B, size, sessions int) {
+	dir := b.TempDir()
+	store, err := fsblob.New(filepath.Join(dir, "store"), fsblob.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
+	db, err := fsqueue.Open(filepath.Join(dir, "queue.db"), fsqueue.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	q, err := db.Queue("inbound", fsqueue.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mv := spool.NewMover(sp, store, q, db)
+	if err := mv.Replay(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	mv.Start()
+	b.Cleanup(func() { mv.Stop(context.Background()); sp.Close() })
+	run(b, ingest.NewSpooled(sp, slog.New(slog.DiscardHandler)), size, sessions)
 }
 
 func benchAccept(b *testing.B, size int, mode fsblob.SyncMode, sessions int) {
@@ -51,7 +88,13 @@ func benchAccept(b *testing.B, size int, mode fsblob.SyncMode, sessions int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	in := ingest.New(store, q, slog.New(slog.DiscardHandler))
+	run(b, ingest.New(store, q, slog.New(slog.DiscardHandler)), size, sessions)
+}
+
+// run accepts b.N messages of size bytes from sessions concurrent callers.
+func run(b *testing.B, in interface {
+	Accept(context.Context, *postern.Envelope, io.Reader) error
+}, size, sessions int) {
 	body := message(size)
 	ctx := b.Context()
 
