@@ -43,22 +43,27 @@ func BenchmarkAccept(b *testing.B) {
 	}
 }
 
-func benchAcceptSpool(b *testing.B, size, sessions int) {
-	dir := b.TempDir()
-	store, err := fsblob.New(filepath.Join(dir, "store"), fsblob.Options{})
+// openLocal opens a real store and queue under a temporary directory.
+func openLocal(b *testing.B, mode fsblob.SyncMode) (dir string, store *fsblob.Store, db *fsqueue.DB, q *fsqueue.Queue) {
+	dir = b.TempDir()
+	store, err := fsblob.New(filepath.Join(dir, "store"), fsblob.Options{Sync: mode})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { store.Close() })
-	db, err := fsqueue.Open(filepath.Join(dir, "queue.db"), fsqueue.Options{})
+	db, err = fsqueue.Open(filepath.Join(dir, "queue.db"), fsqueue.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	q, err := db.Queue("inbound", fsqueue.Config{})
-	if err != nil {
+	if q, err = db.Queue("inbound", fsqueue.Config{}); err != nil {
 		b.Fatal(err)
 	}
+	return dir, store, db, q
+}
+
+func benchAcceptSpool(b *testing.B, size, sessions int) {
+	dir, store, db, q := openLocal(b, fsblob.SyncEach)
 	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{})
 	if err != nil {
 		b.Fatal(err)
@@ -73,21 +78,7 @@ func benchAcceptSpool(b *testing.B, size, sessions int) {
 }
 
 func benchAccept(b *testing.B, size int, mode fsblob.SyncMode, sessions int) {
-	dir := b.TempDir()
-	store, err := fsblob.New(filepath.Join(dir, "store"), fsblob.Options{Sync: mode})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
-	db, err := fsqueue.Open(filepath.Join(dir, "queue.db"), fsqueue.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	q, err := db.Queue("inbound", fsqueue.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, store, _, q := openLocal(b, mode)
 	run(b, ingest.New(store, q, slog.New(slog.DiscardHandler)), size, sessions)
 }
 

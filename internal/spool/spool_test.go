@@ -122,6 +122,43 @@ func write(t *testing.T, sp *Spool, n int) (sent, error) {
 	return sent{id: id, raw: raw}, nil
 }
 
+// writeMany commits n messages with sizes from size(i).
+func writeMany(t *testing.T, sp *Spool, n int, size func(i int) int) []sent {
+	t.Helper()
+	var msgs []sent
+	for i := range n {
+		m, err := write(t, sp, size(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+func cycled(i int) int { return sizes[i%len(sizes)] }
+
+// reopenAndCheck starts a new process's spool on dir and checks that
+// replay moves exactly msgs.
+func reopenAndCheck(t *testing.T, dir string, msgs []sent) {
+	t.Helper()
+	r := openRig(t, dir, Options{}, nil)
+	r.start(t)
+	checkMoved(t, r.store, drain(t, r.q), msgs)
+	r.stop(t)
+}
+
+// settle waits for want jobs and a little longer, and returns all queued.
+func settle(t *testing.T, q *fsqueue.Queue, want int) map[string]int {
+	t.Helper()
+	jobs := waitJobs(t, q, want)
+	time.Sleep(100 * time.Millisecond)
+	for id := range drain(t, q) {
+		jobs[id]++
+	}
+	return jobs
+}
+
 // drain receives every job in the queue.
 func drain(t *testing.T, q *fsqueue.Queue) map[string]int {
 	t.Helper()
@@ -235,23 +272,12 @@ func TestReplayAfterCrashBeforeMove(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	r := openRig(t, dir, Options{}, nil)
-	var msgs []sent
-	for i := range 20 {
-		m, err := write(t, r.sp, sizes[i%len(sizes)])
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := writeMany(t, r.sp, 20, cycled)
 	// A message whose session died mid-upload: never acknowledged.
 	m, _ := r.sp.Begin(string(postern.NewMsgID()))
 	m.Write(bytes.Repeat([]byte("x"), 200<<10))
 	r.closeFiles(t) // no mover ran
-
-	r2 := openRig(t, dir, Options{}, nil)
-	r2.start(t)
-	checkMoved(t, r2.store, drain(t, r2.q), msgs)
-	r2.stop(t)
+	reopenAndCheck(t, dir, msgs)
 }
 
 // A crash after the jobs were queued but before the store was synced: the
@@ -262,14 +288,7 @@ func TestReplayAfterCrashBeforeCheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	r := openRig(t, dir, Options{CheckpointEvery: time.Hour}, nil)
 	r.start(t)
-	var msgs []sent
-	for i := range 15 {
-		m, err := write(t, r.sp, sizes[i%len(sizes)])
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := writeMany(t, r.sp, 15, cycled)
 	first := waitJobs(t, r.q, len(msgs))
 	// Crash: the mover stops dead (no final checkpoint) and the unsynced
 	// objects are lost.
@@ -294,14 +313,7 @@ func TestTornTailIsIgnored(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	r := openRig(t, dir, Options{}, nil)
-	var msgs []sent
-	for i := range 5 {
-		m, err := write(t, r.sp, 1000*(i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := writeMany(t, r.sp, 5, func(i int) int { return 1000 * (i + 1) })
 	seg := filepath.Join(dir, "spool", segName(r.sp.seg))
 	r.closeFiles(t)
 	// A commit frame cut short, as a crash mid-write leaves it.
@@ -312,11 +324,7 @@ func TestTornTailIsIgnored(t *testing.T) {
 	}
 	f.Write(tail[:len(tail)-3])
 	f.Close()
-
-	r2 := openRig(t, dir, Options{}, nil)
-	r2.start(t)
-	checkMoved(t, r2.store, drain(t, r2.q), msgs)
-	r2.stop(t)
+	reopenAndCheck(t, dir, msgs)
 }
 
 // An aborted message, and one whose commit was not acknowledged because
@@ -356,11 +364,7 @@ func TestAbandonedMessagesAreNotMoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs := waitJobs(t, r.q, 2)
-	time.Sleep(100 * time.Millisecond)
-	for id := range drain(t, r.q) {
-		jobs[id]++
-	}
+	jobs := settle(t, r.q, 2)
 	if _, ok := jobs["late"]; ok {
 		t.Fatalf("a commit that was not acknowledged was moved: %v", jobs)
 	}
@@ -396,12 +400,7 @@ func TestFailedFlushFailsItsMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jobs := waitJobs(t, r.q, 2)
-	time.Sleep(100 * time.Millisecond)
-	for id := range drain(t, r.q) {
-		jobs[id]++
-	}
-	checkMoved(t, r.store, jobs, []sent{before, after})
+	checkMoved(t, r.store, settle(t, r.q, 2), []sent{before, after})
 	r.stop(t)
 }
 
@@ -440,14 +439,7 @@ func TestMoverRetriesAfterStoreErrors(t *testing.T) {
 	fs.n.Store(7)
 	r := openRig(t, t.TempDir(), Options{}, func(s Store) Store { fs.Store = s; return fs })
 	r.start(t)
-	var msgs []sent
-	for i := range 30 {
-		m, err := write(t, r.sp, sizes[i%len(sizes)])
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := writeMany(t, r.sp, 30, cycled)
 	checkMoved(t, r.store, waitJobs(t, r.q, len(msgs)), msgs)
 	r.stop(t)
 }
