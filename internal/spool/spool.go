@@ -76,9 +76,11 @@ type Spool struct {
 	rounds   []*round         // flushes in progress
 	users    map[*os.File]int // flushes in progress per file; a sealed file closes at 0
 	gen      uint64           // bumped by a failed flush
-	broken   error            // sticky: the log cannot be written
-	closed   bool
-	aborted  map[string]Pos // message -> write position when it was abandoned
+	// sealed says the current segment was cut after a failed flush and
+	// takes no more writes; the next write starts a new one first.
+	sealed  bool
+	closed  bool
+	aborted map[string]Pos // message -> write position when it was abandoned
 	// cut holds, for segments this process sealed, where their frames
 	// end: past it lie only the bytes of writes that failed (or, after a
 	// failed flush, that no flush covered). The mover reads no further.
@@ -180,20 +182,40 @@ func (s *Spool) openSegment(seg uint64) error {
 }
 
 // rotate seals the current segment (flushed) and starts the next. Called
-// with s.mu held and no flush in progress.
+// with s.mu held. If the flush fails, failFlushLocked has run; if only the
+// new file cannot be made (a full disk), writes go on in this segment.
 func (s *Spool) rotate() error {
 	if err := s.opts.sync(s.f); err != nil {
+		s.failFlushLocked(err)
 		return fmt.Errorf("spool: flush segment %d: %w", s.seg, err)
 	}
+	if end := (Pos{Seg: s.seg, Off: s.off}); s.durable.Less(end) {
+		s.durable = end
+	}
 	s.cut[s.seg] = s.off
-	return s.switchSegment()
+	if err := s.switchSegment(); err != nil {
+		delete(s.cut, s.seg)
+		return err
+	}
+	return nil
 }
 
-// cutAndRotate seals the current segment at the last good flush, without
-// trusting anything after it, and starts the next.
-func (s *Spool) cutAndRotate() error {
+// failFlushLocked handles a failed flush of the current segment. Linux may
+// drop the pages a failed flush could not write and report success next
+// time: nothing written after the last good flush can be trusted to be on
+// disk. Every message that wrote any of it fails (gen), the segment is cut
+// at the last good flush, and new writes go to a new segment, now or, if
+// the disk cannot take a new file yet, at the next write.
+func (s *Spool) failFlushLocked(err error) {
+	s.gen++
+	s.log.Error("spool: flush failed; failing the messages it covered", slog.String("error", err.Error()))
 	s.cut[s.seg] = s.durable.Off
-	return s.switchSegment()
+	s.sealed = true
+	if err := s.switchSegment(); err != nil {
+		s.log.Warn("spool: cannot start a new segment yet; refusing mail until one can be made", slog.String("error", err.Error()))
+		return
+	}
+	s.sealed = false
 }
 
 func (s *Spool) switchSegment() error {
@@ -214,7 +236,7 @@ func (s *Spool) switchSegment() error {
 func (s *Spool) rotateIfAtLeast(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.broken != nil || s.off < n || s.durable.Off != s.off {
+	if s.closed || s.sealed || s.off < n || s.durable.Off != s.off {
 		return
 	}
 	if err := s.rotate(); err != nil {
@@ -230,18 +252,24 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 	if s.closed {
 		return Pos{}, ErrClosed
 	}
-	if s.broken != nil {
-		return Pos{}, s.broken
-	}
 	if !*started {
 		*started, *gen = true, s.gen
 	} else if *gen != s.gen {
 		return Pos{}, errFlushFailed
 	}
+	if s.sealed {
+		if err := s.switchSegment(); err != nil {
+			return Pos{}, fmt.Errorf("spool: start a new segment: %w", err)
+		}
+		s.sealed = false
+	}
 	if s.off >= s.opts.SegmentBytes {
+		g := s.gen
 		if err := s.rotate(); err != nil {
-			s.broken = err
-			return Pos{}, err
+			if s.gen != g {
+				return Pos{}, errFlushFailed
+			}
+			s.log.Warn("spool: cannot start a new segment; writing on in this one", slog.String("error", err.Error()))
 		}
 	}
 	// WriteAt at the logical end: a write that fails part way leaves its
@@ -275,11 +303,6 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 		if !s.durable.Less(end) {
 			s.mu.Unlock()
 			return nil
-		}
-		if s.broken != nil {
-			s.abandonLocked(id)
-			s.mu.Unlock()
-			return s.broken
 		}
 		var cover *round
 		for _, r := range s.rounds {
@@ -336,22 +359,15 @@ func (s *Spool) flush(r *round) {
 		}
 	}
 	switch {
+	case err == nil && r.f == s.f && s.sealed:
+		// Past the cut: those frames belong to failed messages.
 	case err == nil:
 		if s.durable.Less(r.target) {
 			s.durable = r.target
 			s.notifyMover()
 		}
-	case r.f == s.f && !s.closed:
-		// Linux may drop the pages a failed flush could not write and
-		// report success next time: nothing written after the last good
-		// flush can be trusted to be on disk. Fail every message that
-		// wrote any of it, and put new writes in a new segment.
-		s.gen++
-		s.log.Error("spool: flush failed; failing the messages it covered", slog.String("error", err.Error()))
-		if rerr := s.cutAndRotate(); rerr != nil {
-			s.broken = rerr
-			s.log.Error("spool: cannot start a new segment; refusing mail until restart", slog.String("error", rerr.Error()))
-		}
+	case r.f == s.f && !s.closed && !s.sealed:
+		s.failFlushLocked(err)
 	}
 	close(r.done)
 }
@@ -446,7 +462,10 @@ func (s *Spool) Err() error {
 	if s.closed {
 		return ErrClosed
 	}
-	return s.broken
+	if s.sealed {
+		return errors.New("spool: a flush failed and no new segment could be started yet")
+	}
+	return nil
 }
 
 // Close flushes and closes the log. Writes must have ended; the mover must
@@ -465,7 +484,7 @@ func (s *Spool) Close() error {
 		s.mu.Lock()
 	}
 	var err error
-	if s.broken == nil {
+	if !s.sealed {
 		err = s.opts.sync(s.f)
 	}
 	err = errors.Join(err, s.f.Close())
