@@ -164,7 +164,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 		}, st.identities, st.table, in, log))
 	}
 	if a.be.spool != nil {
-		a.be.spool.mover.HoldWhile(func() bool { return a.uploads() > 0 }, cfg.Delivery.BurstLag.D())
+		a.be.spool.mover.HoldWhile(a.uploading, cfg.Delivery.BurstLag.D())
 	}
 	a.metrics.GaugeFunc("postern_smtp_sessions_in_flight", "Open SMTP sessions.", func() float64 {
 		n := 0
@@ -190,7 +190,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 // reaches that age and runs; nothing waits longer.
 func (a *App) yieldToUploads(ctx context.Context, queuedAt time.Time) {
 	lag := a.cfg.Delivery.BurstLag.D()
-	for lag > 0 && a.uploads() > 0 {
+	for lag > 0 && a.uploading() {
 		left := lag - time.Since(queuedAt)
 		if left <= 0 {
 			return
@@ -205,12 +205,18 @@ func (a *App) yieldToUploads(ctx context.Context, queuedAt time.Time) {
 	}
 }
 
-func (a *App) uploads() int {
-	n := 0
+// uploading reports whether clients are sending mail: a message is being
+// received, or one began in the last 100 ms. (Sessions sharing a flush are
+// answered together and all send their next MAIL and RCPT at once, so "none
+// in DATA right now" happens after every flush even under full load.)
+func (a *App) uploading() bool {
 	for _, s := range a.servers {
-		n += s.Uploads()
+		n, last := s.Uploads()
+		if n > 0 || time.Since(last) < 100*time.Millisecond {
+			return true
+		}
 	}
-	return n
+	return false
 }
 
 // SMTPAddrs returns the bound SMTP addresses, in listener order.

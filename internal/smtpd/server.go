@@ -129,6 +129,7 @@ type Server struct {
 	now        func() time.Time
 	real       net.Listener
 	uploads    atomic.Int64 // transactions between DATA and their reply
+	lastUpload atomic.Int64 // unix nanoseconds of the latest DATA
 }
 
 // New returns a server; call Serve to run it.
@@ -230,8 +231,10 @@ func (s *Server) Close() error {
 func (s *Server) Sessions() int { return s.gate.sessions() }
 
 // Uploads returns the number of messages being received right now (DATA
-// sent, reply not yet given).
-func (s *Server) Uploads() int { return int(s.uploads.Load()) }
+// sent, reply not yet given) and when the latest DATA began.
+func (s *Server) Uploads() (int, time.Time) {
+	return int(s.uploads.Load()), time.Unix(0, s.lastUpload.Load())
+}
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	tc := underlying(c.Conn())

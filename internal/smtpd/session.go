@@ -227,6 +227,7 @@ func (s *session) data(r io.Reader) error {
 	defer s.tc.inData.Store(false)
 	s.srv.uploads.Add(1)
 	defer s.srv.uploads.Add(-1)
+	s.srv.lastUpload.Store(time.Now().UnixNano())
 	if s.identity == nil || len(s.rcpts) == 0 {
 		return errBadSequence
 	}
