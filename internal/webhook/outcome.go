@@ -1,18 +1,12 @@
 package webhook
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/postern/postern/internal/egress"
@@ -70,39 +64,30 @@ func classifyError(err error) outcome {
 // netClass names a network failure in a few fixed words, for DSNs and logs:
 // error texts can hold addresses and URLs, these words cannot.
 func netClass(err error) string {
-	var (
-		dns  *net.DNSError
-		ne   net.Error
-		cert *tls.CertificateVerificationError
-		unk  x509.UnknownAuthorityError
-		host x509.HostnameError
-		rec  tls.RecordHeaderError
-		alrt tls.AlertError
-		ref  *egress.RefusedError
-	)
-	switch {
-	case errors.As(err, &ref):
+	var ref *egress.RefusedError
+	if errors.As(err, &ref) {
 		// Temporary like other network failures: the fix is a configuration
 		// change (the route's allow_private, or its URL), and retrying until
 		// max age lets messages through once it is made.
 		return "address refused (" + string(ref.Class) + ")"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
-		return "timeout"
-	case errors.As(err, &dns):
-		return "dns lookup failed"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "connection reset"
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return "host unreachable"
-	case errors.As(err, &cert), errors.As(err, &unk), errors.As(err, &host), errors.As(err, &rec), errors.As(err, &alrt):
-		return "tls handshake failed"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "connection closed"
-	default:
-		return "network error"
 	}
+	switch egress.FailureOf(err) {
+	case egress.FailTimeout:
+		return "timeout"
+	case egress.FailDNS:
+		return "dns lookup failed"
+	case egress.FailRefused:
+		return "connection refused"
+	case egress.FailReset:
+		return "connection reset"
+	case egress.FailUnreachable:
+		return "host unreachable"
+	case egress.FailTLS:
+		return "tls handshake failed"
+	case egress.FailClosed:
+		return "connection closed"
+	}
+	return "network error"
 }
 
 // parseRetryAfter reads Retry-After as delay-seconds or an HTTP-date

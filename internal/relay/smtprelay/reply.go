@@ -1,18 +1,13 @@
 package smtprelay
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"syscall"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/egress"
 	"github.com/postern/postern/internal/relay"
 )
 
@@ -77,35 +72,26 @@ func failure(err error, p phase) relay.Reply {
 	if p == phaseConnect {
 		status = "4.4.1"
 	}
-	var (
-		dns  *net.DNSError
-		ne   net.Error
-		cert *tls.CertificateVerificationError
-		unk  x509.UnknownAuthorityError
-		host x509.HostnameError
-		rec  tls.RecordHeaderError
-		alrt tls.AlertError
-	)
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	switch egress.FailureOf(err) {
+	case egress.FailTimeout:
 		return relay.LocalReply(status, "timeout talking to the smarthost")
-	case errors.Is(err, context.Canceled):
+	case egress.FailCanceled:
 		return relay.LocalReply(status, "interrupted")
-	case errors.As(err, &dns):
+	case egress.FailDNS:
 		return relay.LocalReply("4.4.3", "smarthost name lookup failed")
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case egress.FailRefused:
 		return relay.LocalReply("4.4.1", "connection refused")
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case egress.FailUnreachable:
 		return relay.LocalReply("4.4.1", "smarthost unreachable")
-	case errors.As(err, &cert), errors.As(err, &unk), errors.As(err, &host), errors.As(err, &rec), errors.As(err, &alrt):
+	case egress.FailTLS:
 		return relay.LocalReply("4.7.5", "TLS handshake with the smarthost failed")
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF),
-		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	case egress.FailReset, egress.FailClosed:
 		return relay.LocalReply(status, "connection lost")
+	}
+	switch {
 	case strings.Contains(err.Error(), "STARTTLS"):
 		// go-smtp says so only in words.
 		return relay.LocalReply("4.7.4", "smarthost does not offer STARTTLS")
-	default:
-		return relay.LocalReply(status, "network error")
 	}
+	return relay.LocalReply(status, "network error")
 }
