@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,12 +16,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/time/rate"
+
+	"github.com/postern/postern/internal/logbuf"
 )
 
 func testTLS(t *testing.T) *tls.Config {
@@ -382,7 +382,7 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestTranscriptIsOptInAndRedacted(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	ids := authIdentities(t)
 	ids[0].Transcript = true
 	cfg := testConfig()
@@ -424,22 +424,4 @@ func TestTranscriptIsOptInAndRedacted(t *testing.T) {
 			t.Errorf("log carries %q", leak)
 		}
 	}
-}
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/logbuf"
 )
 
 // guardedHandler builds a Handler the way production does (nil client:
 // guarded clients chosen per target) with the given target for "scans",
 // logging JSON into buf.
-func guardedHandler(t *testing.T, f *fixture, target Target, dsn Sender, now time.Time, buf *syncBuffer) *Handler {
+func guardedHandler(t *testing.T, f *fixture, target Target, dsn Sender, now time.Time, buf *logbuf.Buffer) *Handler {
 	t.Helper()
 	targets := func(route string) (Target, bool) { return target, route == "scans" }
 	log := slog.New(slog.NewJSONHandler(buf, nil))
@@ -28,7 +30,7 @@ func TestLoopbackTargetRefusedUnlessAllowed(t *testing.T) {
 	srv := serve(t, rec)
 	target := Target{URL: srv.URL + "/hook?token=s3cr3t-token", Secrets: [][]byte{testSecret}}
 
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	err := guardedHandler(t, f, target, &fakeSender{}, testNow, &buf).Handle(t.Context(), f.jobBody(t, 1))
 	mustTemporary(t, err)
 	if !strings.Contains(err.Error(), "address refused (loopback)") || strings.Contains(err.Error(), "s3cr3t-token") {
@@ -56,7 +58,7 @@ func TestMetadataTargetAlwaysRefused(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/latest/api/token", "http://0.0.0.0:8080/"} {
-		var buf syncBuffer
+		var buf logbuf.Buffer
 		target := Target{URL: u, Secrets: [][]byte{testSecret}, AllowPrivate: true, Timeout: 5 * time.Second}
 		mustTemporary(t, guardedHandler(t, f, target, &fakeSender{}, testNow, &buf).Handle(t.Context(), f.jobBody(t, 1)))
 
@@ -76,7 +78,7 @@ func TestFailureURLGuarded(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	srv := serve(t, &recorder{statuses: []int{410}})
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	target := Target{URL: srv.URL, Secrets: [][]byte{testSecret}, AllowPrivate: true,
 		FailureURL: "http://169.254.169.254/notify"}
 	dsn := &fakeSender{}
@@ -100,7 +102,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 	elsewhere := &recorder{}
 	dst := serve(t, elsewhere)
 	src := serve(t, &recorder{statuses: []int{http.StatusTemporaryRedirect}, header: http.Header{"Location": {dst.URL}}})
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	target := Target{URL: src.URL, Secrets: [][]byte{testSecret}, AllowPrivate: true}
 	mustTemporary(t, guardedHandler(t, f, target, &fakeSender{}, testNow, &buf).Handle(t.Context(), f.jobBody(t, 1)))
 	if n := len(elsewhere.requests()); n != 0 {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/logbuf"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -583,7 +584,7 @@ func TestAttemptLogLine(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	srv := serve(t, &recorder{statuses: []int{503}})
-	var buf syncBuffer
+	var buf logbuf.Buffer
 	targets := func(string) (Target, bool) {
 		return Target{URL: srv.URL + "/hook?token=s3cr3t-token", Secrets: [][]byte{testSecret}, AllowPrivate: true}, true
 	}
