@@ -2,6 +2,7 @@ package spool
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -399,7 +400,7 @@ func (m *Mover) write(ctx context.Context, p *pending, data []byte) error {
 		p.buf = nil
 		go func() {
 			err := m.put(ctx, p.key, io.MultiReader(bytes.NewReader(head), pr), p.fresh)
-			pr.CloseWithError(cmpErr(err, errPutEnded))
+			pr.CloseWithError(cmp.Or(err, errPutEnded))
 			p.done <- err
 		}()
 	}
@@ -411,13 +412,6 @@ var (
 	errPutEnded  = errors.New("spool: put ended")
 	errDiscarded = errors.New("spool: message discarded")
 )
-
-func cmpErr(err, fallback error) error {
-	if err != nil {
-		return err
-	}
-	return fallback
-}
 
 // put writes an object: created in place if fresh (falling back to an
 // atomic replace should it exist after all), else replaced atomically.

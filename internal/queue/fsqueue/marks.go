@@ -27,13 +27,28 @@ func (q *Queue) SendBatch(ctx context.Context, bodies [][]byte, mark *Mark) erro
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fsqueue: send to %s: %w", q.name, err)
 	}
+	if _, err := q.put(bodies, 0, mark); err != nil {
+		return fmt.Errorf("fsqueue: send batch to %s: %w", q.name, err)
+	}
+	if len(bodies) > 0 {
+		q.wake.broadcast()
+	}
+	return nil
+}
+
+// put stores bodies, receivable after delay, and mark (if any) in one
+// shared commit, and returns the id of the last body.
+func (q *Queue) put(bodies [][]byte, delay time.Duration, mark *Mark) (ulid.ULID, error) {
 	now := time.Now()
-	type entry struct{ id, value, rkey []byte }
+	type entry struct {
+		id          ulid.ULID
+		value, rkey []byte
+	}
 	entries := make([]entry, len(bodies))
 	for i, body := range bodies {
 		id := ulid.Make()
-		rec := record{sentAt: now, visibleAt: now, body: body}
-		entries[i] = entry{id: id[:], value: rec.encode(), rkey: readyKey(now, id)}
+		rec := record{sentAt: now, visibleAt: now.Add(delay), body: body}
+		entries[i] = entry{id: id, value: rec.encode(), rkey: readyKey(rec.visibleAt, id)}
 	}
 	err := q.db.update(func(tx *bolt.Tx) error {
 		b, err := openBuckets(tx, q.name)
@@ -41,7 +56,7 @@ func (q *Queue) SendBatch(ctx context.Context, bodies [][]byte, mark *Mark) erro
 			return err
 		}
 		for _, e := range entries {
-			if err := b.msgs.Put(e.id, e.value); err != nil {
+			if err := b.msgs.Put(e.id[:], e.value); err != nil {
 				return err
 			}
 			if err := b.ready.Put(e.rkey, []byte{stateWaiting}); err != nil {
@@ -53,13 +68,10 @@ func (q *Queue) SendBatch(ctx context.Context, bodies [][]byte, mark *Mark) erro
 		}
 		return putMark(tx, *mark)
 	})
-	if err != nil {
-		return fmt.Errorf("fsqueue: send batch to %s: %w", q.name, err)
+	if err != nil || len(entries) == 0 {
+		return ulid.ULID{}, err
 	}
-	if len(bodies) > 0 {
-		q.wake.broadcast()
-	}
-	return nil
+	return entries[len(entries)-1].id, nil
 }
 
 // SetMark stores a mark on its own.

@@ -90,21 +90,7 @@ func (q *Queue) Send(ctx context.Context, body []byte, delay time.Duration) (str
 	if delay < 0 {
 		return "", fmt.Errorf("fsqueue: send to %s: negative delay %s", q.name, delay)
 	}
-	id := ulid.Make()
-	now := time.Now()
-	rec := record{sentAt: now, visibleAt: now.Add(delay), body: body}
-	value := rec.encode()
-	rkey := readyKey(rec.visibleAt, id)
-	err := q.db.update(func(tx *bolt.Tx) error {
-		b, err := openBuckets(tx, q.name)
-		if err != nil {
-			return err
-		}
-		if err := b.msgs.Put(id[:], value); err != nil {
-			return err
-		}
-		return b.ready.Put(rkey, []byte{stateWaiting})
-	})
+	id, err := q.put([][]byte{body}, delay, nil)
 	if err != nil {
 		return "", fmt.Errorf("fsqueue: send to %s: %w", q.name, err)
 	}
