@@ -9,6 +9,7 @@ const (
 	DefaultMaxDepth            = 20
 	DefaultMaxParts            = 500
 	DefaultMaxMessageBytes     = 64 << 20
+	DefaultStreamAbove         = 4 << 20
 )
 
 // Config tunes the parse stage. Zero values take the defaults above.
@@ -39,8 +40,15 @@ type Config struct {
 	// larger than the budget is parsed alone. Default 64 MiB.
 	MemoryBudget int64
 
+	// StreamAbove is the message size above which the stage parses without
+	// holding the message: large parts are decoded straight from the stored
+	// message to their own objects (see large.go). Default 4 MiB.
+	StreamAbove int64
+
 	// Now is the clock for job timestamps; nil means time.Now.
 	Now func() time.Time
+
+	large largeLimits // the large-message path's bounds; tests shrink them
 }
 
 // parseMemoryFactor estimates a parse's peak memory from the message size:
@@ -66,8 +74,14 @@ func (c Config) withDefaults() Config {
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
+	if c.StreamAbove <= 0 {
+		c.StreamAbove = DefaultStreamAbove
+	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.large == (largeLimits{}) {
+		c.large = defaultLargeLimits(c.BodyInlineMax)
 	}
 	return c
 }

@@ -3,13 +3,19 @@ package parse
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"golang.org/x/sync/semaphore"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
+
+	"github.com/jhillyerd/enmime/v2"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/postern"
@@ -80,20 +86,10 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	pj.ID = id
 	log := h.log.With("msg_id", id, "stage", "parse", "attempt", job.Attempt)
 
-	// The decoder holds the whole message and its decoded parts: bound what
-	// concurrent jobs hold together, so ten 25 MiB messages are parsed one
-	// or two at a time instead of all at once.
-	need := min(max(pj.Envelope.Size, 1)*parseMemoryFactor, h.cfg.MemoryBudget)
-	if err := h.mem.Acquire(ctx, need); err != nil {
-		return fmt.Errorf("wait for parse memory: %w", err)
-	}
-	defer h.mem.Release(need)
-
-	raw, err := h.readRaw(ctx, id)
+	p, err := h.parse(ctx, id, pj.Envelope.Size)
 	if err != nil {
 		return err
 	}
-	p := Parse(raw, h.cfg)
 	p.ID = id
 	if err := h.storeAttachments(ctx, p); err != nil {
 		return err
@@ -104,6 +100,149 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	log.InfoContext(ctx, "parsed",
 		"attachments", len(p.Attachments), "parse_errors", len(p.Errors), "severe", hasSevere(p.Errors))
 	return h.route(ctx, log, pj, p)
+}
+
+// parse parses the stored message: a large one without holding it, any
+// other (and a large one the streaming reader does not follow) whole.
+func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, error) {
+	if size > h.cfg.StreamAbove {
+		p, err := h.parseLarge(ctx, id, size)
+		if !errors.Is(err, errIrregular) {
+			return p, err
+		}
+		h.log.InfoContext(ctx, "large message parsed whole", "msg_id", id, "reason", err.Error())
+	}
+	// The decoder holds the whole message and its decoded parts: bound what
+	// concurrent jobs hold together, so ten 25 MiB messages are parsed one
+	// or two at a time instead of all at once.
+	release, err := h.reserve(ctx, max(size, 1)*parseMemoryFactor)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	raw, err := h.readRaw(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(raw, h.cfg), nil
+}
+
+// reserve takes need bytes of the parse memory budget (all of it at most).
+func (h *Handler) reserve(ctx context.Context, need int64) (release func(), err error) {
+	need = min(need, h.cfg.MemoryBudget)
+	if err := h.mem.Acquire(ctx, need); err != nil {
+		return nil, fmt.Errorf("wait for parse memory: %w", err)
+	}
+	return func() { h.mem.Release(need) }, nil
+}
+
+// parseLarge is the large-message path (large.go): a skeleton of the message
+// through the usual parse, then the parts left out of it decoded from the
+// stored message. errIrregular means: parse it whole.
+func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, error) {
+	release, err := h.reserve(ctx, min(size, int64(h.cfg.large.skeletonMax))*parseMemoryFactor)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	rc, err := h.store.Get(ctx, id.RawKey())
+	if err != nil {
+		return nil, fmt.Errorf("get raw %s: %w", id.RawKey(), err)
+	}
+	sk, err := buildSkeleton(rc, h.cfg)
+	rc.Close()
+	var limit *limitError
+	switch {
+	case errors.As(err, &limit):
+		p, _ := parseMessage(nil, h.cfg, &skeleton{header: sk.header, size: sk.size, nul: sk.nul, limit: limit})
+		return p, nil
+	case errors.Is(err, errIrregular):
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("read raw %s: %w", id.RawKey(), err)
+	}
+	p, marks := parseMessage(sk.raw, h.cfg, sk)
+	p.ID = id
+	if err := h.fillMarked(ctx, p, sk, marks); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// fillMarked is the second pass: it decodes every attachment the skeleton
+// left out or cut from the stored message, to its own object or inline.
+func (h *Handler) fillMarked(ctx context.Context, p *postern.Parsed, sk *skeleton, marks []int) error {
+	want := make(map[int]int) // leaf ordinal -> attachment index
+	for i, m := range marks {
+		if m >= 0 {
+			want[sk.marked[m].leaf] = i
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	rc, err := h.store.Get(ctx, p.ID.RawKey())
+	if err != nil {
+		return fmt.Errorf("get raw %s: %w", p.ID.RawKey(), err)
+	}
+	defer rc.Close()
+	filled := 0
+	leaf := func(leaf int, header []byte, body io.Reader) error {
+		i, ok := want[leaf]
+		if !ok {
+			return nil
+		}
+		_, _, cte := partFacts(header)
+		filled++
+		return h.fillAttachment(ctx, p, i, newPartDecoder(body, cte))
+	}
+	if _, _, _, err := walkMessage(rc, h.cfg, io.Discard, leaf); err != nil {
+		// The first pass walked the same bytes: irregular now means changed.
+		return fmt.Errorf("second pass over %s: %w", p.ID.RawKey(), err)
+	}
+	if filled != len(want) {
+		return fmt.Errorf("second pass over %s found %d of %d parts", p.ID.RawKey(), filled, len(want))
+	}
+	return nil
+}
+
+// fillAttachment decodes one part into attachment i: inline when within the
+// inline threshold, else streamed to its object.
+func (h *Handler) fillAttachment(ctx context.Context, p *postern.Parsed, i int, dec *partDecoder) error {
+	a := &p.Attachments[i]
+	sum, head := sha256.New(), &headBuffer{}
+	counted := &countReader{r: dec}
+	src := io.TeeReader(counted, io.MultiWriter(sum, head))
+	var first []byte
+	inline := false
+	if max := h.cfg.InlineAttachmentMax; max >= 0 {
+		var err error
+		if first, inline, err = readUpTo(src, int(max)); err != nil {
+			return err
+		}
+	}
+	a.Content, a.Key = nil, ""
+	if inline {
+		a.Content = first
+	} else {
+		key := p.ID.AttachmentKey(i)
+		opts := &blob.PutOptions{ContentType: storedType(a.ContentType)}
+		if err := h.store.Put(ctx, key, io.MultiReader(bytes.NewReader(first), src), opts); err != nil {
+			return &stageError{fmt.Errorf("put attachment %s: %w", key, err)}
+		}
+		a.Key = key
+	}
+	a.Size = counted.n
+	a.SHA256 = hex.EncodeToString(sum.Sum(nil))
+	a.DetectedType = http.DetectContentType(head.b)
+	for _, e := range dec.problems() {
+		p.Errors = append(p.Errors, warning(enmime.ErrorMalformedBase64, e.Error()))
+	}
+	if dec.decodeErr != nil {
+		p.Errors = append(p.Errors, severe(ErrNamePartial, fmt.Sprintf("attachment %d (%s) decoded up to byte %d: %v", i, a.Filename, a.Size, dec.decodeErr)))
+	}
+	capErrors(p)
+	return nil
 }
 
 // readRaw reads at most MaxMessageBytes+1 bytes, so Parse can tell a message
@@ -128,8 +267,8 @@ func (h *Handler) readRaw(ctx context.Context, id postern.MsgID) ([]byte, error)
 func (h *Handler) storeAttachments(ctx context.Context, p *postern.Parsed) error {
 	for i := range p.Attachments {
 		a := &p.Attachments[i]
-		if h.cfg.InlineAttachmentMax >= 0 && a.Size <= h.cfg.InlineAttachmentMax {
-			continue
+		if a.Key != "" || h.cfg.InlineAttachmentMax >= 0 && a.Size <= h.cfg.InlineAttachmentMax {
+			continue // stored already by the large-message path, or inline
 		}
 		key := p.ID.AttachmentKey(i)
 		opts := &blob.PutOptions{ContentType: storedType(a.ContentType)}

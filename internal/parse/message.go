@@ -20,6 +20,7 @@ const (
 	ErrNamePanic       = "Parser failure"
 	ErrNameTooMany     = "Too many errors"
 	ErrNameNUL         = "NUL bytes"
+	ErrNamePartial     = "Partial content"
 )
 
 // maxErrors caps the listed parse errors; a pathological message can
@@ -36,8 +37,15 @@ const maxErrors = 100
 //
 // Every attachment carries its bytes in Content; the stage moves those above
 // the inline threshold to the store. ID is left for the caller to set.
-func Parse(raw []byte, cfg Config) (p *postern.Parsed) {
-	cfg = cfg.withDefaults()
+func Parse(raw []byte, cfg Config) *postern.Parsed {
+	p, _ := parseMessage(raw, cfg.withDefaults(), nil)
+	return p
+}
+
+// parseMessage parses raw, which is the message itself when sk is nil and
+// otherwise sk's skeleton of it. marks gives, for each attachment, the index
+// of its marked part in sk, or -1 when the skeleton holds all of it.
+func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, marks []int) {
 	p = &postern.Parsed{
 		V:           postern.ParsedVersion,
 		Attachments: []postern.Attachment{},
@@ -49,31 +57,41 @@ func Parse(raw []byte, cfg Config) (p *postern.Parsed) {
 		if r := recover(); r != nil {
 			p.Errors = append(p.Errors, severe(ErrNamePanic, fmt.Sprintf("parser panicked: %v", r)))
 			capErrors(p)
+			marks = nil
 		}
 	}()
-	headerFacts(p, readFields(splitHeader(raw)))
-	if bytes.IndexByte(raw, 0) >= 0 {
+	header, size, nul := splitHeader(raw), int64(len(raw)), bytes.IndexByte(raw, 0) >= 0
+	if sk != nil {
+		header, size, nul = sk.header, sk.size, sk.nul
+	}
+	headerFacts(p, readFields(header))
+	if nul {
 		p.Errors = append(p.Errors, warning(ErrNameNUL, "NUL bytes in the message are given as U+FFFD in headers, names and bodies; attachments keep theirs"))
 	}
-	if err := checkLimits(raw, cfg); err != nil {
+	limit := checkLimits(raw, size, cfg)
+	if sk != nil && sk.limit != nil {
+		limit = sk.limit
+	}
+	if err := limit; err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameLimit, err.Error()+"; body not parsed, headers only"))
 	} else {
-		parseBody(p, raw, cfg)
+		marks = parseBody(p, raw, cfg, sk)
 	}
 	capErrors(p)
-	return p
+	return p, marks
 }
 
-func checkLimits(raw []byte, cfg Config) error {
-	if int64(len(raw)) > cfg.MaxMessageBytes {
+func checkLimits(raw []byte, size int64, cfg Config) error {
+	if size > cfg.MaxMessageBytes {
 		return &limitError{fmt.Sprintf("message larger than %d bytes (limit max_message_bytes)", cfg.MaxMessageBytes)}
 	}
 	return checkShape(raw, cfg.MaxDepth, cfg.MaxParts)
 }
 
 // parseBody runs enmime and copies bodies, attachments and enmime's errors
-// into p.
-func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
+// into p. With a skeleton, it returns the marks of the attachments and flags
+// the bodies cut in the skeleton.
+func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int) {
 	parser := enmime.NewParser(
 		enmime.SkipMalformedParts(true),
 		enmime.MultipartWOBoundaryAsSinglePart(true),
@@ -86,7 +104,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
 	env, err := parser.ReadEnvelope(bytes.NewReader(raw))
 	if err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameUnparseable, err.Error()+"; headers only"))
-		return
+		return nil
 	}
 
 	derived := false
@@ -103,7 +121,11 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config) {
 	p.Text, p.TextTruncated = capBody(env.Text, cfg.BodyInlineMax)
 	p.HTML, p.HTMLTruncated = capBody(env.HTML, cfg.BodyInlineMax)
 	p.TextDerived = derived && p.Text != ""
-	p.Attachments = attachments(env)
+	p.Attachments, marks = attachments(env, sk)
+	if sk != nil {
+		flagCutBodies(p, sk, marks)
+	}
+	return marks
 }
 
 // clean makes s valid UTF-8 without NUL bytes, replacing either with
@@ -134,10 +156,11 @@ func capBody(s string, max int) (string, bool) {
 // attachments lists the attachment, inline and other parts in tree order,
 // leaving out the parts enmime used as the text and HTML bodies and the
 // multipart containers themselves.
-func attachments(env *enmime.Envelope) []postern.Attachment {
+func attachments(env *enmime.Envelope, sk *skeleton) ([]postern.Attachment, []int) {
 	out := []postern.Attachment{}
+	var marks []int
 	if env.Root == nil {
-		return out
+		return out, marks
 	}
 	want := make(map[*enmime.Part]bool)
 	for _, list := range [][]*enmime.Part{env.Attachments, env.Inlines, env.OtherParts} {
@@ -167,8 +190,11 @@ func attachments(env *enmime.Envelope) []postern.Attachment {
 			Disposition:  clean(part.Disposition),
 			Content:      part.Content,
 		})
+		if sk != nil {
+			marks = append(marks, markOf(part, len(sk.marked)))
+		}
 	}
-	return out
+	return out, marks
 }
 
 // bodyParts returns the parts enmime read Text and HTML from, by enmime's own

@@ -1,0 +1,133 @@
+package parse
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime/quotedprintable"
+)
+
+// The second pass of the large-message path decodes a part's transfer
+// encoding as a stream, as leniently as enmime does for a part it holds:
+// base64 skips white space, padding and stray bytes (a stray byte is
+// reported), and bytes that still do not decode end the part with an error
+// rather than failing the job. Read errors of the stored message itself stay
+// errors, so a store failure is retried.
+
+// maxStrayReports bounds the stray-byte warnings of one part.
+const maxStrayReports = 10
+
+// partDecoder decodes one part's body.
+type partDecoder struct {
+	src       *trapReader // the encoded bytes; keeps their read error apart
+	dec       io.Reader
+	b64       *base64Filter
+	decodeErr error // the first decode error; the part ends there
+}
+
+func newPartDecoder(body io.Reader, cte string) *partDecoder {
+	d := &partDecoder{src: &trapReader{r: body}}
+	switch cte {
+	case "base64":
+		d.b64 = &base64Filter{r: d.src}
+		d.dec = base64.NewDecoder(base64.RawStdEncoding, d.b64)
+	case "quoted-printable":
+		d.dec = quotedprintable.NewReader(d.src)
+	default:
+		d.dec = d.src // 7bit, 8bit, binary, or unknown (enmime keeps it raw too)
+	}
+	return d
+}
+
+func (d *partDecoder) Read(p []byte) (int, error) {
+	if d.decodeErr != nil {
+		return 0, io.EOF
+	}
+	n, err := d.dec.Read(p)
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return n, err
+	case d.src.err != nil:
+		return n, d.src.err // the store's error, not the encoding's
+	default:
+		d.decodeErr = err
+		return n, io.EOF
+	}
+}
+
+// problems lists what went wrong in decoding, as enmime names it.
+func (d *partDecoder) problems() []error {
+	var out []error
+	if d.b64 != nil {
+		for _, c := range d.b64.stray {
+			out = append(out, fmt.Errorf("unexpected %q in base64 stream", c))
+		}
+		if d.b64.extra > 0 {
+			out = append(out, fmt.Errorf("%d more unexpected bytes in base64 stream", d.b64.extra))
+		}
+	}
+	return out
+}
+
+// trapReader remembers the error of the reader under a decoder.
+type trapReader struct {
+	r   io.Reader
+	err error
+}
+
+func (t *trapReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		t.err = err
+	}
+	return n, err
+}
+
+// base64Filter passes on the base64 alphabet only. White space and '=' are
+// dropped silently (the decoder runs without padding, as enmime's does);
+// other bytes are dropped and kept for the report (first ones only).
+type base64Filter struct {
+	r     io.Reader
+	buf   [4096]byte
+	stray []byte
+	extra int
+}
+
+func (f *base64Filter) Read(p []byte) (int, error) {
+	for {
+		m, err := f.r.Read(f.buf[:min(len(p), len(f.buf))])
+		n := 0
+		for _, c := range f.buf[:m] {
+			switch {
+			case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '+', c == '/':
+				p[n] = c
+				n++
+			case c == ' ', c == '\t', c == '\r', c == '\n', c == '=':
+			default:
+				if len(f.stray) < maxStrayReports {
+					f.stray = append(f.stray, c)
+				} else {
+					f.extra++
+				}
+			}
+		}
+		// A read of nothing but white space must not look like the end.
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+// headBuffer keeps the first bytes written to it, for sniffing.
+type headBuffer struct{ b []byte }
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	if room := sniffLen - len(h.b); room > 0 {
+		h.b = append(h.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// sniffLen is all http.DetectContentType reads.
+const sniffLen = 512
