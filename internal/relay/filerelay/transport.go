@@ -37,66 +37,62 @@ func New(dir string) (*Transport, error) {
 // X-Postern-Envelope-To fields that record the envelope, and accepts every
 // recipient. The write is atomic: a reader sees the whole file or none.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	body, err := io.ReadAll(m.Body)
-	if err != nil {
-		return nil, fmt.Errorf("filerelay: read message %s: %w", m.ID, err)
-	}
 	var head strings.Builder
 	fmt.Fprintf(&head, "X-Postern-Envelope-From: <%s>\r\n", oneLine(m.From))
 	for _, r := range m.To {
 		fmt.Fprintf(&head, "X-Postern-Envelope-To: <%s>\r\n", oneLine(r.Addr))
 	}
-	h := sha256.New()
-	io.WriteString(h, head.String())
-	h.Write(body)
 	id := string(m.ID)
 	if !safeName(id) {
 		id = "msg"
 	}
-	name := id + "." + hex.EncodeToString(h.Sum(nil)[:8]) + ".eml"
+	// The message streams to a temporary file (hashing as it goes), so a
+	// large one is never held; the hash names the file it is renamed to.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(t.dir, name), []byte(head.String()), body); err != nil {
-		return nil, fmt.Errorf("filerelay: %w", err)
+	name, err := writeAtomic(t.dir, func(sum string) string { return id + "." + sum + ".eml" },
+		strings.NewReader(head.String()), m.Body)
+	if err != nil {
+		return nil, fmt.Errorf("filerelay: write message %s: %w", m.ID, err)
 	}
 	return relay.Uniform(m, "localhost", relay.Reply{Status: "2.0.0", Text: "written to " + name, Type: relay.DiagLocal}), nil
 }
 
-// writeAtomic writes a temporary file, syncs it, renames it into place and
-// syncs the directory.
-func writeAtomic(path string, parts ...[]byte) error {
-	dir := filepath.Dir(path)
+// writeAtomic writes parts to a temporary file in dir while hashing them,
+// syncs it, renames it to name(first 8 bytes of the SHA-256, in hex) and
+// syncs the directory. It returns the name.
+func writeAtomic(dir string, name func(sum string) string, parts ...io.Reader) (string, error) {
 	f, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.Remove(f.Name())
-	for _, p := range parts {
-		if _, err := f.Write(p); err != nil {
-			f.Close()
-			return err
-		}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(f, h), io.MultiReader(parts...)); err != nil {
+		f.Close()
+		return "", err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return err
+		return "", err
 	}
 	if err := f.Close(); err != nil {
-		return err
+		return "", err
 	}
 	if err := os.Chmod(f.Name(), 0o640); err != nil {
-		return err
+		return "", err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
+	final := name(hex.EncodeToString(h.Sum(nil)[:8]))
+	if err := os.Rename(f.Name(), filepath.Join(dir, final)); err != nil {
+		return "", err
 	}
 	d, err := os.Open(dir)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer d.Close()
-	return d.Sync()
+	return final, d.Sync()
 }
 
 func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }
