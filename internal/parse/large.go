@@ -45,8 +45,10 @@ func defaultLargeLimits(bodyInlineMax int) largeLimits {
 	return largeLimits{
 		skeletonMax: 8 << 20,
 		elideAbove:  64 << 10,
-		// Encodings grow text: base64 by 4/3, and UTF-16 doubles it again.
-		bodyMax:   min(4*bodyInlineMax, 8<<20),
+		// Encodings grow text (base64 by 4/3, UTF-16 doubles it): twice
+		// the inline cap fills it for nearly all bodies; one that stays
+		// shorter is flagged truncated all the same.
+		bodyMax:   min(2*bodyInlineMax, 8<<20),
 		headerMax: 1 << 20,
 	}
 }
@@ -60,8 +62,9 @@ const partMarker = "X-Postern-Skeleton-Part"
 // message is parsed whole instead.
 var errIrregular = errors.New("irregular MIME structure")
 
-// markedPart is a leaf part of the skeleton whose bytes are not all there.
+// markedPart is a leaf part of the skeleton.
 type markedPart struct {
+	whole bool   // the skeleton holds all of it; nothing to fill in
 	leaf  int    // ordinal among the message's leaf parts, in tree order
 	mtype string // its media type, lower case
 	cte   string // its Content-Transfer-Encoding, lower case
@@ -415,29 +418,29 @@ func buildSkeleton(r io.Reader, cfg Config) (*skeleton, error) {
 		if isBody {
 			keep = min(cfg.large.bodyMax, budget)
 		}
-		kept, whole, err := readUpTo(body, keep)
+		// Every leaf is marked (the marker is written before its size is
+		// known); only the ones not held whole are looked up.
+		out.Write(header)
+		out.WriteString(partMarker + ": " + strconv.Itoa(len(sk.marked)) + "\r\n\r\n")
+		start := out.Len()
+		n, err := out.ReadFrom(io.LimitReader(body, int64(keep)+1))
 		if err != nil {
 			return err
 		}
-		out.Write(header)
-		if !whole {
-			kept = kept[:keep]
-			if isBody {
-				// Cut on a line end, so the decoder sees whole lines.
-				if i := bytes.LastIndexByte(kept, '\n'); i >= 0 {
-					kept = kept[:i+1]
-				} else {
-					kept = nil
-				}
-			} else {
-				kept = nil
-			}
-			out.WriteString(partMarker + ": " + strconv.Itoa(len(sk.marked)) + "\r\n")
-			sk.marked = append(sk.marked, markedPart{leaf: leaf, mtype: mtype, cte: cte, cut: isBody})
+		if n <= int64(keep) {
+			sk.marked = append(sk.marked, markedPart{leaf: leaf, whole: true})
+			budget -= int(n)
+			return nil
 		}
-		out.WriteString("\r\n")
-		out.Write(kept)
-		budget -= len(kept)
+		kept := out.Bytes()[start : start+keep]
+		cut := 0
+		if isBody {
+			// Cut on a line end, so the decoder sees whole lines.
+			cut = bytes.LastIndexByte(kept, '\n') + 1
+		}
+		out.Truncate(start + cut)
+		budget -= cut
+		sk.marked = append(sk.marked, markedPart{leaf: leaf, mtype: mtype, cte: cte, cut: isBody})
 		return nil
 	}
 	header, size, nul, err := walkMessage(r, cfg, &out, leaf)
@@ -474,13 +477,13 @@ func (c *countReader) Read(p []byte) (int, error) {
 // markOf returns the index of the marked part a skeleton part stands for, or
 // -1. The last marker counts: the message's own header, kept whole for a
 // single-part message, may carry one before ours.
-func markOf(part *enmime.Part, n int) int {
+func markOf(part *enmime.Part, marked []markedPart) int {
 	vs := part.Header.Values(partMarker)
 	if len(vs) == 0 {
 		return -1
 	}
 	i, err := strconv.Atoi(strings.TrimSpace(vs[len(vs)-1]))
-	if err != nil || i < 0 || i >= n {
+	if err != nil || i < 0 || i >= len(marked) || marked[i].whole {
 		return -1
 	}
 	return i
@@ -494,7 +497,7 @@ func flagCutBodies(p *postern.Parsed, sk *skeleton, marks []int) {
 		attached[m] = true
 	}
 	for i, mp := range sk.marked {
-		if !mp.cut || attached[i] {
+		if mp.whole || !mp.cut || attached[i] {
 			continue
 		}
 		switch mp.mtype {

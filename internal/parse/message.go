@@ -191,7 +191,7 @@ func attachments(env *enmime.Envelope, sk *skeleton) ([]postern.Attachment, []in
 			Content:      part.Content,
 		})
 		if sk != nil {
-			marks = append(marks, markOf(part, len(sk.marked)))
+			marks = append(marks, markOf(part, sk.marked))
 		}
 	}
 	return out, marks
