@@ -73,6 +73,7 @@ type Spool struct {
 	firstNew uint64           // first segment this process wrote; earlier ones are replayed
 	off      int64            // logical end of the current segment
 	durable  Pos              // everything before is on disk
+	reached  Pos              // flushed, but an earlier segment's last flush may still run
 	rounds   []*round         // flushes in progress
 	users    map[*os.File]int // flushes in progress per file; a sealed file closes at 0
 	gen      uint64           // bumped by a failed flush
@@ -94,6 +95,7 @@ type Spool struct {
 type round struct {
 	f      *os.File
 	target Pos
+	gen    uint64 // a flush that fails after this one starts voids it
 	done   chan struct{}
 }
 
@@ -137,6 +139,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if err := s.openSegment(next); err != nil {
 		return nil, err
 	}
+	s.durable, s.reached = Pos{Seg: next}, Pos{Seg: next}
 	return s, nil
 }
 
@@ -177,45 +180,58 @@ func (s *Spool) openSegment(seg uint64) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	s.f, s.seg, s.off = f, seg, 0
-	s.durable = Pos{Seg: seg}
 	return nil
 }
 
-// rotate seals the current segment (flushed) and starts the next. Called
-// with s.mu held. If the flush fails, failFlushLocked has run; if only the
-// new file cannot be made (a full disk), writes go on in this segment.
+// rotate seals the current segment and starts the next. Called with s.mu
+// held. The sealed segment's last flush runs like any other, off the lock,
+// so writes go on meanwhile; nothing in the new segment counts as durable
+// before it ends (see advanceLocked). If the new file cannot be made (a
+// full disk), writes go on in this segment.
 func (s *Spool) rotate() error {
-	if err := s.opts.sync(s.f); err != nil {
-		s.failFlushLocked(err)
-		return fmt.Errorf("spool: flush segment %d: %w", s.seg, err)
-	}
-	if end := (Pos{Seg: s.seg, Off: s.off}); s.durable.Less(end) {
-		s.durable = end
-	}
-	s.cut[s.seg] = s.off
+	sealed := s.seg
+	s.startRoundLocked()
+	s.cut[sealed] = s.off
 	if err := s.switchSegment(); err != nil {
-		delete(s.cut, s.seg)
+		delete(s.cut, sealed)
 		return err
 	}
 	return nil
 }
 
-// failFlushLocked handles a failed flush of the current segment. Linux may
-// drop the pages a failed flush could not write and report success next
-// time: nothing written after the last good flush can be trusted to be on
-// disk. Every message that wrote any of it fails (gen), the segment is cut
-// at the last good flush, and new writes go to a new segment, now or, if
-// the disk cannot take a new file yet, at the next write.
+// failFlushLocked handles a failed flush. Linux may drop the pages a failed
+// flush could not write and report success next time: nothing written after
+// the last good flush can be trusted to be on disk. Every message that wrote
+// any of it fails (gen), every segment is cut at what is durable, and new
+// writes go to a new segment, now or, if the disk cannot take a new file
+// yet, at the next write.
 func (s *Spool) failFlushLocked(err error) {
 	s.gen++
 	s.log.Error("spool: flush failed; failing the messages it covered", slog.String("error", err.Error()))
-	s.cut[s.seg] = s.durable.Off
+	for seg := s.durable.Seg; seg <= s.seg; seg++ {
+		off := int64(0)
+		if seg == s.durable.Seg {
+			off = s.durable.Off
+		}
+		if c, ok := s.cut[seg]; !ok || off < c {
+			s.cut[seg] = off
+		}
+	}
 	s.sealed = true
-	if err := s.switchSegment(); err != nil {
+	if err := s.unseal(); err != nil {
 		s.log.Warn("spool: cannot start a new segment yet; refusing mail until one can be made", slog.String("error", err.Error()))
-		return
+	}
+}
+
+// unseal starts the segment that follows a failed flush; it is durable from
+// its start, as nothing before it is read past the cuts.
+func (s *Spool) unseal() error {
+	if err := s.switchSegment(); err != nil {
+		return err
 	}
 	s.sealed = false
+	s.durable, s.reached = Pos{Seg: s.seg}, Pos{Seg: s.seg}
+	return nil
 }
 
 func (s *Spool) switchSegment() error {
@@ -236,7 +252,7 @@ func (s *Spool) switchSegment() error {
 func (s *Spool) rotateIfAtLeast(n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.sealed || s.off < n || s.durable.Off != s.off {
+	if s.closed || s.sealed || s.off < n || s.durable != (Pos{Seg: s.seg, Off: s.off}) {
 		return
 	}
 	if err := s.rotate(); err != nil {
@@ -258,17 +274,12 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 		return Pos{}, errFlushFailed
 	}
 	if s.sealed {
-		if err := s.switchSegment(); err != nil {
+		if err := s.unseal(); err != nil {
 			return Pos{}, fmt.Errorf("spool: start a new segment: %w", err)
 		}
-		s.sealed = false
 	}
 	if s.off >= s.opts.SegmentBytes {
-		g := s.gen
 		if err := s.rotate(); err != nil {
-			if s.gen != g {
-				return Pos{}, errFlushFailed
-			}
 			s.log.Warn("spool: cannot start a new segment; writing on in this one", slog.String("error", err.Error()))
 		}
 	}
@@ -313,6 +324,9 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 		}
 		switch {
 		case cover != nil:
+		case !s.reached.Less(end) && len(s.rounds) > 0:
+			// Flushed; an earlier segment's last flush still runs.
+			cover = s.rounds[0]
 		case len(s.rounds) < maxRounds:
 			cover = s.startRoundLocked()
 		default:
@@ -338,7 +352,7 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 // startRoundLocked starts a flush of everything written so far. It runs on
 // its own goroutine so that a waiter can give up on a stalled disk.
 func (s *Spool) startRoundLocked() *round {
-	r := &round{f: s.f, target: Pos{Seg: s.seg, Off: s.off}, done: make(chan struct{})}
+	r := &round{f: s.f, target: Pos{Seg: s.seg, Off: s.off}, gen: s.gen, done: make(chan struct{})}
 	s.rounds = append(s.rounds, r)
 	s.users[r.f]++
 	go s.flush(r)
@@ -359,17 +373,32 @@ func (s *Spool) flush(r *round) {
 		}
 	}
 	switch {
-	case err == nil && r.f == s.f && s.sealed:
-		// Past the cut: those frames belong to failed messages.
+	case r.gen != s.gen:
+		// A flush failed since this one began: past the cuts, its frames
+		// belong to failed messages.
 	case err == nil:
-		if s.durable.Less(r.target) {
-			s.durable = r.target
-			s.notifyMover()
+		if s.reached.Less(r.target) {
+			s.reached = r.target
 		}
-	case r.f == s.f && !s.closed && !s.sealed:
+		s.advanceLocked()
+	case !s.closed:
 		s.failFlushLocked(err)
 	}
 	close(r.done)
+}
+
+// advanceLocked makes what flushes reached durable, unless the last flush
+// of an earlier segment is still running: the log is durable in order.
+func (s *Spool) advanceLocked() {
+	for _, r := range s.rounds {
+		if r.gen == s.gen && r.target.Seg < s.reached.Seg {
+			return
+		}
+	}
+	if s.durable.Less(s.reached) {
+		s.durable = s.reached
+		s.notifyMover()
+	}
 }
 
 // closeSealed closes a segment file no flush uses any more.

@@ -497,3 +497,86 @@ func FuzzFrameReader(f *testing.F) {
 		}
 	})
 }
+
+// A segment's last flush runs off the lock: writes go on into the next
+// segment meanwhile, and nothing there is acknowledged before it ends. If
+// it fails, the messages it could have lost fail, and mail goes on after.
+func TestRotationFlushDoesNotStopWrites(t *testing.T) {
+	t.Parallel()
+	for _, failIt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fails=%v", failIt), func(t *testing.T) {
+			t.Parallel()
+			first := filepath.Join("spool", segName(1))
+			var holdFirst atomic.Bool
+			release := make(chan struct{})
+			opts := Options{SegmentBytes: 4000, sync: func(f *os.File) error {
+				if holdFirst.Load() && filepath.Base(f.Name()) == filepath.Base(first) {
+					<-release
+					if failIt {
+						return errors.New("injected: EIO")
+					}
+				}
+				return fdatasync(f)
+			}}
+			r := openRig(t, t.TempDir(), opts, nil)
+			r.start(t)
+			before, err := write(t, r.sp, 5000) // fills segment 1
+			if err != nil {
+				t.Fatal(err)
+			}
+			holdFirst.Store(true)
+			type result struct {
+				m   sent
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				m, err := write(t, r.sp, 3000) // rotates, then lands in segment 2
+				done <- result{m, err}
+			}()
+			// The write and its flush of segment 2 complete; the commit waits.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				r.sp.mu.Lock()
+				seg, reached, durable := r.sp.seg, r.sp.reached, r.sp.durable
+				r.sp.mu.Unlock()
+				if seg == 2 && reached.Seg == 2 && reached.Off > 3000 {
+					if durable.Seg != 1 {
+						t.Fatalf("durable %v while segment 1's last flush runs", durable)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("writes into segment 2 did not go on: seg %d reached %v", seg, reached)
+				}
+				time.Sleep(time.Millisecond)
+			}
+			select {
+			case res := <-done:
+				t.Fatalf("acknowledged before segment 1 was flushed: %v", res.err)
+			default:
+			}
+			close(release)
+			res := <-done
+			want := []sent{before}
+			if failIt {
+				if !errors.Is(res.err, errFlushFailed) {
+					t.Fatalf("commit over a failed flush: %v, want errFlushFailed", res.err)
+				}
+			} else {
+				if res.err != nil {
+					t.Fatal(res.err)
+				}
+				want = append(want, res.m)
+			}
+			holdFirst.Store(false)
+			after, err := write(t, r.sp, 3000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, after)
+			checkMoved(t, r.store, settle(t, r.q, len(want)), want)
+			r.stop(t)
+		})
+	}
+}
