@@ -38,8 +38,9 @@ type Options struct {
 	// and deletes segments it no longer needs. Default 10s.
 	CheckpointEvery time.Duration
 	Logger          *slog.Logger
-	// sync replaces fdatasync in tests.
-	sync func(*os.File) error
+	// sync replaces fdatasync in tests, and writeAt the file's WriteAt.
+	sync    func(*os.File) error
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
 }
 
 // ErrClosed is returned by writes after Close.
@@ -75,8 +76,16 @@ type Spool struct {
 	durable  Pos              // everything before is on disk
 	reached  Pos              // flushed, but an earlier segment's last flush may still run
 	rounds   []*round         // flushes in progress
-	users    map[*os.File]int // flushes in progress per file; a sealed file closes at 0
-	gen      uint64           // bumped by a failed flush
+	users    map[*os.File]int // flushes and writes in progress per file; a sealed file closes at 0
+	// writing holds the start of every write in progress: frames are
+	// written outside the lock, at offsets reserved under it, and a flush
+	// covers only what lies before the first one still being written.
+	writing []Pos
+	// sealing holds segments rotated away from whose last flush waits for
+	// their writes in progress to end.
+	sealing []sealingSeg
+	wake    chan struct{} // closed and replaced when a write or flush ends
+	gen     uint64        // bumped by a failed flush
 	// sealed says the current segment was cut after a failed flush and
 	// takes no more writes; the next write starts a new one first.
 	sealed  bool
@@ -88,6 +97,12 @@ type Spool struct {
 	cut map[uint64]int64
 
 	moved chan struct{} // tells the mover that durable advanced
+}
+
+// sealingSeg is a full segment whose last flush has not started yet.
+type sealingSeg struct {
+	f   *os.File
+	end Pos
 }
 
 // round is one fdatasync of the log: every frame written before it started
@@ -118,6 +133,9 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if opts.sync == nil {
 		opts.sync = fdatasync
 	}
+	if opts.writeAt == nil {
+		opts.writeAt = (*os.File).WriteAt
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -133,6 +151,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		dir: dir, opts: opts, log: opts.Logger,
 		aborted: map[string]Pos{}, cut: map[uint64]int64{}, users: map[*os.File]int{},
 		moved:    make(chan struct{}, 1),
+		wake:     make(chan struct{}),
 		firstNew: next,
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, headerLen+opts.ChunkBytes+4<<10); return &b }
@@ -189,14 +208,60 @@ func (s *Spool) openSegment(seg uint64) error {
 // before it ends (see advanceLocked). If the new file cannot be made (a
 // full disk), writes go on in this segment.
 func (s *Spool) rotate() error {
-	sealed := s.seg
-	s.startRoundLocked()
-	s.cut[sealed] = s.off
+	old, end := s.f, Pos{Seg: s.seg, Off: s.off}
+	s.cut[end.Seg] = end.Off
+	s.users[old]++ // held by the sealing entry
 	if err := s.switchSegment(); err != nil {
-		delete(s.cut, sealed)
+		s.users[old]--
+		delete(s.cut, end.Seg)
 		return err
 	}
+	s.sealing = append(s.sealing, sealingSeg{f: old, end: end})
+	s.startSealingRounds()
 	return nil
+}
+
+// startSealingRounds starts the last flush of each full segment whose
+// writes have all ended.
+func (s *Spool) startSealingRounds() {
+	s.sealing = slices.DeleteFunc(s.sealing, func(sg sealingSeg) bool {
+		if slices.ContainsFunc(s.writing, func(w Pos) bool { return w.Seg == sg.end.Seg }) {
+			return false
+		}
+		s.startRound(sg.f, sg.end)
+		s.release(sg.f)
+		return true
+	})
+}
+
+// release drops one use of f, closing it if it is no longer the current
+// segment and nothing uses it.
+func (s *Spool) release(f *os.File) {
+	s.users[f]--
+	if s.users[f] == 0 {
+		delete(s.users, f)
+		if f != s.f {
+			s.closeSealed(f)
+		}
+	}
+}
+
+// writtenEnd is where the current segment's first write in progress
+// starts, or its end: everything before it is written.
+func (s *Spool) writtenEnd() int64 {
+	end := s.off
+	for _, w := range s.writing {
+		if w.Seg == s.seg && w.Off < end {
+			end = w.Off
+		}
+	}
+	return end
+}
+
+// broadcastLocked wakes every waiter to look again.
+func (s *Spool) broadcastLocked() {
+	close(s.wake)
+	s.wake = make(chan struct{})
 }
 
 // failFlushLocked handles a failed flush. Linux may drop the pages a failed
@@ -217,6 +282,10 @@ func (s *Spool) failFlushLocked(err error) {
 			s.cut[seg] = off
 		}
 	}
+	for _, sg := range s.sealing {
+		s.release(sg.f) // cut above: its last flush would vouch for nothing
+	}
+	s.sealing = nil
 	s.sealed = true
 	if err := s.unseal(); err != nil {
 		s.log.Warn("spool: cannot start a new segment yet; refusing mail until one can be made", slog.String("error", err.Error()))
@@ -261,20 +330,23 @@ func (s *Spool) rotateIfAtLeast(n int64) {
 }
 
 // append writes one or more whole frames for message id. It returns the
-// position after them.
+// position after them. The write itself runs outside the lock, at an offset
+// reserved under it, so sessions copy their bytes into the log in parallel.
 func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return Pos{}, ErrClosed
 	}
 	if !*started {
 		*started, *gen = true, s.gen
 	} else if *gen != s.gen {
+		s.mu.Unlock()
 		return Pos{}, errFlushFailed
 	}
 	if s.sealed {
 		if err := s.unseal(); err != nil {
+			s.mu.Unlock()
 			return Pos{}, fmt.Errorf("spool: start a new segment: %w", err)
 		}
 	}
@@ -283,13 +355,34 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 			s.log.Warn("spool: cannot start a new segment; writing on in this one", slog.String("error", err.Error()))
 		}
 	}
-	// WriteAt at the logical end: a write that fails part way leaves its
-	// bytes past the end, where the next frame overwrites them.
-	if _, err := s.f.WriteAt(frames, s.off); err != nil {
+	f, at := s.f, Pos{Seg: s.seg, Off: s.off}
+	end := Pos{Seg: at.Seg, Off: at.Off + int64(len(frames))}
+	s.off = end.Off
+	s.writing = append(s.writing, at)
+	s.users[f]++
+	s.mu.Unlock()
+
+	_, err := s.opts.writeAt(f, frames, at.Off)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writing = slices.DeleteFunc(s.writing, func(w Pos) bool { return w == at })
+	defer s.broadcastLocked()
+	if err != nil {
+		if at.Seg == s.seg && s.off == end.Off && !s.sealed {
+			// The last write: the next frame overwrites what it left.
+			s.off = at.Off
+		} else if !s.closed && *gen == s.gen {
+			// Frames after these were reserved: a reader would stop at
+			// the broken one, so they all fail.
+			s.failFlushLocked(err)
+		}
+		s.release(f)
 		return Pos{}, fmt.Errorf("spool: write: %w", err)
 	}
-	s.off += int64(len(frames))
-	return Pos{Seg: s.seg, Off: s.off}, nil
+	s.release(f)
+	s.startSealingRounds()
+	return end, nil
 }
 
 // maxRounds bounds the flushes in progress at once. Concurrent fdatasyncs
@@ -315,6 +408,7 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 			s.mu.Unlock()
 			return nil
 		}
+		wait := s.wake // something changes: a write or a flush ends
 		var cover *round
 		for _, r := range s.rounds {
 			if !r.target.Less(end) {
@@ -324,17 +418,16 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 		}
 		switch {
 		case cover != nil:
-		case !s.reached.Less(end) && len(s.rounds) > 0:
-			// Flushed; an earlier segment's last flush still runs.
-			cover = s.rounds[0]
-		case len(s.rounds) < maxRounds:
-			cover = s.startRoundLocked()
+			wait = cover.done
+		case end.Seg == s.seg && s.writtenEnd() >= end.Off && s.reached.Less(end) && len(s.rounds) < maxRounds:
+			wait = s.startRoundLocked().done
 		default:
-			cover = s.rounds[0] // wait for a slot
+			// An earlier write or segment is still in progress, or every
+			// flush slot is taken.
 		}
 		s.mu.Unlock()
 		select {
-		case <-cover.done:
+		case <-wait:
 		case <-ctx.Done():
 			s.mu.Lock()
 			if !s.durable.Less(end) && s.gen == gen {
@@ -352,7 +445,11 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 // startRoundLocked starts a flush of everything written so far. It runs on
 // its own goroutine so that a waiter can give up on a stalled disk.
 func (s *Spool) startRoundLocked() *round {
-	r := &round{f: s.f, target: Pos{Seg: s.seg, Off: s.off}, gen: s.gen, done: make(chan struct{})}
+	return s.startRound(s.f, Pos{Seg: s.seg, Off: s.writtenEnd()})
+}
+
+func (s *Spool) startRound(f *os.File, target Pos) *round {
+	r := &round{f: f, target: target, gen: s.gen, done: make(chan struct{})}
 	s.rounds = append(s.rounds, r)
 	s.users[r.f]++
 	go s.flush(r)
@@ -365,13 +462,8 @@ func (s *Spool) flush(r *round) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rounds = slices.DeleteFunc(s.rounds, func(x *round) bool { return x == r })
-	s.users[r.f]--
-	if s.users[r.f] == 0 {
-		delete(s.users, r.f)
-		if r.f != s.f {
-			s.closeSealed(r.f)
-		}
-	}
+	s.release(r.f)
+	defer s.broadcastLocked()
 	switch {
 	case r.gen != s.gen:
 		// A flush failed since this one began: past the cuts, its frames
@@ -392,6 +484,11 @@ func (s *Spool) flush(r *round) {
 func (s *Spool) advanceLocked() {
 	for _, r := range s.rounds {
 		if r.gen == s.gen && r.target.Seg < s.reached.Seg {
+			return
+		}
+	}
+	for _, sg := range s.sealing {
+		if sg.end.Seg < s.reached.Seg {
 			return
 		}
 	}
@@ -506,8 +603,9 @@ func (s *Spool) Close() error {
 		return nil
 	}
 	s.closed = true
-	for len(s.rounds) > 0 {
-		ch := s.rounds[0].done
+	for len(s.rounds) > 0 || len(s.writing) > 0 || len(s.sealing) > 0 {
+		s.startSealingRounds()
+		ch := s.wake
 		s.mu.Unlock()
 		<-ch
 		s.mu.Lock()

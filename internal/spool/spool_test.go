@@ -580,3 +580,76 @@ func TestRotationFlushDoesNotStopWrites(t *testing.T) {
 		})
 	}
 }
+
+// A write that fails while later writes are in progress (their offsets
+// reserved behind it) leaves a broken frame before theirs: every message in
+// flight fails, and exactly the acknowledged ones are moved. After a crash
+// that loses the process's memory of the failure, every acknowledged one is
+// still moved once; a failed one whose frames were whole may be moved too
+// (its client was told 451 and sends it again: a duplicate, never a loss).
+func TestFailedWriteAmongConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	for _, crash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("crash=%v", crash), func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			opts := Options{ChunkBytes: 4096, writeAt: func(f *os.File, b []byte, off int64) (int, error) {
+				if n := calls.Add(1); n%97 == 0 {
+					// Half a frame reaches the file, as a failing disk may leave it.
+					f.WriteAt(b[:len(b)/2], off)
+					return len(b) / 2, errors.New("injected: EIO")
+				}
+				time.Sleep(time.Duration(calls.Load()%3) * 100 * time.Microsecond) // let writes overlap
+				return f.WriteAt(b, off)
+			}}
+			dir := t.TempDir()
+			r := openRig(t, dir, opts, nil)
+			if !crash {
+				r.start(t)
+			}
+			var mu sync.Mutex
+			var acked []sent
+			var failed atomic.Int32
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for i := range 15 {
+						m, err := write(t, r.sp, 2000+i*1500)
+						if err != nil {
+							failed.Add(1)
+							continue
+						}
+						mu.Lock()
+						acked = append(acked, m)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if failed.Load() == 0 || len(acked) == 0 {
+				t.Fatalf("%d failed, %d acknowledged: the injection did not bite", failed.Load(), len(acked))
+			}
+			t.Logf("%d acknowledged, %d failed", len(acked), failed.Load())
+			if crash {
+				// Nothing moved yet; the process dies and a new one replays.
+				r.closeFiles(t)
+				r = openRig(t, dir, Options{}, nil)
+				r.start(t)
+			}
+			jobs := settle(t, r.q, len(acked))
+			if crash {
+				extra := len(jobs) - len(acked)
+				if extra < 0 || extra > int(failed.Load()) {
+					t.Fatalf("%d jobs for %d acknowledged and %d failed", len(jobs), len(acked), failed.Load())
+				}
+				ackedJobs := map[string]int{}
+				for _, m := range acked {
+					ackedJobs[m.id] = jobs[m.id]
+				}
+				jobs = ackedJobs
+			}
+			checkMoved(t, r.store, jobs, acked)
+			r.stop(t)
+		})
+	}
+}
