@@ -385,12 +385,13 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 	return end, nil
 }
 
-// maxRounds bounds the flushes in progress at once. Concurrent fdatasyncs
-// of one file are merged by the filesystem into one journal commit (ext4,
-// XFS), so a writer that no running flush covers starts its own at once
-// instead of waiting for the running one to end and then paying a whole
-// flush more; the bound keeps batching on a device that would not merge.
-const maxRounds = 4
+// maxRounds bounds the flushes in progress at once. A writer that no running
+// flush covers starts its own at once instead of waiting for the running one
+// to end and then paying a whole flush more; but each flush in progress
+// splits the batch. Measured on ext4 (BENCHMARKS.md): 2 gives the most at 10
+// sessions (about 10% over 4, a third over 1); at 50 sessions one flush at a
+// time batches best and 2 sits between, with the tail within 2x either way.
+const maxRounds = 2
 
 // waitDurable returns once everything before end is on disk, sharing
 // flushes with concurrent writers. If ctx ends first, the message is
