@@ -19,19 +19,26 @@ import (
 
 // A large message is parsed without ever being held whole. enmime keeps every
 // part's bytes in memory, so instead of the message it is given a skeleton:
-// the message's header and MIME structure with the small parts as they are,
-// body parts cut at a cap, and every other large leaf part left empty and
-// marked. The skeleton goes through the usual Parse, so the tree, text
-// selection, names and errors come from enmime as for any message; a second
-// pass over the stored message then decodes each marked part that became an
-// attachment straight into the store (or inline, when small), hashing and
-// sniffing it on the way. Memory is bounded by the skeleton cap, whatever
-// the message size.
+// the message's header and MIME structure, every leaf part marked with its
+// ordinal, small leaves as they are, text bodies cut at a cap, and other
+// large leaves left empty. The skeleton goes through the usual Parse, so the
+// tree, text selection, names and errors come from enmime as for any
+// message; a second pass over the stored message then decodes each part not
+// held whole that became an attachment straight into the store (or inline,
+// when small), hashing and sniffing it on the way. Memory is bounded by the
+// skeleton cap, whatever the message size.
+//
+// One difference is deliberate: enmime converts a text attachment it holds
+// to UTF-8; an attachment decoded by the second pass keeps the bytes it was
+// sent with (transfer encoding removed), as a file should.
 //
 // The structure is read with the standard library's multipart reader. A
-// message that reader does not follow cleanly (a level without parts, a bad
-// delimiter, a header it refuses) is parsed the usual way instead, so an
-// irregular message gets enmime's full tolerance at the cost of memory.
+// message it does not follow cleanly (a part header it refuses, a level
+// without parts or without its close) or might split differently from
+// enmime (a delimiter inside a line or with more after it, mixed line ends
+// around delimiters) is parsed the usual way instead: an irregular message
+// gets enmime's full tolerance at the cost of memory. TestLargePath* and
+// FuzzLargePath hold the two paths to the same result.
 
 // largeLimits tunes the large-message path; Config carries the defaults.
 type largeLimits struct {
@@ -148,7 +155,10 @@ func readHeaderBlock(br *bufio.Reader, max int) ([]byte, error) {
 	var block []byte
 	for {
 		line, err := br.ReadSlice('\n')
-		if string(line) == "\n" || string(line) == "\r\n" {
+		// Only a whole line can be the empty one: a line longer than the
+		// buffer comes in pieces.
+		atStart := len(block) == 0 || block[len(block)-1] == '\n'
+		if atStart && (string(line) == "\n" || string(line) == "\r\n") {
 			return block, nil
 		}
 		block = append(block, line...)

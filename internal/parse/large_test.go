@@ -415,3 +415,17 @@ func FuzzLargePath(f *testing.F) {
 		}
 	})
 }
+
+// A header line longer than the reader's buffer does not end the header
+// where a piece of it happens to end.
+func TestLargePathLongHeaderLine(t *testing.T) {
+	t.Parallel()
+	// A line of exactly one buffer before its CRLF: the CRLF comes alone.
+	long := "X-Long: " + strings.Repeat("a", 32<<10-len("X-Long: ")) + "\r\n"
+	raw := []byte("Subject: long\r\n" + long + "X-After: 1\r\nContent-Type: text/plain\r\n\r\nbody\r\n")
+	whole := handled(t, newHarnessCfg(t, Config{InlineAttachmentMax: testInlineMax}), raw)
+	large := handled(t, newHarnessCfg(t, largeCfg()), raw)
+	if len(large.Headers) != 4 || large.Text != "body\r\n" || !reflect.DeepEqual(large, whole) {
+		t.Errorf("large path: %d headers, text %q; whole parse: %d headers, text %q", len(large.Headers), large.Text, len(whole.Headers), whole.Text)
+	}
+}
