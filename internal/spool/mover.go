@@ -50,6 +50,11 @@ const markKey = "spool"
 // streams the rest to the store.
 const memLimit = 256 << 10
 
+// maxBatch bounds the jobs queued in one transaction. Catching up after a
+// burst (tens of thousands of small messages) in one batch held every job
+// and the whole write transaction in memory: 230 MiB for 40,000 messages.
+const maxBatch = 1000
+
 // Mover copies committed messages from the log into the store and their
 // jobs into the queue. Its progress is two positions, kept in the queue
 // file: applied (every commit before it has its job queued; moved
@@ -341,6 +346,12 @@ func (m *Mover) read(ctx context.Context, n int64, sealed bool) error {
 		m.pos.Off += fr.size
 		if m.seen.Less(m.pos) {
 			m.seen = m.pos
+		}
+		if len(m.jobs) >= maxBatch {
+			// Every job before m.pos is in the batch: a consistent mark.
+			if err := m.flushJobs(ctx); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -652,4 +653,55 @@ func TestFailedWriteAmongConcurrentWrites(t *testing.T) {
 			r.stop(t)
 		})
 	}
+}
+
+// batchSizes records the size of every batch the mover queues.
+type batchSizes struct {
+	Queue
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batchSizes) SendBatch(ctx context.Context, bodies [][]byte, mark *fsqueue.Mark) error {
+	b.mu.Lock()
+	b.sizes = append(b.sizes, len(bodies))
+	b.mu.Unlock()
+	return b.Queue.SendBatch(ctx, bodies, mark)
+}
+
+// Catching up on a large backlog queues its jobs in bounded batches, each
+// once.
+func TestMoverQueuesBacklogInBoundedBatches(t *testing.T) {
+	t.Parallel()
+	opts := Options{sync: func(*os.File) error { return nil }} // durability is not what this tests
+	r := openRig(t, t.TempDir(), opts, nil)
+	rec := &batchSizes{Queue: r.q}
+	r.mv = NewMover(r.sp, r.put, rec, r.db)
+	const n = 2*maxBatch + 345
+	var msgs []sent
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			for range n / 10 {
+				m, err := write(t, r.sp, 100)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				msgs = append(msgs, m)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	r.start(t) // the whole backlog is durable before the mover starts
+	checkMoved(t, r.store, settle(t, r.q, len(msgs)), msgs)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.sizes) < 3 || slices.Max(rec.sizes) > maxBatch {
+		t.Errorf("batches of %v jobs; want at most %d each", rec.sizes, maxBatch)
+	}
+	r.stop(t)
 }
