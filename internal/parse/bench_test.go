@@ -3,14 +3,12 @@ package parse
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/postern"
-	"github.com/postern/postern/internal/route"
 )
 
 // benchText is a 10 KiB text message: the common case, a device's report.
@@ -117,20 +115,8 @@ func BenchmarkHandleLarge(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			table, err := route.New(testRules)
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := New(Config{StreamAbove: bc.above}, store, table, Outbox{Webhook: &recorder{}, Relay: &recorder{}, DSN: &recorder{}}, nil)
-			id := postern.NewMsgID()
+			h, _, body := storedJob(b, Config{StreamAbove: bc.above}, store, raw, nil)
 			ctx := context.Background()
-			if err := store.Put(ctx, id.RawKey(), bytes.NewReader(raw), nil); err != nil {
-				b.Fatal(err)
-			}
-			body, _ := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: postern.Envelope{
-				V: postern.EnvelopeVersion, ID: id, Sender: "scan@example.com", Size: int64(len(raw)),
-				Recipients: []postern.Recipient{{Addr: "ops@example.com"}},
-			}})
 			b.SetBytes(int64(len(raw)))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/route"
@@ -169,6 +170,29 @@ func largeMessage(n int) (raw, bin, csv []byte) {
 	return b.Bytes(), bin, csv
 }
 
+// storedJob puts raw into store and returns a stage on it (routes
+// testRules, recording queues) with the ParseJob that names the message.
+func storedJob(tb testing.TB, cfg Config, store blob.Store, raw []byte, log *slog.Logger) (*Handler, postern.MsgID, []byte) {
+	tb.Helper()
+	table, err := route.New(testRules)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := New(cfg, store, table, Outbox{Webhook: &recorder{}, Relay: &recorder{}, DSN: &recorder{}}, log)
+	id := postern.NewMsgID()
+	if err := store.Put(context.Background(), id.RawKey(), bytes.NewReader(raw), nil); err != nil {
+		tb.Fatal(err)
+	}
+	body, err := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: postern.Envelope{
+		V: postern.EnvelopeVersion, ID: id, Sender: "scan@example.com", Size: int64(len(raw)),
+		Recipients: []postern.Recipient{{Addr: "ops@example.com"}},
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h, id, body
+}
+
 // A large message costs the stage a bounded amount of memory, not its size,
 // and its attachments come out whole. Not parallel: allocation is measured
 // process-wide.
@@ -178,21 +202,9 @@ func TestLargeMessageParsedInBoundedMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, err := route.New(testRules)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &logWriter{t: t}
-	h := New(Config{}, store, table, Outbox{Webhook: &recorder{}, Relay: &recorder{}, DSN: &recorder{}}, slog.New(slog.NewJSONHandler(logs, nil)))
-	id := postern.NewMsgID()
+	h, id, body := storedJob(t, Config{}, store, raw, slog.New(slog.NewJSONHandler(logs, nil)))
 	ctx := context.Background()
-	if err := store.Put(ctx, id.RawKey(), bytes.NewReader(raw), nil); err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: postern.Envelope{
-		V: postern.EnvelopeVersion, ID: id, Sender: "scan@example.com", Size: int64(len(raw)),
-		Recipients: []postern.Recipient{{Addr: "ops@example.com"}},
-	}})
 
 	runtime.GC()
 	var before, after runtime.MemStats

@@ -124,6 +124,31 @@ func write(t *testing.T, sp *Spool, n int) (sent, error) {
 }
 
 // writeMany commits n messages with sizes from size(i).
+// writeConcurrently commits perSession messages from each of sessions
+// goroutines; size gives the size of session c's i-th message.
+func writeConcurrently(t *testing.T, sp *Spool, sessions, perSession int, size func(c, i int) int) []sent {
+	t.Helper()
+	var mu sync.Mutex
+	var msgs []sent
+	var wg sync.WaitGroup
+	for c := range sessions {
+		wg.Go(func() {
+			for i := range perSession {
+				m, err := write(t, sp, size(c, i))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				msgs = append(msgs, m)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return msgs
+}
+
 func writeMany(t *testing.T, sp *Spool, n int, size func(i int) int) []sent {
 	t.Helper()
 	var msgs []sent
@@ -240,24 +265,7 @@ func TestConcurrentMessagesMoveWholeAndOnce(t *testing.T) {
 	t.Parallel()
 	r := openRig(t, t.TempDir(), Options{SegmentBytes: 1 << 20}, nil)
 	r.start(t)
-	var mu sync.Mutex
-	var msgs []sent
-	var wg sync.WaitGroup
-	for c := range 8 {
-		wg.Go(func() {
-			for i := range 12 {
-				m, err := write(t, r.sp, sizes[(c+i)%len(sizes)])
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				msgs = append(msgs, m)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	msgs := writeConcurrently(t, r.sp, 8, 12, func(c, i int) int { return sizes[(c+i)%len(sizes)] })
 	jobs := waitJobs(t, r.q, len(msgs))
 	checkMoved(t, r.store, jobs, msgs)
 	r.stop(t)
@@ -677,25 +685,7 @@ func TestMoverQueuesBacklogInBoundedBatches(t *testing.T) {
 	r := openRig(t, t.TempDir(), opts, nil)
 	rec := &batchSizes{Queue: r.q}
 	r.mv = NewMover(r.sp, r.put, rec, r.db)
-	const n = 2*maxBatch + 345
-	var msgs []sent
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for range 10 {
-		wg.Go(func() {
-			for range n / 10 {
-				m, err := write(t, r.sp, 100)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				msgs = append(msgs, m)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
+	msgs := writeConcurrently(t, r.sp, 10, (2*maxBatch+345)/10, func(int, int) int { return 100 })
 	r.start(t) // the whole backlog is durable before the mover starts
 	checkMoved(t, r.store, settle(t, r.q, len(msgs)), msgs)
 	rec.mu.Lock()
