@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"mime/quotedprintable"
+
+	"github.com/postern/postern/internal/readerr"
 )
 
 // The second pass of the large-message path decodes a part's transfer
@@ -20,14 +22,14 @@ const maxStrayReports = 10
 
 // partDecoder decodes one part's body.
 type partDecoder struct {
-	src       *trapReader // the encoded bytes; keeps their read error apart
+	src       *readerr.Reader // the encoded bytes; keeps their read error apart
 	dec       io.Reader
 	b64       *base64Filter
 	decodeErr error // the first decode error; the part ends there
 }
 
 func newPartDecoder(body io.Reader, cte string) *partDecoder {
-	d := &partDecoder{src: &trapReader{r: body}}
+	d := &partDecoder{src: &readerr.Reader{R: body}}
 	switch cte {
 	case "base64":
 		d.b64 = &base64Filter{r: d.src}
@@ -48,8 +50,8 @@ func (d *partDecoder) Read(p []byte) (int, error) {
 	switch {
 	case err == nil, errors.Is(err, io.EOF):
 		return n, err
-	case d.src.err != nil:
-		return n, d.src.err // the store's error, not the encoding's
+	case d.src.Err != nil:
+		return n, d.src.Err // the store's error, not the encoding's
 	default:
 		d.decodeErr = err
 		return n, io.EOF
@@ -68,20 +70,6 @@ func (d *partDecoder) problems() []error {
 		}
 	}
 	return out
-}
-
-// trapReader remembers the error of the reader under a decoder.
-type trapReader struct {
-	r   io.Reader
-	err error
-}
-
-func (t *trapReader) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	if err != nil && !errors.Is(err, io.EOF) {
-		t.err = err
-	}
-	return n, err
 }
 
 // base64Filter passes on the base64 alphabet only. White space and '=' are

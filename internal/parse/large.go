@@ -15,6 +15,7 @@ import (
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/jhillyerd/enmime/v2/mediatype"
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/readerr"
 )
 
 // A large message is parsed without ever being held whole. enmime keeps every
@@ -108,15 +109,15 @@ func (e *stageError) Unwrap() error { return e.err }
 // Errors: a read error of r itself, a *limitError, a leaf function's
 // stageError, or else errIrregular for what the multipart reader refused.
 func walkMessage(r io.Reader, cfg Config, out io.Writer, leaf leafFunc) (header []byte, size int64, nul bool, err error) {
-	src := &trapReader{r: r}
+	src := &readerr.Reader{R: r}
 	cr := &countReader{r: io.LimitReader(src, cfg.MaxMessageBytes+1)}
 	defer func() {
 		var limit *limitError
 		var own *stageError
 		switch {
 		case err == nil, errors.As(err, &limit), errors.Is(err, errIrregular):
-		case src.err != nil:
-			err = src.err
+		case src.Err != nil:
+			err = src.Err
 		case errors.As(err, &own):
 			err = own.err
 		default:

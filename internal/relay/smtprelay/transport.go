@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/readerr"
 	"github.com/postern/postern/internal/relay"
 )
 
@@ -115,11 +116,11 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		return res, nil
 	}
 	s.dataDeadline()
-	body := &readErrs{r: m.Body}
+	body := &readerr.Reader{R: m.Body} // a store failure (ours) apart from the smarthost's
 	if _, err := io.Copy(w, body); err != nil {
-		if body.err != nil {
+		if body.Err != nil {
 			// Closing the connection mid-DATA aborts the transaction.
-			return nil, fmt.Errorf("smtprelay: read message %s: %w", m.ID, body.err)
+			return nil, fmt.Errorf("smtprelay: read message %s: %w", m.ID, body.Err)
 		}
 		set(accepted, failure(err, phaseSession))
 		return res, nil
@@ -302,21 +303,6 @@ func okReply(text string) relay.Reply {
 		r.Status, r.Text = code, code+" "+strings.Join(strings.Fields(rest), " ")
 	}
 	return r
-}
-
-// readErrs remembers an error from the message reader, to tell a store
-// failure (ours) from a network failure (the smarthost's).
-type readErrs struct {
-	r   io.Reader
-	err error
-}
-
-func (r *readErrs) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		r.err = err
-	}
-	return n, err
 }
 
 func badAddr(a string) bool { return strings.ContainsAny(a, "\r\n<>\x00") }
