@@ -82,7 +82,8 @@ func NewServer(t testing.TB, o Options) *Server {
 	srv.MaxRecipients = 100
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
-	srv.ErrorLog = testLogger{t}
+	logger := &testLogger{t: t}
+	srv.ErrorLog = logger
 	var ln net.Listener
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -106,6 +107,9 @@ func NewServer(t testing.TB, o Options) *Server {
 		// Close misses a listener Serve has not registered yet.
 		ln.Close()
 		<-done
+		// A connection's goroutine may still log its end after Close;
+		// logging through t once the test has ended is a race.
+		logger.stop()
 	})
 	return s
 }
@@ -253,10 +257,34 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 	return nil, false, errors.New("unexpected AUTH LOGIN response")
 }
 
-type testLogger struct{ t testing.TB }
+// testLogger sends go-smtp's log lines to the test's log until stop.
+type testLogger struct {
+	t       testing.TB
+	mu      sync.Mutex
+	stopped bool
+}
 
-func (l testLogger) Printf(format string, v ...any) { l.t.Logf("relaytest smtp: "+format, v...) }
-func (l testLogger) Println(v ...any)               { l.t.Log(append([]any{"relaytest smtp:"}, v...)...) }
+func (l *testLogger) Printf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.t.Logf("relaytest smtp: "+format, v...)
+	}
+}
+
+func (l *testLogger) Println(v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.stopped {
+		l.t.Log(append([]any{"relaytest smtp:"}, v...)...)
+	}
+}
+
+func (l *testLogger) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+}
 
 // Lines splits data on CRLF, for assertions on what the server received.
 func Lines(data []byte) []string { return strings.Split(string(data), "\r\n") }
