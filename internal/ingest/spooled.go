@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/postern/postern/internal/blob"
@@ -21,14 +20,11 @@ import (
 type Spooled struct {
 	spool *spool.Spool
 	log   *slog.Logger
-	bufs  sync.Pool // *[]byte
 }
 
 // NewSpooled returns an ingester writing to s.
 func NewSpooled(s *spool.Spool, log *slog.Logger) *Spooled {
-	in := &Spooled{spool: s, log: log}
-	in.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
-	return in
+	return &Spooled{spool: s, log: log}
 }
 
 // Accept has Ingester.Accept's contract.
@@ -39,10 +35,8 @@ func (in *Spooled) Accept(ctx context.Context, env *postern.Envelope, body io.Re
 		return err
 	}
 	cr := &countingReader{r: body, h: sha256.New()}
-	buf := in.bufs.Get().(*[]byte)
-	_, err = io.CopyBuffer(m, blob.ContextReader(ctx, cr), *buf)
-	in.bufs.Put(buf)
-	if err != nil {
+	// The message reads straight into the spool's chunk buffer (Msg.ReadFrom).
+	if _, err := io.Copy(m, blob.ContextReader(ctx, cr)); err != nil {
 		m.Abort()
 		return fmt.Errorf("spool raw %s: %w", env.ID, err)
 	}

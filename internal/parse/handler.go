@@ -175,7 +175,7 @@ func (h *Handler) fillMarked(ctx context.Context, p *postern.Parsed, sk *skeleto
 	want := make(map[int]int) // leaf ordinal -> attachment index
 	for i, m := range marks {
 		if m >= 0 {
-			want[sk.marked[m].leaf] = i
+			want[m] = i
 		}
 	}
 	if len(want) == 0 {

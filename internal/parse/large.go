@@ -70,10 +70,10 @@ const partMarker = "X-Postern-Skeleton-Part"
 // message is parsed whole instead.
 var errIrregular = errors.New("irregular MIME structure")
 
-// markedPart is a leaf part of the skeleton.
+// markedPart is a leaf part of the skeleton; skeleton.marked holds them in
+// tree order, so a part's index is its leaf ordinal and its marker.
 type markedPart struct {
 	whole bool   // the skeleton holds all of it; nothing to fill in
-	leaf  int    // ordinal among the message's leaf parts, in tree order
 	mtype string // its media type, lower case
 	cte   string // its Content-Transfer-Encoding, lower case
 	cut   bool   // a body part kept in part; false: left out entirely
@@ -432,14 +432,14 @@ func buildSkeleton(r io.Reader, cfg Config) (*skeleton, error) {
 		// Every leaf is marked (the marker is written before its size is
 		// known); only the ones not held whole are looked up.
 		out.Write(header)
-		out.WriteString(partMarker + ": " + strconv.Itoa(len(sk.marked)) + "\r\n\r\n")
+		out.WriteString(partMarker + ": " + strconv.Itoa(leaf) + "\r\n\r\n") // == len(sk.marked)
 		start := out.Len()
 		n, err := out.ReadFrom(io.LimitReader(body, int64(keep)+1))
 		if err != nil {
 			return err
 		}
 		if n <= int64(keep) {
-			sk.marked = append(sk.marked, markedPart{leaf: leaf, whole: true})
+			sk.marked = append(sk.marked, markedPart{whole: true})
 			budget -= int(n)
 			return nil
 		}
@@ -451,7 +451,7 @@ func buildSkeleton(r io.Reader, cfg Config) (*skeleton, error) {
 		}
 		out.Truncate(start + cut)
 		budget -= cut
-		sk.marked = append(sk.marked, markedPart{leaf: leaf, mtype: mtype, cte: cte, cut: isBody})
+		sk.marked = append(sk.marked, markedPart{mtype: mtype, cte: cte, cut: isBody})
 		return nil
 	}
 	header, size, nul, err := walkMessage(r, cfg, &out, leaf)

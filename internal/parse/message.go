@@ -60,20 +60,24 @@ func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, mark
 			marks = nil
 		}
 	}()
-	header, size, nul := splitHeader(raw), int64(len(raw)), bytes.IndexByte(raw, 0) >= 0
-	if sk != nil {
-		header, size, nul = sk.header, sk.size, sk.nul
+	var header []byte
+	var size int64
+	var nul bool
+	var limit error
+	if sk == nil {
+		header, size, nul = splitHeader(raw), int64(len(raw)), bytes.IndexByte(raw, 0) >= 0
+	} else {
+		header, size, nul, limit = sk.header, sk.size, sk.nul, sk.limit
 	}
 	headerFacts(p, readFields(header))
 	if nul {
 		p.Errors = append(p.Errors, warning(ErrNameNUL, "NUL bytes in the message are given as U+FFFD in headers, names and bodies; attachments keep theirs"))
 	}
-	limit := checkLimits(raw, size, cfg)
-	if sk != nil && sk.limit != nil {
-		limit = sk.limit
+	if limit == nil {
+		limit = checkLimits(raw, size, cfg)
 	}
-	if err := limit; err != nil {
-		p.Errors = append(p.Errors, severe(ErrNameLimit, err.Error()+"; body not parsed, headers only"))
+	if limit != nil {
+		p.Errors = append(p.Errors, severe(ErrNameLimit, limit.Error()+"; body not parsed, headers only"))
 	} else {
 		marks = parseBody(p, raw, cfg, sk)
 	}

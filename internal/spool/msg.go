@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"io"
 )
 
 // Msg writes one message into the log: Write its bytes, then Commit or
@@ -44,6 +45,32 @@ func (m *Msg) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// ReadFrom reads r straight into the chunk buffer, saving io.Copy a copy of
+// every byte through a buffer of its own.
+func (m *Msg) ReadFrom(r io.Reader) (int64, error) {
+	if m.done {
+		return 0, fmt.Errorf("spool: write to a finished message")
+	}
+	var n int64
+	for {
+		full := headerLen + m.s.opts.ChunkBytes
+		k, err := r.Read((*m.buf)[len(*m.buf):full])
+		*m.buf = (*m.buf)[:len(*m.buf)+k]
+		n += int64(k)
+		if len(*m.buf) == full {
+			if ferr := m.flushChunk(); ferr != nil {
+				return n, ferr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 func (m *Msg) flushChunk() error {

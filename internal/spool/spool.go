@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -84,7 +85,7 @@ type Spool struct {
 	// sealing holds segments rotated away from whose last flush waits for
 	// their writes in progress to end.
 	sealing []sealingSeg
-	wake    chan struct{} // closed and replaced when a write or flush ends
+	wake    chan struct{} // closed and replaced when a flush or the earliest write ends
 	gen     uint64        // bumped by a failed flush
 	// sealed says the current segment was cut after a failed flush and
 	// takes no more writes; the next write starts a new one first.
@@ -367,7 +368,12 @@ func (s *Spool) append(frames []byte, gen *uint64, started *bool) (Pos, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.writing = slices.DeleteFunc(s.writing, func(w Pos) bool { return w == at })
-	defer s.broadcastLocked()
+	// Waiters on s.wake need the written part of a segment to grow (or a
+	// segment's last write to end), which only the earliest write in
+	// progress can do; waking them for every other write is wasted work.
+	if err != nil || !slices.ContainsFunc(s.writing, func(w Pos) bool { return w.Seg == at.Seg && w.Off < at.Off }) {
+		defer s.broadcastLocked()
+	}
 	if err != nil {
 		if at.Seg == s.seg && s.off == end.Off && !s.sealed {
 			// The last write: the next frame overwrites what it left.
@@ -409,7 +415,7 @@ func (s *Spool) waitDurable(ctx context.Context, id string, end Pos, gen uint64)
 			s.mu.Unlock()
 			return nil
 		}
-		wait := s.wake // something changes: a write or a flush ends
+		wait := s.wake // something changes: a flush or the earliest write ends
 		var cover *round
 		for _, r := range s.rounds {
 			if !r.target.Less(end) {
@@ -531,11 +537,7 @@ func (s *Spool) isAborted(id string) bool {
 func (s *Spool) abortedIDs() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ids := make([]string, 0, len(s.aborted))
-	for id := range s.aborted {
-		ids = append(ids, id)
-	}
-	return ids
+	return slices.Collect(maps.Keys(s.aborted))
 }
 
 // forgetAborted drops abandoned messages whose frames all lie before cp:

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/postern/postern/internal/blob/fsblob"
@@ -97,6 +98,9 @@ type sent struct {
 }
 
 // write commits one message of size n.
+// viaReadFrom sends every other message through Msg.ReadFrom instead of Write.
+var viaReadFrom atomic.Int32
+
 func write(t *testing.T, sp *Spool, n int) (sent, error) {
 	t.Helper()
 	id := string(postern.NewMsgID())
@@ -106,14 +110,22 @@ func write(t *testing.T, sp *Spool, n int) (sent, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Uneven writes, as a network reader gives.
-	for p := raw; len(p) > 0; {
-		k := min(len(p), 1+len(p)/3, 20000)
-		if _, err := m.Write(p[:k]); err != nil {
+	if viaReadFrom.Add(1)%2 == 0 {
+		// As ingest does: io.Copy into the message, short reads.
+		if _, err := io.Copy(m, iotest.HalfReader(bytes.NewReader(raw))); err != nil {
 			m.Abort()
 			return sent{}, err
 		}
-		p = p[k:]
+	} else {
+		// Uneven writes, as a network reader gives.
+		for p := raw; len(p) > 0; {
+			k := min(len(p), 1+len(p)/3, 20000)
+			if _, err := m.Write(p[:k]); err != nil {
+				m.Abort()
+				return sent{}, err
+			}
+			p = p[k:]
+		}
 	}
 	env, _ := json.Marshal(map[string]string{"id": id})
 	job, _ := json.Marshal(map[string]string{"job": id})
