@@ -31,7 +31,7 @@ type delivery struct {
 func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed) error {
 	env := pj.Envelope
 	now := h.cfg.Now().UTC()
-	lookup := headerLookup(p.Headers)
+	lookup := route.FieldLookup(p.Headers) // the values the gateway decides on at the end of DATA (route.HeaderLookup)
 
 	var deliveries []*delivery
 	byRoute := map[string]*delivery{}

@@ -2,6 +2,8 @@
 // recipient, sender, identity and headers, where the first matching rule wins.
 //
 // The gateway asks Table.Accepts at RCPT time, so a recipient no rule can take
-// is refused there and never needs a bounce; the parse stage asks Table.Match
-// per recipient once the headers are known.
+// is refused there and never needs a bounce. Where header rules exist
+// (Table.HasHeaderRules), it asks Table.AcceptsMessage at the end of DATA with
+// HeaderLookup of the header it received; the parse stage asks Table.Match per
+// recipient with FieldLookup of the parsed headers, which gives the same values.
 package route

@@ -10,8 +10,9 @@ import (
 // Table is an ordered, validated rule list. It is immutable after New and
 // safe for concurrent use.
 type Table struct {
-	rules    []Rule
-	compiled []compiledRule
+	rules       []Rule
+	compiled    []compiledRule
+	headerRules bool // some rule has header conditions
 }
 
 // Meta is what a message offers to matching.
@@ -78,6 +79,9 @@ func New(rules []Rule) (*Table, error) {
 			}
 			c.headers = append(c.headers, headerCond{name: name, pattern: p})
 		}
+		if len(r.Headers) > 0 {
+			t.headerRules = true
+		}
 		t.rules[i] = copyRule(r)
 		t.compiled[i] = c
 	}
@@ -121,6 +125,25 @@ func (t *Table) Accepts(rcpt, sender, identity string) bool {
 		return !reject
 	}
 	return false
+}
+
+// HasHeaderRules reports whether some rule has header conditions. Without
+// one, Accepts already gives Match's answer at RCPT time and the header
+// need not be looked at.
+func (t *Table) HasHeaderRules() bool { return t.headerRules }
+
+// AcceptsMessage reports whether a recipient is routed once the message's
+// header is known: exactly the parse stage's decision, which refuses a
+// recipient that Match finds no rule for or whose rule is a reject rule.
+// header is as in Meta (HeaderLookup builds it from the header bytes the
+// same way the parse stage does); nil means no header, so header rules do
+// not match.
+//
+// A recipient Accepts refuses is refused here for every header: the gateway
+// may accept at RCPT on Accepts and settle at the end of DATA on this.
+func (t *Table) AcceptsMessage(rcpt, sender, identity string, header func(name string) []string) bool {
+	r, ok := t.Match(Meta{Recipient: rcpt, Sender: sender, Identity: identity, Header: header})
+	return ok && r.Target.Kind != KindReject
 }
 
 // Len returns the number of rules.

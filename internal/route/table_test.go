@@ -1,6 +1,8 @@
 package route
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -228,5 +230,147 @@ func TestRuleByName(t *testing.T) {
 	}
 	if n := tb.Names(); len(n) != 2 || n[0] != "a" || n[1] != "b" {
 		t.Fatalf("Names = %v", n)
+	}
+}
+
+// matchDecides is the parse stage's decision (internal/parse/dispatch.go):
+// Match, and a reject rule refuses.
+func matchDecides(tb *Table, rcpt, sender, identity string, header func(string) []string) bool {
+	r, ok := tb.Match(Meta{Recipient: rcpt, Sender: sender, Identity: identity, Header: header})
+	return ok && r.Target.Kind != KindReject
+}
+
+func TestAcceptsMessage(t *testing.T) {
+	t.Parallel()
+	webhook := Target{Kind: KindWebhook}
+	relay := Target{Kind: KindRelay}
+	reject := Target{Kind: KindReject}
+	alarm := map[string][]string{"Subject": {"ALARM zone 3"}}
+	spam := map[string][]string{"Subject": {"buy spam"}}
+	tests := []struct {
+		name   string
+		rules  []Rule
+		rcpt   string
+		header map[string][]string // nil: no header lookup at all
+		want   bool
+	}{
+		{"empty table", nil, "a@x", alarm, false},
+		{"catch-all", []Rule{{Name: "all", Target: webhook}}, "a@x", nil, true},
+		{"header rule takes it", []Rule{
+			{Name: "alarms", Headers: map[string]string{"subject": "alarm*"}, Target: webhook},
+		}, "a@x", alarm, true},
+		{"header rule does not take it, nothing else", []Rule{
+			{Name: "alarms", Headers: map[string]string{"subject": "alarm*"}, Target: webhook},
+		}, "a@x", spam, false},
+		{"no header lookup: header rule never matches", []Rule{
+			{Name: "alarms", Headers: map[string]string{"subject": "*"}, Target: webhook},
+		}, "a@x", nil, false},
+		{"absent header never matches", []Rule{
+			{Name: "alarms", Headers: map[string]string{"X-Zone": "*"}, Target: webhook},
+		}, "a@x", alarm, false},
+		{"header rule misses, later reject", []Rule{
+			{Name: "alarms", Headers: map[string]string{"Subject": "alarm*"}, Target: webhook},
+			{Name: "no", Target: reject},
+		}, "a@x", spam, false},
+		{"header reject matches before catch-all", []Rule{
+			{Name: "spam", Headers: map[string]string{"Subject": "*spam*"}, Target: reject},
+			{Name: "all", Target: relay},
+		}, "a@x", spam, false},
+		{"header reject misses, catch-all takes it", []Rule{
+			{Name: "spam", Headers: map[string]string{"Subject": "*spam*"}, Target: reject},
+			{Name: "all", Target: relay},
+		}, "a@x", alarm, true},
+		{"header rule for another recipient", []Rule{
+			{Name: "alarms", Recipients: []string{"b@x"}, Headers: map[string]string{"Subject": "alarm*"}, Target: webhook},
+		}, "a@x", alarm, false},
+		{"every header condition must hold", []Rule{
+			{Name: "alarms", Headers: map[string]string{"Subject": "alarm*", "X-Zone": "3"}, Target: webhook},
+		}, "a@x", alarm, false},
+		{"some value of a repeated header is enough", []Rule{
+			{Name: "alarms", Headers: map[string]string{"Subject": "alarm*"}, Target: webhook},
+		}, "a@x", map[string][]string{"Subject": {"hello", "alarm"}}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := mustNew(t, tt.rules)
+			var lookup func(string) []string
+			if tt.header != nil {
+				lookup = headers(tt.header)
+			}
+			got := tb.AcceptsMessage(tt.rcpt, "dev@example.com", "printer", lookup)
+			if got != tt.want {
+				t.Errorf("AcceptsMessage = %v, want %v", got, tt.want)
+			}
+			if m := matchDecides(tb, tt.rcpt, "dev@example.com", "printer", lookup); got != m {
+				t.Errorf("AcceptsMessage = %v, Match says %v", got, m)
+			}
+		})
+	}
+}
+
+func TestHasHeaderRules(t *testing.T) {
+	t.Parallel()
+	if mustNew(t, nil).HasHeaderRules() {
+		t.Error("empty table has header rules")
+	}
+	plain := []Rule{{Name: "a", Recipients: []string{"*"}, Target: Target{Kind: KindWebhook}}}
+	if mustNew(t, plain).HasHeaderRules() {
+		t.Error("table without header conditions has header rules")
+	}
+	withHeader := append(plain, Rule{Name: "b", Headers: map[string]string{"Subject": "*"}, Target: Target{Kind: KindReject}})
+	if !mustNew(t, withHeader).HasHeaderRules() {
+		t.Error("table with a header condition (on a reject rule) has no header rules")
+	}
+}
+
+// TestAcceptsMessageAgainstAccepts checks, on many generated tables, that
+// AcceptsMessage is Match plus the reject rule for every header, that a
+// recipient Accepts refuses is refused whatever the header, and that without
+// header rules Accepts already gives the final answer.
+func TestAcceptsMessageAgainstAccepts(t *testing.T) {
+	t.Parallel()
+	rcptPats := [][]string{nil, {"a@x"}, {"*@x"}, {"b@*"}}
+	senderPats := [][]string{nil, {"<>"}, {"dev@*"}}
+	hdrConds := []map[string]string{nil, nil, {"Subject": "alarm*"}, {"subject": "*spam*"}, {"X-Zone": "3", "Subject": "*"}}
+	kinds := []Kind{KindWebhook, KindRelay, KindReject, KindDirectory, KindReject}
+	headerSets := []func(string) []string{
+		nil,
+		headers(nil),
+		headers(map[string][]string{"Subject": {"alarm 1"}}),
+		headers(map[string][]string{"SUBJECT": {"spam alarm"}}),
+		headers(map[string][]string{"Subject": {"hi", "alarm"}, "X-Zone": {"3"}}),
+		headers(map[string][]string{"X-Zone": {"3"}}),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 1000; n++ {
+		rules := make([]Rule, rng.IntN(5))
+		for i := range rules {
+			rules[i] = Rule{
+				Name:       fmt.Sprintf("r%d", i),
+				Recipients: rcptPats[rng.IntN(len(rcptPats))],
+				Senders:    senderPats[rng.IntN(len(senderPats))],
+				Headers:    hdrConds[rng.IntN(len(hdrConds))],
+				Target:     Target{Kind: kinds[rng.IntN(len(kinds))]},
+			}
+		}
+		tb := mustNew(t, rules)
+		for _, rcpt := range []string{"a@x", "b@y", "c@x"} {
+			for _, sender := range []string{"", "dev@example.com", "other@example.com"} {
+				accepts := tb.Accepts(rcpt, sender, "printer")
+				for hi, h := range headerSets {
+					got := tb.AcceptsMessage(rcpt, sender, "printer", h)
+					if want := matchDecides(tb, rcpt, sender, "printer", h); got != want {
+						t.Fatalf("table %d %+v: AcceptsMessage(%q, %q, headers %d) = %v, Match says %v", n, rules, rcpt, sender, hi, got, want)
+					}
+					if !accepts && got {
+						t.Fatalf("table %d %+v: Accepts(%q, %q) refuses but AcceptsMessage(headers %d) accepts", n, rules, rcpt, sender, hi)
+					}
+					if !tb.HasHeaderRules() && got != accepts {
+						t.Fatalf("table %d %+v: no header rules, yet Accepts(%q, %q) = %v and AcceptsMessage = %v", n, rules, rcpt, sender, accepts, got)
+					}
+				}
+			}
+		}
 	}
 }
