@@ -479,7 +479,10 @@ func TestToCRLF(t *testing.T) {
 	}{
 		{"a\nb\n", "a\r\nb\r\n", true},
 		{"a\r\nb", "a\r\nb\r\n", true},
-		{"a\rb\r\n", "a\rb\r\n", false},
+		{"a\rb\r\n", "a\r\nb\r\n", true},
+		{"a\r\r\nb", "a\r\nb\r\n", true},
+		{"a\r", "a\r\n", true},
+		{"", "", true},
 		{"a\x00b\r\n", "a\x00b\r\n", false},
 		{strings.Repeat("y", 999) + "\n", strings.Repeat("y", 999) + "\r\n", false},
 		{strings.Repeat("y", 998) + "\n", strings.Repeat("y", 998) + "\r\n", true},

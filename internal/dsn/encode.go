@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/postern/postern/internal/crlf"
 )
 
 // maxLine is RFC 5322's hard limit on a line, CRLF excluded.
@@ -175,39 +177,22 @@ func headerSection(msg []byte) []byte {
 	return msg
 }
 
-// toCRLF rewrites bare LF as CRLF and reports whether the result can travel
-// as a 7bit or 8bit MIME body: no NUL, no bare CR, no line over 998 octets.
+// toCRLF gives b CRLF line ends only, by the one rule every outbound path
+// uses (package crlf: a bare LF, a bare CR and a CR run before an LF each
+// become one CRLF), ends it with a line end, and reports whether the result
+// can travel as a 7bit or 8bit MIME body: no NUL, no line over 998 octets.
 func toCRLF(b []byte) ([]byte, bool) {
-	out := make([]byte, 0, len(b)+len(b)/64+2)
-	ok := true
-	lineLen := 0
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		switch c {
-		case '\n':
-			if i == 0 || b[i-1] != '\r' {
-				out = append(out, '\r')
-			}
-			out = append(out, '\n')
-			lineLen = 0
-			continue
-		case '\r':
-			if i+1 >= len(b) || b[i+1] != '\n' {
-				ok = false
-			}
-			out = append(out, c)
-			continue
-		case 0:
-			ok = false
-		}
-		lineLen++
-		if lineLen > maxLine {
-			ok = false
-		}
-		out = append(out, c)
-	}
+	out := crlf.Append(make([]byte, 0, len(b)+len(b)/64+2), b)
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\r', '\n')
 	}
-	return out, ok
+	if bytes.IndexByte(out, 0) >= 0 {
+		return out, false
+	}
+	for line := range bytes.SplitSeq(out, []byte("\r\n")) {
+		if len(line) > maxLine {
+			return out, false
+		}
+	}
+	return out, true
 }

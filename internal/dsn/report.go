@@ -66,7 +66,8 @@ type Report struct {
 
 	// Return is how much of Original the notice carries. ReturnFull falls
 	// back to the header section when the original cannot travel as a
-	// message/rfc822 part (lines over 998 octets, NUL or bare CR).
+	// message/rfc822 part (lines over 998 octets, or NUL); its line ends
+	// are made CRLF by package crlf's rule.
 	Return Return
 	// Original is the original message, or only its header section, as
 	// stored. Nil when it is not available: the notice then has two parts.

@@ -441,3 +441,54 @@ func TestRelayThroughSMTP(t *testing.T) {
 		t.Errorf("retry transactions %+v", txs)
 	}
 }
+
+// smuggleRaw is a stored message with every kind of bad line end, among them
+// an "\r.\r" and an "\n.\n" that a next hop could take for the end of DATA,
+// each followed by a transaction of its own.
+const smuggleRaw = "From: scanner@lan.example\r\nTo: a@example.com\nSubject: scan\r\r\n\r\n" +
+	"line one\rline two\nline three\r\n" +
+	"\r.\rMAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n" +
+	"\n.\nQUIT\n" +
+	"end\r"
+
+// smuggleSent is smuggleRaw as it must go out: every line end CRLF, so the
+// client dot-stuffs the lone dots and they stay part of the message.
+const smuggleSent = "From: scanner@lan.example\r\nTo: a@example.com\r\nSubject: scan\r\n\r\n" +
+	"line one\r\nline two\r\nline three\r\n" +
+	"\r\n.\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nsmuggled\r\n" +
+	"\r\n.\r\nQUIT\r\n" +
+	"end\r\n"
+
+// A stored message with bare CR and bare LF goes out through the handler and
+// the SMTP transport with CRLF line ends only, to a server that refuses any
+// other: one transaction, the dots inside it, nothing smuggled.
+func TestRelayBareLineEndsGoOutAsCRLF(t *testing.T) {
+	t.Parallel()
+	srv := relaytest.NewServer(t, relaytest.Options{StrictLineEnds: true})
+	tr, err := smtprelay.New(smtprelay.Config{Addr: srv.Addr, TLS: smtprelay.TLSNone, LocalName: "gw.example.net", Name: "mx.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, tr)
+	if err := f.store.Put(t.Context(), testID.RawKey(), strings.NewReader(smuggleRaw), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.job.Recipients = []string{"a@example.com"}
+	f.job.Envelope.Size = int64(len(smuggleRaw))
+	if err := f.handle(t, f.handler(t), 1); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	txs := srv.Txs()
+	if len(txs) != 1 || !slices.Equal(txs[0].Rcpts, []string{"a@example.com"}) {
+		t.Fatalf("transactions %+v", txs)
+	}
+	if got := string(txs[0].Data); got != smuggleSent {
+		t.Errorf("sent\n%q\nwant\n%q", got, smuggleSent)
+	}
+	if n := srv.RcptCount(); n != 1 {
+		t.Errorf("server saw %d RCPT commands, want 1", n)
+	}
+	if jobs := f.dsnJobs(t); len(jobs) != 0 {
+		t.Errorf("dsn jobs %+v", jobs)
+	}
+}

@@ -21,6 +21,11 @@ import (
 // for a fault on this side, such as a message that could not be read, and
 // the caller retries it. Send reads Body at most once (the caller closes it)
 // and keeps to ctx's deadline.
+//
+// Body is the message as stored, whatever its line ends. A driver sends it
+// with CRLF line ends only, by reading it through crlf.NewReader: RFC 5321
+// forbids a bare CR or LF, and a next hop could end DATA at one (outbound
+// SMTP smuggling). Callers pass Body unchanged.
 type Transport interface {
 	Send(ctx context.Context, m *Message) (*Result, error)
 }
@@ -31,7 +36,10 @@ type Message struct {
 	From string        // envelope sender; "" is the null sender <>
 	To   []Rcpt
 	Body io.Reader
-	Size int64 // bytes in Body when known, else 0
+	// Size is the bytes in Body when known, else 0. Sent with CRLF line
+	// ends, a message with bare CR or LF grows by a byte for each; Size
+	// stays the stored size, an estimate as the SMTP SIZE parameter allows.
+	Size int64
 	// SMTPUTF8 is set when the message's header holds UTF-8 (the original
 	// came with SMTPUTF8); non-ASCII addresses are detected by the driver.
 	SMTPUTF8 bool

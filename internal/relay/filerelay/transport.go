@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/postern/postern/internal/crlf"
 	"github.com/postern/postern/internal/relay"
 )
 
@@ -36,6 +37,8 @@ func New(dir string) (*Transport, error) {
 // Send writes the message, preceded by X-Postern-Envelope-From and
 // X-Postern-Envelope-To fields that record the envelope, and accepts every
 // recipient. The write is atomic: a reader sees the whole file or none.
+// Line ends are written as CRLF only (package crlf), as they would go to
+// an SMTP peer, so the file can be replayed as it is.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
 	var head strings.Builder
 	fmt.Fprintf(&head, "X-Postern-Envelope-From: <%s>\r\n", oneLine(m.From))
@@ -52,7 +55,7 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		return nil, err
 	}
 	name, err := writeAtomic(t.dir, func(sum string) string { return id + "." + sum + ".eml" },
-		strings.NewReader(head.String()), m.Body)
+		strings.NewReader(head.String()), crlf.NewReader(m.Body))
 	if err != nil {
 		return nil, fmt.Errorf("filerelay: write message %s: %w", m.ID, err)
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	// AllowInsecureAuth offers AUTH without TLS.
 	AllowInsecureAuth bool
 	MaxMessageBytes   int64
+	// StrictLineEnds refuses, 554 5.6.0, any DATA with a bare CR or a
+	// bare LF, as RFC 5321 section 2.3.8 allows a server to.
+	StrictLineEnds bool
 }
 
 // Tx is one completed (DATA accepted) transaction.
@@ -61,6 +64,8 @@ type Tx struct {
 type Server struct {
 	Addr string // host:port
 
+	strict bool // Options.StrictLineEnds; set before serving
+
 	mu     sync.Mutex
 	script Script
 	txs    []Tx
@@ -70,7 +75,7 @@ type Server struct {
 // NewServer starts a server on 127.0.0.1:0, stopped by t.Cleanup.
 func NewServer(t testing.TB, o Options) *Server {
 	t.Helper()
-	s := &Server{script: o.Script}
+	s := &Server{script: o.Script, strict: o.StrictLineEnds}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{srv: s, conn: c}, nil
 	}))
@@ -217,6 +222,9 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if s.srv.strict && HasBareLineEnd(b) {
+		return ErrBareLineEnd
+	}
 	if e := s.srv.scriptNow().Data; e != nil {
 		return e
 	}
@@ -288,3 +296,21 @@ func (l *testLogger) stop() {
 
 // Lines splits data on CRLF, for assertions on what the server received.
 func Lines(data []byte) []string { return strings.Split(string(data), "\r\n") }
+
+// ErrBareLineEnd is a StrictLineEnds server's answer to a message with a
+// bare CR or LF.
+var ErrBareLineEnd = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "bare CR or LF in message"}
+
+// HasBareLineEnd reports whether data holds a CR not followed by LF or an
+// LF not preceded by CR.
+func HasBareLineEnd(data []byte) bool {
+	for i, c := range data {
+		switch {
+		case c == '\r' && (i+1 == len(data) || data[i+1] != '\n'):
+			return true
+		case c == '\n' && (i == 0 || data[i-1] != '\r'):
+			return true
+		}
+	}
+	return false
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 	"golang.org/x/net/idna"
 
+	"github.com/postern/postern/internal/crlf"
 	"github.com/postern/postern/internal/relay"
 )
 
@@ -101,7 +102,10 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 	if len(to) == 0 {
 		return res, nil
 	}
-	raw, err := io.ReadAll(io.LimitReader(m.Body, t.cfg.MaxBytes+1))
+	// SES takes the raw message over HTTPS, not SMTP, but sends it on by
+	// SMTP and documents it as RFC 5321 text; CRLF line ends (package
+	// crlf) are what that needs, and the limit applies to what is sent.
+	raw, err := io.ReadAll(io.LimitReader(crlf.NewReader(m.Body), t.cfg.MaxBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("sesrelay: read message %s: %w", m.ID, err)
 	}

@@ -240,3 +240,28 @@ func TestSendTooBig(t *testing.T) {
 		t.Error("SES called with an oversized message")
 	}
 }
+
+// SES gets the raw message with CRLF line ends only, as an SMTP peer would
+// (SES sends it on by SMTP), and the size limit counts what is sent.
+func TestSendRawCRLFOnly(t *testing.T) {
+	t.Parallel()
+	f := &fakeSES{}
+	const in = "From: scanner@lan.example\nSubject: x\r\r\n\r\na\rb\n"
+	const out = "From: scanner@lan.example\r\nSubject: x\r\n\r\na\r\nb\r\n"
+	tr := New(newClient(t, f), Config{MaxBytes: int64(len(out))})
+	m := message("scanner@lan.example", "a@example.com")
+	m.Body, m.Size = strings.NewReader(in), int64(len(in))
+	if r := send(t, tr, m).Rcpts[0].Reply; !r.Accepted() {
+		t.Fatalf("reply %+v", r)
+	}
+	if reqs := f.requests(); len(reqs) != 1 || string(reqs[0].Content.Raw.Data) != out {
+		t.Fatalf("requests %+v, want raw %q", reqs, out)
+	}
+
+	tr = New(newClient(t, f), Config{MaxBytes: int64(len(out)) - 1})
+	m = message("scanner@lan.example", "a@example.com")
+	m.Body = strings.NewReader(in)
+	if r := send(t, tr, m).Rcpts[0].Reply; r.Status != "5.3.4" {
+		t.Fatalf("over the limit once converted: reply %+v, want 5.3.4", r)
+	}
+}

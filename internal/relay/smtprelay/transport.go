@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/crlf"
 	"github.com/postern/postern/internal/readerr"
 	"github.com/postern/postern/internal/relay"
 )
@@ -116,7 +117,11 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		return res, nil
 	}
 	s.dataDeadline()
-	body := &readerr.Reader{R: m.Body} // a store failure (ours) apart from the smarthost's
+	// Every line end goes out as CRLF (RFC 5321 section 2.3.8): go-smtp
+	// fixes a bare LF but passes a bare CR, and dot-stuffs only lines that
+	// follow an LF. readerr keeps a store failure (ours) apart from the
+	// smarthost's.
+	body := &readerr.Reader{R: crlf.NewReader(m.Body)}
 	if _, err := io.Copy(w, body); err != nil {
 		if body.Err != nil {
 			// Closing the connection mid-DATA aborts the transaction.

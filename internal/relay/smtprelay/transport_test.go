@@ -2,10 +2,13 @@ package smtprelay
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -363,5 +366,58 @@ func TestNewRejects(t *testing.T) {
 	}
 	if _, err := New(Config{Addr: "127.0.0.1:25", TLS: TLSNone, Username: "u", Password: "p", AllowInsecureAuth: true}); err != nil {
 		t.Errorf("AllowInsecureAuth: %v", err)
+	}
+}
+
+// bareRaw has a bare CR (one that ends a DATA at some next hops when a dot
+// follows), a bare LF, and a CR run before an LF.
+const (
+	bareRaw  = "From: scanner@lan.example\nSubject: scan\r\r\n\r\nline one\rline two\r\n\r.\rRCPT TO:<victim@example.com>\r\nend\r"
+	bareSent = "From: scanner@lan.example\r\nSubject: scan\r\n\r\nline one\r\nline two\r\n\r\n.\r\nRCPT TO:<victim@example.com>\r\nend\r\n"
+)
+
+// go-smtp's client on its own sends a bare CR, and a server that refuses
+// them says so: the premise of TestSendBareLineEndsAsCRLF.
+func TestStrictServerRefusesBareCR(t *testing.T) {
+	t.Parallel()
+	srv := relaytest.NewServer(t, relaytest.Options{StrictLineEnds: true})
+	c, err := smtp.Dial(srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.SendMail("scanner@lan.example", []string{"a@example.com"}, strings.NewReader("Subject: x\r\n\r\na\rb\r\n"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 554 {
+		t.Fatalf("SendMail with a bare CR = %v, want the server's 554", err)
+	}
+	if txs := srv.Txs(); len(txs) != 0 {
+		t.Fatalf("transactions %+v", txs)
+	}
+}
+
+// The transport sends CRLF line ends only, also when the body comes a byte
+// at a time (every CR at the end of one Read, its LF at the start of the
+// next), to a server that refuses anything else.
+func TestSendBareLineEndsAsCRLF(t *testing.T) {
+	t.Parallel()
+	srv := relaytest.NewServer(t, relaytest.Options{StrictLineEnds: true})
+	tr := newTransport(t, Config{Addr: srv.Addr, TLS: TLSNone})
+	for _, body := range []io.Reader{strings.NewReader(bareRaw), iotest.OneByteReader(strings.NewReader(bareRaw))} {
+		m := message("scanner@lan.example", "a@example.com")
+		m.Body, m.Size = body, int64(len(bareRaw))
+		check(t, send(t, tr, m), map[string]want{"a@example.com": {code: 250, status: "2.0.0"}})
+	}
+	txs := srv.Txs()
+	if len(txs) != 2 {
+		t.Fatalf("%d transactions, want 2", len(txs))
+	}
+	for _, tx := range txs {
+		if string(tx.Data) != bareSent {
+			t.Errorf("sent %q, want %q", tx.Data, bareSent)
+		}
+	}
+	if n := srv.RcptCount(); n != 2 {
+		t.Errorf("server saw %d RCPT commands, want 2", n)
 	}
 }
