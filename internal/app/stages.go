@@ -139,7 +139,7 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 		return nil, err
 	}
 	owners := map[string]string{}
-	allow := map[string]func(string) bool{}
+	allow := map[string]func(string) bool{} // nil: no allowed_senders list
 	for i, c := range cfg.Identities {
 		owners[c.Name] = c.Owner
 		allow[c.Name] = ids[i].AllowSender
@@ -147,12 +147,9 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 	dh, err := notify.New(notify.Config{
 		Hostname: cfg.Hostname, Domain: cfg.DSN.Domain, MaxReturnBytes: cfg.DSN.MaxReturnBytes,
 		Policy: notify.Policy{
-			Owner: func(identity string) string { return owners[identity] },
-			SenderAllowed: func(identity, sender string) bool {
-				f, ok := allow[identity]
-				return ok && (f == nil || f(sender))
-			},
-			OwnerOnly: cfg.DSN.OwnerOnly,
+			Owner:          func(identity string) string { return owners[identity] },
+			AllowedSenders: func(identity string) func(string) bool { return allow[identity] },
+			OwnerOnly:      cfg.DSN.OwnerOnly,
 		},
 	}, store, dsnTransport, log)
 	if err != nil {

@@ -62,9 +62,7 @@ func (c *Config) DescribePolicy(w io.Writer) {
 			rate = fmt.Sprintf("%d/minute", id.MessagesPerMinute)
 		}
 		fmt.Fprintf(w, "  limits: %d bytes, %d recipients, %s\n", size, rcpts, rate)
-		if id.Owner != "" {
-			fmt.Fprintf(w, "  failure notices also to: %s\n", id.Owner)
-		}
+		fmt.Fprintf(w, "  failure notices: %s\n", c.noticesTo(id))
 	}
 	for _, r := range c.Routes {
 		target := "reject"
@@ -89,6 +87,24 @@ func (c *Config) DescribePolicy(w io.Writer) {
 		fmt.Fprintf(w, " -> %s\n", target)
 	}
 	fmt.Fprintln(w, "clients no identity covers: refused (530 5.7.0); recipients no route takes: refused (550 5.1.1)")
+}
+
+// noticesTo says who is told about this identity's failed mail: the
+// envelope sender only when it is trusted (the identity authenticates, or
+// allowed_senders was checked), the owner always.
+func (c *Config) noticesTo(id Identity) string {
+	trusted := id.PasswordHash != "" || len(id.AllowedSenders) > 0
+	switch {
+	case trusted && id.Owner == "":
+		return "to the envelope sender"
+	case trusted && c.DSN.OwnerOnly:
+		return "to the owner " + id.Owner + " (dsn.owner_only)"
+	case trusted:
+		return "to the envelope sender, a copy to the owner " + id.Owner
+	case id.Owner != "":
+		return "to the owner " + id.Owner + " only (the sender is not trusted without AUTH or allowed_senders)"
+	}
+	return "none, logged only (the sender is not trusted without AUTH or allowed_senders, and there is no owner)"
 }
 
 func orName(id Identity) string {

@@ -107,6 +107,16 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	for _, why := range skipped {
 		log.LogAttrs(ctx, slog.LevelInfo, "dsn not sent", slog.String("reason", why))
 	}
+	if j.Action == "" || j.Action == dsn.ActionFailed {
+		// A failure nobody is told about is never silent: one event line
+		// per recipient. (A delay is reported when it turns into one.)
+		for _, f := range Unreported(j, notices) {
+			log.LogAttrs(ctx, slog.LevelWarn, "failure reported to nobody", slog.String("event", "email.failed"),
+				slog.String("identity", j.Envelope.Identity), slog.String("sender", j.Envelope.Sender),
+				slog.String("rcpt", f.Recipient), slog.String("route", f.Route), slog.String("status", f.Status),
+				slog.String("diagnostic", f.Diagnostic), slog.String("reason", strings.Join(skipped, "; ")))
+		}
+	}
 	var temp []string
 	for _, n := range notices {
 		if err := h.send(ctx, log, j, n, orig, ret, job.Attempt, len(notices) > 1); err != nil {

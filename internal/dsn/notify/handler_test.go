@@ -61,6 +61,7 @@ func newFixture(t *testing.T, opts relaytest.Options) *fixture {
 		V: postern.JobVersion, ID: testID, Created: testFailedAt,
 		Envelope: postern.Envelope{
 			V: postern.EnvelopeVersion, ID: testID, Sender: "scanner@lan.example", Identity: "scanner",
+			AuthMech: "PLAIN", AuthUser: "scanner", // a trusted sender: see Policy.Trusted
 			Recipients: []postern.Recipient{
 				{Addr: "invoices@example.com", ORCPT: "rfc822;Invoices@Example.com"},
 				{Addr: "ap@example.com", Notify: []string{"FAILURE", "DELAY"}},
