@@ -146,6 +146,22 @@ func (t *Table) AcceptsMessage(rcpt, sender, identity string, header func(name s
 	return ok && r.Target.Kind != KindReject
 }
 
+// RoutesMessage reports whether some recipient of rcpts is routed given the
+// message's raw header (HeaderLookup's input): the gateway's end-of-DATA
+// decision. A header that cannot be read is left to the parse stage: true.
+func (t *Table) RoutesMessage(rcpts []string, sender, identity string, header []byte) bool {
+	lookup, err := HeaderLookup(header)
+	if err != nil {
+		return true
+	}
+	for _, r := range rcpts {
+		if t.AcceptsMessage(r, sender, identity, lookup) {
+			return true
+		}
+	}
+	return false
+}
+
 // Len returns the number of rules.
 func (t *Table) Len() int { return len(t.rules) }
 
