@@ -1,10 +1,12 @@
 package smtpd
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -16,23 +18,26 @@ var (
 	errAuthFailed   = reply(535, smtp.EnhancedCode{5, 7, 8}, "Authentication credentials invalid")
 	errAuthNeedsTLS = reply(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 	errAuthMech     = reply(504, smtp.EnhancedCode{5, 5, 4}, "Unrecognized authentication mechanism")
-	errAuthLocked   = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications, try again later")
 	errAuthSyntax   = reply(501, smtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
+	// errAuthLocked ends the session (RFC 5321: 421 closes the channel),
+	// like Postfix past smtpd_hard_error_limit. 454 would leave the session
+	// open for the next guess, and RFC 4954 keeps 454 for a temporary
+	// failure of the server, which a lock-out is not.
+	errAuthLocked = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications, try again later")
+	// errAuthBusy: the password could not be checked in time (RFC 4954
+	// "Temporary authentication failure"); the client may try again.
+	errAuthBusy = reply(454, smtp.EnhancedCode{4, 7, 0}, "Temporary authentication failure")
 )
-
-// dummyHash is compared against when the username is unknown, so a probe
-// cannot tell unknown users from wrong passwords by timing.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("postern-dummy-password"), bcrypt.MinCost+4)
 
 var _ smtp.AuthSession = (*session)(nil)
 
-// authAllowed: AUTH is offered only over TLS, unless the client's network
-// belongs to an identity allowed plaintext (legacy devices on a trusted LAN).
+// authAllowed says whether AUTH may be tried on this connection: always
+// over TLS; in clear only where some password identity that allows
+// plaintext may log in from the client's address (legacy devices on a
+// trusted LAN). Network identities never AUTH, so they do not make the
+// gateway offer AUTH in clear.
 func (s *session) authAllowed() bool {
-	if _, ok := s.conn.TLSConnectionState(); ok {
-		return true
-	}
-	return s.srv.plaintextAllowed(s.ip)
+	return s.isTLS() || s.srv.plaintextAllowed(s.ip)
 }
 
 func (s *session) AuthMechanisms() []string {
@@ -44,7 +49,13 @@ func (s *session) AuthMechanisms() []string {
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.authAllowed() {
+		// No identity could log in here in clear: refuse before the SASL
+		// exchange, so no password is sent in clear.
+		s.srv.cfg.Observer.Reply("AUTH", 538)
 		return nil, errAuthNeedsTLS
+	}
+	if s.srv.authFails.addrLocked(s.ip) {
+		return nil, s.lockedOut(mech)
 	}
 	switch mech {
 	case sasl.Plain:
@@ -61,25 +72,40 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 }
 
 // authenticate checks credentials. Failures are answered slowly (a tarpit
-// that grows with the client's recent failures) and, past the limit, end the
-// session and lock the IP out for the window.
+// that grows with the pair's recent failures) and, past the limits of
+// AuthFailures, end the session; later AUTH for that username from this
+// address (or any AUTH from it, past the address limit) is refused until
+// the window passes.
 func (s *session) authenticate(mech, user, pass string) error {
 	fails := s.srv.authFails
-	if fails.locked(s.ip) {
-		s.tc.kill()
-		return errAuthLocked
+	if fails.locked(s.ip, user) {
+		return s.lockedOut(mech)
 	}
 	id := s.srv.identityByUser(user)
-	hash := dummyHash
-	if id != nil {
-		hash = id.PasswordHash
+	if !s.isTLS() && (id == nil || !id.AllowPlaintext || !loginCovers(id, s.ip)) {
+		// Refused before the password is checked: no bcrypt for a login that
+		// cannot succeed in clear from here, and the same answer for an
+		// unknown user as for one that needs TLS.
+		s.srv.cfg.Observer.Reply("AUTH", 538)
+		if t := s.transcribed(id); t != nil {
+			s.transcript(t, "AUTH "+mech+" (credentials not logged)", 538, "encryption required")
+		}
+		s.log.Info("authentication refused: TLS required", slog.String("stage", "gateway"), slog.String("auth_mech", mech),
+			slog.Int("smtp_code", 538))
+		return errAuthNeedsTLS
 	}
-	ok := bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil && id != nil
-	if ok && len(id.Networks) > 0 && !containsIP(id.Networks, s.ip) {
+	ok, err := s.srv.checkPassword(s.ctx, id, pass)
+	if err != nil {
+		s.srv.cfg.Observer.Reply("AUTH", 454)
+		s.log.Warn("authentication not checked: password checks busy", slog.String("stage", "gateway"),
+			slog.String("auth_mech", mech), slog.Int("smtp_code", 454))
+		return errAuthBusy
+	}
+	if ok && !loginCovers(id, s.ip) {
 		ok = false
 	}
 	if !ok {
-		n := fails.add(s.ip)
+		n, locked := fails.add(s.ip, user)
 		s.authFailed = true
 		name := ""
 		if id != nil {
@@ -91,9 +117,9 @@ func (s *session) authenticate(mech, user, pass string) error {
 			s.transcript(t, "AUTH "+mech+" (credentials not logged)", 535, "authentication failed")
 		}
 		s.log.Warn("authentication failed", slog.String("stage", "gateway"), slog.String("auth_mech", mech),
-			slog.Int("failures", n), slog.Int("smtp_code", 535))
+			slog.Int("failures", n), slog.Bool("locked", locked), slog.Int("smtp_code", 535))
 		time.Sleep(min(time.Duration(n)*s.srv.cfg.AuthTarpit, 5*s.srv.cfg.AuthTarpit))
-		if n >= s.srv.cfg.MaxAuthFailures {
+		if locked {
 			s.tc.kill()
 			return errAuthLocked
 		}
@@ -108,6 +134,67 @@ func (s *session) authenticate(mech, user, pass string) error {
 	s.log = s.log.With(slog.String("identity", id.Name))
 	s.log.Info("authenticated", slog.String("stage", "gateway"), slog.String("auth_mech", mech))
 	return nil
+}
+
+// lockedOut refuses AUTH from a locked-out address or username and ends
+// the session. Mail as a network identity stays possible on a new one.
+func (s *session) lockedOut(mech string) error {
+	s.tc.kill()
+	s.srv.cfg.Observer.Reply("AUTH", 421)
+	s.log.Info("authentication refused: locked out", slog.String("stage", "gateway"), slog.String("auth_mech", mech),
+		slog.Int("smtp_code", 421))
+	return errAuthLocked
+}
+
+// checkPassword compares pass with id's hash, or with the server's dummy
+// hash when id is nil, so that an unknown user costs as much time as a
+// wrong password. At most a few checks run at once (AuthFailures); one that
+// waits for its turn longer than the command timeout is not made, and the
+// error says so.
+func (s *Server) checkPassword(ctx context.Context, id *Identity, pass string) (bool, error) {
+	hash := s.dummyHash
+	if id != nil {
+		hash = id.PasswordHash
+	}
+	wait := s.cfg.CommandTimeout
+	if wait <= 0 {
+		wait = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if err := s.authFails.acquireCheck(ctx); err != nil {
+		return false, fmt.Errorf("wait for a password check: %w", err)
+	}
+	defer s.authFails.releaseCheck()
+	return bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil && id != nil, nil
+}
+
+// dummyHashFor makes the hash checked for unknown usernames: a random
+// password at the highest cost among the identities' hashes, so that it
+// takes as long as the slowest real check. (A hash of lower cost than the
+// others still answers faster: keep all hashes at one cost.)
+func dummyHashFor(identities []Identity) []byte {
+	cost := bcrypt.MinCost
+	for _, id := range identities {
+		if c, err := bcrypt.Cost(id.PasswordHash); id.Username != "" && err == nil && c > cost {
+			cost = c
+		}
+	}
+	pw := make([]byte, 32)
+	rand.Read(pw)
+	h, err := bcrypt.GenerateFromPassword(pw, cost)
+	if err != nil {
+		// Only a cost out of range or a password over 72 bytes fails, and
+		// neither can happen here.
+		panic(fmt.Sprintf("smtpd: dummy bcrypt hash: %v", err))
+	}
+	return h
+}
+
+// loginCovers reports whether a password identity may log in from ip: its
+// networks contain ip, or it names none (then it may be used from anywhere).
+func loginCovers(id *Identity, ip netip.Addr) bool {
+	return len(id.Networks) == 0 || containsIP(id.Networks, ip)
 }
 
 func containsIP(ps []netip.Prefix, ip netip.Addr) bool {
@@ -146,58 +233,6 @@ func (l *loginServer) Next(resp []byte) (challenge []byte, done bool, err error)
 		return nil, true, err
 	}
 	return nil, true, nil
-}
-
-// AuthFailures counts failed AUTH per client IP within a window. One is
-// shared by every listener, so a client cannot spread its guesses.
-type AuthFailures struct {
-	mu     sync.Mutex
-	window time.Duration
-	max    int
-	now    func() time.Time
-	byIP   map[netip.Addr]*failWindow
-}
-
-type failWindow struct {
-	start time.Time
-	n     int
-}
-
-// NewAuthFailures locks an IP out after max failures within window.
-func NewAuthFailures(max int, window time.Duration) *AuthFailures {
-	return &AuthFailures{max: max, window: window, now: time.Now, byIP: map[netip.Addr]*failWindow{}}
-}
-
-func (a *AuthFailures) add(ip netip.Addr) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := a.now()
-	w := a.byIP[ip]
-	if w == nil || now.Sub(w.start) > a.window {
-		w = &failWindow{start: now}
-		a.byIP[ip] = w
-	}
-	w.n++
-	// Forget stale entries now and then so the map stays bounded by the
-	// number of recently failing IPs.
-	if len(a.byIP) > 10000 {
-		for k, v := range a.byIP {
-			if now.Sub(v.start) > a.window {
-				delete(a.byIP, k)
-			}
-		}
-	}
-	return w.n
-}
-
-func (a *AuthFailures) locked(ip netip.Addr) bool {
-	if a.max <= 0 {
-		return false
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	w := a.byIP[ip]
-	return w != nil && w.n >= a.max && a.now().Sub(w.start) <= a.window
 }
 
 // equalUser compares usernames in constant time.

@@ -10,16 +10,19 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/internal/logbuf"
@@ -148,37 +151,94 @@ func TestAuthLogin(t *testing.T) {
 	d2.must("*", "501")
 }
 
-func TestAuthFailuresLockOutTheIP(t *testing.T) {
-	t.Parallel()
-	addr, _ := startWith(t, authIdentities(t), &fakeIngest{})
+// closedAfterLockout checks that the session ended after a 421 (go-smtp may
+// say 421 once more as it hangs up).
+func (d *dialog) closedAfterLockout() {
+	d.t.Helper()
+	for range 3 {
+		if _, err := d.r.ReadString('\n'); err != nil {
+			return
+		}
+	}
+	d.t.Fatal("session still open after lockout")
+}
+
+// tlsDialog is a session after STARTTLS and a second EHLO.
+func tlsDialog(t *testing.T, addr string) *dialog {
+	t.Helper()
 	d := dial(t, addr)
 	d.must("EHLO x", "250")
 	d.starttls(t)
 	d.must("EHLO x", "250")
+	return d
+}
+
+func TestAuthLockOutIsPerUserThenPerAddress(t *testing.T) {
+	t.Parallel()
+	ids := append(authIdentities(t), Identity{Name: "ops", Username: "ops", PasswordHash: hash(t, "0ps")})
+	// MaxAuthFailures 3: a username is locked after 3 failures from an
+	// address, the address after 12.
+	addr, _ := startWith(t, ids, &fakeIngest{})
+	d := tlsDialog(t, addr)
 	d.must("AUTH PLAIN "+b64("\x00erp\x00nope"), "535 5.7.8")
-	d.must("AUTH PLAIN "+b64("\x00nosuchuser\x00nope"), "535 5.7.8")
-	d.must("AUTH PLAIN "+b64("\x00erp\x00nope2"), "421 4.7.0")
-	// The session is over (go-smtp may say 421 once more as it hangs up)...
-	closed := false
-	for range 3 {
-		if _, err := d.r.ReadString('\n'); err != nil {
-			closed = true
-			break
-		}
+	d.must("AUTH PLAIN "+b64("\x00erp\x00nope2"), "535 5.7.8")
+	d.must("AUTH PLAIN "+b64("\x00erp\x00nope3"), "421 4.7.0")
+	d.closedAfterLockout()
+
+	// The address may still connect; erp is locked even with the right
+	// password, ops is not.
+	d = tlsDialog(t, addr)
+	d.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "421 4.7.0")
+	d.closedAfterLockout()
+	tlsDialog(t, addr).must("AUTH PLAIN "+b64("\x00ops\x000ps"), "235")
+
+	// Guesses at other usernames (unknown ones count too) add up to the
+	// address limit: 11 failures leave ops alone, the 12th locks the address.
+	for _, user := range []string{"g1", "g2"} {
+		d = tlsDialog(t, addr)
+		d.must("AUTH PLAIN "+b64("\x00"+user+"\x00x"), "535")
+		d.must("AUTH PLAIN "+b64("\x00"+user+"\x00y"), "535")
+		d.must("AUTH PLAIN "+b64("\x00"+user+"\x00z"), "421 4.7.0")
+		d.closedAfterLockout()
 	}
-	if !closed {
-		t.Fatal("session still open after lockout")
+	d = tlsDialog(t, addr)
+	d.must("AUTH PLAIN "+b64("\x00g3\x00x"), "535")
+	d.must("AUTH PLAIN "+b64("\x00g3\x00y"), "535")
+	tlsDialog(t, addr).must("AUTH PLAIN "+b64("\x00ops\x000ps"), "235")
+	d.must("AUTH LOGIN "+b64("g3"), "334")
+	d.must(b64("z"), "421 4.7.0")
+	d.closedAfterLockout()
+	// Locked before the exchange starts: no password is even asked for.
+	d = tlsDialog(t, addr)
+	d.must("AUTH LOGIN", "421 4.7.0")
+	d.closedAfterLockout()
+}
+
+func TestAuthLockedAddressMaySendAsNetworkIdentity(t *testing.T) {
+	t.Parallel()
+	ing := &fakeIngest{}
+	ids := append(loopback(), authIdentities(t)...)
+	// MaxAuthFailures 1: each failure locks its username and ends the
+	// session; four lock the address.
+	addr, _ := startWith(t, ids, ing, func(c *Config) { c.MaxAuthFailures = 1 })
+	for _, user := range []string{"erp", "u1", "u2", "u3"} {
+		d := tlsDialog(t, addr)
+		d.must("AUTH PLAIN "+b64("\x00"+user+"\x00wrong"), "421 4.7.0")
+		d.closedAfterLockout()
 	}
-	// ...and so are new ones from this address.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, _ := bufio.NewReader(c).ReadString('\n')
-	if !strings.HasPrefix(line, "421 4.7.0") {
-		t.Fatalf("locked-out IP greeted with %q", line)
+	d := tlsDialog(t, addr)
+	d.must("AUTH PLAIN "+b64("\x00printer\x00lpt1"), "421 4.7.0")
+	d.closedAfterLockout()
+
+	// The devices behind the address that never AUTH are not locked out.
+	d = dial(t, addr)
+	d.must("EHLO scanner", "250")
+	d.must("MAIL FROM:<scan@lan>", "250")
+	d.must("RCPT TO:<app@example.com>", "250")
+	d.must("DATA", "354")
+	d.must("Subject: scan\r\n\r\nx\r\n.", "250 2.0.0 OK")
+	if len(ing.envs) != 1 || ing.envs[0].Identity != "local" {
+		t.Fatalf("stored %+v, want one message from the network identity", ing.envs)
 	}
 }
 
@@ -198,7 +258,8 @@ func TestAuthRestrictedToNetworksAndPlaintextPolicy(t *testing.T) {
 	// The erp identity is not plaintext-allowed: right password, no TLS.
 	d2 := dial(t, addr)
 	d2.must("EHLO x", "250")
-	d2.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "235")
+	// It is refused at AUTH, before its password is checked.
+	d2.must("AUTH PLAIN "+b64("\x00erp\x00s3cret"), "538 5.7.11")
 	d2.must("MAIL FROM:<erp@corp>", "530 5.7.0")
 
 	// A password identity restricted to other networks cannot log in here.
@@ -208,6 +269,91 @@ func TestAuthRestrictedToNetworksAndPlaintextPolicy(t *testing.T) {
 	d3.starttls(t)
 	d3.must("EHLO x", "250")
 	d3.must("AUTH PLAIN "+b64("\x00printer\x00lpt1"), "535")
+}
+
+// busyChecks returns failure counts whose only password-check slot is
+// taken, and the function that frees it: while it is taken, any AUTH that
+// would check a password waits (and, past the command timeout, gets 454),
+// so an immediate answer proves no bcrypt ran.
+func busyChecks(t *testing.T) (*AuthFailures, func()) {
+	t.Helper()
+	af := NewAuthFailures(3, time.Minute)
+	af.checks = semaphore.NewWeighted(1)
+	if !af.checks.TryAcquire(1) {
+		t.Fatal("cannot take the check slot")
+	}
+	var once sync.Once
+	return af, func() { once.Do(func() { af.checks.Release(1) }) }
+}
+
+// TestAuthTLSRulesPerIdentity: AUTH is offered and accepted in clear only
+// for a password identity that allows plaintext from the client's address;
+// anything else in clear is refused 538 before any password is checked.
+func TestAuthTLSRulesPerIdentity(t *testing.T) {
+	t.Parallel()
+	loop := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	other := []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}
+	type kind struct {
+		name     string
+		password bool
+		networks []netip.Prefix
+	}
+	kinds := []kind{
+		{"password-anywhere", true, nil},
+		{"password-on-loopback", true, loop},
+		{"password-elsewhere", true, other},
+		{"network-loopback", false, loop},
+	}
+	for _, k := range kinds {
+		for _, plaintext := range []bool{false, true} {
+			for _, useTLS := range []bool{false, true} {
+				name := fmt.Sprintf("%s/allow_plaintext=%v/tls=%v", k.name, plaintext, useTLS)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					id := Identity{Name: "dev", Networks: k.networks, AllowPlaintext: plaintext}
+					if k.password {
+						id.Username, id.PasswordHash = "dev", hash(t, "pw")
+					}
+					usable := k.password && k.networks == nil || k.password && k.networks[0] == loop[0]
+					offer, wantAuth, wantMail := useTLS, "535 5.7.8", "530 5.7.0"
+					switch {
+					case !useTLS && !(usable && plaintext):
+						wantAuth = "538 5.7.11"
+					case usable:
+						offer, wantAuth, wantMail = true, "235", "250"
+					}
+					if !k.password && (useTLS || plaintext) {
+						wantMail = "250"
+					}
+
+					af, free := busyChecks(t)
+					addr, _ := startWith(t, []Identity{id}, &fakeIngest{}, func(c *Config) { c.AuthFailures = af })
+					d := dial(t, addr)
+					ehlo := d.must("EHLO x", "250")
+					if useTLS {
+						d.starttls(t)
+						ehlo = d.must("EHLO x", "250")
+					}
+					if got := strings.Contains(ehlo, "AUTH PLAIN LOGIN"); got != offer {
+						t.Fatalf("AUTH offered: %v, want %v:\n%s", got, offer, ehlo)
+					}
+					if !useTLS {
+						// An unknown user in clear: 538 at once, no bcrypt.
+						d.must("AUTH PLAIN "+b64("\x00ghost\x00pw"), "538 5.7.11")
+						if !offer {
+							// Not even the exchange starts.
+							d.must("AUTH LOGIN", "538 5.7.11")
+						}
+					}
+					if !strings.HasPrefix(wantAuth, "538") {
+						free()
+					}
+					d.must("AUTH PLAIN "+b64("\x00dev\x00pw"), wantAuth)
+					d.must("MAIL FROM:<dev@lan>", wantMail)
+				})
+			}
+		}
+	}
 }
 
 func TestSubmissionRequiresAuth(t *testing.T) {
@@ -280,7 +426,7 @@ func TestSlowUploadIsNotCutButStallIs(t *testing.T) {
 	t.Parallel()
 	ing := &fakeIngest{}
 	addr, _ := startWith(t, loopback(), ing, func(c *Config) {
-		c.CommandTimeout, c.DataTimeout = 600*time.Millisecond, 600*time.Millisecond
+		c.CommandTimeout, c.DataTimeout = 600*time.Millisecond, 10*time.Second
 	})
 	d := dial(t, addr)
 	d.must("EHLO x", "250")

@@ -77,10 +77,11 @@ func underlying(c net.Conn) *trackedConn {
 	return tc
 }
 
-// gate admits connections: it bounds sessions in total and per IP, refuses
-// IPs locked out for failed AUTH, and answers 421 while draining. It keeps
-// the real listener open while draining, so new clients hear "shutting
-// down" rather than a refused connection.
+// gate admits connections: it bounds sessions in total and per IP and
+// answers 421 while draining. (An address locked out of AUTH may still
+// connect: see AuthFailures.) It keeps the real listener open while
+// draining, so new clients hear "shutting down" rather than a refused
+// connection.
 type gate struct {
 	srv      *Server
 	mu       sync.Mutex
@@ -184,8 +185,6 @@ func (g *gate) admit(c net.Conn) (*trackedConn, string, string) {
 	switch {
 	case g.draining:
 		return nil, "draining", "421 4.3.2 Service shutting down, try again later"
-	case g.srv.authFails.locked(ip):
-		return nil, "auth_lockout", "421 4.7.0 Too many failed authentications, try again later"
 	case cfg.MaxSessions > 0 && g.total >= cfg.MaxSessions:
 		return nil, "max_sessions", "421 4.7.0 Too many connections, try again later"
 	case cfg.MaxSessionsPerIP > 0 && g.perIP[ip] >= cfg.MaxSessionsPerIP:

@@ -126,6 +126,7 @@ type Server struct {
 	smtp       *smtp.Server
 	gate       *gate
 	authFails  *AuthFailures
+	dummyHash  []byte // checked for unknown AUTH users (dummyHashFor)
 	now        func() time.Time
 	real       net.Listener
 	uploads    atomic.Int64 // transactions between DATA and their reply
@@ -150,6 +151,7 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	if s.authFails == nil {
 		s.authFails = NewAuthFailures(cfg.MaxAuthFailures, 15*time.Minute)
 	}
+	s.dummyHash = dummyHashFor(identities)
 	s.gate = newGate(s)
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
@@ -278,11 +280,14 @@ func (s *Server) identityByUser(user string) *Identity {
 	return found
 }
 
-// plaintextAllowed reports whether some identity that allows plaintext
-// covers ip.
+// plaintextAllowed reports whether AUTH may be offered in clear to ip: some
+// password identity that allows plaintext may log in from there (its
+// networks contain ip, or it names none). Network identities do not count:
+// they never AUTH.
 func (s *Server) plaintextAllowed(ip netip.Addr) bool {
 	for i := range s.identities {
-		if s.identities[i].AllowPlaintext && containsIP(s.identities[i].Networks, ip) {
+		id := &s.identities[i]
+		if id.Username != "" && id.AllowPlaintext && loginCovers(id, ip) {
 			return true
 		}
 	}
