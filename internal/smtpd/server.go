@@ -6,16 +6,18 @@ package smtpd
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/pires/go-proxyproto"
 	"golang.org/x/time/rate"
 
 	"github.com/postern/postern/internal/postern"
@@ -183,7 +185,7 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 func (s *Server) Serve(l net.Listener) error {
 	s.real = l
 	if len(s.cfg.ProxyTrusted) > 0 {
-		l = &proxyproto.Listener{Listener: l, ConnPolicy: s.proxyPolicy, ReadHeaderTimeout: 10 * time.Second}
+		l = s.proxyListen(l)
 	}
 	var gl net.Listener = s.gate.listen(l, s.cfg.Mode == ModeSMTPS)
 	if s.cfg.Mode == ModeSMTPS {
@@ -193,17 +195,6 @@ func (s *Server) Serve(l net.Listener) error {
 		gl = tls.NewListener(gl, s.cfg.TLS)
 	}
 	return s.smtp.Serve(gl)
-}
-
-func (s *Server) proxyPolicy(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-	ap, err := netip.ParseAddrPort(o.Upstream.String())
-	if err != nil {
-		return proxyproto.REJECT, fmt.Errorf("%w: %w", proxyproto.ErrInvalidUpstream, err)
-	}
-	if containsIP(s.cfg.ProxyTrusted, ap.Addr().Unmap()) {
-		return proxyproto.REQUIRE, nil
-	}
-	return proxyproto.REJECT, nil
 }
 
 // Shutdown drains: new clients get 421 4.3.2, idle sessions are ended, and
@@ -294,10 +285,29 @@ func (s *Server) plaintextAllowed(ip netip.Addr) bool {
 	return false
 }
 
-// errorLog routes go-smtp's own messages (accept errors, panics) to slog.
+// errorLog routes go-smtp's own messages to slog: accept errors and panics
+// at error; a connection that ended with an error (go-smtp's "error
+// handling" line) at debug when the peer just went away (a balancer's
+// health probe, a client that hung up) and at info otherwise (a failed TLS
+// handshake, say): the client's trouble, not the gateway's.
 type errorLog struct{ log *slog.Logger }
 
 func (e errorLog) Printf(format string, v ...any) {
-	e.log.Error(fmt.Sprintf(format, v...), slog.String("stage", "gateway"))
+	level := slog.LevelError
+	if strings.HasPrefix(format, "error handling ") && len(v) == 2 {
+		level = slog.LevelInfo
+		if err, ok := v[1].(error); ok && peerGone(err) {
+			level = slog.LevelDebug
+		}
+	}
+	e.log.Log(context.Background(), level, fmt.Sprintf(format, v...), slog.String("stage", "gateway"))
 }
+
 func (e errorLog) Println(v ...any) { e.log.Error(fmt.Sprint(v...), slog.String("stage", "gateway")) }
+
+// peerGone reports whether err says the other end closed or reset the
+// connection.
+func peerGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
+}
