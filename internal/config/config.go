@@ -198,7 +198,9 @@ type DSN struct {
 	Domain string `yaml:"domain"`
 	// OwnerOnly sends notices to the identity's owner instead of the
 	// envelope sender (devices often use senders nobody reads).
-	OwnerOnly      bool  `yaml:"owner_only"`
+	OwnerOnly bool `yaml:"owner_only"`
+	// MaxReturnBytes bounds the original returned with RET=FULL; a larger
+	// one is returned as its header only (RFC 3461 section 4.3).
 	MaxReturnBytes int64 `yaml:"max_return_bytes"`
 	// Relay is how notices are sent; default: files under data_dir/dsn-outbox.
 	Relay Relay `yaml:"relay"`
@@ -311,7 +313,7 @@ func Default() *Config {
 			Match:     Match{Recipients: []string{"*"}},
 			Directory: &Directory{Path: "outbox"},
 		}},
-		DSN:      DSN{Relay: Relay{Type: "file", Path: "dsn-outbox"}},
+		DSN:      DSN{MaxReturnBytes: 10 << 20, Relay: Relay{Type: "file", Path: "dsn-outbox"}},
 		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second)},
 		Log:      Log{Level: "info", Format: "json"},
 	}

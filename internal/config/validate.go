@@ -194,6 +194,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	validateRelay("dsn.relay", &c.DSN.Relay, bad)
+	if c.DSN.MaxReturnBytes <= 0 {
+		bad("dsn.max_return_bytes", "%d must be positive: the largest original a RET=FULL notice returns whole (larger ones go back as headers only); the default is 10485760 (10 MiB)", c.DSN.MaxReturnBytes)
+	}
 	if c.Delivery.BurstLag < 0 || c.Delivery.BurstLag.D() > time.Minute {
 		bad("delivery.burst_lag", "%s must be between 0 (off) and 1m (the default is 5s)", c.Delivery.BurstLag.D())
 	}
