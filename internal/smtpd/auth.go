@@ -50,7 +50,8 @@ func (s *session) AuthMechanisms() []string {
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.authAllowed() {
 		// No identity could log in here in clear: refuse before the SASL
-		// exchange, so no password is sent in clear.
+		// exchange, so a client that waits for it never sends its password
+		// in clear.
 		s.srv.cfg.Observer.Reply("AUTH", 538)
 		return nil, errAuthNeedsTLS
 	}
