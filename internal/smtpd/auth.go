@@ -19,6 +19,8 @@ var (
 	errAuthNeedsTLS = reply(538, smtp.EnhancedCode{5, 7, 11}, "Encryption required for requested authentication mechanism")
 	errAuthMech     = reply(504, smtp.EnhancedCode{5, 5, 4}, "Unrecognized authentication mechanism")
 	errAuthSyntax   = reply(501, smtp.EnhancedCode{5, 5, 2}, "Malformed authentication data")
+	// errAuthInTransaction: AUTH after MAIL (RFC 4954 section 4).
+	errAuthInTransaction = reply(503, smtp.EnhancedCode{5, 5, 1}, "Error: AUTH not allowed during a mail transaction")
 	// errAuthLocked ends the session (RFC 5321: 421 closes the channel),
 	// like Postfix past smtpd_hard_error_limit. 454 would leave the session
 	// open for the next guess, and RFC 4954 keeps 454 for a temporary
@@ -48,6 +50,12 @@ func (s *session) AuthMechanisms() []string {
 }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.identity != nil {
+		// RFC 4954 section 4: no AUTH during a mail transaction (it would
+		// change who sends a message already under way).
+		s.srv.cfg.Observer.Reply("AUTH", 503)
+		return nil, errAuthInTransaction
+	}
 	if !s.authAllowed() {
 		// No identity could log in here in clear: refuse before the SASL
 		// exchange, so a client that waits for it never sends its password
@@ -60,12 +68,12 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(authzid, user, pass string) error {
+		return saslReplies{sasl.NewPlainServer(func(authzid, user, pass string) error {
 			if authzid != "" && authzid != user {
 				return s.authenticate(mech, "", "")
 			}
 			return s.authenticate(mech, user, pass)
-		}), nil
+		})}, nil
 	case sasl.Login:
 		return &loginServer{auth: func(user, pass string) error { return s.authenticate(mech, user, pass) }}, nil
 	}
@@ -196,6 +204,21 @@ func dummyHashFor(identities []Identity) []byte {
 // networks contain ip, or it names none (then it may be used from anywhere).
 func loginCovers(id *Identity, ip netip.Addr) bool {
 	return len(id.Networks) == 0 || containsIP(id.Networks, ip)
+}
+
+// saslReplies makes a SASL server's own errors (a malformed PLAIN
+// response) the RFC 4954 reply for undecodable data; go-smtp would send
+// their text with 454.
+type saslReplies struct{ sasl.Server }
+
+func (r saslReplies) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := r.Server.Next(resp)
+	if err != nil {
+		if _, ok := err.(*smtp.SMTPError); !ok {
+			err = errAuthSyntax
+		}
+	}
+	return ch, done, err
 }
 
 func containsIP(ps []netip.Prefix, ip netip.Addr) bool {

@@ -402,7 +402,7 @@ func TestSTARTTLSDiscardsPipelinedPlaintext(t *testing.T) {
 	d.c, d.r = tc, bufio.NewReader(tc)
 	d.must("EHLO x", "250")
 	// Had the injected MAIL run, RCPT would be accepted (or MAIL refused as nested).
-	d.must("RCPT TO:<app@example.com>", "502")
+	d.must("RCPT TO:<app@example.com>", "503 5.5.1")
 }
 
 func TestSessionLimits(t *testing.T) {

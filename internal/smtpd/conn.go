@@ -3,6 +3,7 @@ package smtpd
 import (
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,25 +11,21 @@ import (
 	"time"
 )
 
-// trackedConn sits under go-smtp (and under TLS) for one client. It turns
-// go-smtp's read timeout into a per-read one, so a slow but progressing DATA
-// upload is never cut off by a whole-transfer deadline, while an idle or
-// stalled client still is; and it lets the server end idle sessions when it
-// drains.
+// trackedConn is one client's TCP connection, under TLS and the front
+// (frontConn, which sets its read deadlines). It lets the server end idle
+// sessions when it drains, and gives the session slot back on Close.
 type trackedConn struct {
 	net.Conn
-	ip       netip.Addr
-	cmdIdle  time.Duration
-	dataIdle time.Duration
-	inData   atomic.Bool
-	killed   atomic.Bool
-	release  func()
-	once     sync.Once
+	ip      netip.Addr
+	inData  atomic.Bool // a message is being received: draining waits for it
+	killed  atomic.Bool
+	release func()
+	once    sync.Once
 }
 
 var errKilled = &timeoutError{}
 
-// timeoutError makes go-smtp answer 421 and close, as for an idle client.
+// timeoutError ends the session as a timeout would.
 type timeoutError struct{}
 
 func (*timeoutError) Error() string   { return "session ended by the server" }
@@ -39,11 +36,6 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	if c.killed.Load() {
 		return 0, errKilled
 	}
-	idle := c.cmdIdle
-	if c.inData.Load() {
-		idle = c.dataIdle
-	}
-	c.Conn.SetReadDeadline(time.Now().Add(idle))
 	n, err := c.Conn.Read(p)
 	if err != nil && c.killed.Load() {
 		return n, errKilled
@@ -51,10 +43,15 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SetReadDeadline is ignored: Read sets a fresh deadline before every read.
-func (c *trackedConn) SetReadDeadline(time.Time) error { return nil }
-
-func (c *trackedConn) SetDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(t) }
+// SetReadDeadline keeps a killed connection's deadline in the past, so a
+// deadline set after kill cannot revive it.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	err := c.Conn.SetReadDeadline(t)
+	if c.killed.Load() {
+		return c.Conn.SetReadDeadline(time.Now())
+	}
+	return err
+}
 
 // kill ends the session at its next (or current) read.
 func (c *trackedConn) kill() {
@@ -65,16 +62,6 @@ func (c *trackedConn) kill() {
 func (c *trackedConn) Close() error {
 	c.once.Do(c.release)
 	return c.Conn.Close()
-}
-
-// underlying finds our trackedConn below a go-smtp connection (which may be
-// a TLS connection after STARTTLS or on an implicit-TLS listener).
-func underlying(c net.Conn) *trackedConn {
-	if t, ok := c.(*tls.Conn); ok {
-		c = t.NetConn()
-	}
-	tc, _ := c.(*trackedConn)
-	return tc
 }
 
 // gate admits connections: it bounds sessions in total and per IP and
@@ -138,11 +125,30 @@ func (gl *gateListener) admit(c net.Conn) {
 		gl.refuse(c, reason)
 		return
 	}
+	srv := gl.g.srv
+	log := srv.log.With(slog.String("client_ip", tc.ip.String()), slog.String("listener", srv.cfg.Listener))
+	var conn net.Conn = tc
+	if gl.implicit {
+		// Implicit TLS (port 465 style): the handshake comes first, bounded
+		// like a command.
+		t := tls.Server(tc, srv.cfg.TLS)
+		tc.SetDeadline(time.Now().Add(srv.cfg.CommandTimeout))
+		if err := t.Handshake(); err != nil {
+			log.Info("TLS handshake failed", slog.String("stage", "gateway"), slog.String("error", err.Error()))
+			tc.Close()
+			return
+		}
+		tc.SetDeadline(time.Time{})
+		conn = t
+	}
+	front := newFront(tc, conn, srv.front, log)
 	select {
-	case gl.accepted <- tc:
+	case gl.accepted <- front:
 	case <-gl.done:
-		tc.Close()
-		gl.refuse(c, "421 4.3.2 Service shutting down, try again later")
+		if !gl.implicit {
+			gl.refuse(c, "421 4.3.2 Service shutting down, try again later")
+		}
+		front.Close()
 	}
 }
 
@@ -192,7 +198,7 @@ func (g *gate) admit(c net.Conn) (*trackedConn, string, string) {
 	}
 	g.total++
 	g.perIP[ip]++
-	tc := &trackedConn{Conn: c, ip: ip, cmdIdle: cfg.CommandTimeout, dataIdle: cfg.DataTimeout}
+	tc := &trackedConn{Conn: c, ip: ip}
 	g.conns[tc] = struct{}{}
 	tc.release = func() {
 		g.mu.Lock()

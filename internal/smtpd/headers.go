@@ -10,6 +10,8 @@ var (
 	errHeaderTooBig = errors.New("header block exceeds limit")
 	errLoop         = errors.New("too many Received headers")
 	errBodyTooBig   = errors.New("message exceeds the identity's size limit")
+	// errNoRouteForMessage: the header leaves no recipient routed.
+	errNoRouteForMessage = errors.New("no route takes the message")
 )
 
 // headerScanner passes DATA through while checking, as it streams, the size
@@ -21,8 +23,15 @@ type headerScanner struct {
 	maxReceived int
 	limit       int64 // 0: none beyond go-smtp's own
 
+	// onHeader, when set, is given the header block (without the empty
+	// line that ends it) as soon as it is complete; an error it returns
+	// ends the upload.
+	onHeader func(block []byte) error
+	header   []byte
+
 	n        int64 // bytes passed
 	inBody   bool
+	bodyAt   int    // where in the current read the body began
 	line     []byte // current header line start (bounded)
 	received int
 	atStart  bool // at the start of a line
@@ -39,10 +48,27 @@ func (h *headerScanner) Read(p []byte) (int, error) {
 			if serr := h.scan(p[:n]); serr != nil {
 				return 0, serr
 			}
+			if h.onHeader != nil {
+				if !h.inBody {
+					h.header = append(h.header, p[:n]...)
+				} else {
+					h.header = append(h.header, p[:h.bodyAt]...)
+					if herr := h.onHeader(h.header); herr != nil {
+						return 0, herr
+					}
+				}
+			}
 		}
 		h.n += int64(n)
 		if h.limit > 0 && h.n > h.limit {
 			return 0, errBodyTooBig
+		}
+	}
+	if err == io.EOF && !h.inBody && h.onHeader != nil {
+		// A message without a body: all of it is header.
+		h.inBody = true
+		if herr := h.onHeader(h.header); herr != nil {
+			return n, herr
 		}
 	}
 	return n, err
@@ -62,7 +88,7 @@ func (h *headerScanner) scan(b []byte) error {
 			h.atStart = false
 			if c == '\r' || c == '\n' {
 				// An empty line ends the header block.
-				h.inBody = true
+				h.inBody, h.bodyAt = true, i
 				return nil
 			}
 			h.line = h.line[:0]

@@ -35,6 +35,22 @@ type Router interface {
 	Accepts(rcpt, sender, identity string) bool
 }
 
+// HeaderRouter is a Router whose routes may look at the message header.
+// A recipient accepted at RCPT only because a header route might take it is
+// settled at the end of DATA: when the header leaves no recipient routed,
+// the message is refused there (550 5.7.1) instead of bounced later.
+type HeaderRouter interface {
+	Router
+	// HasHeaderRules reports whether any route looks at the header; when
+	// none does, RCPT has settled everything and the header is not read.
+	HasHeaderRules() bool
+	// RoutesMessage reports whether some route takes some of rcpts, given
+	// the header as stored (the gateway's Received field, then the client's
+	// header block, then the empty line that ends it). It must decide as
+	// the parse stage will.
+	RoutesMessage(rcpts []string, sender, identity string, header []byte) bool
+}
+
 // Observer receives the events metrics are made of. Methods must be cheap
 // and safe for concurrent use.
 type Observer interface {
@@ -127,6 +143,7 @@ type Server struct {
 	log        *slog.Logger
 	smtp       *smtp.Server
 	gate       *gate
+	front      *frontConfig
 	authFails  *AuthFailures
 	dummyHash  []byte // checked for unknown AUTH users (dummyHashFor)
 	now        func() time.Time
@@ -160,8 +177,8 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	srv.MaxMessageBytes = cfg.MaxMessageBytes
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.MaxLineLength = cfg.MaxLineLength
-	// trackedConn applies per-read timeouts itself; this value only has to
-	// be non-zero so go-smtp arms deadlines at all.
+	// The front (frontConn) sets every read deadline itself; go-smtp's
+	// ReadTimeout is ignored there. WriteTimeout bounds each reply.
 	srv.ReadTimeout = cfg.CommandTimeout
 	srv.WriteTimeout = cfg.CommandTimeout
 	// AUTH without TLS is decided per client (session.authAllowed), so that
@@ -173,10 +190,14 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	// RFC 6531: UTF-8 addresses are carried through (and DSNs for them use
 	// the RFC 6533 types).
 	srv.EnableSMTPUTF8 = true
-	if cfg.Mode != ModeSMTPS {
-		srv.TLSConfig = cfg.TLS
-	}
+	// TLS (STARTTLS and implicit) is run by the front, below go-smtp, so
+	// go-smtp is given none.
 	srv.ErrorLog = errorLog{log}
+	s.front = &frontConfig{hostname: cfg.Hostname, cmdTimeout: cfg.CommandTimeout, dataTimeout: cfg.DataTimeout,
+		maxLine: cfg.MaxLineLength, observe: cfg.Observer.Reply}
+	if cfg.Mode != ModeSMTPS {
+		s.front.tls = cfg.TLS
+	}
 	s.smtp = srv
 	return s
 }
@@ -187,14 +208,10 @@ func (s *Server) Serve(l net.Listener) error {
 	if len(s.cfg.ProxyTrusted) > 0 {
 		l = s.proxyListen(l)
 	}
-	var gl net.Listener = s.gate.listen(l, s.cfg.Mode == ModeSMTPS)
-	if s.cfg.Mode == ModeSMTPS {
-		if s.cfg.TLS == nil {
-			return fmt.Errorf("smtpd: listener %s is smtps but has no TLS configuration", s.cfg.Listener)
-		}
-		gl = tls.NewListener(gl, s.cfg.TLS)
+	if s.cfg.Mode == ModeSMTPS && s.cfg.TLS == nil {
+		return fmt.Errorf("smtpd: listener %s is smtps but has no TLS configuration", s.cfg.Listener)
 	}
-	return s.smtp.Serve(gl)
+	return s.smtp.Serve(s.gate.listen(l, s.cfg.Mode == ModeSMTPS))
 }
 
 // Shutdown drains: new clients get 421 4.3.2, idle sessions are ended, and
@@ -230,15 +247,17 @@ func (s *Server) Uploads() (int, time.Time) {
 }
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
-	tc := underlying(c.Conn())
-	if tc == nil {
+	front, ok := c.Conn().(*frontConn)
+	if !ok {
 		return nil, reply(421, smtp.EnhancedCode{4, 3, 0}, "Internal error")
 	}
+	tc := front.tc
 	ap, _ := netip.ParseAddrPort(tc.RemoteAddr().String())
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		srv:    s,
 		conn:   c,
+		front:  front,
 		tc:     tc,
 		ip:     tc.ip,
 		port:   int(ap.Port()),

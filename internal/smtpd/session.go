@@ -21,6 +21,7 @@ import (
 type session struct {
 	srv    *Server
 	conn   *smtp.Conn
+	front  *frontConn
 	tc     *trackedConn
 	ip     netip.Addr
 	port   int
@@ -118,10 +119,7 @@ func (s *session) transcript(id *Identity, line string, code int, reply string) 
 		slog.String("command", line), slog.Int("smtp_code", code), slog.String("reply", reply))
 }
 
-func (s *session) isTLS() bool {
-	_, ok := s.conn.TLSConnectionState()
-	return ok
-}
+func (s *session) isTLS() bool { return s.front.TLS() != nil }
 
 // sender decides who this client is for a transaction, or why it may not
 // send at all. It is what keeps the gateway from being an open relay.
@@ -152,6 +150,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.srv.gate.isDraining() {
 		return errShuttingDown
+	}
+	if s.identity != nil {
+		return errNestedMail
 	}
 	id, rerr := s.sender()
 	if rerr != nil {
@@ -255,21 +256,25 @@ func (s *session) data(r io.Reader) error {
 	if s.authID != nil {
 		env.AuthUser = s.authID.Username
 	}
-	if st, ok := s.conn.TLSConnectionState(); ok {
+	if st := s.front.TLS(); st != nil {
 		env.TLS = &postern.TLSInfo{Version: tls.VersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite), ServerName: st.ServerName}
 	}
 
-	// The client's side of the upload is bounded per read (trackedConn).
+	// The client's side of the upload is bounded by the front (frontConn).
 	// The store's side is bounded by limits.store_timeout: whenever the
 	// store holds control (before it reads, between reads, after the last
 	// one) for that long, it is given up and the client hears 451 4.4.5.
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	defer cancel(nil)
 	scan := &headerScanner{r: r, maxHeader: s.srv.cfg.MaxHeaderBytes, maxReceived: s.srv.cfg.MaxReceived, limit: s.maxBytes(s.identity)}
+	trace := receivedHeader(env)
+	if hr, ok := s.srv.router.(HeaderRouter); ok && hr.HasHeaderRules() {
+		scan.onHeader = func(block []byte) error { return s.routeByHeader(hr, env, trace, block) }
+	}
 	watch := &storeWatch{r: scan, d: s.srv.cfg.StoreTimeout,
 		t: time.AfterFunc(s.srv.cfg.StoreTimeout, func() { cancel(context.DeadlineExceeded) })}
 	defer watch.t.Stop()
-	body := io.MultiReader(strings.NewReader(receivedHeader(env)), watch)
+	body := io.MultiReader(strings.NewReader(trace), watch)
 	start := time.Now()
 	if err := s.srv.ingest.Accept(ctx, env, body); err != nil {
 		if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
@@ -284,6 +289,19 @@ func (s *session) data(r io.Reader) error {
 	s.log.Info("message queued", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
 		slog.String("identity", env.Identity), slog.Int("smtp_code", 250), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
 	return accepted(id)
+}
+
+// routeByHeader refuses the message (before anything is stored) when, its
+// header known, no route takes any of its recipients. When some route takes
+// some of them, the message is accepted and the others are bounced by the
+// parse stage, as one reply cannot refuse part of the recipients after DATA.
+func (s *session) routeByHeader(hr HeaderRouter, env *postern.Envelope, trace string, block []byte) error {
+	raw := make([]byte, 0, len(trace)+len(block)+4)
+	raw = append(append(append(raw, trace...), block...), "\r\n\r\n"...)
+	if hr.RoutesMessage(env.RecipientAddrs(), env.Sender, env.Identity, raw) {
+		return nil
+	}
+	return errNoRouteForMessage
 }
 
 // receivedHeader is the trace field (RFC 5321 section 4.4) the gateway
