@@ -22,11 +22,11 @@ var (
 // command decides on one complete command line: the line to hand to
 // go-smtp and true, or false when the front has answered it.
 func (f *frontConn) command(line []byte) ([]byte, bool) {
-	text := strings.TrimRight(string(line), "\r\n")
-	text = strings.TrimRight(text, " \t")
-	verb, arg, _ := strings.Cut(text, " ")
-	verb = strings.ToUpper(verb)
-	arg = strings.TrimLeft(arg, " ")
+	raw := strings.TrimRight(string(line), "\r\n")
+	text := strings.TrimRight(raw, " \t")
+	rawVerb, rawArg, _ := strings.Cut(text, " ")
+	verb := strings.ToUpper(rawVerb)
+	arg := strings.TrimLeft(rawArg, " ")
 
 	answer := func(code int, enh, msg string) ([]byte, bool) {
 		f.writeDirect(code, enh, msg)
@@ -35,6 +35,9 @@ func (f *frontConn) command(line []byte) ([]byte, bool) {
 	}
 	pass := func() ([]byte, bool) {
 		f.verb = verb
+		if text == raw && verb == rawVerb && len(arg) == len(rawArg) {
+			return line, true // already as go-smtp reads it best
+		}
 		out := verb
 		if arg != "" {
 			out += " " + arg

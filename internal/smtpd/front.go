@@ -369,6 +369,14 @@ func (f *frontConn) Write(p []byte) (int, error) {
 	if f.closed.Load() {
 		return 0, net.ErrClosed
 	}
+	// The common case, a one-line reply in one write, without copying.
+	if len(f.wbuf) == 0 && len(f.reply) == 0 && len(p) >= 6 && p[3] == ' ' &&
+		bytes.Index(p, []byte("\r\n")) == len(p)-2 && f.verb != "EHLO" && f.verb != "HELO" {
+		if err := f.sendLine(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	f.wbuf = append(f.wbuf, p...)
 	for {
 		i := bytes.Index(f.wbuf, []byte("\r\n"))
@@ -393,7 +401,23 @@ func (f *frontConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// sendLine sends a one-line reply (with its CRLF), corrected.
+func (f *frontConn) sendLine(p []byte) error {
+	line := p[:len(p)-2]
+	if to := f.correction(line); to != "" {
+		p = []byte(to + "\r\n")
+	}
+	code := int(p[0]-'0')*100 + int(p[1]-'0')*10 + int(p[2]-'0')
+	f.replied(code)
+	_, err := f.conn.Write(p)
+	f.counted(code)
+	return err
+}
+
 func (f *frontConn) sendReply(lines []string) error {
+	if len(lines) == 1 && f.verb != "EHLO" && f.verb != "HELO" {
+		return f.sendLine([]byte(lines[0] + "\r\n"))
+	}
 	lines = f.correct(lines)
 	code, _ := strconv.Atoi(lines[len(lines)-1][:min(3, len(lines[len(lines)-1]))])
 	f.replied(code)

@@ -109,12 +109,24 @@ func (f *frontConn) correct(lines []string) []string {
 	if len(lines) > 1 {
 		return lines
 	}
-	for _, c := range goSMTPReplies {
-		if last == c.from || c.prefix && strings.HasPrefix(last, c.from) {
-			return []string{strings.ReplaceAll(c.to, "%h", f.cfg.hostname)}
-		}
+	if to := f.correction([]byte(last)); to != "" {
+		return []string{to}
 	}
 	return lines
+}
+
+// correction returns the corrected form of one reply line of go-smtp's, or
+// "" when it needs none.
+func (f *frontConn) correction(line []byte) string {
+	for _, c := range goSMTPReplies {
+		if len(line) < len(c.from) || string(line[:len(c.from)]) != c.from {
+			continue
+		}
+		if len(line) == len(c.from) || c.prefix {
+			return strings.ReplaceAll(c.to, "%h", f.cfg.hostname)
+		}
+	}
+	return ""
 }
 
 // correctGreeting: the reply to EHLO starts with the server's domain (RFC
