@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jhillyerd/enmime/v2"
+	"github.com/postern/postern/internal/mailheader"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -69,7 +70,7 @@ func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, mark
 	} else {
 		header, size, nul, limit = sk.header, sk.size, sk.nul, sk.limit
 	}
-	headerFacts(p, readFields(header))
+	headerFacts(p, mailheader.Fields(header))
 	if nul {
 		p.Errors = append(p.Errors, warning(ErrNameNUL, "NUL bytes in the message are given as U+FFFD in headers, names and bodies; attachments keep theirs"))
 	}
@@ -135,13 +136,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 // clean makes s valid UTF-8 without NUL bytes, replacing either with
 // U+FFFD. NUL is never valid in headers or text (RFC 5322, RFC 2046), and
 // receivers choke on it: PostgreSQL, for one, refuses it in text and jsonb.
-func clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if strings.IndexByte(s, 0) >= 0 {
-		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	}
-	return s
-}
+func clean(s string) string { return mailheader.Clean(s) }
 
 // capBody cleans s and cuts it to at most max bytes on a rune
 // boundary.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/route"
 )
 
 func sha(b []byte) string {
@@ -114,7 +115,7 @@ func TestParseBuiltMessage(t *testing.T) {
 	if p.MessageID != m.messageID {
 		t.Errorf("MessageID = %q", p.MessageID)
 	}
-	if got := headerLookup(p.Headers)("x-device"); !slices.Equal(got, []string{"printer-3f"}) {
+	if got := route.FieldLookup(p.Headers)("x-device"); !slices.Equal(got, []string{"printer-3f"}) {
 		t.Errorf("X-Device = %q", got)
 	}
 	// The builder sends text quoted-printable with CRLF line ends.
@@ -189,7 +190,7 @@ func TestParseHeadersInOrderAndDecoded(t *testing.T) {
 	if !slices.Equal(p.Headers, want) {
 		t.Errorf("Headers =\n%+v\nwant\n%+v", p.Headers, want)
 	}
-	if got := headerLookup(p.Headers)("X-TAG"); !slices.Equal(got, []string{"one", "two no colon continues X-Tag"}) {
+	if got := route.FieldLookup(p.Headers)("X-TAG"); !slices.Equal(got, []string{"one", "two no colon continues X-Tag"}) {
 		t.Errorf("lookup X-TAG = %q", got)
 	}
 	if len(p.To) != 0 {

@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"github.com/postern/postern/internal/mailheader"
 	"maps"
 	"slices"
 )
@@ -68,7 +69,7 @@ func New(rules []Rule) (*Table, error) {
 		c.identities = compileList(where, "identities", r.Identities, &errs)
 		// Sorted, so errors come out in the same order on every run.
 		for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
-			if !validHeaderName(name) {
+			if !mailheader.ValidName(name) {
 				errs = append(errs, fmt.Errorf("%s: headers: %q is not a header field name; use printable ASCII without spaces or ':'", where, name))
 				continue
 			}
@@ -237,19 +238,6 @@ func checkName(name string) error {
 		}
 	}
 	return nil
-}
-
-// validHeaderName follows RFC 5322 field-name: printable ASCII except ':'.
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; c < 33 || c > 126 || c == ':' {
-			return false
-		}
-	}
-	return true
 }
 
 func copyRule(r Rule) Rule {
