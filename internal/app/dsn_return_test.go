@@ -68,29 +68,7 @@ func TestDSNReturnFullIsCappedByConfig(t *testing.T) {
 // sendFull delivers msg to one recipient with RET=FULL.
 func sendFull(t *testing.T, addr, from, to, msg string) {
 	t.Helper()
-	c, err := smtp.Dial(addr)
-	if err != nil {
+	if _, err := sendWith(t, addr, from, &smtp.MailOptions{Return: smtp.DSNReturnFull}, []string{to}, []byte(msg)); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	if err := c.Hello("scanner.lan"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail(from, &smtp.MailOptions{Return: smtp.DSNReturnFull}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt(to, nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte(msg)); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	c.Quit()
 }

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -102,24 +101,17 @@ func testConfig(t *testing.T, hookURL string) *config.Config {
 
 func boot(t *testing.T, cfg *config.Config) *app.App {
 	t.Helper()
-	a, err := app.New(cfg, slog.New(slog.NewJSONHandler(logWriter{t}, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return a
+	return bootLogged(t, cfg, io.Discard)
 }
 
 // send delivers msg with go-smtp's client and returns the 250 reply text.
 func send(t *testing.T, addr, from string, to []string, msg []byte) (string, error) {
+	t.Helper()
+	return sendWith(t, addr, from, nil, to, msg)
+}
+
+// sendWith is send with MAIL parameters.
+func sendWith(t *testing.T, addr, from string, opts *smtp.MailOptions, to []string, msg []byte) (string, error) {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -129,7 +121,7 @@ func send(t *testing.T, addr, from string, to []string, msg []byte) (string, err
 	if err := c.Hello("scanner.lan"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Mail(from, nil); err != nil {
+	if err := c.Mail(from, opts); err != nil {
 		return "", err
 	}
 	for _, r := range to {

@@ -66,13 +66,8 @@ func startWith(t *testing.T, ids []Identity, ing Ingester, opts ...srvOpt) (stri
 	}
 	router := routerFunc(func(rcpt, _, _ string) bool { return !strings.HasPrefix(rcpt, "nobody@") })
 	srv := New(cfg, ids, router, ing, slog.New(slog.NewJSONHandler(testLogWriter{t}, nil)))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	return l.Addr().String(), srv
+	addr := serve(t, srv)
+	return addr, srv
 }
 
 // devices: a password identity (TLS required) and a plaintext LAN device
@@ -535,14 +530,9 @@ func TestTranscriptIsOptInAndRedacted(t *testing.T) {
 	cfg.TLS = testTLS(t)
 	cfg.AuthTarpit = time.Millisecond
 	srv := New(cfg, append(ids, loopback()...), routerFunc(func(string, string, string) bool { return true }), &fakeIngest{}, slog.New(slog.NewJSONHandler(&buf, nil)))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	addr := serve(t, srv)
 
-	d := dial(t, l.Addr().String())
+	d := dial(t, addr)
 	d.must("EHLO x", "250")
 	d.starttls(t)
 	d.must("EHLO x", "250")
@@ -554,7 +544,7 @@ func TestTranscriptIsOptInAndRedacted(t *testing.T) {
 	d.must("Subject: secret body words\r\n\r\nconfidential\r\n.", "250")
 
 	// A client of an identity without the flag leaves no transcript.
-	d2 := dial(t, l.Addr().String())
+	d2 := dial(t, addr)
 	d2.must("EHLO y", "250")
 	d2.must("MAIL FROM:<other@lan>", "250")
 

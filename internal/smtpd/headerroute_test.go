@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
@@ -24,13 +23,8 @@ func TestHeaderRoutesDecideAtEndOfData(t *testing.T) {
 	}
 	ing := &fakeIngest{}
 	srv := New(testConfig(), loopback(), table, ing, slog.New(slog.NewJSONHandler(testLogWriter{t}, nil)))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	d := dial(t, l.Addr().String())
+	addr := serve(t, srv)
+	d := dial(t, addr)
 	d.must("EHLO x", "250")
 	send := func(rcpts []string, msg, want string) {
 		t.Helper()

@@ -175,13 +175,7 @@ func TestProxyHealthProbesAreNotErrors(t *testing.T) {
 	cfg := testConfig()
 	cfg.ProxyTrusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	srv := New(cfg, loopback(), routerFunc(func(string, string, string) bool { return true }), &fakeIngest{}, log)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	addr := l.Addr().String()
+	addr := serve(t, srv)
 	dialProbe := func() net.Conn {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)

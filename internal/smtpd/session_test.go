@@ -79,6 +79,14 @@ func start(t *testing.T, ids []Identity, ing Ingester) string {
 	t.Helper()
 	router := routerFunc(func(rcpt, _, _ string) bool { return !strings.HasPrefix(rcpt, "nobody@") })
 	srv := New(testConfig(), ids, router, ing, slog.New(slog.NewJSONHandler(testLogWriter{t}, nil)))
+	addr := serve(t, srv)
+	return addr
+}
+
+// serve runs srv on a loopback port until the test ends and returns its
+// address.
+func serve(t *testing.T, srv *Server) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -348,13 +356,8 @@ func TestStalledStoreTimesOutWith451(t *testing.T) {
 	cfg := testConfig()
 	cfg.StoreTimeout = 300 * time.Millisecond
 	srv := New(cfg, loopback(), router, stallIngest{}, slog.New(slog.NewJSONHandler(testLogWriter{t}, nil)))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-	d := dial(t, l.Addr().String())
+	addr := serve(t, srv)
+	d := dial(t, addr)
 	d.must("EHLO x", "250")
 	d.must("MAIL FROM:<a@lan>", "250")
 	d.must("RCPT TO:<b@example.com>", "250")
