@@ -31,6 +31,7 @@ var (
 	errShuttingDown    = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
 	errBadSequence     = reply(503, smtp.EnhancedCode{5, 5, 1}, "Bad sequence of commands")
 	errNestedMail      = reply(503, smtp.EnhancedCode{5, 5, 1}, "Error: nested MAIL command")
+	errStorageLow      = reply(452, smtp.EnhancedCode{4, 3, 1}, "Insufficient system storage")
 )
 
 func accepted(id postern.MsgID) *smtp.SMTPError {

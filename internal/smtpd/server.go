@@ -132,6 +132,12 @@ type Config struct {
 
 	// Observer gets metrics events; nil means none.
 	Observer Observer
+
+	// StorageLow reports that the gateway cannot promise to keep more mail
+	// (free disk under limits.min_free_bytes): MAIL is then answered 452
+	// 4.3.1 and the client retries later. It is called once per MAIL, so it
+	// must be cheap (cached). nil means never.
+	StorageLow func() bool
 }
 
 // Server serves SMTP on one listener.

@@ -154,6 +154,10 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if s.identity != nil {
 		return errNestedMail
 	}
+	if low := s.srv.cfg.StorageLow; low != nil && low() {
+		s.log.Info("mail refused: storage low", slog.String("stage", "gateway"), slog.Int("smtp_code", 452))
+		return errStorageLow
+	}
 	id, rerr := s.sender()
 	if rerr != nil {
 		s.log.Info("sender refused", slog.String("stage", "gateway"), slog.Int("smtp_code", rerr.Code))
