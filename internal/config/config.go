@@ -32,6 +32,13 @@ type Config struct {
 	DSN        DSN        `yaml:"dsn"`
 	Delivery   Delivery   `yaml:"delivery"`
 	Log        Log        `yaml:"log"`
+	// Retention is how long local mode keeps a message's objects (raw,
+	// envelope, parsed form, attachments, trace) and its webhook and DSN
+	// outbox files, counted from when it was received; routes[].retention
+	// overrides it per route. Messages still referenced by a queued or
+	// dead-lettered job are kept whatever their age. On AWS, S3 lifecycle
+	// rules do this instead.
+	Retention Duration `yaml:"retention"`
 }
 
 // Backend selects where messages and jobs are kept.
@@ -127,6 +134,11 @@ type Limits struct {
 	// Received: hops it may carry (more means a mail loop: 554 5.4.6).
 	MaxHeaderBytes int64 `yaml:"max_header_bytes"`
 	MaxReceived    int   `yaml:"max_received"`
+	// MinFreeBytes is the free space data_dir must keep: below it the
+	// gateway answers MAIL with 452 4.3.1 and /readyz fails, instead of
+	// accepting mail it may not be able to keep (Postfix's queue_minfree).
+	// 0 turns the check off.
+	MinFreeBytes int64 `yaml:"min_free_bytes"`
 }
 
 // Identity is a device or application allowed to send.
@@ -167,6 +179,10 @@ type Route struct {
 	Directory *Directory `yaml:"directory"`
 	Relay     *Relay     `yaml:"relay"`
 	Reject    bool       `yaml:"reject"`
+	// Retention overrides the top-level retention for messages this route
+	// took; a message that went to several routes is kept for the longest
+	// of theirs. 0 means the top-level retention.
+	Retention Duration `yaml:"retention"`
 }
 
 // Relay is a route target that sends mail onward, or the way DSNs go out.
@@ -306,6 +322,7 @@ func Default() *Config {
 			AuthFailureWindow: Duration(15 * time.Minute),
 			MaxHeaderBytes:    1 << 20,
 			MaxReceived:       50,
+			MinFreeBytes:      1 << 30,
 		},
 		Identities: []Identity{{Name: "local", Networks: []string{"127.0.0.0/8", "::1/128"}, AllowPlaintext: true}},
 		Routes: []Route{{
@@ -316,8 +333,14 @@ func Default() *Config {
 		DSN:      DSN{MaxReturnBytes: 10 << 20, Relay: Relay{Type: "file", Path: "dsn-outbox"}},
 		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second)},
 		Log:      Log{Level: "info", Format: "json"},
+
+		Retention: Duration(DefaultRetention),
 	}
 }
+
+// DefaultRetention is how long local mode keeps messages unless told
+// otherwise: 30 days.
+const DefaultRetention = 30 * 24 * time.Hour
 
 // Load reads the file at path over the defaults (lists in the file replace
 // the default lists), applies environment overrides and validates.

@@ -116,6 +116,12 @@ func (c *Config) Validate() error {
 	if l.MaxHeaderBytes < 1024 {
 		bad("limits.max_header_bytes", "%d is too small; set at least 1024 (the default is 1048576)", l.MaxHeaderBytes)
 	}
+	if l.MinFreeBytes < 0 {
+		bad("limits.min_free_bytes", "%d must not be negative; set the free space data_dir must keep, e.g. 1073741824 (1 GiB, the default), or 0 to turn the check off", l.MinFreeBytes)
+	}
+	if c.Retention.D() < minRetention {
+		bad("retention", "%s is too short; set how long local mode keeps messages, at least 1h, e.g. \"720h\" (30 days, the default)", c.Retention.D())
+	}
 	if len(c.Identities) == 0 {
 		bad("identities", "none configured, so no client could send; add one, e.g. {name: local, networks: [\"127.0.0.0/8\"]}")
 	}
@@ -189,6 +195,9 @@ func (c *Config) Validate() error {
 		if n != 1 {
 			bad(key, "needs exactly one target: webhook, directory, relay or reject: true (found %d)", n)
 		}
+		if r.Retention != 0 && r.Retention.D() < minRetention {
+			bad(key+".retention", "%s is too short; set at least 1h, e.g. \"2160h\" (90 days), or leave it out for the top-level retention", r.Retention.D())
+		}
 		if len(r.Match.Recipients) == 0 && len(r.Match.Senders) == 0 && len(r.Match.Identities) == 0 && len(r.Match.Headers) == 0 {
 			bad(key+".match", "is empty; say what the route takes, e.g. {recipients: [\"*@example.com\"]} or [\"*\"] for everything")
 		}
@@ -218,6 +227,10 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// minRetention is the shortest retention accepted: anything shorter is
+// more likely a unit slip ("30m" for 30 days) than a wish.
+const minRetention = time.Hour
 
 func validateRelay(key string, r *Relay, bad func(key, format string, args ...any)) {
 	switch r.Type {
