@@ -2,10 +2,14 @@ package smtpd
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -71,32 +75,157 @@ func FuzzLoginServer(f *testing.F) {
 }
 
 // FuzzSession feeds arbitrary client bytes (commands, AUTH payloads, DATA,
-// PROXY-looking lines) to a live server. The server must answer, stay up
-// and never store a message it did not acknowledge.
+// BDAT, PROXY-looking lines) to a live server, then closes its side and
+// reads every reply until the server hangs up. The server must greet, end
+// the session once the client has gone, never panic (go-smtp recovers a
+// panic, logs "panic serving" and answers 421 4.3.0 Internal error), and
+// store only messages it acknowledged: every stored message's id is in a
+// "250 2.0.0 OK <id>" reply the client read, once.
 func FuzzSession(f *testing.F) {
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@lan>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n"))
 	f.Add([]byte("EHLO x\r\nAUTH PLAIN AGEAYg==\r\nAUTH LOGIN\r\n*\r\nSTARTTLS\r\n"))
 	f.Add([]byte("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nHELO x\r\nRCPT TO:<>\r\nDATA\r\n"))
 	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@lan> SIZE=99999999999999999999 BODY=BINARYMIME\r\nBDAT 5 LAST\r\nhello"))
-	// Logs go nowhere: the testing package forbids f.Log from the target.
-	router := routerFunc(func(rcpt, _, _ string) bool { return true })
-	srv := New(testConfig(), loopback(), router, &fakeIngest{}, slog.New(slog.DiscardHandler))
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@lan> BODY=BINARYMIME\r\nRCPT TO:<b@example.com>\r\nBDAT 4\r\nabcdBDAT 3 LAST\r\nefg"))
+	f.Add([]byte("HELO x\r\nMAIL FROM:<a@lan>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\nMAIL FROM:<a@lan>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n.\r\n"))
+	f.Add([]byte("EHLO x\r\nMAIL FROM:<a@lan>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nReceived: a\r\nReceived: b\r\nReceived: c\r\n\r\n.\r\n"))
+	f.Fuzz(func(t *testing.T, input []byte) {
+		cfg := testConfig()
+		cfg.AuthTarpit = time.Millisecond // AUTH lines must not make an input slow
+		cfg.MaxHeaderBytes, cfg.MaxReceived = 4<<10, 2
+		ing := &fakeIngest{}
+		fs := startFuzzServer(t, cfg, loopback(), ing)
+		replies := converse(t, fs.addr, input)
+		logs := fs.stop(t)
+		checkServerHealthy(t, replies, logs)
+		if !strings.HasPrefix(replies, "220 ") {
+			t.Fatalf("no greeting: %q", replies)
+		}
+
+		acked := map[string]int{}
+		for line := range strings.Lines(replies) {
+			if id, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "250 2.0.0 OK "); ok {
+				acked[id]++
+			}
+		}
+		ing.mu.Lock()
+		defer ing.mu.Unlock()
+		for _, env := range ing.envs {
+			id := string(env.ID)
+			if acked[id] != 1 {
+				t.Fatalf("stored message %s was acknowledged %d times; replies:\n%s", id, acked[id], replies)
+			}
+			delete(acked, id)
+		}
+		for id := range acked {
+			t.Fatalf("acknowledged message %s was not stored; replies:\n%s", id, replies)
+		}
+	})
+}
+
+// fuzzServer is one server for one fuzz input, with what it logs kept.
+type fuzzServer struct {
+	srv  *Server
+	addr string
+	logs *recordHandler
+}
+
+// startFuzzServer serves on a loopback port; stop ends it. A server per
+// input keeps inputs apart: after stop nothing of this input's sessions
+// still runs or logs.
+func startFuzzServer(t *testing.T, cfg Config, ids []Identity, ing Ingester) *fuzzServer {
+	t.Helper()
+	logs := &recordHandler{}
+	router := routerFunc(func(string, string, string) bool { return true })
+	srv := New(cfg, ids, router, ing, slog.New(logs))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
 	go srv.Serve(l)
-	f.Cleanup(func() { srv.Close() })
-	addr := l.Addr().String()
-	f.Fuzz(func(t *testing.T, input []byte) {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			t.Fatalf("server down: %v", err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(2 * time.Second))
+	return &fuzzServer{srv: srv, addr: l.Addr().String(), logs: logs}
+}
+
+// stop shuts the server down, waiting for every session (and go-smtp's
+// logging of how it ended), and returns the records logged.
+func (fs *fuzzServer) stop(t *testing.T) []slog.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fs.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v (a session did not end)", err)
+	}
+	return fs.logs.all()
+}
+
+// converse sends input as a client would, closes the sending side and
+// returns every byte the server sent until it closed the connection. A
+// server that does not close within the deadline after the client's end
+// fails the test.
+func converse(t *testing.T, addr string, input []byte) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	// The server may stop reading (too many errors, a 421) before taking
+	// all of input: writing fails then, which is fine.
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
 		c.Write(input)
 		c.Write([]byte("\r\nQUIT\r\n"))
-		io.Copy(io.Discard, c)
-	})
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	var out bytes.Buffer
+	_, err = io.Copy(&out, c)
+	<-written
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the server did not end the session within 15s of the client's end; it sent:\n%s", out.String())
+	}
+	// A reset (the server closed with input unread) ends the reading too;
+	// what arrived before it is all there is.
+	return out.String()
+}
+
+// checkServerHealthy fails on any sign of a recovered panic: go-smtp's
+// "panic serving" log line, the 421 4.3.0 the front sends in its place, or
+// any other record at ERROR.
+func checkServerHealthy(t *testing.T, replies string, logs []slog.Record) {
+	t.Helper()
+	for _, r := range logs {
+		if r.Level >= slog.LevelError || strings.Contains(r.Message, "panic") {
+			t.Fatalf("server logged at %s: %s", r.Level, r.Message)
+		}
+	}
+	if strings.Contains(replies, "Internal error") || strings.Contains(replies, "Internal server error") {
+		t.Fatalf("server answered with an internal error:\n%s", replies)
+	}
+}
+
+// recordHandler keeps every record logged at info and above.
+type recordHandler struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *recordHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.recs = append(h.recs, r.Clone())
+	return nil
+}
+
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordHandler) all() []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.recs)
 }
