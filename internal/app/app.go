@@ -19,9 +19,11 @@ import (
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/diskspace"
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
+	"github.com/postern/postern/internal/retention"
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/tlsconf"
@@ -57,12 +59,17 @@ type App struct {
 	routes     *route.Table
 	adminToken string
 	draining   atomic.Bool
+
+	// Local mode's housekeeping (disk.go); nil on AWS or when turned off.
+	disk        *diskspace.Guard
+	purger      *retention.Purger
+	deviceState *deviceState
 }
 
 // New opens the store and queues under cfg.DataDir, builds every stage and
 // binds every listener, so that a configuration or port problem surfaces
 // before Run. Close releases what New opened if Run is never called.
-func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err error) {
 	a := &App{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
@@ -76,6 +83,9 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 	a.store, a.q = a.be.store, a.be.queues
 	a.metrics = metrics.New()
 	a.devices = newDevices()
+	if err := a.bindHousekeeping(opts); err != nil {
+		return nil, err
+	}
 	if cfg.Admin.Token != "" {
 		if a.adminToken, err = config.ResolveSecret(cfg.Admin.Token); err != nil {
 			return nil, fmt.Errorf("config: admin.token: %w", err)
@@ -161,6 +171,7 @@ func New(cfg *config.Config, log *slog.Logger) (_ *App, err error) {
 			MaxReceived:      cfg.Limits.MaxReceived,
 			ProxyTrusted:     proxies,
 			Observer:         observers{a.metrics, a.devices},
+			StorageLow:       a.storageLow(),
 		}, st.identities, st.table, in, log))
 	}
 	if a.be.spool != nil {
@@ -259,6 +270,7 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	for _, w := range a.workers {
 		wg.Go(func() { w.Run(wctx) })
 	}
+	a.housekeep(wctx, &wg)
 	a.log.Info("postern started", slog.String("stage", "gateway"), slog.Any("smtp", a.SMTPAddrs()),
 		slog.String("data_dir", a.cfg.DataDir))
 
@@ -278,6 +290,7 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	}
 	stopWorkers()
 	wg.Wait()
+	a.saveDevices(context.Background())
 	if a.admin != nil {
 		a.admin.Shutdown(sctx)
 	}

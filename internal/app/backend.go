@@ -45,6 +45,9 @@ type backend struct {
 	// store and inbound queue directly on AWS.
 	ingester smtpd.Ingester
 	spool    *localSpool // local only
+	// scanJobs reads the body of every job in every queue and dead-letter
+	// queue in one consistent read (local only; see jobsInUse).
+	scanJobs func(ctx context.Context, fn func(body []byte) error) error
 }
 
 func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
@@ -112,6 +115,13 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		if n > 0 {
 			log.Info("released jobs in flight at the last stop", slog.String("queue", q.name), slog.Int("jobs", n))
 		}
+	}
+	b.scanJobs = func(ctx context.Context, fn func(body []byte) error) error {
+		names := make([]string, 0, len(b.queues))
+		for name := range b.queues {
+			names = append(names, name)
+		}
+		return db.Scan(ctx, names, func(_ string, body []byte) error { return fn(body) })
 	}
 	sp, err := openSpool(ctx, cfg, log, store, inbound, db)
 	if err != nil {
