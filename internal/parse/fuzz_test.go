@@ -64,11 +64,9 @@ func FuzzParse(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	f.Add(nested(4))
-	f.Add(flat(12))
-	f.Add([]byte("this is not a header\r\n\r\nbody"))
-	f.Add([]byte("Subject: =?utf-8?q?=C3=A9?=\r\nContent-Type: text/html\r\n\r\n<p>x</p>"))
-	f.Add([]byte("Content-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!\r\n--x--"))
+	for _, b := range fuzzParseSeeds() {
+		f.Add(b)
+	}
 	cfg := Config{BodyInlineMax: 256, MaxDepth: 4, MaxParts: 16, MaxMessageBytes: 1 << 16}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		p := parseBounded(t, raw, cfg)
@@ -96,6 +94,17 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("JSON carries a NUL")
 		}
 	})
+}
+
+// fuzzParseSeeds are FuzzParse's seeds besides the message files.
+func fuzzParseSeeds() [][]byte {
+	return [][]byte{
+		nested(4),
+		flat(12),
+		[]byte("this is not a header\r\n\r\nbody"),
+		[]byte("Subject: =?utf-8?q?=C3=A9?=\r\nContent-Type: text/html\r\n\r\n<p>x</p>"),
+		[]byte("Content-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!\r\n--x--"),
+	}
 }
 
 // Hostile shapes stay within the time and allocation bounds, with the

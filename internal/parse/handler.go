@@ -192,7 +192,7 @@ func (h *Handler) fillMarked(ctx context.Context, p *postern.Parsed, sk *skeleto
 		if !ok {
 			return nil
 		}
-		_, _, cte := partFacts(header)
+		_, _, cte, _ := partFacts(header)
 		filled++
 		return h.fillAttachment(ctx, p, i, newPartDecoder(body, cte))
 	}

@@ -393,14 +393,17 @@ func headerBytes(h textproto.MIMEHeader) []byte {
 }
 
 // partFacts reads what the skeleton needs from a header block: media type,
-// disposition and transfer encoding, lower case. A part without a media
-// type is text/plain (RFC 2045 section 5.2).
-func partFacts(header []byte) (mtype, disposition, cte string) {
+// disposition and transfer encoding, lower case, and whether the part is
+// untyped (untyped.go). A part without a media type is text/plain (RFC 2045
+// section 5.2).
+func partFacts(header []byte) (mtype, disposition, cte string, untyped bool) {
 	br := bufio.NewReader(bytes.NewReader(append(header[:len(header):len(header)], "\r\n"...)))
 	h, err := enmime.ReadHeader(br, discardErrors{})
 	if err != nil {
-		return "", "", ""
+		return "", "", "", false
 	}
+	name, _ := untypedProblem(h.Get("Content-Type"))
+	untyped = name != ""
 	mtype = "text/plain"
 	if ct := h.Get("Content-Type"); ct != "" {
 		mtype = ""
@@ -413,7 +416,7 @@ func partFacts(header []byte) (mtype, disposition, cte string) {
 			disposition = strings.ToLower(d)
 		}
 	}
-	return mtype, disposition, strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding")))
+	return mtype, disposition, strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))), untyped
 }
 
 // buildSkeleton is the first pass over a large message. On an error the
@@ -423,8 +426,10 @@ func buildSkeleton(r io.Reader, cfg Config) (*skeleton, error) {
 	var out bytes.Buffer
 	budget := cfg.large.skeletonMax
 	leaf := func(leaf int, header []byte, body io.Reader) error {
-		mtype, disp, cte := partFacts(header)
-		isBody := (mtype == "text/plain" || mtype == "text/html") && disp != "attachment"
+		mtype, disp, cte, untyped := partFacts(header)
+		// An untyped part is kept like a body: it may become text, and
+		// which it becomes is decided on what the skeleton holds of it.
+		isBody := (mtype == "text/plain" || mtype == "text/html") && disp != "attachment" || untyped
 		keep := min(cfg.large.elideAbove, budget)
 		if isBody {
 			keep = min(cfg.large.bodyMax, budget)

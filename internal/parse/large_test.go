@@ -385,15 +385,17 @@ func TestLargePathBase64(t *testing.T) {
 // FuzzLargePath runs arbitrary bytes down both paths. The large one must
 // never fail or panic, must describe each attachment truly (size and hash of
 // its bytes), and on a message both paths read without severe errors must
-// find the same bodies and attachments.
+// find the same bodies and attachments. On both, every leaf part must reach
+// the payload or an error must say why not (checkLeavesReached).
 func FuzzLargePath(f *testing.F) {
 	for _, raw := range testMessages(&testing.T{}) {
 		if len(raw) <= fuzzSeedMaxLen {
 			f.Add(raw)
 		}
 	}
-	f.Add(flat(12))
-	f.Add([]byte("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--x--\r\n"))
+	for _, b := range fuzzLargePathSeeds() {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		lc := largeCfg()
 		lc.MaxParts, lc.MaxDepth = 50, 8
@@ -408,6 +410,11 @@ func FuzzLargePath(f *testing.F) {
 		wh := newHarnessCfg(t, Config{InlineAttachmentMax: testInlineMax, MaxParts: 50, MaxDepth: 8})
 		wh.logs.quiet = true
 		whole := handled(t, wh, raw)
+		for _, p := range []*postern.Parsed{large, whole} {
+			if !p.TextTruncated && !p.HTMLTruncated { // the check needs them whole
+				checkLeavesReached(t, raw, p)
+			}
+		}
 		if fellBack(hs) || hasSevere(large.Errors) || hasSevere(whole.Errors) {
 			return
 		}
@@ -426,6 +433,14 @@ func FuzzLargePath(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzLargePathSeeds are FuzzLargePath's seeds besides the test messages.
+func fuzzLargePathSeeds() [][]byte {
+	return [][]byte{
+		flat(12),
+		[]byte("Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--x--\r\n"),
+	}
 }
 
 // A header line longer than the reader's buffer does not end the header

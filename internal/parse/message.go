@@ -105,6 +105,9 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 		// A part that names its charset is decoded with it; detection (most
 		// of the parse CPU) runs only for parts that name none.
 		enmime.DisableCharacterDetection(true),
+		// A Content-Type that does not parse leaves the part untyped
+		// instead of dropping it (untyped.go).
+		enmime.SetCustomParseMediaType(parseMediaType),
 	)
 	env, err := parser.ReadEnvelope(bytes.NewReader(raw))
 	if err != nil {
@@ -123,10 +126,14 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 			derived = true
 		}
 	}
-	p.Text, p.TextTruncated = capBody(env.Text, cfg.BodyInlineMax)
+	untyped, text, cut := placeUntyped(env, sk, func(name, detail string) {
+		p.Errors = append(p.Errors, warning(name, detail))
+	})
+	p.Text, p.TextTruncated = capBody(text, cfg.BodyInlineMax)
+	p.TextTruncated = p.TextTruncated || cut
 	p.HTML, p.HTMLTruncated = capBody(env.HTML, cfg.BodyInlineMax)
 	p.TextDerived = derived && p.Text != ""
-	p.Attachments, marks = attachments(env, sk)
+	p.Attachments, marks = attachments(env, sk, untyped)
 	if sk != nil {
 		flagCutBodies(p, sk, marks)
 	}
@@ -154,8 +161,9 @@ func capBody(s string, max int) (string, bool) {
 
 // attachments lists the attachment, inline and other parts in tree order,
 // leaving out the parts enmime used as the text and HTML bodies and the
-// multipart containers themselves.
-func attachments(env *enmime.Envelope, sk *skeleton) ([]postern.Attachment, []int) {
+// multipart containers themselves. Of the untyped leaves (placeUntyped),
+// those not given as text are attachments too.
+func attachments(env *enmime.Envelope, sk *skeleton, untyped map[*enmime.Part]bool) ([]postern.Attachment, []int) {
 	out := []postern.Attachment{}
 	var marks []int
 	if env.Root == nil {
@@ -171,6 +179,9 @@ func attachments(env *enmime.Envelope, sk *skeleton) ([]postern.Attachment, []in
 		delete(want, part)
 	}
 	parts := env.Root.DepthMatchAll(func(part *enmime.Part) bool {
+		if asText, ok := untyped[part]; ok {
+			return !asText
+		}
 		return want[part] && part.FirstChild == nil && !strings.HasPrefix(part.ContentType, "multipart/")
 	})
 	for _, part := range parts {

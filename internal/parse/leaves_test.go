@@ -1,0 +1,325 @@
+package parse
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/html/charset"
+	"golang.org/x/text/encoding/htmlindex"
+
+	"github.com/postern/postern/internal/postern"
+)
+
+// The property that parsing never drops content silently, checked against
+// an independent reading of the message: Go's net/textproto, mime and
+// mime/multipart walk the raw bytes (enmime takes no part in it) and list
+// its leaf parts; every non-empty leaf's bytes must then be in the payload,
+// in Text, in HTML or as an attachment's content, or an error must say why
+// not.
+//
+// What the check can and cannot see:
+//   - A leaf is a part Go does not read as a multipart container: no
+//     Content-Type, a non-multipart type, a multipart type without a
+//     boundary, or one whose boundary never appears (then its whole body is
+//     the leaf).
+//   - Where Go cannot follow the structure (a header it refuses, a level it
+//     cannot finish), the leaves read so far are checked and the rest is not.
+//     A Content-Type that Go's strict parser refuses but enmime's tolerant
+//     one may read as a container is not checked either: the two readings
+//     need not agree on what the leaves are.
+//   - Content is compared exactly where Go can decode it: the transfer
+//     encoding decoded by Go (base64 without white space and padding,
+//     quoted-printable), then as it is or converted from its declared
+//     charset (WHATWG names; none means us-ascii, which WHATWG reads as
+//     windows-1252) or, for HTML naming none, from its meta tag; text is
+//     cleaned (U+FFFD for NUL and bad UTF-8) as the stage cleans it. Where
+//     Go cannot decode the transfer encoding (corrupt base64, say), only the
+//     presence of an error is required.
+//   - Text and HTML are searched for a leaf as a substring, so a short leaf
+//     may match by chance; attachments must equal it byte for byte, each
+//     attachment matching one leaf. cfg must let Text and HTML through uncut.
+//   - A missing leaf is excused by a severe error (the stage lists one
+//     whenever part of the message could not be represented) or by an
+//     error that the structure is broken ("Missing Boundary"); a warning of
+//     another kind excuses nothing.
+//   - Leaves of a multipart/alternative count like any other. enmime keeps
+//     only the first text/plain alternative and the first text/html part,
+//     so a message with a second one fails the check; none of the inputs
+//     here has one (a known gap, not yet fixed).
+
+// stdLeaf is a leaf part as Go reads it.
+type stdLeaf struct {
+	path    string // "1.2": the second part of the first part
+	body    []byte // transfer-decoded when exact
+	exact   bool   // body is exactly the decoded content
+	charset string // the declared charset, lower case
+	html    bool   // text/html
+}
+
+// stdLeaves walks raw with the standard library. complete is false where it
+// could not follow the whole structure.
+func stdLeaves(raw []byte) (leaves []stdLeaf, complete bool) {
+	br := bufio.NewReader(bytes.NewReader(raw))
+	h, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err != nil && !(err == io.EOF && len(h) > 0) {
+		return nil, false
+	}
+	w := &stdWalk{}
+	w.part("0", h, br, 0)
+	return w.leaves, !w.incomplete
+}
+
+type stdWalk struct {
+	leaves     []stdLeaf
+	incomplete bool
+}
+
+// maxStdDepth stops the walk on hostile nesting; the stage's own limit is
+// lower, and a message over it carries a severe error.
+const maxStdDepth = 64
+
+func (w *stdWalk) part(path string, h textproto.MIMEHeader, body io.Reader, depth int) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		w.incomplete = true
+		return
+	}
+	ct := h.Get("Content-Type")
+	mtype, params, err := mime.ParseMediaType(ct)
+	if ct != "" && err != nil {
+		w.incomplete = true // see above: the readings may disagree
+		return
+	}
+	if strings.HasPrefix(mtype, "multipart/") && params["boundary"] != "" {
+		if depth >= maxStdDepth {
+			w.incomplete = true
+			return
+		}
+		mr := multipart.NewReader(bytes.NewReader(raw), params["boundary"])
+		for n := 1; ; n++ {
+			p, err := mr.NextRawPart()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				if n == 1 && !bytes.Contains(raw, []byte("--"+params["boundary"])) {
+					break // the boundary never appears: the body is the leaf
+				}
+				w.incomplete = true
+				return
+			}
+			sub := strconv.Itoa(n)
+			if path != "0" {
+				sub = path + "." + sub
+			}
+			w.part(sub, p.Header, p, depth+1)
+		}
+	}
+	leaf := stdLeaf{path: path, body: raw, exact: true, charset: strings.ToLower(params["charset"]), html: mtype == "text/html"}
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "base64":
+		clean := bytes.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\r' || r == '\n' || r == '=' {
+				return -1
+			}
+			return r
+		}, raw)
+		dec, err := base64.RawStdEncoding.DecodeString(string(clean))
+		leaf.body, leaf.exact = dec, err == nil
+		if err != nil {
+			leaf.body = raw
+		}
+	case "quoted-printable":
+		dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+		leaf.body, leaf.exact = dec, err == nil
+		if err != nil {
+			leaf.body = raw
+		}
+	}
+	w.leaves = append(w.leaves, leaf)
+}
+
+// leafForms are the forms a leaf's bytes may take in the payload.
+func leafForms(l stdLeaf) [][]byte {
+	forms := [][]byte{l.body}
+	cs := l.charset
+	if cs == "" {
+		cs = "us-ascii" // the default; WHATWG reads it as windows-1252, as enmime does
+	}
+	if cs != "utf-8" {
+		if enc, err := htmlindex.Get(cs); err == nil {
+			if b, err := enc.NewDecoder().Bytes(l.body); err == nil {
+				forms = append(forms, b)
+			}
+		}
+	}
+	if l.html && l.charset == "" {
+		// A charset named in a meta tag, found by x/net's sniffer.
+		if enc, name, _ := charset.DetermineEncoding(l.body, "text/html"); name != "utf-8" {
+			if b, err := enc.NewDecoder().Bytes(l.body); err == nil {
+				forms = append(forms, b)
+			}
+		}
+	}
+	return forms
+}
+
+// leafExcuse returns the error that excuses a missing leaf, if any.
+func leafExcuse(p *postern.Parsed) (postern.ParseError, bool) {
+	for _, e := range p.Errors {
+		if e.Severe || e.Name == "Missing Boundary" {
+			return e, true
+		}
+	}
+	return postern.ParseError{}, false
+}
+
+// checkLeavesReached checks the property on p, the payload of raw.
+func checkLeavesReached(t testing.TB, raw []byte, p *postern.Parsed) {
+	t.Helper()
+	leaves, _ := stdLeaves(raw)
+	claimed := make([]bool, len(p.Attachments))
+	for _, l := range leaves {
+		if len(l.body) == 0 {
+			continue
+		}
+		found := false
+	forms:
+		for _, form := range leafForms(l) {
+			if s := clean(string(form)); strings.Contains(p.Text, s) || strings.Contains(p.HTML, s) {
+				found = true
+				break
+			}
+			for i, a := range p.Attachments {
+				if !claimed[i] && bytes.Equal(a.Content, form) {
+					claimed[i], found = true, true
+					break forms
+				}
+			}
+		}
+		if found {
+			continue
+		}
+		if !l.exact && len(p.Errors) > 0 {
+			continue // not comparable; see above
+		}
+		if e, ok := leafExcuse(p); ok {
+			t.Logf("leaf %s (%d bytes) not in the payload, excused by %q: %s", l.path, len(l.body), e.Name, e.Detail)
+			continue
+		}
+		t.Errorf("leaf %s (%d bytes, %q...) is not in the payload and no error says why; errors %+v",
+			l.path, len(l.body), l.body[:min(len(l.body), 40)], p.Errors)
+	}
+}
+
+// leafTestMessages is every message the tests and fuzzers start from: the
+// corpus, the fixtures, the fuzzers' seeds and their stored corpus.
+func leafTestMessages(t *testing.T) map[string][]byte {
+	t.Helper()
+	out := testMessages(t)
+	for i, b := range fuzzParseSeeds() {
+		out["FuzzParse seed "+strconv.Itoa(i)] = b
+	}
+	for i, b := range fuzzLargePathSeeds() {
+		out["FuzzLargePath seed "+strconv.Itoa(i)] = b
+	}
+	files, err := filepath.Glob("testdata/fuzz/*/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, ok := fuzzFileBytes(b)
+		if !ok {
+			t.Fatalf("%s: not a one-[]byte fuzz corpus file", f)
+		}
+		out[f] = raw
+	}
+	for _, c := range untypedCases() {
+		out["untyped: "+c.name] = []byte(c.raw)
+	}
+	return out
+}
+
+// fuzzFileBytes reads a "go test fuzz v1" file of one []byte value.
+func fuzzFileBytes(b []byte) ([]byte, bool) {
+	lines := strings.SplitN(strings.TrimSpace(string(b)), "\n", 2)
+	if len(lines) != 2 || lines[0] != "go test fuzz v1" {
+		return nil, false
+	}
+	lit, ok := strings.CutPrefix(lines[1], "[]byte(")
+	if lit, ok = strings.CutSuffix(lit, ")"); !ok {
+		return nil, false
+	}
+	s, err := strconv.Unquote(lit)
+	return []byte(s), err == nil
+}
+
+// Every non-empty leaf part of every message reaches the payload, or an
+// error says why not: from Parse, and from the stage on both paths.
+func TestEveryLeafReachesThePayload(t *testing.T) {
+	t.Parallel()
+	for name, raw := range leafTestMessages(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("parse", func(t *testing.T) {
+				checkLeavesReached(t, raw, Parse(raw, Config{BodyInlineMax: 64 << 20}))
+			})
+			t.Run("stage large", func(t *testing.T) {
+				cfg := largeCfg()
+				cfg.BodyInlineMax = 64 << 20
+				hs := newHarnessCfg(t, cfg)
+				hs.logs.quiet = true
+				checkLeavesReached(t, raw, handled(t, hs, raw))
+			})
+		})
+	}
+}
+
+// The check finds what it is for: a part whose body is missing from the
+// payload without an error.
+func TestLeafCheckFailsOnLoss(t *testing.T) {
+	t.Parallel()
+	raw := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nkept\r\n" +
+		"--b\r\nContent-Type: application/octet-stream\r\n\r\nlost bytes\r\n--b--\r\n")
+	p := Parse(raw, Config{})
+	if len(p.Attachments) != 1 {
+		t.Fatalf("attachments = %+v", p.Attachments)
+	}
+	p.Attachments = nil
+	ft := &fakeTB{TB: t}
+	checkLeavesReached(ft, raw, p)
+	if !ft.failed {
+		t.Error("the check passed a payload without the attachment")
+	}
+	p.Errors = append(p.Errors, severe(ErrNameLimit, "x"))
+	ft = &fakeTB{TB: t}
+	checkLeavesReached(ft, raw, p)
+	if ft.failed {
+		t.Error("a severe error did not excuse the missing part")
+	}
+}
+
+// fakeTB records failures instead of failing the test.
+type fakeTB struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fakeTB) Errorf(string, ...any) { f.failed = true }
+func (f *fakeTB) Logf(string, ...any)   {}
+func (f *fakeTB) Helper()               {}

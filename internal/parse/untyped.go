@@ -1,0 +1,117 @@
+package parse
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jhillyerd/enmime/v2"
+	"github.com/jhillyerd/enmime/v2/mediatype"
+)
+
+// Untyped parts: enmime places a part's body by its media type, and two
+// kinds of part get no place at all. A multipart part without a boundary is
+// read as one leaf (MultipartWOBoundaryAsSinglePart), but enmime lists no
+// multipart part among bodies or attachments, so its body would vanish. A
+// Content-Type that does not parse fails the part (skipped) or, at the root,
+// the whole body. The stage keeps both: parseMediaType lets enmime read such
+// a part as one without a type, and the parse places every untyped leaf
+// itself, as text when its bytes look like text (RFC 2045 section 5.2 takes
+// an invalid Content-Type as text/plain), else as an attachment, with an
+// error naming the problem.
+
+// parseMediaType is the media type parser enmime runs with: enmime's own
+// tolerant one, except that a value even that cannot parse gives no media
+// type rather than an error, as enmime itself does for a value without a
+// type (such as "@@@"). Content-Disposition goes through it too, where an
+// error and no disposition already meant the same to enmime.
+func parseMediaType(v string) (mtype string, params map[string]string, invalid []string, err error) {
+	mtype, params, invalid, err = mediatype.Parse(v)
+	if err != nil {
+		return "", map[string]string{}, nil, nil
+	}
+	return mtype, params, invalid, nil
+}
+
+var _ enmime.CustomParseMediaType = parseMediaType
+
+// untypedProblem says why a leaf part with Content-Type value ct has no
+// place among bodies and attachments, or returns "" when it has one. No
+// Content-Type at all is not a problem (enmime applies the defaults).
+func untypedProblem(ct string) (errName, detail string) {
+	if strings.TrimSpace(ct) == "" {
+		return "", ""
+	}
+	mtype, params, _, err := mediatype.Parse(ct)
+	switch {
+	case err != nil:
+		return enmime.ErrorMalformedHeader, fmt.Sprintf("Content-Type %q does not parse (%v)", ct, err)
+	case mtype == "":
+		return enmime.ErrorMalformedHeader, fmt.Sprintf("Content-Type %q names no media type", ct)
+	case !strings.Contains(mtype, "/"):
+		return enmime.ErrorMalformedHeader, fmt.Sprintf("Content-Type %q is not type/subtype", ct)
+	case strings.HasPrefix(strings.ToLower(mtype), "multipart/") && params["boundary"] == "":
+		return enmime.ErrorMissingBoundary, fmt.Sprintf("%s part without a boundary parameter", strings.ToLower(mtype))
+	}
+	return "", ""
+}
+
+// looksLikeText reports whether b reads as UTF-8 text: valid UTF-8 and none
+// of the control bytes that http.DetectContentType takes for binary. A part
+// that does not is kept byte for byte as an attachment instead.
+func looksLikeText(b []byte) bool {
+	for _, c := range b {
+		if c <= 0x08 || c == 0x0b || 0x0e <= c && c <= 0x1a || 0x1c <= c && c <= 0x1f {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
+// untypedLeaf is a leaf part placed by the stage rather than by enmime.
+type untypedLeaf struct {
+	part   *enmime.Part
+	asText bool
+}
+
+// placeUntyped finds the untyped leaves of env's tree, in tree order, decides
+// for each whether it is text, and reports each in p. text is env.Text with
+// the untyped text parts added (joined as enmime joins text parts); cut says
+// one of them was cut in the skeleton. With a skeleton, a part left out of
+// it entirely (nothing to look at) is an attachment.
+func placeUntyped(env *enmime.Envelope, sk *skeleton, add func(name, detail string)) (leaves map[*enmime.Part]bool, text string, cut bool) {
+	text = env.Text
+	if env.Root == nil {
+		return nil, text, false
+	}
+	leaves = map[*enmime.Part]bool{}
+	for _, part := range env.Root.DepthMatchAll(func(part *enmime.Part) bool { return part.FirstChild == nil }) {
+		if strings.HasPrefix(part.ContentType, "multipart/") && part.Boundary != "" {
+			// Its delimiter never came: enmime took the body for a
+			// preamble, which it does not keep. Say so at least.
+			add(enmime.ErrorMissingBoundary, fmt.Sprintf("part %s: %s part holds no part delimited by %q; its body is not delivered",
+				part.PartID, part.ContentType, "--"+part.Boundary))
+			continue
+		}
+		name, detail := untypedProblem(part.Header.Get("Content-Type"))
+		if name == "" {
+			continue
+		}
+		partial := sk != nil && markOf(part, sk.marked) >= 0
+		asText := looksLikeText(part.Content) && !(partial && len(part.Content) == 0)
+		leaves[part] = asText
+		where := "an attachment"
+		if asText {
+			where = "text"
+			if len(part.Content) > 0 {
+				if text != "" {
+					text += "\n--\n"
+				}
+				text += string(part.Content)
+			}
+			cut = cut || partial
+		}
+		add(name, fmt.Sprintf("part %s: %s; its body is given as %s", part.PartID, detail, where))
+	}
+	return leaves, text, cut
+}
