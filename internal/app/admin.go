@@ -17,7 +17,8 @@ import (
 )
 
 // adminHandler serves /healthz (the process is alive), /readyz (the store
-// and queue answer and the gateway is not draining) and /metrics.
+// and queue answer, the spool writes and its mover is not stuck, and the
+// gateway is not draining) and /metrics.
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.Handler())
@@ -115,6 +116,9 @@ func (a *App) ready(ctx context.Context) error {
 		return errors.New("draining")
 	}
 	if err := a.diskReady(); err != nil {
+		return err
+	}
+	if err := a.be.spool.ready(a.cfg.Delivery.StallAlarm.D()); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -176,6 +176,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 	}
 	if a.be.spool != nil {
 		a.be.spool.mover.HoldWhile(a.uploading, cfg.Delivery.BurstLag.D())
+		a.metrics.Spool(a.be.spool.stats)
 	}
 	a.metrics.GaugeFunc("postern_smtp_sessions_in_flight", "Open SMTP sessions.", func() float64 {
 		n := 0

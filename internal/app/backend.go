@@ -141,10 +141,7 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		if _, err := inbound.Stats(ctx); err != nil {
 			return errors.New("queue unavailable")
 		}
-		if sp.spool.Err() != nil {
-			return errors.New("spool unavailable")
-		}
-		return nil
+		return nil // the spool: see localSpool.ready
 	}
 	b.stats = func(ctx context.Context) (map[string]metrics.QueueStats, error) {
 		out := map[string]metrics.QueueStats{}
@@ -170,7 +167,7 @@ type localSpool struct {
 // openSpool opens the spool under data_dir and moves what an earlier run
 // left in it before any stage can read the queue.
 func openSpool(ctx context.Context, cfg *config.Config, log *slog.Logger, store *fsblob.Store, inbound *fsqueue.Queue, db *fsqueue.DB) (*localSpool, error) {
-	sp, err := spool.Open(cfg.Path("spool"), spool.Options{Logger: log})
+	sp, err := spool.Open(cfg.Path("spool"), spool.Options{Logger: log, QuarantineDir: cfg.Path("quarantine")})
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
@@ -186,6 +183,25 @@ func openSpool(ctx context.Context, cfg *config.Config, log *slog.Logger, store 
 	}
 	mv.Start()
 	return &localSpool{spool: sp, mover: mv}, nil
+}
+
+// ready reports why the spool cannot take mail or its mover has been stuck
+// for longer than alarm (see Mover.Stalled). A nil spool (AWS) is ready.
+func (l *localSpool) ready(alarm time.Duration) error {
+	if l == nil {
+		return nil
+	}
+	if l.spool.Err() != nil {
+		return errors.New("spool cannot write")
+	}
+	return l.mover.Stalled(alarm)
+}
+
+// stats is the spool's state for metrics.
+func (l *localSpool) stats() metrics.SpoolStats {
+	s := l.mover.Stats()
+	return metrics.SpoolStats{BacklogMessages: s.BacklogMessages, BacklogBytes: s.BacklogBytes,
+		OldestUnmoved: s.OldestUnmoved, MoverFailures: s.MoverFailures, Quarantined: s.Quarantined}
 }
 
 // stop moves what the spool holds into the store and queue (bounded; the

@@ -113,6 +113,14 @@ type Admin struct {
 	Token string `yaml:"token"`
 }
 
+// MaxRecipientsLimit bounds limits.max_recipients. The one-machine
+// gateway's spool holds a message's envelope and job (each listing every
+// recipient) in one frame of at most 4 MiB. At 1000 recipients with RFC 5321
+// paths (256 octets) and ORCPT values of that size, both copies take under
+// 1.5 MiB; only envelopes beyond RFC sizes can pass 4 MiB, and those get
+// 451 4.3.0 instead of a frame the spool could not read back.
+const MaxRecipientsLimit = 1000
+
 // Limits bound what one client can make the gateway do.
 type Limits struct {
 	MaxMessageBytes int64    `yaml:"max_message_bytes"`
@@ -265,6 +273,9 @@ type Delivery struct {
 	// with parsing and delivery. A job older than this is processed at
 	// once, so under sustained load nothing waits longer. 0 turns it off.
 	BurstLag Duration `yaml:"burst_lag"`
+	// StallAlarm is how long the one-machine gateway's spool mover may fail,
+	// or leave acknowledged messages unmoved, before /readyz reports it.
+	StallAlarm Duration `yaml:"stall_alarm"`
 }
 
 // Log configures structured logging.
@@ -331,7 +342,7 @@ func Default() *Config {
 			Directory: &Directory{Path: "outbox"},
 		}},
 		DSN:      DSN{MaxReturnBytes: 10 << 20, Relay: Relay{Type: "file", Path: "dsn-outbox"}},
-		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second)},
+		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second), StallAlarm: Duration(time.Minute)},
 		Log:      Log{Level: "info", Format: "json"},
 
 		Retention: Duration(DefaultRetention),

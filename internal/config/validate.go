@@ -93,8 +93,9 @@ func (c *Config) Validate() error {
 	if l.MaxMessageBytes < 1024 {
 		bad("limits.max_message_bytes", "%d is too small; set at least 1024 (the default is 26214400, 25 MiB)", l.MaxMessageBytes)
 	}
-	if l.MaxRecipients < 1 {
-		bad("limits.max_recipients", "%d must be at least 1 (the default is 100)", l.MaxRecipients)
+	if l.MaxRecipients < 1 || l.MaxRecipients > MaxRecipientsLimit {
+		bad("limits.max_recipients", "%d must be between 1 and %d (the default is 100); clients send larger lists in several transactions after 452 4.5.3",
+			l.MaxRecipients, MaxRecipientsLimit)
 	}
 	if l.MaxLineLength < 1000 {
 		bad("limits.max_line_length", "%d is below RFC 5321's 1000; set at least 1000 (the default is 2000)", l.MaxLineLength)
@@ -208,6 +209,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Delivery.BurstLag < 0 || c.Delivery.BurstLag.D() > time.Minute {
 		bad("delivery.burst_lag", "%s must be between 0 (off) and 1m (the default is 5s)", c.Delivery.BurstLag.D())
+	}
+	if c.Delivery.StallAlarm.D() < time.Second || c.Delivery.StallAlarm <= c.Delivery.BurstLag {
+		bad("delivery.stall_alarm", "%s must be at least 1s and longer than delivery.burst_lag (%s), which holds the spool's mover back on purpose; the default is 1m",
+			c.Delivery.StallAlarm.D(), c.Delivery.BurstLag.D())
 	}
 	if c.Delivery.Workers < 1 || c.Delivery.Workers > 256 {
 		bad("delivery.workers", "%d must be between 1 and 256 (the default is 4)", c.Delivery.Workers)

@@ -29,10 +29,17 @@ const (
 
 	idLen     = 26
 	headerLen = 4 + 4 + 1 + idLen
-	// maxPayload bounds what a reader allocates for one frame, so a
-	// corrupt length cannot ask for gigabytes.
+	// maxPayload bounds one frame's payload, for the writer and the reader
+	// alike: the reader allocates no more for one frame, so a corrupt
+	// length cannot ask for gigabytes, and the writer refuses a commit that
+	// would not fit (ErrTooLarge) rather than log a frame the reader would
+	// take for a torn tail. Chunk frames are kept below it by Options.
 	maxPayload = 4 << 20
 )
+
+// ErrTooLarge refuses a commit whose envelope and job exceed what one frame
+// holds. The message is not acknowledged.
+var ErrTooLarge = errors.New("spool: envelope and job exceed the largest frame the log can hold")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -106,6 +113,9 @@ func (fr *frameReader) next() (frame, error) {
 	}
 	return frame{typ: typ, id: string(fr.hdr[9:headerLen]), payload: p, size: int64(headerLen) + int64(n)}, nil
 }
+
+// commitLen is the length of commitPayload's result.
+func commitLen(envelope, job []byte) int { return 4 + len(envelope) + len(job) }
 
 // commitPayload joins a message's envelope and job.
 func commitPayload(dst, envelope, job []byte) []byte {

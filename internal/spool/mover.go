@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -89,6 +90,7 @@ type Mover struct {
 
 	hold       atomic.Pointer[holdPolicy]
 	caughtUpAt time.Time // when step last reached the durable end
+	health     moverHealth
 
 	stop    chan struct{}
 	halt    chan struct{} // tests: stop dead, as a crash would
@@ -187,6 +189,7 @@ func (m *Mover) run() {
 	every := m.s.opts.CheckpointEvery
 	failures := 0
 	m.caughtUpAt = time.Now()
+	m.health.attempt(nil, m.s.opts.now())
 	for {
 		var err error
 		if m.holding() {
@@ -203,6 +206,7 @@ func (m *Mover) run() {
 		if err == nil && time.Since(m.lastCheckpoint) >= every {
 			err = m.doCheckpoint(ctx)
 		}
+		m.health.attempt(err, m.s.opts.now())
 		var wait <-chan time.Time
 		if err != nil {
 			failures++
@@ -358,6 +362,11 @@ func (m *Mover) read(ctx context.Context, n int64, sealed bool) error {
 
 // handle moves one frame found at m.pos.
 func (m *Mover) handle(ctx context.Context, fr frame) error {
+	if _, err := postern.ParseMsgID(fr.id); err != nil {
+		// Whole and checksummed, but no writer of this log wrote it
+		// (Begin takes ULIDs only).
+		return m.setAside(fr, fmt.Sprintf("%s-%d.frame", strings.TrimSuffix(segName(m.pos.Seg), ".log"), m.pos.Off), "", "", err)
+	}
 	p := m.open[fr.id]
 	if m.s.isAborted(fr.id) {
 		if p != nil {
@@ -376,18 +385,17 @@ func (m *Mover) handle(ctx context.Context, fr frame) error {
 	}
 	delete(m.open, fr.id)
 	env, job, err := splitCommit(fr.payload)
-	if err != nil {
-		if p != nil {
-			m.discard(p)
-		}
-		m.log.Error("spool: skipping a malformed commit", slog.String("msg_id", fr.id), slog.String("error", err.Error()))
-		return nil
-	}
 	if p == nil {
 		p = &pending{fresh: fresh, key: postern.MsgID(fr.id).RawKey()}
 	}
 	if err := m.finish(ctx, p); err != nil {
 		return err
+	}
+	if err != nil {
+		// The raw message is in the store; the commit that would have
+		// described and queued it is set aside for an operator.
+		m.dirty = true
+		return m.setAside(fr, fr.id+".commit", fr.id, p.key, err)
 	}
 	if err := m.put(ctx, postern.MsgID(fr.id).EnvelopeKey(), bytes.NewReader(env), fresh); err != nil {
 		return err
@@ -396,6 +404,31 @@ func (m *Mover) handle(ctx context.Context, fr frame) error {
 	if !m.pos.Less(m.applied) {
 		m.jobs = append(m.jobs, bytes.Clone(job))
 	}
+	return nil
+}
+
+// setAside quarantines fr, just read (see quarantine), counts it and
+// logs it with the message id when known (id) and where its raw bytes are
+// (rawKey). An error stops the mover, to try again: nothing acknowledged is
+// passed over unrecorded.
+func (m *Mover) setAside(fr frame, name, id, rawKey string, why error) error {
+	path, fresh, err := m.quarantine(name, m.fr.hdr[:], fr.payload)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return nil // set aside, counted and logged on an earlier pass
+	}
+	m.health.quarantined.Add(1)
+	attrs := []slog.Attr{slog.String("stage", "gateway"), slog.String("quarantine", path),
+		slog.String("position", m.pos.String()), slog.String("error", why.Error())}
+	if id != "" {
+		attrs = append(attrs, slog.String("msg_id", id))
+	}
+	if rawKey != "" {
+		attrs = append(attrs, slog.String("raw_key", rawKey))
+	}
+	m.log.LogAttrs(context.Background(), slog.LevelError, "spool: a commit the mover cannot decode was quarantined; its message is not queued", attrs...)
 	return nil
 }
 
@@ -471,14 +504,14 @@ func (m *Mover) dropAborted() {
 
 // flushJobs queues the jobs found so far and records applied with them.
 func (m *Mover) flushJobs(ctx context.Context) error {
-	if len(m.jobs) == 0 {
-		return nil
+	if len(m.jobs) > 0 {
+		if err := m.queue.SendBatch(ctx, m.jobs, m.mark(m.pos, m.checkpoint)); err != nil {
+			return fmt.Errorf("spool: queue %d jobs: %w", len(m.jobs), err)
+		}
+		m.applied = m.pos
+		m.jobs = nil
 	}
-	if err := m.queue.SendBatch(ctx, m.jobs, m.mark(m.pos, m.checkpoint)); err != nil {
-		return fmt.Errorf("spool: queue %d jobs: %w", len(m.jobs), err)
-	}
-	m.applied = m.pos
-	m.jobs = nil
+	m.s.movedTo(m.pos)
 	return nil
 }
 

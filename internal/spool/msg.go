@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/postern/postern/internal/postern"
 )
 
 // Msg writes one message into the log: Write its bytes, then Commit or
@@ -15,12 +17,17 @@ type Msg struct {
 	gen     uint64
 	started bool // a frame of this message reached the log
 	done    bool
+	size    int64 // raw bytes written
 }
 
-// Begin starts message id, which must be a 26-character ULID.
+// Begin starts message id, which must be a ULID in its 26-character text
+// form: the mover quarantines frames with any other id.
 func (s *Spool) Begin(id string) (*Msg, error) {
 	if len(id) != idLen {
 		return nil, fmt.Errorf("spool: message id %q is not %d characters", id, idLen)
+	}
+	if _, err := postern.ParseMsgID(id); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
 	}
 	b := s.bufs.Get().(*[]byte)
 	*b = append((*b)[:0], make([]byte, headerLen)...)
@@ -38,6 +45,7 @@ func (m *Msg) Write(p []byte) (int, error) {
 		k := min(room, len(p))
 		*m.buf = append(*m.buf, p[:k]...)
 		p, n = p[k:], n+k
+		m.size += int64(k)
 		if len(*m.buf) == headerLen+m.s.opts.ChunkBytes {
 			if err := m.flushChunk(); err != nil {
 				return n, err
@@ -59,6 +67,7 @@ func (m *Msg) ReadFrom(r io.Reader) (int64, error) {
 		k, err := r.Read((*m.buf)[len(*m.buf):full])
 		*m.buf = (*m.buf)[:len(*m.buf)+k]
 		n += int64(k)
+		m.size += int64(k)
 		if len(*m.buf) == full {
 			if ferr := m.flushChunk(); ferr != nil {
 				return n, ferr
@@ -85,13 +94,20 @@ func (m *Msg) flushChunk() error {
 // Commit appends the rest of the message and its commit frame (envelope
 // and job) in one write, and returns once they are on disk: the message is
 // then acknowledged, and the mover will deliver it to the store and queue.
-// On error the message is abandoned and must not be acknowledged.
+// On error the message is abandoned and must not be acknowledged; an
+// envelope and job too large for one frame give ErrTooLarge.
 func (m *Msg) Commit(ctx context.Context, envelope, job []byte) error {
 	if m.done {
 		return fmt.Errorf("spool: commit of a finished message")
 	}
 	m.done = true
 	defer m.release()
+	if n := commitLen(envelope, job); n > maxPayload {
+		if m.started {
+			m.s.abandon(m.id)
+		}
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, n, maxPayload)
+	}
 	frames := *m.buf
 	if len(frames) > headerLen {
 		putHeader(frames, frameChunk, m.id)
@@ -110,7 +126,11 @@ func (m *Msg) Commit(ctx context.Context, envelope, job []byte) error {
 		}
 		return err
 	}
-	return m.s.waitDurable(ctx, m.id, end, m.gen)
+	if err := m.s.waitDurable(ctx, m.id, end, m.gen); err != nil {
+		return err
+	}
+	m.s.committed(end, m.size+int64(len(envelope)+len(job)))
+	return nil
 }
 
 // Abort abandons the message: nothing of it will be delivered. It is a

@@ -33,15 +33,20 @@ type Options struct {
 	// file. Default 32 MiB.
 	SegmentBytes int64
 	// ChunkBytes is how much of a message a session buffers before it
-	// appends a chunk frame. Default 64 KiB.
+	// appends a chunk frame. Default 64 KiB; at most 4 MiB (a frame).
 	ChunkBytes int
 	// CheckpointEvery is how often the mover makes what it moved durable
 	// and deletes segments it no longer needs. Default 10s.
 	CheckpointEvery time.Duration
-	Logger          *slog.Logger
-	// sync replaces fdatasync in tests, and writeAt the file's WriteAt.
+	// QuarantineDir takes commits the mover cannot decode (see Mover).
+	// Default: "quarantine" beside the log's directory.
+	QuarantineDir string
+	Logger        *slog.Logger
+	// sync replaces fdatasync in tests, writeAt the file's WriteAt, and
+	// now the clock of the backlog and the stall alarm.
 	sync    func(*os.File) error
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
+	now     func() time.Time
 }
 
 // ErrClosed is returned by writes after Close.
@@ -98,6 +103,8 @@ type Spool struct {
 	cut map[uint64]int64
 
 	moved chan struct{} // tells the mover that durable advanced
+
+	backlog backlog // acknowledged, not yet moved; its own lock
 }
 
 // sealingSeg is a full segment whose last flush has not started yet.
@@ -124,6 +131,13 @@ func Open(dir string, opts Options) (*Spool, error) {
 	}
 	if opts.ChunkBytes <= 0 {
 		opts.ChunkBytes = 64 << 10
+	}
+	opts.ChunkBytes = min(opts.ChunkBytes, maxPayload)
+	if opts.QuarantineDir == "" {
+		opts.QuarantineDir = filepath.Join(filepath.Dir(filepath.Clean(dir)), "quarantine")
+	}
+	if opts.now == nil {
+		opts.now = time.Now
 	}
 	if opts.CheckpointEvery <= 0 {
 		opts.CheckpointEvery = 10 * time.Second

@@ -51,7 +51,8 @@ type Config struct {
 // A notice is never retried for ever and never causes a notice of its own:
 // it goes out MAIL FROM:<> with NOTIFY=NEVER; a permanent refusal is logged
 // and dropped; a temporary one is retried by the queue, whose maximum
-// receive count dead-letters it in the end.
+// receive count dead-letters it in the end. A notice that cannot be built
+// fails the job permanently, so the job goes to the dead-letter queue.
 type Handler struct {
 	cfg       Config
 	store     blob.Store
@@ -87,7 +88,8 @@ func New(cfg Config, store blob.Store, transport relay.Transport, log *slog.Logg
 // Handle sends the notices a job calls for. It returns nil when every
 // notice was accepted, refused for good (logged), or none was due; a
 // temporary error when the store or the transport failed for now; and a
-// permanent error only for a malformed job.
+// permanent error for a malformed job or, once no notice is left to retry,
+// for a notice that cannot be built.
 func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	j, err := decodeJob(job.Body)
 	if err != nil {
@@ -117,14 +119,21 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 				slog.String("diagnostic", f.Diagnostic), slog.String("reason", strings.Join(skipped, "; ")))
 		}
 	}
-	var temp []string
+	var temp, perm []string
 	for _, n := range notices {
-		if err := h.send(ctx, log, j, n, orig, ret, job.Attempt, len(notices) > 1); err != nil {
+		if err := h.send(ctx, log, j, n, orig, ret, job.Attempt, len(notices) > 1); postern.IsPermanent(err) {
+			perm = append(perm, err.Error())
+		} else if err != nil {
 			temp = append(temp, err.Error())
 		}
 	}
 	if len(temp) > 0 {
-		return fmt.Errorf("dsn %s: %s", j.ID, strings.Join(temp, "; "))
+		// Retried; a notice that cannot be built fails again on the
+		// attempt where the others succeed.
+		return fmt.Errorf("dsn %s: %s", j.ID, strings.Join(append(temp, perm...), "; "))
+	}
+	if len(perm) > 0 {
+		return postern.Permanent(fmt.Errorf("dsn %s: %s", j.ID, strings.Join(perm, "; ")))
 	}
 	return nil
 }
@@ -160,17 +169,17 @@ func (h *Handler) original(ctx context.Context, j *dsn.Job) ([]byte, dsn.Return,
 	return b, dsn.ReturnFull, facts, nil
 }
 
-// send builds and sends one notice. It returns an error only when the
-// notice should be tried again.
+// send builds and sends one notice. It returns an error when the notice
+// should be tried again, and a permanent one when it cannot be built.
 func (h *Handler) send(ctx context.Context, log *slog.Logger, j *dsn.Job, n Notice, orig []byte, ret dsn.Return, attempt int, several bool) error {
 	r := h.report(j, n, orig, ret)
 	m, err := dsn.Build(r)
 	attrs := []slog.Attr{slog.String("rcpt", n.To), slog.Bool("owner", n.Owner), slog.Int("recipients", len(n.Failures)),
 		slog.String("action", string(r.Recipients[0].Action))}
 	if err != nil {
-		// The same job can never build: drop it, loudly.
+		// The same job can never build: it goes to the dead-letter queue.
 		log.LogAttrs(ctx, slog.LevelError, "dsn not sent", append(attrs, slog.String("reason", "cannot build"), slog.String("error", err.Error()))...)
-		return nil
+		return postern.Permanent(fmt.Errorf("notice to %s: %w", n.To, err))
 	}
 	marker := sentKey(j.ID, m.MessageID)
 	if several && attempt > 1 {
