@@ -67,6 +67,9 @@ func FuzzParse(f *testing.F) {
 	for _, b := range fuzzParseSeeds() {
 		f.Add(b)
 	}
+	for _, c := range extraCases() {
+		f.Add([]byte(c.raw))
+	}
 	cfg := Config{BodyInlineMax: 256, MaxDepth: 4, MaxParts: 16, MaxMessageBytes: 1 << 16}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		p := parseBounded(t, raw, cfg)

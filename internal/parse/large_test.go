@@ -396,6 +396,9 @@ func FuzzLargePath(f *testing.F) {
 	for _, b := range fuzzLargePathSeeds() {
 		f.Add(b)
 	}
+	for _, c := range extraCases() {
+		f.Add([]byte(c.raw))
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		lc := largeCfg()
 		lc.MaxParts, lc.MaxDepth = 50, 8

@@ -53,10 +53,11 @@ import (
 //     whenever part of the message could not be represented) or by an
 //     error that the structure is broken ("Missing Boundary"); a warning of
 //     another kind excuses nothing.
-//   - Leaves of a multipart/alternative count like any other. enmime keeps
-//     only the first text/plain alternative and the first text/html part,
-//     so a message with a second one fails the check; none of the inputs
-//     here has one (a known gap, not yet fixed).
+//   - Leaves of a multipart/alternative count like any other: a second
+//     text/plain or text/html alternative, which enmime takes for no body,
+//     must be an attachment, and an HTML piece after an inline image must
+//     be in HTML or an attachment (pieces.go; extraCases are among the
+//     inputs).
 
 // stdLeaf is a leaf part as Go reads it.
 type stdLeaf struct {
@@ -251,6 +252,9 @@ func leafTestMessages(t *testing.T) map[string][]byte {
 	}
 	for _, c := range untypedCases() {
 		out["untyped: "+c.name] = []byte(c.raw)
+	}
+	for _, c := range extraCases() {
+		out["extra: "+c.name] = []byte(c.raw)
 	}
 	return out
 }

@@ -126,6 +126,8 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 			derived = true
 		}
 	}
+	pieces := htmlPieces(env.Root)
+	derived = joinHTMLPieces(parser, env, pieces, derived)
 	untyped, text, cut := placeUntyped(env, sk, func(name, detail string) {
 		p.Errors = append(p.Errors, warning(name, detail))
 	})
@@ -133,7 +135,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	p.TextTruncated = p.TextTruncated || cut
 	p.HTML, p.HTMLTruncated = capBody(env.HTML, cfg.BodyInlineMax)
 	p.TextDerived = derived && p.Text != ""
-	p.Attachments, marks = attachments(env, sk, untyped)
+	p.Attachments, marks = attachments(env, sk, untyped, pieces)
 	if sk != nil {
 		flagCutBodies(p, sk, marks)
 	}
@@ -159,30 +161,46 @@ func capBody(s string, max int) (string, bool) {
 	return s[:cut], true
 }
 
-// attachments lists the attachment, inline and other parts in tree order,
-// leaving out the parts enmime used as the text and HTML bodies and the
-// multipart containers themselves. Of the untyped leaves (placeUntyped),
-// those not given as text are attachments too.
-func attachments(env *enmime.Envelope, sk *skeleton, untyped map[*enmime.Part]bool) ([]postern.Attachment, []int) {
+// attachments lists, in tree order, every leaf part that is not a body:
+// enmime's attachment, inline and other parts, and the parts it has no
+// place for (pieces.go). It leaves out the parts enmime used as the text and
+// HTML bodies, the pieces joined to HTML, and the multipart containers
+// themselves. Of the untyped leaves (placeUntyped), those not given as text
+// are attachments too.
+func attachments(env *enmime.Envelope, sk *skeleton, untyped map[*enmime.Part]bool, pieces []*enmime.Part) ([]postern.Attachment, []int) {
 	out := []postern.Attachment{}
 	var marks []int
 	if env.Root == nil {
 		return out, marks
 	}
-	want := make(map[*enmime.Part]bool)
-	for _, list := range [][]*enmime.Part{env.Attachments, env.Inlines, env.OtherParts} {
-		for _, part := range list {
-			want[part] = true
+	var single map[*enmime.Part]bool
+	if env.Root.FirstChild == nil {
+		// A single part is the body or listed by enmime, never both.
+		single = make(map[*enmime.Part]bool)
+		for _, list := range [][]*enmime.Part{env.Attachments, env.Inlines, env.OtherParts} {
+			for _, part := range list {
+				single[part] = true
+			}
 		}
 	}
+	body := make(map[*enmime.Part]bool)
 	for _, part := range bodyParts(env.Root) {
-		delete(want, part)
+		body[part] = true
+	}
+	for _, part := range pieces {
+		body[part] = true
 	}
 	parts := env.Root.DepthMatchAll(func(part *enmime.Part) bool {
 		if asText, ok := untyped[part]; ok {
 			return !asText
 		}
-		return want[part] && part.FirstChild == nil && !strings.HasPrefix(part.ContentType, "multipart/")
+		if part.FirstChild != nil || strings.HasPrefix(part.ContentType, "multipart/") {
+			return false
+		}
+		if single != nil {
+			return single[part]
+		}
+		return !body[part]
 	})
 	for _, part := range parts {
 		sum := sha256.Sum256(part.Content)
@@ -216,7 +234,6 @@ func bodyParts(root *enmime.Part) []*enmime.Part {
 		return nil // single part: the body is never also listed
 	}
 	isText := func(p *enmime.Part) bool { return p.ContentType == "text/plain" && p.Disposition != "attachment" }
-	isHTML := func(p *enmime.Part) bool { return p.ContentType == "text/html" && p.Disposition != "attachment" }
 	var out []*enmime.Part
 	if root.ContentType == "multipart/alternative" {
 		if p := root.BreadthMatchFirst(isText); p != nil {
@@ -225,7 +242,7 @@ func bodyParts(root *enmime.Part) []*enmime.Part {
 	} else {
 		out = append(out, root.DepthMatchAll(isText)...)
 	}
-	if p := root.DepthMatchFirst(isHTML); p != nil {
+	if p := root.DepthMatchFirst(isHTMLBody); p != nil {
 		out = append(out, p)
 	}
 	return out
