@@ -115,6 +115,9 @@ func (a *App) ready(ctx context.Context) error {
 	if a.draining.Load() {
 		return errors.New("draining")
 	}
+	if err := a.listenersAccepting(); err != nil {
+		return err
+	}
 	if err := a.diskReady(); err != nil {
 		return err
 	}

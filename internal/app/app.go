@@ -248,8 +248,11 @@ func (a *App) AdminAddr() net.Addr {
 	return a.adminLn.Addr()
 }
 
-// Run serves until ctx ends, then drains: it stops accepting, lets sessions
-// and jobs in flight finish (bounded by grace), and closes everything.
+// Run serves until ctx ends, then drains: every listener stops taking mail
+// at once (new clients get 421 4.3.2), sessions in DATA and stage jobs in
+// hand may finish until grace is over, then what is left is cut off (the
+// client retries, the job runs again) and everything is closed. Run returns
+// within grace and a few seconds whatever clients and handlers do.
 func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	errc := make(chan error, len(a.servers)+1)
 	for i, s := range a.servers {
@@ -269,6 +272,7 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	wctx, stopWorkers := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, w := range a.workers {
+		w.Grace = grace
 		wg.Go(func() { w.Run(wctx) })
 	}
 	a.housekeep(wctx, &wg)
@@ -280,22 +284,73 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	start := time.Now()
 	a.draining.Store(true)
-	a.log.Info("shutting down", slog.String("stage", "gateway"))
+	for _, s := range a.servers {
+		s.Drain() // all at once, before any of them waits
+	}
+	a.log.Info("shutting down", slog.String("stage", "gateway"), slog.Int64("grace_ms", grace.Milliseconds()))
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	stopWorkers() // jobs in hand have grace too (Worker.Grace)
+	var drains sync.WaitGroup
 	for _, s := range a.servers {
-		if err := s.Shutdown(sctx); err != nil {
-			s.Close()
-		}
+		drains.Go(func() { s.WaitDrained(sctx) }) // bounded by sctx and a little more
 	}
-	stopWorkers()
-	wg.Wait()
+	drains.Wait()
+	for _, s := range a.servers {
+		s.Close() // every listener answered 421 until now
+	}
+	if !waitUntil(sctx, &wg, stragglerWait) {
+		a.log.Warn("stage jobs still running after the grace; leaving them", slog.String("stage", "gateway"))
+	}
 	a.saveDevices(context.Background())
 	if a.admin != nil {
-		a.admin.Shutdown(sctx)
+		actx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if a.admin.Shutdown(actx) != nil {
+			a.admin.Close()
+		}
+		cancel()
 	}
-	return errors.Join(runErr, a.Close())
+	err := errors.Join(runErr, a.Close())
+	a.log.Info("gateway stopped", slog.String("stage", "gateway"), slog.Int64("took_ms", time.Since(start).Milliseconds()))
+	return err
+}
+
+// stragglerWait is how long shutdown waits, after the grace, for stage jobs
+// that were cut off to return.
+const stragglerWait = 2 * time.Second
+
+// waitUntil waits for wg until ctx has been over for extra, and reports
+// whether wg finished.
+func waitUntil(ctx context.Context, wg *sync.WaitGroup, extra time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(extra)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// listenersAccepting reports the listeners whose accepts have been failing
+// for a while (they are retried; see smtpd.Server.Accepting).
+func (a *App) listenersAccepting() error {
+	var errs []error
+	for _, s := range a.servers {
+		if err := s.Accepting(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ReloadTLS re-reads the certificate files (on SIGHUP). A failure keeps

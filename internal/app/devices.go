@@ -79,6 +79,7 @@ func (d *devices) RateLimited(identity string) {
 func (d *devices) Connection(string, string)       {}
 func (d *devices) SessionEnd(string, bool, string) {}
 func (d *devices) Reply(string, int)               {}
+func (d *devices) AcceptError(string)              {}
 
 func (d *devices) list() []Device {
 	d.mu.Lock()
@@ -124,5 +125,10 @@ func (o observers) AuthFailure(id string) {
 func (o observers) RateLimited(id string) {
 	for _, x := range o {
 		x.RateLimited(id)
+	}
+}
+func (o observers) AcceptError(l string) {
+	for _, x := range o {
+		x.AcceptError(l)
 	}
 }

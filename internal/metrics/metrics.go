@@ -21,6 +21,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	connections *prometheus.CounterVec
+	acceptErrs  *prometheus.CounterVec
 	sessions    *prometheus.CounterVec
 	replies     *prometheus.CounterVec
 	messages    *prometheus.CounterVec
@@ -40,6 +41,8 @@ func New() *Metrics {
 		reg: reg,
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_connections_total",
 			Help: "SMTP connections by listener and admission outcome (accepted, or why refused)."}, []string{"listener", "outcome"}),
+		acceptErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_accept_errors_total",
+			Help: "Failed accepts by listener (out of file descriptors, say); each is retried with backoff."}, []string{"listener"}),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_sessions_total",
 			Help: "Ended SMTP sessions by listener, TLS use and authentication outcome."}, []string{"listener", "tls", "auth"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_replies_total",
@@ -60,7 +63,7 @@ func New() *Metrics {
 		jobSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_job_seconds",
 			Help: "Time a stage spent on one job.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"stage"}),
 	}
-	reg.MustRegister(m.connections, m.sessions, m.replies, m.messages, m.bytes, m.ingest, m.authFail, m.rateLimited, m.jobs, m.jobSeconds,
+	reg.MustRegister(m.connections, m.acceptErrs, m.sessions, m.replies, m.messages, m.bytes, m.ingest, m.authFail, m.rateLimited, m.jobs, m.jobSeconds,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -75,6 +78,8 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Connection(listener, outcome string) {
 	m.connections.WithLabelValues(listener, outcome).Inc()
 }
+
+func (m *Metrics) AcceptError(listener string) { m.acceptErrs.WithLabelValues(listener).Inc() }
 
 func (m *Metrics) SessionEnd(listener string, tls bool, auth string) {
 	m.sessions.WithLabelValues(listener, strconv.FormatBool(tls), auth).Inc()

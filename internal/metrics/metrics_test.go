@@ -23,6 +23,8 @@ func TestInstrumentsAppearWhenUsed(t *testing.T) {
 	t.Parallel()
 	m := New()
 	m.Connection("smtp", "accepted")
+	m.AcceptError("submission")
+	m.AcceptError("submission")
 	m.Reply("RCPT", 550)
 	m.Reply("RCPT", 550)
 	m.Accepted(&postern.Envelope{Identity: "scanners", Size: 2048}, 3*time.Millisecond)
@@ -35,6 +37,7 @@ func TestInstrumentsAppearWhenUsed(t *testing.T) {
 	out := scrape(t, m)
 	for _, want := range []string{
 		`postern_smtp_connections_total{listener="smtp",outcome="accepted"} 1`,
+		`postern_smtp_accept_errors_total{listener="submission"} 2`,
 		`postern_smtp_replies_total{code="550",command="RCPT"} 2`,
 		`postern_messages_accepted_total{identity="scanners"} 1`,
 		`postern_message_bytes_accepted_total{identity="scanners"} 2048`,

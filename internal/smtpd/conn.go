@@ -2,7 +2,6 @@ package smtpd
 
 import (
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -100,15 +99,13 @@ func (g *gate) listen(l net.Listener, implicitTLS bool) *gateListener {
 	return gl
 }
 
+// loop takes connections from the listener below, a retryListener (or a
+// proxyListener over one), which retries every failure itself: an error
+// here means the listener is closed, and it is handed to every Accept.
 func (gl *gateListener) loop() {
 	for {
 		c, err := gl.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
 			gl.errc <- err
 			return
 		}
@@ -221,6 +218,21 @@ func (g *gate) drain() {
 		if !tc.inData.Load() {
 			tc.kill()
 		}
+	}
+}
+
+// end ends every session, in DATA or not, when the drain's time is up:
+// reads fail at once and the connections are closed.
+func (g *gate) end() {
+	g.mu.Lock()
+	conns := make([]*trackedConn, 0, len(g.conns))
+	for tc := range g.conns {
+		conns = append(conns, tc)
+	}
+	g.mu.Unlock()
+	for _, tc := range conns {
+		tc.kill()
+		tc.Conn.Close() // not tc.Close: the session's own Close releases the slot
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,6 +61,8 @@ type Observer interface {
 	Accepted(env *postern.Envelope, d time.Duration)
 	AuthFailure(identity string)
 	RateLimited(identity string)
+	// AcceptError is one failed accept on a listener (it is retried).
+	AcceptError(listener string)
 }
 
 type noObserver struct{}
@@ -70,6 +73,7 @@ func (noObserver) Reply(string, int)                         {}
 func (noObserver) Accepted(*postern.Envelope, time.Duration) {}
 func (noObserver) AuthFailure(string)                        {}
 func (noObserver) RateLimited(string)                        {}
+func (noObserver) AcceptError(string)                        {}
 
 // Identity is a client the gateway recognises: by password (AUTH), by
 // source network, or both (then the password is required and the networks
@@ -153,7 +157,10 @@ type Server struct {
 	authFails  *AuthFailures
 	dummyHash  []byte // checked for unknown AUTH users (dummyHashFor)
 	now        func() time.Time
-	real       net.Listener
+	accept     *acceptStatus
+	mu         sync.Mutex // guards real and stopped
+	real       *retryListener
+	stopped    bool         // the real listener is closed (or Serve must not start)
 	uploads    atomic.Int64 // transactions between DATA and their reply
 	lastUpload atomic.Int64 // unix nanoseconds of the latest DATA
 }
@@ -178,6 +185,7 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	}
 	s.dummyHash = dummyHashFor(identities)
 	s.gate = newGate(s)
+	s.accept = newAcceptStatus(cfg.Listener, log, cfg.Observer.AcceptError)
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = cfg.MaxMessageBytes
@@ -209,39 +217,119 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 }
 
 // Serve accepts connections on l until Shutdown or Close.
+// A failed accept (out of file descriptors, say) never ends it: it is
+// retried with backoff, logged, counted and reported by Accepting.
 func (s *Server) Serve(l net.Listener) error {
-	s.real = l
-	if len(s.cfg.ProxyTrusted) > 0 {
-		l = s.proxyListen(l)
-	}
 	if s.cfg.Mode == ModeSMTPS && s.cfg.TLS == nil {
 		return fmt.Errorf("smtpd: listener %s is smtps but has no TLS configuration", s.cfg.Listener)
+	}
+	rl := newRetryListener(l, s.accept)
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return net.ErrClosed
+	}
+	s.real = rl
+	s.mu.Unlock()
+	l = rl
+	if len(s.cfg.ProxyTrusted) > 0 {
+		l = s.proxyListen(l)
 	}
 	return s.smtp.Serve(s.gate.listen(l, s.cfg.Mode == ModeSMTPS))
 }
 
-// Shutdown drains: new clients get 421 4.3.2, idle sessions are ended, and
-// sessions in DATA may finish until ctx ends; then everything is closed.
-func (s *Server) Shutdown(ctx context.Context) error {
+// sessionsEndWait bounds how long WaitDrained waits, once its context has
+// ended, for the sessions it cut off to go.
+const sessionsEndWait = 2 * time.Second
+
+// Drain stops taking mail at once: new clients get 421 4.3.2 and idle
+// sessions are ended; sessions in DATA go on. The listener stays open,
+// answering 421, until Shutdown or Close. To stop several servers together,
+// Drain each, then WaitDrained each, then Close each: none refuses
+// connections while another still drains.
+func (s *Server) Drain() { s.gate.drain() }
+
+// WaitDrained drains, lets sessions in DATA finish until ctx ends, then ends
+// any still open (their clients get no reply and retry). It returns within
+// sessionsEndWait of ctx's end whatever clients do, and once every session
+// has ended (its last log line written) unless one outlives that too. The
+// listener stays open, answering 421, until Close.
+func (s *Server) WaitDrained(ctx context.Context) error {
 	s.gate.drain()
-	err := s.smtp.Shutdown(ctx)
-	if err != nil {
-		s.smtp.Close()
+	// go-smtp's Shutdown returns when every connection's goroutine has
+	// finished; it is given no deadline of its own, so that the wait goes
+	// on after the sessions are cut off below. It does not close the real
+	// listener: the gate keeps answering 421 on it.
+	done := make(chan error, 1)
+	go func() { done <- s.smtp.Shutdown(context.Background()) }()
+	var err error
+	finished := false
+	select {
+	case err = <-done:
+		finished = true
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.gate.end()
 	}
-	if s.real != nil {
-		s.real.Close()
+	t := time.NewTimer(sessionsEndWait)
+	defer t.Stop()
+	if !finished {
+		select {
+		case <-done:
+		case <-t.C:
+			s.log.Warn("sessions still open after shutdown", slog.String("stage", "gateway"),
+				slog.String("listener", s.cfg.Listener), slog.Int("sessions", s.gate.sessions()))
+			return err
+		}
+	}
+	// go-smtp runs a BDAT session's Data in a goroutine it does not wait
+	// for: wait for the uploads too, so nothing feeds the ingester after.
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for s.uploads.Load() > 0 {
+		select {
+		case <-tick.C:
+		case <-t.C:
+			s.log.Warn("uploads still running after shutdown", slog.String("stage", "gateway"),
+				slog.String("listener", s.cfg.Listener), slog.Int64("uploads", s.uploads.Load()))
+			return err
+		}
 	}
 	return err
 }
 
-// Close stops at once.
-func (s *Server) Close() error {
-	err := s.smtp.Close()
-	if s.real != nil {
-		s.real.Close()
-	}
+// Shutdown is WaitDrained, then closes the listener.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.WaitDrained(ctx)
+	s.closeReal()
 	return err
 }
+
+// Close stops at once: every session is ended, in DATA or not, and Close
+// returns once they are gone (their last log line written), or after
+// sessionsEndWait.
+func (s *Server) Close() error {
+	over, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.WaitDrained(over)
+	s.closeReal()
+	return nil
+}
+
+func (s *Server) closeReal() {
+	s.mu.Lock()
+	s.stopped = true
+	rl := s.real
+	s.mu.Unlock()
+	if rl != nil {
+		rl.Close()
+	}
+}
+
+// Accepting reports whether the listener takes connections: an error
+// naming the listener when its accepts have been failing for more than a
+// second (they are retried; see Serve).
+func (s *Server) Accepting() error { return s.accept.err() }
 
 // Sessions returns the number of open sessions.
 func (s *Server) Sessions() int { return s.gate.sessions() }

@@ -35,6 +35,11 @@ type Worker struct {
 	Wait        time.Duration // long-poll wait; default 1s
 	BaseDelay   time.Duration // first retry delay bound; default 5s
 	MaxDelay    time.Duration // retry delay cap; default 15m
+	// Grace bounds the jobs in hand when Run's ctx ends: Grace later their
+	// contexts are cancelled, and a job cut off that way is left to come
+	// back (at the next start, or after its visibility timeout). Zero
+	// leaves each job its own deadline (nine tenths of Visibility).
+	Grace time.Duration
 
 	// Observe, when set, is told each job's outcome (done, retry,
 	// dead_letter) and duration, for metrics.
@@ -48,14 +53,32 @@ type Worker struct {
 }
 
 // Run polls until ctx ends, then lets jobs in hand finish (each is bounded
-// by its own deadline) and returns.
+// by its own deadline, and by Grace) and returns.
 func (w *Worker) Run(ctx context.Context) error {
 	n := max(w.Concurrency, 1)
 	var wg sync.WaitGroup
 	w.running = ctx
 	w.reschedules = &wg
+	jobs, cutOff := context.WithCancel(context.Background())
+	defer cutOff()
+	if w.Grace > 0 {
+		go func() {
+			select {
+			case <-ctx.Done():
+			case <-jobs.Done():
+				return
+			}
+			t := time.NewTimer(w.Grace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cutOff()
+			case <-jobs.Done():
+			}
+		}()
+	}
 	for range n {
-		wg.Go(func() { w.loop(ctx) })
+		wg.Go(func() { w.loop(ctx, jobs) })
 	}
 	wg.Wait()
 	return nil
@@ -63,7 +86,7 @@ func (w *Worker) Run(ctx context.Context) error {
 
 func (w *Worker) visibility() time.Duration { return cmpOr(w.Visibility, 5*time.Minute) }
 
-func (w *Worker) loop(ctx context.Context) {
+func (w *Worker) loop(ctx, jobs context.Context) {
 	for ctx.Err() == nil {
 		msgs, err := w.Queue.Receive(ctx, 1, w.visibility(), cmpOr(w.Wait, time.Second))
 		if err != nil {
@@ -75,15 +98,16 @@ func (w *Worker) loop(ctx context.Context) {
 			continue
 		}
 		for _, m := range msgs {
-			w.process(m)
+			w.process(jobs, m)
 		}
 	}
 }
 
-// process handles one message. It runs on a context detached from Run's so
-// that shutdown lets a job in hand finish rather than cutting it off midway.
-func (w *Worker) process(m queue.Message) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.visibility()*9/10)
+// process handles one message. It runs on jobs, a context detached from
+// Run's so that shutdown lets a job in hand finish rather than cutting it
+// off midway, until Grace is over.
+func (w *Worker) process(jobs context.Context, m queue.Message) {
+	ctx, cancel := context.WithTimeout(jobs, w.visibility()*9/10)
 	defer cancel()
 	if w.Yield != nil {
 		w.Yield(ctx, m.SentAt)
@@ -91,6 +115,16 @@ func (w *Worker) process(m queue.Message) {
 	start := time.Now()
 	err := w.handle(ctx, postern.Job{Body: m.Body, Attempt: m.ReceiveCount})
 	log := w.Log.With(slog.String("stage", w.Stage), slog.String("job_id", m.ID), slog.Int("attempt", m.ReceiveCount))
+	if err != nil && jobs.Err() != nil {
+		// Shutdown's grace is over. The queue still holds the job: it
+		// comes back at the next start (or after its visibility timeout).
+		log.Warn("job cut off by shutdown; it will run again", slog.String("error", err.Error()),
+			slog.Int64("latency_ms", time.Since(start).Milliseconds()))
+		if w.Observe != nil {
+			w.Observe(w.Stage, "retry", time.Since(start))
+		}
+		return
+	}
 	if w.Observe != nil {
 		outcome := "retry"
 		switch {
@@ -103,6 +137,13 @@ func (w *Worker) process(m queue.Message) {
 	}
 	switch {
 	case err == nil:
+		if ctx.Err() != nil {
+			// Done just as the grace ended: the ack still gets a moment,
+			// so the job is not run again for nothing.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+		}
 		if derr := w.Queue.Delete(ctx, m.Receipt); derr != nil {
 			// The job comes back after its visibility timeout and is handled
 			// again; stages are idempotent.

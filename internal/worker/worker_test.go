@@ -166,3 +166,68 @@ func TestFailedRescheduleIsRetried(t *testing.T) {
 		t.Fatalf("retried after %s; the visibility timeout is a minute, the retry was due in 1s", d)
 	}
 }
+
+// When Run's ctx ends, a job in hand may finish within Grace; one that
+// takes longer is cut off, neither acked nor dead-lettered, and Run
+// returns.
+func TestGraceBoundsJobsInHand(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		finish  bool // the job finishes once shutdown has begun
+		inQueue int  // jobs left in flight afterwards
+	}{
+		{name: "finishes within grace", finish: true, inQueue: 0},
+		{name: "cut off at the end of grace", finish: false, inQueue: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			q, dlq := queues(t)
+			started := make(chan struct{})
+			release := make(chan struct{})
+			var handlerErr error
+			h := postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+				close(started)
+				select {
+				case <-release:
+					return nil
+				case <-ctx.Done():
+					handlerErr = ctx.Err()
+					return ctx.Err()
+				}
+			})
+			if _, err := q.Send(t.Context(), []byte("job"), 0); err != nil {
+				t.Fatal(err)
+			}
+			grace := time.Hour
+			if !tc.finish {
+				grace = 50 * time.Millisecond
+			}
+			w := &Worker{Stage: "test", Queue: q, Handler: h, DeadLetter: dlq, Log: slog.New(slog.DiscardHandler),
+				Visibility: time.Hour, Wait: 100 * time.Millisecond, Grace: grace}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { w.Run(ctx); close(done) }()
+			<-started
+			cancel()
+			if tc.finish {
+				close(release)
+			}
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run still waiting for a job in hand")
+			}
+			if !tc.finish && !errors.Is(handlerErr, context.Canceled) {
+				t.Fatalf("handler ended with %v, want its context cancelled", handlerErr)
+			}
+			s, err := q.Stats(context.Background())
+			if err != nil || s.InFlight != tc.inQueue || s.Visible+s.Delayed != 0 {
+				t.Fatalf("queue after Run: %+v, %v; want %d in flight", s, err, tc.inQueue)
+			}
+			if d, err := dlq.Stats(context.Background()); err != nil || d.Visible != 0 {
+				t.Fatalf("dead-letter queue: %+v, %v; want empty", d, err)
+			}
+		})
+	}
+}
