@@ -98,12 +98,18 @@ func TestDiskFullAnswers451(t *testing.T) {
 	t.Parallel()
 	mnt := mountSmallFS(t, "24m")
 	rcv := newReceiver(t)
-	gw := newGateway(t, filepath.Join(mnt, "data"), rcv.URL(), "")
+	// The free-space check (limits.min_free_bytes, 1 GiB by default) would
+	// refuse every MAIL on so small a filesystem: this test is about writes
+	// that fail, so it is off.
+	gw := newGateway(t, filepath.Join(mnt, "data"), rcv.URL(), "limits: {min_free_bytes: 0}\n")
 	l := newLedger()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	send(ctx, t, sendPlan{addr: gw.addr, prefix: "before", clients: 4, perClient: 5}, l)
+	if len(l.acked) != 20 {
+		t.Fatalf("%d of 20 messages accepted before the disk filled (%d attempts cut off, refusals %v)", len(l.acked), l.uncertain, l.codes)
+	}
 	waitDelivered(t, l, rcv, 30*time.Second)
 
 	filler := fill(t, mnt)
@@ -112,6 +118,9 @@ func TestDiskFullAnswers451(t *testing.T) {
 		size: func(int, int) int { return 64 << 10 }}, full)
 	if len(full.acked) > 0 {
 		t.Errorf("%d messages got 250 on a full disk", len(full.acked))
+	}
+	if len(full.refused) != 40 {
+		t.Errorf("%d of 40 messages refused with an id on a full disk (%d attempts cut off, replies %v)", len(full.refused), full.uncertain, full.codes)
 	}
 	for code, n := range full.codes {
 		if code != 451 {
@@ -163,8 +172,12 @@ func TestDiskFullAnswers451(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
+	before := l.ackedCount()
 	send(ctx, t, sendPlan{addr: gw.addr, prefix: "after", clients: 4, perClient: 10,
 		size: func(int, int) int { return 64 << 10 }}, l)
+	if n := l.ackedCount() - before; n != 40 {
+		t.Errorf("%d of 40 messages accepted once there was room again", n)
+	}
 	for id, rep := range full.refused {
 		l.refused[id] = rep // none of these may ever be delivered
 	}
