@@ -53,6 +53,14 @@ import (
 //     whenever part of the message could not be represented) or by an
 //     error that the structure is broken ("Missing Boundary"); a warning of
 //     another kind excuses nothing.
+//   - The line end before a delimiter belongs to the delimiter (RFC 2046
+//     section 5.1.1: the delimiter is CRLF "--" boundary), CRLF or a bare
+//     LF alike, as enmime reads it. Go's reader picks one kind for a whole
+//     multipart from its first delimiter line: after a bare LF there it
+//     ends each part at LF "--" boundary and leaves the CR of a CRLF line
+//     end in the part. The walk gives that one CR back to the delimiter
+//     (lfDelimited); a CR before it, or any CR when the first delimiter
+//     line ends in CRLF, stays in the part.
 //   - Leaves of a multipart/alternative count like any other: a second
 //     text/plain or text/html alternative, which enmime takes for no body,
 //     must be an attachment, and an HTML piece after an inline image must
@@ -76,8 +84,12 @@ func stdLeaves(raw []byte) (leaves []stdLeaf, complete bool) {
 	if err != nil && !(err == io.EOF && len(h) > 0) {
 		return nil, false
 	}
+	body, err := io.ReadAll(br)
+	if err != nil {
+		return nil, false
+	}
 	w := &stdWalk{}
-	w.part("0", h, br, 0)
+	w.part("0", h, body, 0)
 	return w.leaves, !w.incomplete
 }
 
@@ -90,12 +102,7 @@ type stdWalk struct {
 // lower, and a message over it carries a severe error.
 const maxStdDepth = 64
 
-func (w *stdWalk) part(path string, h textproto.MIMEHeader, body io.Reader, depth int) {
-	raw, err := io.ReadAll(body)
-	if err != nil {
-		w.incomplete = true
-		return
-	}
+func (w *stdWalk) part(path string, h textproto.MIMEHeader, raw []byte, depth int) {
 	ct := h.Get("Content-Type")
 	mtype, params, err := mime.ParseMediaType(ct)
 	if ct != "" && err != nil {
@@ -108,6 +115,7 @@ func (w *stdWalk) part(path string, h textproto.MIMEHeader, body io.Reader, dept
 			return
 		}
 		mr := multipart.NewReader(bytes.NewReader(raw), params["boundary"])
+		lf := lfDelimited(raw, params["boundary"])
 		for n := 1; ; n++ {
 			p, err := mr.NextRawPart()
 			if err == io.EOF {
@@ -120,11 +128,21 @@ func (w *stdWalk) part(path string, h textproto.MIMEHeader, body io.Reader, dept
 				w.incomplete = true
 				return
 			}
+			b, err := io.ReadAll(p)
+			if err != nil {
+				w.incomplete = true
+				return
+			}
+			if lf {
+				// Go ended the part at LF "--" boundary; a CR before that
+				// LF is the rest of a CRLF line end (see above).
+				b = bytes.TrimSuffix(b, []byte("\r"))
+			}
 			sub := strconv.Itoa(n)
 			if path != "0" {
 				sub = path + "." + sub
 			}
-			w.part(sub, p.Header, p, depth+1)
+			w.part(sub, p.Header, b, depth+1)
 		}
 	}
 	leaf := stdLeaf{path: path, body: raw, exact: true, charset: strings.ToLower(params["charset"]), html: mtype == "text/html"}
@@ -149,6 +167,28 @@ func (w *stdWalk) part(path string, h textproto.MIMEHeader, body io.Reader, dept
 		}
 	}
 	w.leaves = append(w.leaves, leaf)
+}
+
+// lfDelimited reports whether Go's multipart reader reads the multipart
+// body raw with bare-LF line ends: whether the first line it takes for a
+// delimiter line ("--" boundary, spaces or tabs, a line end) ends in a bare
+// LF rather than CRLF. It then finds each part's end at LF "--" boundary.
+func lfDelimited(raw []byte, boundary string) bool {
+	dash := []byte("--" + boundary)
+	for line := range bytes.Lines(raw) {
+		rest, ok := bytes.CutPrefix(line, dash)
+		if !ok {
+			continue
+		}
+		rest = bytes.TrimLeft(rest, " \t")
+		switch string(rest) {
+		case "\n":
+			return true
+		case "\r\n":
+			return false
+		}
+	}
+	return false
 }
 
 // leafForms are the forms a leaf's bytes may take in the payload.
@@ -315,6 +355,35 @@ func TestLeafCheckFailsOnLoss(t *testing.T) {
 	checkLeavesReached(ft, raw, p)
 	if ft.failed {
 		t.Error("a severe error did not excuse the missing part")
+	}
+}
+
+// The independent reading gives the line end before a delimiter to the
+// delimiter, CRLF or bare LF, whichever kind of line end the multipart's
+// first delimiter line has, and keeps any other CR in the part.
+func TestStdLeavesLineEndBeforeDelimiter(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, raw, body string }{
+		{"CRLF", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nabc\r\n--b--\r\n", "abc"},
+		{"CRLF, a CR before it", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nabc\r\r\n--b--\r\n", "abc\r"},
+		{"LF", "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nabc\n--b--\n", "abc"},
+		{"LF, then CRLF", "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nabc\r\n--b--\n", "abc"},
+		{"LF, then a CR before CRLF", "Content-Type: multipart/mixed; boundary=b\n\n--b\n\nabc\r\r\n--b--\n", "abc\r"},
+		{"LF, a CR inside", "Content-Type: multipart/mixed; boundary=b\n\n--b\n\na\rbc\r\n\n--b--\n", "a\rbc\r\n"},
+		{"LF, padded", "Content-Type: multipart/mixed; boundary=b\n\n--b \t\n\nabc\r\n--b--\n", "abc"},
+		{"LF after a preamble line", "Content-Type: multipart/mixed; boundary=b\n\n--bx\r\n--b\n\nabc\r\n--b--\n", "abc"},
+		{"nested, LF inside CRLF", "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/mixed; boundary=c\r\n\r\n" +
+			"--c\n\nabc\r\n--c--\r\n--b--\r\n", "abc"},
+	}
+	for _, c := range cases {
+		leaves, _ := stdLeaves([]byte(c.raw))
+		if len(leaves) != 1 || string(leaves[0].body) != c.body {
+			t.Errorf("%s: leaves %+v, want one of %q", c.name, leaves, c.body)
+			continue
+		}
+		if p := Parse([]byte(c.raw), Config{}); len(p.Attachments) == 1 && string(p.Attachments[0].Content) != c.body || len(p.Attachments) == 0 && p.Text != c.body {
+			t.Errorf("%s: Parse gives text %q, attachments %+v; the walk %q", c.name, p.Text, p.Attachments, c.body)
+		}
 	}
 }
 
