@@ -194,7 +194,7 @@ func attachments(env *enmime.Envelope, sk *skeleton, untyped map[*enmime.Part]bo
 		if asText, ok := untyped[part]; ok {
 			return !asText
 		}
-		if part.FirstChild != nil || strings.HasPrefix(part.ContentType, "multipart/") {
+		if part.FirstChild != nil || strings.HasPrefix(part.ContentType, "multipart/") || readAsContainer(part) {
 			return false
 		}
 		if single != nil {

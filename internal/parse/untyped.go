@@ -56,6 +56,21 @@ func untypedProblem(ct string) (errName, detail string) {
 	return "", ""
 }
 
+// readAsContainer reports whether enmime read part as a multipart container
+// (parseParts): the root when it is multipart/* with a boundary, a nested
+// part when it has a boundary parameter and is not text/plain or text/html,
+// whatever its type (boundaryOf holds the large path to the same rule). A
+// container without children held no delimiter, and its body is lost.
+func readAsContainer(part *enmime.Part) bool {
+	if part.Boundary == "" {
+		return false
+	}
+	if part.Parent == nil {
+		return strings.HasPrefix(part.ContentType, "multipart/")
+	}
+	return part.ContentType != "text/plain" && part.ContentType != "text/html"
+}
+
 // looksLikeText reports whether b reads as UTF-8 text: valid UTF-8 and none
 // of the control bytes that http.DetectContentType takes for binary. A part
 // that does not is kept byte for byte as an attachment instead.
@@ -86,11 +101,15 @@ func placeUntyped(env *enmime.Envelope, sk *skeleton, add func(name, detail stri
 	}
 	leaves = map[*enmime.Part]bool{}
 	for _, part := range env.Root.DepthMatchAll(func(part *enmime.Part) bool { return part.FirstChild == nil }) {
-		if strings.HasPrefix(part.ContentType, "multipart/") && part.Boundary != "" {
+		if readAsContainer(part) {
 			// Its delimiter never came: enmime took the body for a
 			// preamble, which it does not keep. Say so at least.
-			add(enmime.ErrorMissingBoundary, fmt.Sprintf("part %s: %s part holds no part delimited by %q; its body is not delivered",
-				part.PartID, part.ContentType, "--"+part.Boundary))
+			what := part.ContentType + " part"
+			if !strings.HasPrefix(part.ContentType, "multipart/") {
+				what = fmt.Sprintf("%s part with a boundary parameter, read as a multipart,", part.ContentType)
+			}
+			add(enmime.ErrorMissingBoundary, fmt.Sprintf("part %s: %s holds no part delimited by %q; its body is not delivered",
+				part.PartID, what, "--"+part.Boundary))
 			continue
 		}
 		name, detail := untypedProblem(part.Header.Get("Content-Type"))

@@ -151,3 +151,30 @@ func TestUntypedPartsLargePathCut(t *testing.T) {
 		t.Errorf("attachments = %d, want the binary part whole", len(p.Attachments))
 	}
 }
+
+// enmime reads a nested part that declares a boundary as a multipart
+// whatever its type (unless text/plain or text/html); when no delimiter
+// comes its body is taken for a preamble and lost. The loss is reported,
+// and the part is neither an empty attachment nor text said to hold it.
+func TestContainerWithoutDelimiterReported(t *testing.T) {
+	t.Parallel()
+	for _, ctype := range []string{"application/octet-stream; boundary=x", "00; boundary=x", "multipart/related; boundary=x"} {
+		raw := []byte("Content-Type: multipart/mixed; boundary=outer\r\n\r\n" +
+			"--outer\r\nContent-Type: text/plain\r\n\r\nFirst part.\r\n" +
+			"--outer\r\nContent-Type: " + ctype + "\r\n\r\nsensor data 0417\r\n--outer--\r\n")
+		for name, p := range map[string]*postern.Parsed{
+			"parse":       Parse(raw, Config{}),
+			"stage whole": handled(t, newHarnessCfg(t, Config{InlineAttachmentMax: testInlineMax}), raw),
+			"stage large": handled(t, newHarnessCfg(t, largeCfg()), raw), // falls back: no delimiter
+		} {
+			if !slices.ContainsFunc(p.Errors, func(e postern.ParseError) bool {
+				return e.Name == enmime.ErrorMissingBoundary && strings.Contains(e.Detail, `"--x"`) && strings.Contains(e.Detail, "not delivered")
+			}) {
+				t.Errorf("%s, %s: no Missing Boundary error saying the body is not delivered: %+v", ctype, name, p.Errors)
+			}
+			if len(p.Attachments) != 0 || p.Text != "First part." {
+				t.Errorf("%s, %s: text %q, attachments %+v", ctype, name, p.Text, p.Attachments)
+			}
+		}
+	}
+}
