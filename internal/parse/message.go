@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"unicode/utf8"
@@ -22,6 +23,7 @@ const (
 	ErrNameTooMany     = "Too many errors"
 	ErrNameNUL         = "NUL bytes"
 	ErrNamePartial     = "Partial content"
+	ErrNameMisread     = "Misread delimiter"
 )
 
 // maxErrors caps the listed parse errors; a pathological message can
@@ -113,6 +115,19 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	if err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameUnparseable, err.Error()+"; headers only"))
 		return nil
+	}
+	// enmime takes some lines for delimiters that RFC 2046 does not (one
+	// that holds the boundary after other bytes, say), and their bytes
+	// reach no part. The walk that bounds the shape finds them; checkLimits
+	// has bounded its cost.
+	if w, err := walkShape(raw, math.MaxInt, math.MaxInt); err != nil {
+		p.Errors = append(p.Errors, severe(ErrNameMisread, err.Error()+"; some part's bytes may be missing"))
+	} else if w.misread >= 0 {
+		line := raw[w.misread:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		p.Errors = append(p.Errors, severe(ErrNameMisread, fmt.Sprintf("the line %q is read as a MIME delimiter though it does not start with one; bytes of the part around it are not delivered", line[:min(len(line), 80)])))
 	}
 
 	derived := false

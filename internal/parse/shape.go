@@ -91,7 +91,7 @@ func containsFold(s []byte, word string) bool {
 // walkShape replays enmime's walk over the multipart structure; the walk
 // holds what it counted.
 func walkShape(raw []byte, maxDepth, maxParts int) (*shapeWalk, error) {
-	w := &shapeWalk{raw: raw, maxDepth: maxDepth, maxParts: maxParts}
+	w := &shapeWalk{raw: raw, maxDepth: maxDepth, maxParts: maxParts, misread: -1}
 	hdrEnd, bodyStart := headerEnd(raw, 0, len(raw))
 	b, ok := boundaryOf(raw[:hdrEnd], true)
 	if !ok {
@@ -105,6 +105,7 @@ type shapeWalk struct {
 	maxDepth, maxParts int
 	parts              int // parts seen so far
 	depth              int // deepest level holding a part
+	misread            int // where a line enmime takes for a delimiter is none, or -1
 }
 
 // delimiter is one multipart level's boundary lines.
@@ -164,9 +165,11 @@ func (w *shapeWalk) next(d delimiter, pos, lim, partsRead int) (int, bool) {
 			continue // blank
 		}
 		if bytes.Contains(line, d.term) {
+			w.noteLine(d, pos-len(line))
 			return 0, false
 		}
 		if !eof && isDelimiter(line, d.delim) {
+			w.noteLine(d, pos-len(line))
 			return pos, true
 		}
 		if eof || partsRead > 0 {
@@ -188,6 +191,7 @@ func (w *shapeWalk) partEnd(d delimiter, start, lim int) (int, error) {
 			if k > start && w.raw[k] != '\r' && w.raw[k] != '\n' {
 				return 0, &limitError{"ambiguous MIME structure: a boundary in the middle of a line"}
 			}
+			w.noteStop(d, k)
 			return k, nil
 		}
 	}
@@ -198,6 +202,7 @@ func (w *shapeWalk) partEnd(d delimiter, start, lim int) (int, error) {
 		}
 		k += i
 		if w.stopsAt(d, k, lim, false) {
+			w.noteStop(d, k)
 			return k, nil
 		}
 	}
@@ -229,6 +234,41 @@ func (w *shapeWalk) stopsAt(d delimiter, k, lim int, atPartStart bool) bool {
 	}
 	peek = peek[pad:]
 	return isDelimiter(peek, d.delim) || bytes.Contains(peek, d.term)
+}
+
+// noteStop records a part end at k (a stop of stopsAt) that is not where
+// RFC 2046 ends a part: before a line end (CRLF or a bare LF) and a line
+// that starts with the delimiter, or, at the part's start, before the
+// delimiter itself. enmime's look-ahead also stops one byte early ("x--b")
+// or after a bare CR, and the bytes it skips are in no part.
+func (w *shapeWalk) noteStop(d delimiter, k int) {
+	switch w.raw[k] {
+	case '\r':
+		if k+1 < len(w.raw) && w.raw[k+1] == '\n' {
+			w.noteLine(d, k+2)
+			return
+		}
+		w.noteAt(k)
+	case '\n':
+		w.noteLine(d, k+1)
+	default:
+		w.noteLine(d, k)
+	}
+}
+
+// noteLine records a line at pos that enmime takes for a delimiter (or a
+// close) but that does not start with the delimiter (RFC 2046 section
+// 5.1.1): enmime looks for it anywhere in the line.
+func (w *shapeWalk) noteLine(d delimiter, pos int) {
+	if !bytes.HasPrefix(w.raw[pos:], d.delim) {
+		w.noteAt(pos)
+	}
+}
+
+func (w *shapeWalk) noteAt(pos int) {
+	if w.misread < 0 {
+		w.misread = pos
+	}
 }
 
 // isDelimiter mirrors enmime: the first occurrence of the delimiter, followed

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jhillyerd/enmime/v2"
+	"github.com/postern/postern/internal/postern"
 )
 
 // nested builds a message whose multiparts nest depth levels deep.
@@ -227,4 +229,21 @@ func FuzzCheckShape(f *testing.F) {
 				depth, parts, maxDepth, maxParts)
 		}
 	})
+}
+
+// A line enmime takes for a delimiter though it does not start with one
+// loses the bytes around it; the parse says so with a severe error.
+func TestMisreadDelimiterReported(t *testing.T) {
+	t.Parallel()
+	misread := func(p *postern.Parsed) bool {
+		return slices.ContainsFunc(p.Errors, func(e postern.ParseError) bool { return e.Name == ErrNameMisread && e.Severe })
+	}
+	bad := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx--b\r\nmore\r\n--b--\r\n")
+	if p := Parse(bad, Config{}); !misread(p) {
+		t.Errorf("no severe %q error: %+v", ErrNameMisread, p.Errors)
+	}
+	good := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b \r\n\r\nmore\r\n--b--\r\n")
+	if p := Parse(good, Config{}); misread(p) || hasSevere(p.Errors) || len(p.Attachments) != 2 {
+		t.Errorf("regular delimiters: %+v", p)
+	}
 }
