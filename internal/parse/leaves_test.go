@@ -60,7 +60,9 @@ import (
 //     ends each part at LF "--" boundary and leaves the CR of a CRLF line
 //     end in the part. The walk gives that one CR back to the delimiter
 //     (lfDelimited); a CR before it, or any CR when the first delimiter
-//     line ends in CRLF, stays in the part.
+//     line ends in CRLF, stays in the part. In CRLF mode Go reads a
+//     delimiter line after a bare LF as content (bareLFDelimiter); the walk
+//     stops there, as where Go cannot follow the structure.
 //   - Leaves of a multipart/alternative count like any other: a second
 //     text/plain or text/html alternative, which enmime takes for no body,
 //     must be an attachment, and an HTML piece after an inline image must
@@ -137,6 +139,9 @@ func (w *stdWalk) part(path string, h textproto.MIMEHeader, raw []byte, depth in
 				// Go ended the part at LF "--" boundary; a CR before that
 				// LF is the rest of a CRLF line end (see above).
 				b = bytes.TrimSuffix(b, []byte("\r"))
+			} else if bareLFDelimiter(b, params["boundary"]) {
+				w.incomplete = true // see above: Go reads past a delimiter
+				return
 			}
 			sub := strconv.Itoa(n)
 			if path != "0" {
@@ -186,6 +191,19 @@ func lfDelimited(raw []byte, boundary string) bool {
 			return true
 		case "\r\n":
 			return false
+		}
+	}
+	return false
+}
+
+// bareLFDelimiter reports whether the part body b, read by Go's reader in
+// CRLF mode, holds a delimiter line after a bare LF, which Go reads as
+// content and enmime as a delimiter.
+func bareLFDelimiter(b []byte, boundary string) bool {
+	dash := []byte("--" + boundary)
+	for line := range bytes.Lines(b) {
+		if rest, ok := bytes.CutPrefix(line, dash); ok && (len(rest) == 0 || strings.IndexByte(" \t\r\n-", rest[0]) >= 0) {
+			return true
 		}
 	}
 	return false
