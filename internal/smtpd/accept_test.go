@@ -279,9 +279,7 @@ func TestShutdownEndsStalledUploads(t *testing.T) {
 	if n, _ := srv.Uploads(); n != 0 || srv.Sessions() != 0 {
 		t.Fatalf("%d sessions and %d uploads still open after Shutdown", srv.Sessions(), n)
 	}
-	ing.mu.Lock()
-	defer ing.mu.Unlock()
-	if len(ing.envs) != 0 {
+	if len(ing.Envs()) != 0 {
 		t.Fatal("a cut-off upload was accepted")
 	}
 }

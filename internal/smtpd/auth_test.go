@@ -114,12 +114,12 @@ func TestAuthOnlyAfterTLS(t *testing.T) {
 	d.must("RCPT TO:<app@example.com>", "250")
 	d.must("DATA", "354")
 	d.must("Subject: invoice\r\n\r\nx\r\n.", "250 2.0.0 OK")
-	env := ing.envs[0]
+	env := ing.Envs()[0]
 	if env.Identity != "erp" || env.AuthMech != "PLAIN" || env.AuthUser != "erp" || env.TLS == nil || env.TLS.Version == "" {
 		t.Fatalf("envelope lacks auth/TLS facts: %+v", env)
 	}
-	if !strings.Contains(string(ing.raws[0]), "with ESMTPS id") {
-		t.Errorf("Received does not say ESMTPS:\n%s", ing.raws[0])
+	if !strings.Contains(string(ing.Raws()[0]), "with ESMTPS id") {
+		t.Errorf("Received does not say ESMTPS:\n%s", ing.Raws()[0])
 	}
 }
 
@@ -232,8 +232,8 @@ func TestAuthLockedAddressMaySendAsNetworkIdentity(t *testing.T) {
 	d.must("RCPT TO:<app@example.com>", "250")
 	d.must("DATA", "354")
 	d.must("Subject: scan\r\n\r\nx\r\n.", "250 2.0.0 OK")
-	if len(ing.envs) != 1 || ing.envs[0].Identity != "local" {
-		t.Fatalf("stored %+v, want one message from the network identity", ing.envs)
+	if len(ing.Envs()) != 1 || ing.Envs()[0].Identity != "local" {
+		t.Fatalf("stored %+v, want one message from the network identity", ing.Envs())
 	}
 }
 
@@ -457,8 +457,8 @@ func TestHeaderLimitsAndLoops(t *testing.T) {
 	send(hops+"Subject: loop\r\n\r\nx", "554 5.4.6")
 	send(strings.Repeat("Received: from a by b\r\n", 3)+"Subject: ok\r\n\r\n"+strings.Repeat("received: not a header\r\n", 10), "250")
 	send("X-Big: "+strings.Repeat("a", 990)+"\r\nX-Big: "+strings.Repeat("a", 990)+"\r\nX-Big: "+strings.Repeat("a", 990)+"\r\n\r\nx", "552 5.3.4")
-	if len(ing.envs) != 1 {
-		t.Fatalf("stored %d messages, want 1", len(ing.envs))
+	if len(ing.Envs()) != 1 {
+		t.Fatalf("stored %d messages, want 1", len(ing.Envs()))
 	}
 }
 
@@ -516,7 +516,7 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	if len(ing.envs) != 1 {
+	if len(ing.Envs()) != 1 {
 		t.Fatal("message in flight lost at shutdown")
 	}
 }

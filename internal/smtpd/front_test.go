@@ -193,8 +193,8 @@ func TestSTARTTLSNeedsNewEHLO(t *testing.T) {
 	d.must("RCPT TO:<app@example.com>", "250")
 	d.must("DATA", "354")
 	d.must("Subject: t\r\n\r\nx\r\n.", "250 2.0.0 OK")
-	if len(ing.envs) != 1 || ing.envs[0].TLS == nil || ing.envs[0].HELO != "after" {
-		t.Fatalf("envelope after STARTTLS: %+v", ing.envs)
+	if len(ing.Envs()) != 1 || ing.Envs()[0].TLS == nil || ing.Envs()[0].HELO != "after" {
+		t.Fatalf("envelope after STARTTLS: %+v", ing.Envs())
 	}
 }
 
@@ -216,8 +216,8 @@ func TestImplicitTLSGreetsAfterHandshake(t *testing.T) {
 	}
 	d.must("STARTTLS", "503 5.5.1")
 	d.script([]step{{"MAIL FROM:<a@lan>", "250"}, {"RCPT TO:<app@example.com>", "250"}, {"DATA", "354"}, {"x\r\n.", "250 2.0.0 OK"}})
-	if len(ing.envs) != 1 || ing.envs[0].TLS == nil {
-		t.Fatalf("TLS not recorded: %+v", ing.envs)
+	if len(ing.Envs()) != 1 || ing.Envs()[0].TLS == nil {
+		t.Fatalf("TLS not recorded: %+v", ing.Envs())
 	}
 }
 
@@ -243,8 +243,8 @@ func TestPipelinedRepliesInOrder(t *testing.T) {
 			t.Fatalf("got %q, want %q", r, want)
 		}
 	}
-	if len(ing.raws) != 2 || !strings.HasSuffix(string(ing.raws[0]), "body\r\n") || !strings.HasSuffix(string(ing.raws[1]), "body\r\n") {
-		t.Fatalf("messages: %q", ing.raws)
+	if len(ing.Raws()) != 2 || !strings.HasSuffix(string(ing.Raws()[0]), "body\r\n") || !strings.HasSuffix(string(ing.Raws()[1]), "body\r\n") {
+		t.Fatalf("messages: %q", ing.Raws())
 	}
 }
 
@@ -352,8 +352,8 @@ func TestDataDeadlines(t *testing.T) {
 				t.Errorf("421 after %v, want about %v", el, tc.wantAfter354)
 			}
 			closedWithin(t, d, time.Second)
-			if len(ing.envs) != 0 {
-				t.Errorf("a timed-out upload was stored: %+v", ing.envs)
+			if len(ing.Envs()) != 0 {
+				t.Errorf("a timed-out upload was stored: %+v", ing.Envs())
 			}
 		})
 	}

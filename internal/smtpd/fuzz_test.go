@@ -108,9 +108,7 @@ func FuzzSession(f *testing.F) {
 				acked[id]++
 			}
 		}
-		ing.mu.Lock()
-		defer ing.mu.Unlock()
-		for _, env := range ing.envs {
+		for _, env := range ing.Envs() {
 			id := string(env.ID)
 			if acked[id] != 1 {
 				t.Fatalf("stored message %s was acknowledged %d times; replies:\n%s", id, acked[id], replies)

@@ -52,10 +52,10 @@ func TestHeaderRoutesDecideAtEndOfData(t *testing.T) {
 	send([]string{"trace@example.com"}, "Subject: t\r\n\r\nbody", "250 2.0.0 OK")
 	// Encoded words are decoded as the parse stage decodes them.
 	send([]string{"alarm@example.com"}, "X-Priority: =?utf-8?q?1_urgent?=\r\n\r\nbody", "250 2.0.0 OK")
-	if len(ing.envs) != 5 {
-		t.Fatalf("stored %d messages, want 5", len(ing.envs))
+	if len(ing.Envs()) != 5 {
+		t.Fatalf("stored %d messages, want 5", len(ing.Envs()))
 	}
-	for _, raw := range ing.raws {
+	for _, raw := range ing.Raws() {
 		if strings.Contains(string(raw), "Subject: low") || strings.Contains(string(raw), "Subject: none") {
 			t.Fatalf("a refused message was stored: %q", raw)
 		}

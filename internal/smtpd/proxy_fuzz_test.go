@@ -74,18 +74,16 @@ func FuzzProxyHeader(f *testing.F) {
 		checkServerHealthy(t, replies, logs)
 
 		want, valid := proxyClient(append(input, "\r\nQUIT\r\n"...))
-		ing.mu.Lock()
-		defer ing.mu.Unlock()
 		if !valid {
-			if replies != "" || len(ing.envs) > 0 {
-				t.Fatalf("served without a valid PROXY header: stored %d; replies:\n%s", len(ing.envs), replies)
+			if replies != "" || len(ing.Envs()) > 0 {
+				t.Fatalf("served without a valid PROXY header: stored %d; replies:\n%s", len(ing.Envs()), replies)
 			}
 			return
 		}
 		if !strings.HasPrefix(replies, "220 ") {
 			t.Fatalf("a valid PROXY header was not served: %q", replies)
 		}
-		for _, env := range ing.envs {
+		for _, env := range ing.Envs() {
 			got, err := netip.ParseAddr(env.ClientIP)
 			if err != nil || !want.IsValid() || got != want {
 				t.Fatalf("stored with client address %q; the header names %v", env.ClientIP, want)

@@ -40,7 +40,7 @@ func TestProxyProtocolFromTrustedBalancer(t *testing.T) {
 	d.must("RCPT TO:<app@example.com>", "250")
 	d.must("DATA", "354")
 	d.must("x\r\n.", "250")
-	if got := ing.envs[0].ClientIP; got != "192.0.2.10" {
+	if got := ing.Envs()[0].ClientIP; got != "192.0.2.10" {
 		t.Fatalf("client IP %s, want the one from the PROXY header", got)
 	}
 
@@ -99,7 +99,7 @@ func TestProxyListenerRefusesUntrustedClientsAtOnce(t *testing.T) {
 	if len(all) > 0 && !strings.HasPrefix(string(all), "421 4.7.0 ") || strings.Contains(string(all), "250") {
 		t.Fatalf("spoofed PROXY header served:\n%s", all)
 	}
-	if len(ing.envs) != 0 {
+	if len(ing.Envs()) != 0 {
 		t.Fatal("a message was accepted")
 	}
 }

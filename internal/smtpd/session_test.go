@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"net/smtp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,11 +21,27 @@ import (
 )
 
 // fakeIngest records what the gateway hands over; err makes Accept fail.
+// Tests read what it holds through Envs and Raws: a reply read over TCP is
+// no synchronisation the race detector can see.
 type fakeIngest struct {
 	mu   sync.Mutex
 	err  error
 	envs []postern.Envelope
 	raws [][]byte
+}
+
+// Envs returns the envelopes stored so far.
+func (f *fakeIngest) Envs() []postern.Envelope {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.envs)
+}
+
+// Raws returns the messages stored so far.
+func (f *fakeIngest) Raws() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.raws)
 }
 
 func (f *fakeIngest) Accept(ctx context.Context, env *postern.Envelope, body io.Reader) error {
@@ -178,10 +195,10 @@ func TestAcceptWithNetSMTP(t *testing.T) {
 	if err := smtp.SendMail(addr, nil, "scanner@lan", []string{"app@example.com", "ops@example.com"}, []byte(msg)); err != nil {
 		t.Fatalf("SendMail: %v", err)
 	}
-	if len(ing.envs) != 1 {
-		t.Fatalf("got %d messages, want 1", len(ing.envs))
+	if len(ing.Envs()) != 1 {
+		t.Fatalf("got %d messages, want 1", len(ing.Envs()))
 	}
-	env := ing.envs[0]
+	env := ing.Envs()[0]
 	if env.Sender != "scanner@lan" || len(env.Recipients) != 2 || env.Recipients[1].Addr != "ops@example.com" {
 		t.Errorf("envelope = %+v", env)
 	}
@@ -191,7 +208,7 @@ func TestAcceptWithNetSMTP(t *testing.T) {
 	if _, err := postern.ParseMsgID(string(env.ID)); err != nil {
 		t.Errorf("id: %v", err)
 	}
-	raw := string(ing.raws[0])
+	raw := string(ing.Raws()[0])
 	if !strings.HasPrefix(raw, "Received: from localhost ([127.0.0.1])\r\n\tby gw.test (Postern) with ESMTP id "+string(env.ID)) {
 		t.Errorf("raw does not start with our Received header:\n%s", raw)
 	}
@@ -213,17 +230,17 @@ func TestReplyCarriesMessageID(t *testing.T) {
 	d.must("DATA", "354")
 	r := d.must("Subject: x\r\n\r\n..dot\r\n.", "250 2.0.0 OK ")
 	id := strings.TrimPrefix(r, "250 2.0.0 OK ")
-	if len(ing.envs) != 1 || string(ing.envs[0].ID) != id {
-		t.Fatalf("reply id %q, stored %+v", id, ing.envs)
+	if len(ing.Envs()) != 1 || string(ing.Envs()[0].ID) != id {
+		t.Fatalf("reply id %q, stored %+v", id, ing.Envs())
 	}
-	if ing.envs[0].Body != "8BITMIME" || ing.envs[0].DeclSize != 100 {
-		t.Errorf("MAIL parameters not recorded: %+v", ing.envs[0])
+	if ing.Envs()[0].Body != "8BITMIME" || ing.Envs()[0].DeclSize != 100 {
+		t.Errorf("MAIL parameters not recorded: %+v", ing.Envs()[0])
 	}
-	if !strings.HasSuffix(string(ing.raws[0]), "\r\n\r\n.dot\r\n") {
-		t.Errorf("dot-stuffing not undone: %q", ing.raws[0])
+	if !strings.HasSuffix(string(ing.Raws()[0]), "\r\n\r\n.dot\r\n") {
+		t.Errorf("dot-stuffing not undone: %q", ing.Raws()[0])
 	}
-	if !strings.Contains(string(ing.raws[0]), "for <app@example.com>;") {
-		t.Errorf("single recipient missing from Received: %q", ing.raws[0])
+	if !strings.Contains(string(ing.Raws()[0]), "for <app@example.com>;") {
+		t.Errorf("single recipient missing from Received: %q", ing.Raws()[0])
 	}
 	// The session goes on: a second transaction gets a new id.
 	d.must("MAIL FROM:<cam@lan>", "250")
@@ -257,8 +274,8 @@ func TestRefusals(t *testing.T) {
 	d2 := dial(t, start(t, []Identity{{Name: "lan", Networks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}, ing))
 	d2.must("EHLO x", "250")
 	d2.must("MAIL FROM:<a@b>", "530 5.7.0")
-	if len(ing.envs) != 0 {
-		t.Fatalf("refused sessions stored %d messages", len(ing.envs))
+	if len(ing.Envs()) != 0 {
+		t.Fatalf("refused sessions stored %d messages", len(ing.Envs()))
 	}
 }
 
@@ -281,7 +298,7 @@ func TestOversizeWhileStreaming(t *testing.T) {
 		t.Fatalf("oversize DATA: got %q", r)
 	}
 	d.must("NOOP", "250") // the session survives
-	if len(ing.envs) != 0 {
+	if len(ing.Envs()) != 0 {
 		t.Fatal("oversize message was accepted")
 	}
 }
@@ -330,7 +347,7 @@ func TestDSNParametersRecorded(t *testing.T) {
 	d.must("RCPT TO:<ops@example.com> NOTIFY=NEVER", "250")
 	d.must("DATA", "354")
 	d.must("Subject: x\r\n\r\nx\r\n.", "250")
-	env := ing.envs[0]
+	env := ing.Envs()[0]
 	if env.Ret != "HDRS" || env.EnvID != "scan-42" && env.EnvID != "scan+2D42" || !env.SMTPUTF8 {
 		t.Errorf("MAIL parameters: ret=%q envid=%q utf8=%v", env.Ret, env.EnvID, env.SMTPUTF8)
 	}

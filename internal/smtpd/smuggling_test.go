@@ -34,14 +34,14 @@ func TestSmugglingPayloadsYieldOneMessage(t *testing.T) {
 			}
 			d.expect("250 2.0.0 OK")
 			d.must("QUIT", "221")
-			if len(ing.envs) != 1 {
-				t.Fatalf("%d messages stored, want exactly 1", len(ing.envs))
+			if len(ing.Envs()) != 1 {
+				t.Fatalf("%d messages stored, want exactly 1", len(ing.Envs()))
 			}
 			// The dot at a line start is transparency (RFC 5321 4.5.2), so the
 			// bytes kept may differ by it; what matters is that the would-be
 			// second transaction stayed inside the first message.
-			if !strings.Contains(string(ing.raws[0]), "MAIL FROM:<evil@x>\r\nRCPT TO:<victim@example.com>") {
-				t.Fatalf("smuggled bytes not kept as data: %q", ing.raws[0])
+			if !strings.Contains(string(ing.Raws()[0]), "MAIL FROM:<evil@x>\r\nRCPT TO:<victim@example.com>") {
+				t.Fatalf("smuggled bytes not kept as data: %q", ing.Raws()[0])
 			}
 		})
 	}

@@ -29,9 +29,7 @@ func TestStorageLowRefusesMail(t *testing.T) {
 	d.must("DATA", "354")
 	d.must("Subject: x\r\n\r\nbody\r\n.", "250 2.0.0 OK ")
 	d.must("QUIT", "221")
-	ing.mu.Lock()
-	defer ing.mu.Unlock()
-	if len(ing.envs) != 1 {
-		t.Fatalf("stored %d messages, want 1", len(ing.envs))
+	if len(ing.Envs()) != 1 {
+		t.Fatalf("stored %d messages, want 1", len(ing.Envs()))
 	}
 }
