@@ -293,6 +293,11 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	stopWorkers() // jobs in hand have grace too (Worker.Grace)
+	// Sessions and stage jobs wind down side by side, both bounded by the
+	// grace plus a couple of seconds, so the whole shutdown stays within
+	// grace + 5 s.
+	jobsDone := make(chan bool, 1)
+	go func() { jobsDone <- waitUntil(sctx, &wg, stragglerWait) }()
 	var drains sync.WaitGroup
 	for _, s := range a.servers {
 		drains.Go(func() { s.WaitDrained(sctx) }) // bounded by sctx and a little more
@@ -301,10 +306,10 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	for _, s := range a.servers {
 		s.Close() // every listener answered 421 until now
 	}
-	if !waitUntil(sctx, &wg, stragglerWait) {
+	if !<-jobsDone {
 		a.log.Warn("stage jobs still running after the grace; leaving them", slog.String("stage", "gateway"))
 	}
-	a.saveDevices(context.Background())
+	a.saveDevices(time.Second)
 	if a.admin != nil {
 		actx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if a.admin.Shutdown(actx) != nil {

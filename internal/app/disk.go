@@ -149,14 +149,14 @@ func (a *App) keepDevices(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			a.saveDevices(ctx)
+			a.saveDevices(10 * time.Second)
 		}
 	}
 }
 
-// saveDevices writes the device table if it changed; a failure is logged
-// (the table is advisory) and retried at the next save.
-func (a *App) saveDevices(ctx context.Context) {
+// saveDevices writes the device table if it changed, giving up after limit;
+// a failure is logged (the table is advisory) and retried at the next save.
+func (a *App) saveDevices(limit time.Duration) {
 	if a.deviceState == nil {
 		return
 	}
@@ -165,7 +165,7 @@ func (a *App) saveDevices(ctx context.Context) {
 			a.log.Error("saving devices panicked", slog.String("stage", "gateway"), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	if err := a.deviceState.save(ctx, a.devices); err != nil {
 		a.log.Warn("device table not saved", slog.String("stage", "gateway"), slog.String("error", err.Error()))
