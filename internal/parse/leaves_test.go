@@ -29,10 +29,14 @@ import (
 // not.
 //
 // What the check can and cannot see:
-//   - A leaf is a part Go does not read as a multipart container: no
-//     Content-Type, a non-multipart type, a multipart type without a
-//     boundary, or one whose boundary never appears (then its whole body is
-//     the leaf).
+//   - Which parts are containers follows enmime's rule (containerType), Go
+//     splitting them: the root when it is multipart/* with a boundary, a
+//     nested part when it has a boundary and is not text/plain or text/html,
+//     whatever its type (a nested "Content-Type: x/y; boundary=a" is a
+//     container, its body read for delimiters, not a leaf). A leaf is any
+//     other part: no Content-Type, no boundary, a text body with one, a
+//     root that is not multipart, or a container whose boundary never
+//     appears (then its whole body is the leaf).
 //   - Where Go cannot follow the structure (a header it refuses, a level it
 //     cannot finish), the leaves read so far are checked and the rest is not.
 //     A Content-Type that Go's strict parser refuses but enmime's tolerant
@@ -111,7 +115,7 @@ func (w *stdWalk) part(path string, h textproto.MIMEHeader, raw []byte, depth in
 		w.incomplete = true // see above: the readings may disagree
 		return
 	}
-	if strings.HasPrefix(mtype, "multipart/") && params["boundary"] != "" {
+	if containerType(mtype, params["boundary"], path == "0") {
 		if depth >= maxStdDepth {
 			w.incomplete = true
 			return
@@ -402,6 +406,34 @@ func TestStdLeavesLineEndBeforeDelimiter(t *testing.T) {
 		if p := Parse([]byte(c.raw), Config{}); len(p.Attachments) == 1 && string(p.Attachments[0].Content) != c.body || len(p.Attachments) == 0 && p.Text != c.body {
 			t.Errorf("%s: Parse gives text %q, attachments %+v; the walk %q", c.name, p.Text, p.Attachments, c.body)
 		}
+	}
+}
+
+// The independent reading splits the parts enmime reads as containers
+// (containerType): below the root, any part with a boundary that is not
+// text/plain or text/html, whatever its type.
+func TestStdLeavesNestedContainers(t *testing.T) {
+	t.Parallel()
+	const inner = "--c\r\n\r\nabc\r\n--c--"
+	cases := []struct{ name, ct, body string }{
+		{"multipart", "multipart/mixed; boundary=c", "abc"},
+		{"another type", "application/x-y; boundary=c", "abc"},
+		{"no subtype", "0; boundary=c", "abc"},
+		{"text/plain", "text/plain; boundary=c", inner},
+		{"text/html", "text/html; boundary=c", inner},
+		{"no boundary", "application/x-y", inner},
+	}
+	for _, c := range cases {
+		raw := "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: " + c.ct + "\r\n\r\n" + inner + "\r\n--b--\r\n"
+		leaves, complete := stdLeaves([]byte(raw))
+		if !complete || len(leaves) != 1 || string(leaves[0].body) != c.body {
+			t.Errorf("%s: leaves %+v (complete %v), want one of %q", c.name, leaves, complete, c.body)
+		}
+	}
+	// At the root only multipart/* is a container.
+	raw := "Content-Type: application/x-y; boundary=c\r\n\r\n" + inner + "\r\n"
+	if leaves, _ := stdLeaves([]byte(raw)); len(leaves) != 1 || string(leaves[0].body) != inner+"\r\n" {
+		t.Errorf("root: leaves %+v, want one of %q", leaves, inner+"\r\n")
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"strings"
 	"unicode"
 
 	"github.com/jhillyerd/enmime/v2"
@@ -300,8 +299,7 @@ func headerEnd(raw []byte, start, lim int) (hdrEnd, bodyStart int) {
 }
 
 // boundaryOf returns the boundary a header block declares, if enmime would
-// treat the part as a multipart container: the root must be multipart/*; a
-// nested part recurses on any boundary unless it is a text body.
+// treat the part as a multipart container (containerType).
 func boundaryOf(block []byte, root bool) (string, bool) {
 	br := bufio.NewReader(bytes.NewReader(append(block[:len(block):len(block)], "\r\n"...)))
 	h, err := enmime.ReadHeader(br, discardErrors{})
@@ -317,13 +315,7 @@ func boundaryOf(block []byte, root bool) (string, bool) {
 		return "", false
 	}
 	b := params["boundary"]
-	if b == "" {
-		return "", false
-	}
-	if root {
-		return b, strings.HasPrefix(mtype, "multipart/")
-	}
-	return b, mtype != "text/plain" && mtype != "text/html"
+	return b, containerType(mtype, b, root)
 }
 
 // discardErrors ignores header problems: the full parse reports them.

@@ -57,18 +57,26 @@ func untypedProblem(ct string) (errName, detail string) {
 }
 
 // readAsContainer reports whether enmime read part as a multipart container
-// (parseParts): the root when it is multipart/* with a boundary, a nested
-// part when it has a boundary parameter and is not text/plain or text/html,
-// whatever its type (boundaryOf holds the large path to the same rule). A
-// container without children held no delimiter, and its body is lost.
+// (containerType). A container without children held no delimiter, and its
+// body is lost.
 func readAsContainer(part *enmime.Part) bool {
-	if part.Boundary == "" {
+	return containerType(part.ContentType, part.Boundary, part.Parent == nil)
+}
+
+// containerType is enmime's rule (ReadParts, parseParts) for which parts it
+// reads as multipart containers, given a part's media type and boundary
+// parameter as parsed: the root when it is multipart/* with a boundary, a
+// nested part when it has a boundary and is not text/plain or text/html,
+// whatever its type. Every reading of the structure (readAsContainer,
+// boundaryOf, the tests' independent walk) follows it.
+func containerType(mtype, boundary string, root bool) bool {
+	if boundary == "" {
 		return false
 	}
-	if part.Parent == nil {
-		return strings.HasPrefix(part.ContentType, "multipart/")
+	if root {
+		return strings.HasPrefix(mtype, "multipart/")
 	}
-	return part.ContentType != "text/plain" && part.ContentType != "text/html"
+	return mtype != "text/plain" && mtype != "text/html"
 }
 
 // looksLikeText reports whether b reads as UTF-8 text: valid UTF-8 and none
