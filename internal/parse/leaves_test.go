@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -43,8 +44,8 @@ import (
 //     one may read as a container is not checked either: the two readings
 //     need not agree on what the leaves are.
 //   - Content is compared exactly where Go can decode it: the transfer
-//     encoding decoded by Go (base64 without white space and padding,
-//     quoted-printable), then as it is or converted from its declared
+//     encoding decoded by Go (base64 without white space and padding;
+//     quoted-printable read as enmime reads it, see qpStrayEscaped), then as it is or converted from its declared
 //     charset (WHATWG names; none means us-ascii, which WHATWG reads as
 //     windows-1252) or, for HTML naming none, from its meta tag; text is
 //     cleaned (U+FFFD for NUL and bad UTF-8) as the stage cleans it. Where
@@ -169,13 +170,41 @@ func (w *stdWalk) part(path string, h textproto.MIMEHeader, raw []byte, depth in
 			leaf.body = raw
 		}
 	case "quoted-printable":
-		dec, err := io.ReadAll(quotedprintable.NewReader(bytes.NewReader(raw)))
+		esc := qpStrayEscaped(raw)
+		dec, err := io.ReadAll(quotedprintable.NewReader(bufio.NewReaderSize(bytes.NewReader(esc), len(esc)+16)))
 		leaf.body, leaf.exact = dec, err == nil
 		if err != nil {
 			leaf.body = raw
 		}
 	}
 	w.leaves = append(w.leaves, leaf)
+}
+
+// qpStrayEscaped escapes in quoted-printable raw what Go's reader refuses
+// and enmime takes for itself (its QPCleaner): a "=" that starts neither an
+// escape (two hex digits, either case) nor a soft line break ("=" then LF
+// or CRLF), a "=" at the very end included, becomes "=3D"; a byte outside
+// tab, CR, LF and printable ASCII becomes its escape. Go's reader, given a
+// buffer as large as the input (enmime breaks long lines instead; a soft
+// line break changes nothing), then reads every input.
+func qpStrayEscaped(raw []byte) []byte {
+	hex := func(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' || 'a' <= c && c <= 'f' }
+	out := make([]byte, 0, len(raw))
+	for i, c := range raw {
+		switch rest := raw[i+1:]; {
+		case c == '=':
+			if bytes.HasPrefix(rest, []byte("\n")) || bytes.HasPrefix(rest, []byte("\r\n")) || len(rest) >= 2 && hex(rest[0]) && hex(rest[1]) {
+				out = append(out, c)
+			} else {
+				out = append(out, "=3D"...)
+			}
+		case c == '\t' || c == '\r' || c == '\n' || ' ' <= c && c <= '~':
+			out = append(out, c)
+		default:
+			out = fmt.Appendf(out, "=%02X", c)
+		}
+	}
+	return out
 }
 
 // lfDelimited reports whether Go's multipart reader reads the multipart
@@ -434,6 +463,23 @@ func TestStdLeavesNestedContainers(t *testing.T) {
 	raw := "Content-Type: application/x-y; boundary=c\r\n\r\n" + inner + "\r\n"
 	if leaves, _ := stdLeaves([]byte(raw)); len(leaves) != 1 || string(leaves[0].body) != inner+"\r\n" {
 		t.Errorf("root: leaves %+v, want one of %q", leaves, inner+"\r\n")
+	}
+}
+
+// The independent reading decodes quoted-printable as enmime does, bytes
+// Go's reader refuses standing for themselves, so such a leaf is compared
+// exactly.
+func TestStdLeavesQuotedPrintable(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		"=00\x7f", "a=3Db=\r\nc", "soft=\nbreak", "a=zz", "a=4", "end=", "a= \r\nb", "\x01\x1b[0m", "=E9t\xe9", "cr\rin a line",
+	} {
+		raw := "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+		leaves, _ := stdLeaves([]byte(raw))
+		p := Parse([]byte(raw), Config{})
+		if len(leaves) != 1 || !leaves[0].exact || len(p.Attachments) != 1 || !bytes.Equal(leaves[0].body, p.Attachments[0].Content) {
+			t.Errorf("%q: leaves %+v; Parse gives attachments %+v", body, leaves, p.Attachments)
+		}
 	}
 }
 
