@@ -1,11 +1,15 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/postern/postern/internal/atomicfile"
 )
 
 // quarantine writes a frame the mover cannot decode, byte for byte as the
@@ -24,27 +28,7 @@ func (m *Mover) quarantine(name string, hdr, payload []byte) (path string, fresh
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return path, false, fmt.Errorf("spool: quarantine: %w", err)
 	}
-	f, err := os.CreateTemp(dir, name+".*.tmp")
-	if err != nil {
-		return path, false, fmt.Errorf("spool: quarantine %s: %w", name, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(hdr)
-	if err == nil {
-		_, err = f.Write(payload)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	err = errors.Join(err, f.Close())
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(payload)), 0o600); err != nil {
 		return path, false, fmt.Errorf("spool: quarantine %s: %w", name, err)
 	}
 	return path, true, nil

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/postern/postern/internal/atomicfile"
 )
 
 // Options tune a Spool. The zero value is the default.
@@ -208,7 +210,7 @@ func (s *Spool) openSegment(seg uint64) error {
 	if err != nil {
 		return fmt.Errorf("spool: create segment: %w", err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return fmt.Errorf("spool: %w", err)
@@ -638,13 +640,4 @@ func (s *Spool) Close() error {
 		return fmt.Errorf("spool: close: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
 }

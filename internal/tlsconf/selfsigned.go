@@ -1,6 +1,7 @@
 package tlsconf
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/atomicfile"
 )
 
 // Names of the generated files inside Options.SelfSignedDir. The
@@ -139,41 +142,11 @@ func keepSelfSigned(dir string, certPEM, keyPEM []byte) error {
 	return writeAtomic(dir, selfSignedCertName, certPEM, 0o644)
 }
 
-// writeAtomic writes a temporary file, syncs it, renames it over name and
-// syncs the directory, so readers see the old file or the new one, whole.
-func writeAtomic(dir, name string, data []byte, perm fs.FileMode) (err error) {
-	path := filepath.Join(dir, name)
-	f, err := os.CreateTemp(dir, "."+name+".tmp*") // created 0600
-	if err != nil {
-		return fmt.Errorf("tls: write %q: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("tls: write %q: %w", path, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		err = d.Sync()
-		_ = d.Close()
-		if err != nil {
-			return fmt.Errorf("tls: sync directory %q: %w", dir, err)
-		}
+// writeAtomic writes data to dir/name atomically and durably (package
+// atomicfile), so readers see the old file or the new one, whole.
+func writeAtomic(dir, name string, data []byte, perm fs.FileMode) error {
+	if err := atomicfile.WriteFile(filepath.Join(dir, name), bytes.NewReader(data), perm); err != nil {
+		return fmt.Errorf("tls: %w", err) // the error names the file
 	}
 	return nil
 }

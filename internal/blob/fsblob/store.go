@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/postern/postern/internal/atomicfile"
 	"github.com/postern/postern/internal/blob"
 )
 
@@ -122,8 +123,8 @@ func New(dir string, opts Options) (*Store, error) {
 		dirs = append(dirs, filepath.Dir(root))
 	}
 	for _, d := range dirs {
-		if err := syncDir(d); err != nil {
-			return nil, fmt.Errorf("fsblob: %w", err)
+		if err := atomicfile.SyncDir(d); err != nil {
+			return nil, fmt.Errorf("fsblob: sync dir: %w", err)
 		}
 	}
 	if err := s.removeStaleTemps(log); err != nil {
@@ -266,26 +267,9 @@ func (s *Store) syncDirs(ctx context.Context, dirs []string) error {
 		return s.group.Wait(ctx)
 	}
 	for _, d := range dirs {
-		if err := syncDir(d); err != nil && !isNotFound(err) {
-			return err
+		if err := atomicfile.SyncDir(d); err != nil && !isNotFound(err) {
+			return fmt.Errorf("sync dir: %w", err)
 		}
-	}
-	return nil
-}
-
-// syncDir fsyncs a directory so that entries created, renamed or removed in
-// it survive a crash.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }

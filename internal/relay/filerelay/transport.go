@@ -11,9 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
+	"github.com/postern/postern/internal/atomicfile"
 	"github.com/postern/postern/internal/crlf"
 	"github.com/postern/postern/internal/relay"
 )
@@ -63,39 +63,23 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 }
 
 // writeAtomic writes parts to a temporary file in dir while hashing them,
-// syncs it, renames it to name(first 8 bytes of the SHA-256, in hex) and
-// syncs the directory. It returns the name.
+// then commits it atomically and durably (package atomicfile) under
+// name(first 8 bytes of the SHA-256, in hex), mode 0640. It returns the name.
 func writeAtomic(dir string, name func(sum string) string, parts ...io.Reader) (string, error) {
-	f, err := os.CreateTemp(dir, ".tmp-*")
+	f, err := atomicfile.Create(dir, 0o640)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(f.Name())
+	defer f.Abort()
 	h := sha256.New()
 	if _, err := io.Copy(io.MultiWriter(f, h), io.MultiReader(parts...)); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(f.Name(), 0o640); err != nil {
 		return "", err
 	}
 	final := name(hex.EncodeToString(h.Sum(nil)[:8]))
-	if err := os.Rename(f.Name(), filepath.Join(dir, final)); err != nil {
+	if err := f.Commit(final); err != nil {
 		return "", err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return "", err
-	}
-	defer d.Close()
-	return final, d.Sync()
+	return final, nil
 }
 
 func oneLine(s string) string { return strings.NewReplacer("\r", " ", "\n", " ").Replace(s) }
