@@ -58,7 +58,7 @@ func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger) (*ba
 }
 
 func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *backend, err error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
 	store, err := fsblob.New(cfg.Path("store"), fsblob.Options{Logger: log})

@@ -153,7 +153,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 	if opts.writeAt == nil {
 		opts.writeAt = (*os.File).WriteAt
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	segs, err := listSegments(dir)

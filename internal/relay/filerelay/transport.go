@@ -28,7 +28,7 @@ var _ relay.Transport = (*Transport)(nil)
 
 // New makes dir if needed and returns a Transport writing into it.
 func New(dir string) (*Transport, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("filerelay: %w", err)
 	}
 	return &Transport{dir: dir}, nil
@@ -64,9 +64,9 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 
 // writeAtomic writes parts to a temporary file in dir while hashing them,
 // then commits it atomically and durably (package atomicfile) under
-// name(first 8 bytes of the SHA-256, in hex), mode 0640. It returns the name.
+// name(first 8 bytes of the SHA-256, in hex), mode 0600 (it holds mail). It returns the name.
 func writeAtomic(dir string, name func(sum string) string, parts ...io.Reader) (string, error) {
-	f, err := atomicfile.Create(dir, 0o640)
+	f, err := atomicfile.Create(dir, 0o600)
 	if err != nil {
 		return "", err
 	}
