@@ -36,6 +36,9 @@ import (
 // never repeat on a retry, so it always gets through in the end.
 type spoolFaults struct {
 	on atomic.Bool
+	// drain: the load is over; inject only the kinds the run has not met
+	// yet, once each, so the run meets every kind however the timing fell.
+	drain atomic.Bool
 
 	writes, syncs, storeSyncs, batches, marks atomic.Int64
 
@@ -57,6 +60,27 @@ func (f *spoolFaults) count(kind string) {
 	f.mu.Unlock()
 }
 
+// fire reports whether to inject a fault of kind now (and counts it): on
+// its schedule while the load runs; once the load is over, only a kind not
+// met yet, at its next chance.
+func (f *spoolFaults) fire(kind string, scheduled bool) bool {
+	if !f.on.Load() {
+		return false
+	}
+	if f.drain.Load() {
+		f.mu.Lock()
+		seen := f.counts[kind] > 0
+		f.mu.Unlock()
+		if seen {
+			return false
+		}
+	} else if !scheduled {
+		return false
+	}
+	f.count(kind)
+	return true
+}
+
 func (f *spoolFaults) snapshot() map[string]int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -73,34 +97,29 @@ var errDiskFull = fmt.Errorf("injected: %w", syscall.ENOSPC)
 // writes half of its frames (a torn write), then fails.
 func (f *spoolFaults) writeAt(file *os.File, b []byte, off int64) (int, error) {
 	n := f.writes.Add(1)
-	if f.on.Load() {
-		switch n % 13 {
-		case 4:
-			f.count("write-nothing")
-			return 0, errDiskFull
-		case 10:
-			f.count("write-torn")
-			w, _ := file.WriteAt(b[:len(b)/2], off)
-			return w, errDiskFull
-		}
+	switch {
+	case f.fire("write-nothing", n%13 == 4):
+		return 0, errDiskFull
+	case f.fire("write-torn", n%13 == 10):
+		w, _ := file.WriteAt(b[:len(b)/2], off)
+		return w, errDiskFull
 	}
 	return file.WriteAt(b, off)
 }
 
 // sync is the spool's flush: one in 9 fails (EIO, as after a lost write).
 func (f *spoolFaults) sync(file *os.File) error {
-	n := f.syncs.Add(1)
-	if f.on.Load() && n%9 == 5 {
-		f.count("flush")
+	if f.fire("flush", f.syncs.Add(1)%9 == 5) {
 		return fmt.Errorf("injected: %w", syscall.EIO)
 	}
 	return file.Sync()
 }
 
 // moverStore fails the first put of one object in 25 (every other one
-// after reading part of the body). (The mover retries from its last
-// checkpoint with a backoff that grows until a checkpoint succeeds: denser
-// faults keep it from ever reaching one, and it falls seconds behind.) and every fourth SyncAll, starting with the first.
+// after reading part of the body), and every fourth SyncAll, starting with
+// the first. (The mover retries from its last checkpoint with a backoff
+// that grows until a checkpoint succeeds: denser faults keep it from ever
+// reaching one, and it falls seconds behind.)
 type moverStore struct {
 	*fsblob.Store
 	f *spoolFaults
@@ -115,14 +134,13 @@ func (s moverStore) fail(key string, r io.Reader) error {
 	s.f.putsSeen[key] = true
 	nth := len(s.f.putsSeen)
 	s.f.mu.Unlock()
-	if !first || nth%25 != 0 {
+	switch {
+	case !first:
 		return nil
-	}
-	if nth%50 == 0 {
-		s.f.count("store-put-midway")
+	case s.f.fire("store-put-midway", nth%50 == 0):
 		io.CopyN(io.Discard, r, 512)
-	} else {
-		s.f.count("store-put")
+	case !s.f.fire("store-put", nth%25 == 0 && nth%50 != 0):
+		return nil
 	}
 	return fmt.Errorf("put %s: %w", key, errDiskFull)
 }
@@ -142,8 +160,7 @@ func (s moverStore) CreateUnsynced(ctx context.Context, key string, r io.Reader)
 }
 
 func (s moverStore) SyncAll() error {
-	if s.f.on.Load() && s.f.storeSyncs.Add(1)%4 == 1 {
-		s.f.count("store-sync")
+	if s.f.fire("store-sync", s.f.storeSyncs.Add(1)%4 == 1) {
 		return fmt.Errorf("syncfs: %w", syscall.EIO)
 	}
 	return s.Store.SyncAll()
@@ -156,8 +173,7 @@ type moverQueue struct {
 }
 
 func (q moverQueue) SendBatch(ctx context.Context, bodies [][]byte, mark *fsqueue.Mark) error {
-	if q.f.on.Load() && q.f.batches.Add(1)%3 == 1 {
-		q.f.count("queue-batch")
+	if q.f.fire("queue-batch", q.f.batches.Add(1)%3 == 1) {
 		return fmt.Errorf("commit: %w", errDiskFull)
 	}
 	return q.Queue.SendBatch(ctx, bodies, mark)
@@ -170,8 +186,7 @@ type moverMarks struct {
 }
 
 func (m moverMarks) SetMark(ctx context.Context, mark fsqueue.Mark) error {
-	if m.f.on.Load() && m.f.marks.Add(1)%3 == 1 {
-		m.f.count("mark")
+	if m.f.fire("mark", m.f.marks.Add(1)%3 == 1) {
 		return fmt.Errorf("commit: %w", errDiskFull)
 	}
 	return m.DB.SetMark(ctx, mark)
@@ -241,8 +256,10 @@ func TestSpoolFaultsLoseNothing(t *testing.T) {
 	send(ctx, t, sendPlan{addr: ln.Addr().String(), prefix: "spoolfault", clients: 8, perClient: 25, giveUp: true,
 		size: func(c, m int) int { return []int{2 << 10, 100 << 10}[(c+m)%2] }}, l)
 
-	// Let the mover meet its faults on what was acknowledged, then stop
-	// injecting so that the final move and the gateway's shutdown succeed.
+	// Let the mover meet its faults on what was acknowledged (any kind the
+	// load did not bring about once more), then stop injecting so that the
+	// final move and the gateway's shutdown succeed.
+	f.drain.Store(true)
 	deadline := time.Now().Add(60 * time.Second)
 	for missingKinds(f.snapshot()) != nil && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
