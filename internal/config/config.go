@@ -133,9 +133,11 @@ type Limits struct {
 	// get 421 4.7.0 at connect.
 	MaxSessions      int `yaml:"max_sessions"`
 	MaxSessionsPerIP int `yaml:"max_sessions_per_ip"`
-	// MaxAuthFailures failed AUTH attempts per client IP within
-	// AuthFailureWindow make the gateway answer 421 and hang up on that IP
-	// until the window passes; each failure is also answered slowly.
+	// MaxAuthFailures failed AUTH attempts for one username from one client
+	// address within AuthFailureWindow lock that username out from there
+	// (421 4.7.0 and the session ends); four times as many from one address
+	// (IPv6: one /64) lock the address out of AUTH. Devices that send by
+	// network identity are never refused. Each failure is answered slowly.
 	MaxAuthFailures   int      `yaml:"max_auth_failures"`
 	AuthFailureWindow Duration `yaml:"auth_failure_window"`
 	// MaxHeaderBytes bounds the header block of a message; MaxReceived the
