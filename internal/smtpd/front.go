@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -371,7 +370,7 @@ func (f *frontConn) Write(p []byte) (int, error) {
 	}
 	// The common case, a one-line reply in one write, without copying.
 	if len(f.wbuf) == 0 && len(f.reply) == 0 && len(p) >= 6 && p[3] == ' ' &&
-		bytes.Index(p, []byte("\r\n")) == len(p)-2 && f.verb != "EHLO" && f.verb != "HELO" {
+		bytes.Index(p, []byte("\r\n")) == len(p)-2 && !f.greeting(p) {
 		if err := f.sendLine(p); err != nil {
 			return 0, err
 		}
@@ -401,32 +400,43 @@ func (f *frontConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// sendLine sends a one-line reply (with its CRLF), corrected.
-func (f *frontConn) sendLine(p []byte) error {
-	line := p[:len(p)-2]
-	if to := f.correction(line); to != "" {
-		p = []byte(to + "\r\n")
-	}
-	code := int(p[0]-'0')*100 + int(p[1]-'0')*10 + int(p[2]-'0')
-	f.replied(code)
-	_, err := f.conn.Write(p)
-	f.counted(code)
-	return err
+// greeting reports whether a reply starting with first is the 250 to
+// HELO or EHLO, which correctGreeting rewrites whole.
+func (f *frontConn) greeting(first []byte) bool {
+	return (f.verb == "EHLO" || f.verb == "HELO") && bytes.HasPrefix(first, []byte("250"))
 }
 
+// sendLine sends a one-line reply (with its CRLF), corrected.
+func (f *frontConn) sendLine(p []byte) error {
+	if to := f.correction(p[:len(p)-2]); to != "" {
+		p = []byte(to + "\r\n")
+	}
+	return f.emit(p)
+}
+
+// sendReply sends a reply gathered line by line (without line ends).
 func (f *frontConn) sendReply(lines []string) error {
-	if len(lines) == 1 && f.verb != "EHLO" && f.verb != "HELO" {
+	greeting := f.greeting([]byte(lines[0]))
+	if len(lines) == 1 && !greeting {
 		return f.sendLine([]byte(lines[0] + "\r\n"))
 	}
-	lines = f.correct(lines)
-	code, _ := strconv.Atoi(lines[len(lines)-1][:min(3, len(lines[len(lines)-1]))])
-	f.replied(code)
-	var b strings.Builder
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteString("\r\n")
+	if greeting {
+		lines = f.correctGreeting(lines)
 	}
-	_, err := io.WriteString(f.conn, b.String())
+	var b []byte
+	for _, l := range lines {
+		b = append(append(b, l...), "\r\n"...)
+	}
+	return f.emit(b)
+}
+
+// emit writes one whole reply, b, to the client and follows its effects on
+// the session's state (its code is b's last line's).
+func (f *frontConn) emit(b []byte) error {
+	last := b[bytes.LastIndex(b[:len(b)-2], []byte("\n"))+1:]
+	code := int(last[0]-'0')*100 + int(last[1]-'0')*10 + int(last[2]-'0')
+	f.replied(code)
+	_, err := f.conn.Write(b)
 	f.counted(code)
 	return err
 }

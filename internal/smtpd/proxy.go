@@ -53,13 +53,10 @@ func (s *Server) proxyListen(l net.Listener) *proxyListener {
 func (pl *proxyListener) loop() {
 	defer close(pl.done)
 	for {
+		// The listener below is Serve's retryListener: it fails only once
+		// closed.
 		c, err := pl.Listener.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
 			pl.errc <- err
 			return
 		}

@@ -100,22 +100,6 @@ var goSMTPReplies = []struct {
 	{from: "421 4.0.0 Internal server error", to: "421 4.3.0 %h Internal error, closing connection"},
 }
 
-// correct rewrites one reply of go-smtp's (all its lines) for the command
-// it answers.
-func (f *frontConn) correct(lines []string) []string {
-	last := lines[len(lines)-1]
-	if (f.verb == "EHLO" || f.verb == "HELO") && strings.HasPrefix(lines[0], "250") {
-		return f.correctGreeting(lines)
-	}
-	if len(lines) > 1 {
-		return lines
-	}
-	if to := f.correction([]byte(last)); to != "" {
-		return []string{to}
-	}
-	return lines
-}
-
 // correction returns the corrected form of one reply line of go-smtp's, or
 // "" when it needs none.
 func (f *frontConn) correction(line []byte) string {

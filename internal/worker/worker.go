@@ -62,20 +62,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	jobs, cutOff := context.WithCancel(context.Background())
 	defer cutOff()
 	if w.Grace > 0 {
-		go func() {
-			select {
-			case <-ctx.Done():
-			case <-jobs.Done():
-				return
-			}
-			t := time.NewTimer(w.Grace)
-			defer t.Stop()
-			select {
-			case <-t.C:
-				cutOff()
-			case <-jobs.Done():
-			}
-		}()
+		stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.Grace, cutOff) })
+		defer stop()
 	}
 	for range n {
 		wg.Go(func() { w.loop(ctx, jobs) })
