@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -77,8 +78,12 @@ type Mover struct {
 	// replace (nothing reads them before its job is queued). Behind it
 	// (after a rewind, or replaying an earlier run's log) they may exist
 	// and be read, so they are replaced atomically.
-	seen           Pos
-	open           map[string]*pending
+	seen Pos
+	open map[string]*pending
+	// spans are the messages committed since the checkpoint that began
+	// before their commit frame: a checkpoint inside one would have a
+	// rewind meet its commit without its first chunks.
+	spans          []span
 	jobs           [][]byte
 	dirty          bool // objects put since the last SyncAll
 	lastCheckpoint time.Time
@@ -96,6 +101,9 @@ type Mover struct {
 	halt    chan struct{} // tests: stop dead, as a crash would
 	stopped chan struct{}
 }
+
+// span is where a message's frames began and where its commit frame is.
+type span struct{ start, commit Pos }
 
 // pending is a message whose commit frame has not been read yet.
 type pending struct {
@@ -243,6 +251,7 @@ func (m *Mover) reset() {
 		delete(m.open, id)
 	}
 	m.jobs = nil
+	m.spans = m.spans[:0] // read again from the checkpoint, so found again
 	m.pos = m.checkpoint
 	if m.f != nil {
 		m.f.Close()
@@ -298,9 +307,11 @@ func (m *Mover) readSealed(ctx context.Context, durable Pos, firstNew uint64) (b
 			return false, err
 		}
 	}
-	if m.pos.Seg < firstNew && len(m.open) > 0 {
-		// The sessions that wrote these messages died with the process
-		// that ran them: none was acknowledged.
+	if m.pos.Seg+1 >= firstNew && m.pos.Seg < firstNew && len(m.open) > 0 {
+		// The end of the last segment an earlier process wrote: the
+		// sessions still writing these messages died with it, so none was
+		// acknowledged. (At the end of an earlier segment a message may
+		// go on in the next one, where the log rotated between its chunks.)
 		for id, p := range m.open {
 			m.discard(p)
 			delete(m.open, id)
@@ -387,6 +398,8 @@ func (m *Mover) handle(ctx context.Context, fr frame) error {
 	env, job, err := splitCommit(fr.payload)
 	if p == nil {
 		p = &pending{fresh: fresh, key: postern.MsgID(fr.id).RawKey()}
+	} else {
+		m.spans = append(m.spans, span{start: p.start, commit: m.pos})
 	}
 	if err := m.finish(ctx, p); err != nil {
 		return err
@@ -528,6 +541,17 @@ func (m *Mover) doCheckpoint(ctx context.Context) error {
 			cp = p.start
 		}
 	}
+	// A rewind to cp reads again every commit at or after it, so each of
+	// those messages must begin at or after cp too: else its first chunks
+	// are passed over and a put of the rest replaces the whole object.
+	for moved := true; moved; {
+		moved = false
+		for _, sp := range m.spans {
+			if !sp.commit.Less(cp) && sp.start.Less(cp) {
+				cp, moved = sp.start, true
+			}
+		}
+	}
 	if cp == m.checkpoint {
 		return nil
 	}
@@ -546,6 +570,7 @@ func (m *Mover) doCheckpoint(ctx context.Context) error {
 		return fmt.Errorf("spool: record checkpoint: %w", err)
 	}
 	m.applied, m.checkpoint = applied, cp
+	m.spans = slices.DeleteFunc(m.spans, func(sp span) bool { return sp.commit.Less(cp) })
 	m.s.forgetAborted(cp)
 	segs, err := listSegments(m.s.dir)
 	if err != nil {

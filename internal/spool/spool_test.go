@@ -301,6 +301,89 @@ func TestReplayAfterCrashBeforeMove(t *testing.T) {
 	reopenAndCheck(t, dir, msgs)
 }
 
+// A message that began in one segment and went on in the next (the log
+// rotated between its chunks), replayed by a new process: it moves whole,
+// not from the chunk the second segment starts with.
+func TestReplayOfMessagesAcrossSegments(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := openRig(t, dir, Options{SegmentBytes: 100 << 10, ChunkBytes: 16 << 10}, nil)
+	msgs := writeMany(t, r.sp, 12, func(i int) int { return 70<<10 + i*1000 })
+	r.closeFiles(t) // no mover ran
+	if segs, err := listSegments(filepath.Join(dir, "spool")); err != nil || len(segs) < 4 {
+		t.Fatalf("%d segments (%v): the messages do not span rotations", len(segs), err)
+	}
+	reopenAndCheck(t, dir, msgs)
+}
+
+// A checkpoint taken while one message is open, just after another that
+// began before it was committed: a rewind to that checkpoint (here a
+// failed put of the open message) must not meet the committed message's
+// commit without its first chunk and put what follows in its place.
+func TestRewindDoesNotCutAMessageThatBeganBeforeTheCheckpoint(t *testing.T) {
+	t.Parallel()
+	ss := &keyFailStore{}
+	r := openRig(t, t.TempDir(), Options{ChunkBytes: 16 << 10, CheckpointEvery: 10 * time.Millisecond},
+		func(s Store) Store { ss.Store = s; return ss })
+	r.start(t)
+	part := func(n int) []byte { b := make([]byte, n); rand.Read(b); return b }
+	commit := func(m *Msg, id string) {
+		t.Helper()
+		env, _ := json.Marshal(map[string]string{"id": id})
+		if err := m.Commit(context.Background(), env, []byte(`{"job":"`+id+`"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x, y := string(postern.NewMsgID()), string(postern.NewMsgID())
+	ss.failKey.Store(postern.MsgID(y).RawKey())
+	mx, _ := r.sp.Begin(x)
+	my, _ := r.sp.Begin(y)
+	xRaw, yRaw := append(part(16<<10), part(5000)...), append(part(16<<10), part(3000)...)
+	mx.Write(xRaw[:16<<10]) // x's first chunk
+	my.Write(yRaw[:16<<10]) // y's first chunk, after it
+	mx.Write(xRaw[16<<10:])
+	commit(mx, x)
+	waitJobs(t, r.q, 1)
+	time.Sleep(50 * time.Millisecond) // a checkpoint or more, y still open
+	my.Write(yRaw[16<<10:])
+	commit(my, y) // its first put fails: the mover rewinds
+	jobs := waitJobs(t, r.q, 1)
+	if ss.failures.Load() == 0 {
+		t.Fatal("the put of y never failed: nothing was rewound")
+	}
+	r.stop(t)
+	checkMoved(t, r.store, map[string]int{x: 1, y: jobs[y]}, []sent{{id: x, raw: xRaw}, {id: y, raw: yRaw}})
+}
+
+// keyFailStore fails the first put of one key.
+type keyFailStore struct {
+	Store
+	failKey  atomic.Value
+	failures atomic.Int32
+}
+
+func (s *keyFailStore) failed(key string, r io.Reader) bool {
+	if key != s.failKey.Load() || !s.failures.CompareAndSwap(0, 1) {
+		return false
+	}
+	io.Copy(io.Discard, io.LimitReader(r, 100))
+	return true
+}
+
+func (s *keyFailStore) PutUnsynced(ctx context.Context, key string, r io.Reader) error {
+	if s.failed(key, r) {
+		return errors.New("injected: no space left on device")
+	}
+	return s.Store.PutUnsynced(ctx, key, r)
+}
+
+func (s *keyFailStore) CreateUnsynced(ctx context.Context, key string, r io.Reader) error {
+	if s.failed(key, r) {
+		return errors.New("injected: no space left on device")
+	}
+	return s.Store.CreateUnsynced(ctx, key, r)
+}
+
 // A crash after the jobs were queued but before the store was synced: the
 // objects may be gone, the jobs are not. Replay puts the objects again and
 // queues no job twice.
