@@ -204,7 +204,7 @@ type Relay struct {
 	Addr              string `yaml:"addr"` // smtp: host:port
 	TLS               string `yaml:"tls"`  // smtp: starttls (default) | implicit | none
 	Username          string `yaml:"username"`
-	Password          string `yaml:"password"` // literal, env:NAME or file:PATH
+	Password          string `yaml:"password"` // literal, env:NAME, file:PATH or secretsmanager:ID
 	AuthMechanism     string `yaml:"auth_mechanism"`
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
 
@@ -244,7 +244,9 @@ type Match struct {
 type Webhook struct {
 	URL string `yaml:"url"`
 	// Secrets sign each request (several during key rotation). Each is a
-	// literal ("whsec_<base64>" or plain text), "env:NAME" or "file:PATH".
+	// literal ("whsec_<base64>" or plain text), "env:NAME", "file:PATH" or,
+	// with backend.type aws, "secretsmanager:<secret ARN or name>" (read at
+	// run time and re-read as it rotates).
 	Secrets    []string `yaml:"secrets"`
 	Payload    string   `yaml:"payload"` // json | raw
 	Timeout    Duration `yaml:"timeout"`
@@ -374,6 +376,23 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
+	return c.finish(getenv)
+}
+
+// Parse is Load for a configuration already read (the AWS functions fetch
+// theirs from S3 or SSM at cold start, see package configsrc): data over
+// the defaults, then the environment overrides, then validation. source
+// names where data came from (an s3:// or ssm: URI) in errors.
+func Parse(source string, data []byte, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if err := decode(c, data); err != nil {
+		return nil, fmt.Errorf("config %s: %w", source, err)
+	}
+	return c.finish(getenv)
+}
+
+// finish applies the environment overrides and validates.
+func (c *Config) finish(getenv func(string) string) (*Config, error) {
 	if err := c.applyEnv(getenv); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -19,6 +20,7 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
 	}
+	onAWS := c.Backend.Type == "aws"
 	if c.Hostname == "" {
 		bad("hostname", "is empty; set the name this gateway announces, e.g. mx.example.com")
 	}
@@ -178,7 +180,7 @@ func (c *Config) Validate() error {
 		n := 0
 		if r.Webhook != nil {
 			n++
-			validateWebhook(key+".webhook", r.Webhook, bad)
+			validateWebhook(key+".webhook", r.Webhook, onAWS, bad)
 		}
 		if r.Directory != nil {
 			n++
@@ -188,7 +190,7 @@ func (c *Config) Validate() error {
 		}
 		if r.Relay != nil {
 			n++
-			validateRelay(key+".relay", r.Relay, bad)
+			validateRelay(key+".relay", r.Relay, onAWS, bad)
 		}
 		if r.Reject {
 			n++
@@ -203,7 +205,7 @@ func (c *Config) Validate() error {
 			bad(key+".match", "is empty; say what the route takes, e.g. {recipients: [\"*@example.com\"]} or [\"*\"] for everything")
 		}
 	}
-	validateRelay("dsn.relay", &c.DSN.Relay, bad)
+	validateRelay("dsn.relay", &c.DSN.Relay, onAWS, bad)
 	if c.DSN.MaxReturnBytes <= 0 {
 		bad("dsn.max_return_bytes", "%d must be positive: the largest original a RET=FULL notice returns whole (larger ones go back as headers only); the default is 10485760 (10 MiB)", c.DSN.MaxReturnBytes)
 	}
@@ -237,11 +239,17 @@ func (c *Config) Validate() error {
 // more likely a unit slip ("30m" for 30 days) than a wish.
 const minRetention = time.Hour
 
-func validateRelay(key string, r *Relay, bad func(key, format string, args ...any)) {
+// validateRelay checks one relay section; onAWS adds what the Lambda
+// functions cannot do.
+func validateRelay(key string, r *Relay, onAWS bool, bad func(key, format string, args ...any)) {
 	switch r.Type {
 	case "smtp":
-		if _, _, err := net.SplitHostPort(r.Addr); err != nil {
+		if _, port, err := net.SplitHostPort(r.Addr); err != nil {
 			bad(key+".addr", "%q is not host:port; write e.g. \"smtp.example.com:587\"", r.Addr)
+		} else if onAWS && (port == "25" || port == "smtp") {
+			// The relay and dsn stages run as Lambda functions there, and
+			// a smarthost on 25 would time out on every message.
+			bad(key+".addr", "%q: Lambda blocks outbound port 25; use 587 (STARTTLS) or 465 (implicit TLS), or type: ses", r.Addr)
 		}
 		switch r.TLS {
 		case "", "starttls", "implicit":
@@ -253,9 +261,7 @@ func validateRelay(key string, r *Relay, bad func(key, format string, args ...an
 			bad(key+".tls", "%q is not one of starttls, implicit, none", r.TLS)
 		}
 		if r.Password != "" {
-			if err := CheckSecretRef(r.Password); err != nil {
-				bad(key+".password", "%v", err)
-			}
+			checkSecret(key+".password", r.Password, onAWS, bad)
 		}
 	case "ses":
 	case "file":
@@ -278,7 +284,7 @@ func validTLSVersion(v string) bool {
 	return false
 }
 
-func validateWebhook(key string, w *Webhook, bad func(key, format string, args ...any)) {
+func validateWebhook(key string, w *Webhook, onAWS bool, bad func(key, format string, args ...any)) {
 	u, err := url.Parse(w.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad(key+".url", "%q is not an http(s) URL; write e.g. \"https://app.example.com/inbound\"", w.URL)
@@ -287,9 +293,7 @@ func validateWebhook(key string, w *Webhook, bad func(key, format string, args .
 		bad(key+".secrets", "is empty; add a signing secret (e.g. \"env:POSTERN_WEBHOOK_SECRET\") so the application can verify requests")
 	}
 	for j, s := range w.Secrets {
-		if err := CheckSecretRef(s); err != nil {
-			bad(fmt.Sprintf("%s.secrets[%d]", key, j), "%v", err)
-		}
+		checkSecret(fmt.Sprintf("%s.secrets[%d]", key, j), s, onAWS, bad)
 	}
 	switch w.Payload {
 	case "", "json", "raw":
@@ -309,18 +313,64 @@ func validateWebhook(key string, w *Webhook, bad func(key, format string, args .
 	}
 }
 
+// checkSecret is CheckSecretRef for the secret at key, plus the rule that
+// only the AWS functions can read Secrets Manager.
+func checkSecret(key, s string, onAWS bool, bad func(key, format string, args ...any)) {
+	if err := CheckSecretRef(s); err != nil {
+		bad(key, "%v", err)
+		return
+	}
+	if _, ok := SecretsManagerID(s); ok && !onAWS {
+		bad(key, "secretsmanager: secrets are read at run time by the AWS functions, and backend.type is not aws; write the secret, \"env:NAME\" or \"file:PATH\" instead")
+	}
+}
+
+// SecretsManagerPrefix marks a secret kept in AWS Secrets Manager:
+// "secretsmanager:<secret ARN or name>". Such a secret is not resolved at
+// start: the stage that uses it reads it at run time through a cache with
+// a TTL (package secrets), so a rotation applies without a redeploy and no
+// function's environment holds it.
+const SecretsManagerPrefix = "secretsmanager:"
+
+// SecretsManagerID returns the secret id (ARN or name) of a secret written
+// "secretsmanager:ID", and whether it is written so. It does not check the
+// id; CheckSecretRef does.
+func SecretsManagerID(s string) (id string, ok bool) {
+	return strings.CutPrefix(s, SecretsManagerPrefix)
+}
+
+// Secrets Manager's forms of a secret id: a full or partial ARN, or a
+// name of 1 to 512 characters from its documented set.
+var (
+	secretARN  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}$`)
+	secretName = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
+)
+
 // CheckSecretRef checks how a secret is written without reading it, so a
 // process that never uses a secret (the parse function, the gateway) need
-// not be given it. ResolveSecret, where the secret is used, reports a
-// missing variable or file.
+// not be given it, and check-config needs no AWS access. ResolveSecret (or
+// the secrets cache for secretsmanager:), where the secret is used,
+// reports a missing variable, file or secret.
 func CheckSecretRef(s string) error {
 	switch {
 	case s == "":
-		return fmt.Errorf("is empty; write the secret, \"env:NAME\" or \"file:PATH\"")
+		return fmt.Errorf("is empty; write the secret, \"env:NAME\", \"file:PATH\" or \"secretsmanager:NAME\"")
 	case s == "env:":
 		return fmt.Errorf("\"env:\" names no variable; write e.g. \"env:POSTERN_WEBHOOK_SECRET\"")
 	case s == "file:":
 		return fmt.Errorf("\"file:\" names no file; write e.g. \"file:/run/secrets/webhook\"")
+	}
+	if id, ok := SecretsManagerID(s); ok {
+		switch {
+		case id == "":
+			return fmt.Errorf("\"secretsmanager:\" names no secret; write e.g. \"secretsmanager:postern/webhook/app\" or the secret's ARN")
+		case strings.HasPrefix(id, "arn:"):
+			if !secretARN.MatchString(id) {
+				return fmt.Errorf("%q is not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME); copy it from the console or `aws secretsmanager describe-secret`", id)
+			}
+		case !secretName.MatchString(id):
+			return fmt.Errorf("%q is not a Secrets Manager secret name (1 to 512 of A-Z a-z 0-9 / _ + = . @ -); write the name or the secret's ARN", id)
+		}
 	}
 	return nil
 }
@@ -349,6 +399,9 @@ func ResolveSecret(s string) (string, error) {
 		return v, nil
 	case s == "":
 		return "", fmt.Errorf("is empty; write the secret, \"env:NAME\" or \"file:PATH\"")
+	case strings.HasPrefix(s, SecretsManagerPrefix):
+		// Resolving it here would freeze a rotating secret at start.
+		return "", fmt.Errorf("secretsmanager: secrets are read at run time by the AWS functions' secrets cache, not at start; here write the secret as \"env:NAME\" or \"file:PATH\"")
 	}
 	return s, nil
 }
