@@ -1,7 +1,11 @@
 // Command dsn is the dsn stage as an AWS Lambda function (provided.al2023,
-// binary named bootstrap) fed by its SQS queue.
+// binary named bootstrap) fed by its SQS queue. It links only its own
+// stage (internal/lambdafn/dsnfn).
 package main
 
-import "github.com/postern/postern/internal/app"
+import (
+	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/lambdafn/dsnfn"
+)
 
-func main() { app.LambdaMain("dsn") }
+func main() { lambdafn.Main("dsn", dsnfn.Build) }

@@ -12,7 +12,7 @@ import (
 
 // stage is one stage function as the template must define it.
 type stage struct {
-	name     string // app.LambdaMain's stage name and functions/<name>
+	name     string // lambdafn.Main's stage name and functions/<name>
 	function string // logical id
 	queue    string // the queue it consumes
 	role     string
@@ -111,7 +111,7 @@ func TestStageFunctions(t *testing.T) {
 		t.Errorf("BatchSize MaxValue %d allows batches above 10", n)
 	}
 
-	// Every CodeUri is a main package calling app.LambdaMain with its stage.
+	// Every CodeUri is a main package calling lambdafn.Main with its stage.
 	for _, s := range stages {
 		code := strings.TrimSuffix(scalarString(tpl.Resources[s.function].Properties["CodeUri"]), "/")
 		src, err := os.ReadFile(filepath.Join(root, code, "main.go"))
@@ -123,8 +123,8 @@ func TestStageFunctions(t *testing.T) {
 		if err != nil || f.Name.Name != "main" {
 			t.Errorf("%s: %s/main.go is not package main (%v)", s.function, code, err)
 		}
-		if !strings.Contains(string(src), `app.LambdaMain("`+s.name+`")`) {
-			t.Errorf("%s: %s/main.go does not run app.LambdaMain(%q)", s.function, code, s.name)
+		if !strings.Contains(string(src), `lambdafn.Main("`+s.name+`", `+s.name+`fn.Build)`) {
+			t.Errorf("%s: %s/main.go does not run lambdafn.Main(%q, %sfn.Build)", s.function, code, s.name, s.name)
 		}
 	}
 }

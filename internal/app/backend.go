@@ -12,13 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/blob/s3blob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/ingest"
+	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/queue/fsqueue"
@@ -259,11 +258,7 @@ func (f fileURLs) URL(_ context.Context, key string) (string, error) {
 
 // newS3Store is the aws backend's store.
 func newS3Store(ctx context.Context, a config.AWS) (*s3blob.Store, error) {
-	c, err := s3blob.NewClient(ctx, a.S3Endpoint, a.Region, a.S3PathStyle, nil)
-	if err != nil {
-		return nil, fmt.Errorf("backend.aws: S3 client: %w", err)
-	}
-	return s3blob.New(c, a.Bucket, s3blob.Options{Prefix: a.Prefix, ServerSideEncryption: types.ServerSideEncryption(a.SSE), SSEKMSKeyID: a.KMSKeyID}), nil
+	return lambdafn.NewS3Store(ctx, a)
 }
 
 // redriveLocal moves the dead-lettered jobs of a local queue back onto it.
@@ -277,21 +272,12 @@ func redriveLocal(ctx context.Context, queues map[string]queue.Queue, name strin
 }
 
 func openAWS(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backend, error) {
-	a := cfg.Backend.AWS
-	store, err := newS3Store(ctx, a)
+	aws, err := lambdafn.OpenAWS(ctx, cfg.Backend.AWS, log)
 	if err != nil {
 		return nil, err
 	}
-	sqsc, err := sqsqueue.NewClient(ctx, sqsqueue.ClientConfig{Region: a.Region, Endpoint: a.SQSEndpoint})
-	if err != nil {
-		return nil, fmt.Errorf("backend.aws: SQS client: %w", err)
-	}
-	b := &backend{store: store, queues: map[string]queue.Queue{}, urls: store, close: func() error { return nil }}
-	for name, url := range map[string]string{QueueInbound: a.Queues.Inbound, QueueWebhook: a.Queues.Webhook, QueueRelay: a.Queues.Relay, QueueDSN: a.Queues.DSN} {
-		b.queues[name] = sqsqueue.New(sqsc, url, sqsqueue.Options{Logger: log})
-	}
-	b.sqsQueue = func(url string) *sqsqueue.Queue { return sqsqueue.New(sqsc, url, sqsqueue.Options{Logger: log}) }
-	inbound := b.queues[QueueInbound].(*sqsqueue.Queue)
-	b.ready = readiness(store, func(ctx context.Context) error { _, err := inbound.Stats(ctx); return err })
+	b := &backend{store: aws.Store, queues: aws.Queues(), urls: aws.Store, close: func() error { return nil }, sqsQueue: aws.Queue}
+	inbound := aws.SQS[QueueInbound]
+	b.ready = readiness(aws.Store, func(ctx context.Context) error { _, err := inbound.Stats(ctx); return err })
 	return b, nil
 }

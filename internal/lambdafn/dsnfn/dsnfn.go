@@ -1,0 +1,55 @@
+// Package dsnfn builds the dsn stage (delivery status notifications sent
+// through the dsn.relay transport) from the configuration, for the dsn
+// function (functions/dsn) and the local process alike.
+package dsnfn
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/postern/postern/internal/dsn/notify"
+	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/lambdafn/relayfn"
+)
+
+// New builds the dsn stage: the notice policy from the identities (owner,
+// allowed senders) and the dsn.relay transport.
+func New(ctx context.Context, d *lambdafn.Deps) (*notify.Handler, error) {
+	cfg := d.Config
+	t, err := relayfn.NewTransport(ctx, cfg, "dsn.relay", &cfg.DSN.Relay)
+	if err != nil {
+		return nil, err
+	}
+	owners := map[string]string{}
+	allow := map[string]func(string) bool{} // nil: no allowed_senders list
+	for _, c := range cfg.Identities {
+		owners[c.Name] = c.Owner
+		if allow[c.Name], err = lambdafn.AnyOf(c.AllowedSenders); err != nil {
+			return nil, fmt.Errorf("config: identities %s allowed_senders: %w", c.Name, err)
+		}
+	}
+	h, err := notify.New(notify.Config{
+		Hostname: cfg.Hostname, Domain: cfg.DSN.Domain, MaxReturnBytes: cfg.DSN.MaxReturnBytes,
+		Policy: notify.Policy{
+			Owner:          func(identity string) string { return owners[identity] },
+			AllowedSenders: func(identity string) func(string) bool { return allow[identity] },
+			OwnerOnly:      cfg.DSN.OwnerOnly,
+		},
+	}, d.Store, t, d.Log)
+	if err != nil {
+		return nil, fmt.Errorf("config: dsn: %w", err)
+	}
+	return h, nil
+}
+
+// Build is the dsn function's lambdafn.Build. A notice is one send through
+// dsn.relay's transport.
+func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
+	h, err := New(ctx, d)
+	if err != nil {
+		return lambdafn.Stage{}, err
+	}
+	budget := relayfn.TransportBudget(d.Config.DSN.Relay.Type)
+	return lambdafn.Stage{Handler: h, Budget: func([]byte) time.Duration { return budget }}, nil
+}

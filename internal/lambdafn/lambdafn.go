@@ -1,0 +1,169 @@
+// Package lambdafn builds and runs one stage as an AWS Lambda function fed
+// by its SQS queue. It holds what every stage shares (the AWS backend, the
+// route table, the SQS adapter's wiring, the main); each stage's own part
+// is a subpackage (parsefn, webhookfn, relayfn, dsnfn) that the stage's
+// function main and the local process (internal/app) both call. A function
+// binary links lambdafn and its one stage, nothing of the gateway (smtpd,
+// spool) or of the other stages.
+package lambdafn
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/lambdasqs"
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/queue"
+	"github.com/postern/postern/internal/route"
+	"github.com/postern/postern/internal/trace"
+)
+
+// Queue names, as internal/app names them: the queue each stage consumes
+// and the keys of Deps.Queues.
+const (
+	QueueInbound = "inbound"
+	QueueWebhook = "webhook"
+	QueueRelay   = "relay"
+	QueueDSN     = "dsn"
+)
+
+// StageQueue names the queue each stage consumes.
+var StageQueue = map[string]string{"parse": QueueInbound, "webhook": QueueWebhook, "relay": QueueRelay, "dsn": QueueDSN}
+
+// URLs links stored objects (pre-signed URLs on S3).
+type URLs interface {
+	URL(ctx context.Context, key string) (string, error)
+}
+
+// Deps is what a stage is built from.
+type Deps struct {
+	Config *config.Config
+	Store  blob.Store
+	// Queues by name (QueueInbound, ...): where a stage hands work on.
+	Queues map[string]queue.Queue
+	URLs   URLs // nil: payloads carry keys only
+	Log    *slog.Logger
+}
+
+// Stage is one built stage.
+type Stage struct {
+	Handler postern.Handler
+	// Budget is the longest one job may take, from its body (a webhook job
+	// names its route, whose timeout bounds the call); the SQS adapter
+	// starts a record only while that much time is left. Nil: Default.
+	Budget func(body []byte) time.Duration
+}
+
+// Build makes a stage from its dependencies. Each stage subpackage has one.
+type Build func(ctx context.Context, d *Deps) (Stage, error)
+
+// SQSHandler is what a Lambda function with an SQS event source runs.
+type SQSHandler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+
+// Handler builds stage as a Lambda SQS handler on the aws backend: the S3
+// store, the SQS queues, the stage's dead-letter queue (POSTERN_DLQ_*),
+// and the adapter that turns a batch into handler calls.
+func Handler(ctx context.Context, stage string, build Build, cfg *config.Config, log *slog.Logger) (SQSHandler, error) {
+	qname, ok := StageQueue[stage]
+	if !ok {
+		return nil, fmt.Errorf("unknown stage %q", stage)
+	}
+	if cfg.Backend.Type != "aws" {
+		return nil, fmt.Errorf("config: backend.type is %q; Lambda functions need \"aws\" (set POSTERN_BACKEND=aws)", cfg.Backend.Type)
+	}
+	be, err := OpenAWS(ctx, cfg.Backend.AWS, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := build(ctx, be.Deps(cfg, log))
+	if err != nil {
+		return nil, err
+	}
+	a := &lambdasqs.Adapter{Stage: stage, Handler: trace.Wrap(stage, st.Handler, be.Store, log), Log: log, Metrics: os.Stdout,
+		Visibility: be.SQS[qname]}
+	if dl := be.DeadLetter(cfg.Backend.AWS, qname); dl != nil {
+		a.DeadLetter = dl
+	}
+	return a.Handle, nil
+}
+
+// Main is the whole main of a stage's function: configuration from the
+// environment (POSTERN_CONFIG_YAML or POSTERN_CONFIG plus overrides), JSON
+// logs to stdout (CloudWatch), then lambda.Start.
+func Main(stage string, build Build) {
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With(slog.String("stage", stage))
+	cfg, err := config.Load(os.Getenv("POSTERN_CONFIG"), os.Getenv)
+	if err != nil {
+		log.Error("configuration", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	h, err := Handler(context.Background(), stage, build, cfg, log)
+	if err != nil {
+		log.Error("start", slog.String("error", err.Error()))
+		os.Exit(1)
+	}
+	lambda.Start(h)
+}
+
+// RouteTable compiles the configuration's routes (the parse stage routes
+// by it; the gateway refuses recipients no route takes).
+func RouteTable(cfg *config.Config) (*route.Table, error) {
+	var rules []route.Rule
+	for _, r := range cfg.Routes {
+		rule := route.Rule{
+			Name:       r.Name,
+			Recipients: r.Match.Recipients,
+			Senders:    r.Match.Senders,
+			Identities: r.Match.Identities,
+			Headers:    r.Match.Headers,
+		}
+		switch {
+		case r.Webhook != nil:
+			rule.Target.Kind = route.KindWebhook
+		case r.Directory != nil:
+			rule.Target.Kind = route.KindDirectory
+		case r.Relay != nil:
+			rule.Target.Kind = route.KindRelay
+		case r.Reject:
+			rule.Target.Kind = route.KindReject
+		}
+		rules = append(rules, rule)
+	}
+	table, err := route.New(rules)
+	if err != nil {
+		return nil, fmt.Errorf("config: routes: %w", err)
+	}
+	return table, nil
+}
+
+// AnyOf compiles address patterns into a matcher; no patterns is nil,
+// which allows anything.
+func AnyOf(patterns []string) (func(string) bool, error) {
+	if len(patterns) == 0 {
+		return nil, nil
+	}
+	ps := make([]route.Pattern, 0, len(patterns))
+	for _, s := range patterns {
+		p, err := route.ParsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return func(addr string) bool {
+		for _, p := range ps {
+			if p.Match(addr) {
+				return true
+			}
+		}
+		return false
+	}, nil
+}

@@ -1,0 +1,133 @@
+// Package relayfn builds the relay stage and its transports (SMTP
+// smarthost, SES v2, file) from the configuration, for the relay function
+// (functions/relay), the dsn function (which sends through a transport
+// too) and the local process alike.
+package relayfn
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/filerelay"
+	"github.com/postern/postern/internal/relay/sesrelay"
+	"github.com/postern/postern/internal/relay/smtprelay"
+)
+
+// NewTransport builds the relay transport a relay section describes; key
+// names the section in errors.
+func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay) (relay.Transport, error) {
+	switch r.Type {
+	case "file":
+		t, err := filerelay.New(cfg.Path(r.Path))
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", key, err)
+		}
+		return t, nil
+	case "smtp":
+		pw := ""
+		if r.Password != "" {
+			var err error
+			if pw, err = config.ResolveSecret(r.Password); err != nil {
+				return nil, fmt.Errorf("config: %s.password: %w", key, err)
+			}
+		}
+		t, err := smtprelay.New(smtprelay.Config{
+			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), Username: r.Username, Password: pw,
+			AuthMechanism: r.AuthMechanism, AllowInsecureAuth: r.AllowInsecureAuth, LocalName: cfg.Hostname,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", key, err)
+		}
+		return t, nil
+	case "ses":
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: AWS configuration: %w", key, err)
+		}
+		return sesrelay.New(sesv2.NewFromConfig(awsCfg), sesrelay.Config{ConfigurationSet: r.ConfigurationSet, FromARN: r.FromARN}), nil
+	}
+	return nil, fmt.Errorf("config: %s.type: %q is not one of smtp, ses, file", key, r.Type)
+}
+
+// Budgets per transport type: what one send may take before the record
+// is better left for a later invocation. An SMTP transaction may wait on
+// the smarthost's replies (its connect timeout alone is 30 s); an SES
+// call is one HTTPS request; a file is a local write.
+var transportBudget = map[string]time.Duration{"smtp": 50 * time.Second, "ses": 20 * time.Second, "file": 5 * time.Second}
+
+// Margin covers the rest of a relay job: reading the raw message and
+// queueing a DSN.
+const Margin = 10 * time.Second
+
+// TransportBudget is the most one send through a transport of type typ
+// takes, with Margin.
+func TransportBudget(typ string) time.Duration {
+	if d, ok := transportBudget[typ]; ok {
+		return d + Margin
+	}
+	return transportBudget["smtp"] + Margin
+}
+
+// Routes builds a transport for each relay route.
+func Routes(ctx context.Context, cfg *config.Config) (map[string]relay.Route, error) {
+	relays := map[string]relay.Route{}
+	for _, r := range cfg.Routes {
+		if r.Relay == nil {
+			continue
+		}
+		t, err := NewTransport(ctx, cfg, "routes "+r.Name+" relay", r.Relay)
+		if err != nil {
+			return nil, err
+		}
+		relays[r.Name] = relay.Route{Transport: t, MaxAge: r.Relay.MaxAge.D(), DelayNotice: r.Relay.DelayNotice.D()}
+	}
+	return relays, nil
+}
+
+// New builds the relay stage over routes.
+func New(d *lambdafn.Deps, routes map[string]relay.Route) *relay.Handler {
+	return relay.New(d.Store, func(name string) (relay.Route, bool) {
+		r, ok := routes[name]
+		return r, ok
+	}, d.Queues[lambdafn.QueueDSN], d.Log)
+}
+
+// Budget is the most a relay job takes: its route's transport budget.
+func Budget(cfg *config.Config) func(body []byte) time.Duration {
+	types := map[string]string{}
+	for _, r := range cfg.Routes {
+		if r.Relay != nil {
+			types[r.Name] = r.Relay.Type
+		}
+	}
+	return func(body []byte) time.Duration {
+		var job struct {
+			Route string `json:"route"`
+		}
+		if json.Unmarshal(body, &job) != nil {
+			return Margin
+		}
+		typ, ok := types[job.Route]
+		if !ok {
+			return Margin
+		}
+		return TransportBudget(typ)
+	}
+}
+
+// Build is the relay function's lambdafn.Build.
+func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
+	routes, err := Routes(ctx, d.Config)
+	if err != nil {
+		return lambdafn.Stage{}, err
+	}
+	return lambdafn.Stage{Handler: New(d, routes), Budget: Budget(d.Config)}, nil
+}
