@@ -9,6 +9,7 @@ import (
 
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/route"
+	"github.com/postern/postern/internal/trace"
 )
 
 // replay re-enqueues a stored message: to the inbound queue (parsed and
@@ -16,16 +17,14 @@ import (
 // (message id and route), so an application that de-duplicates sees a
 // replay as what it is. Safe to repeat.
 func replay(ctx context.Context, be *backend, table *route.Table, id postern.MsgID, routeName string) (string, error) {
-	rc, err := be.store.Get(ctx, id.EnvelopeKey())
+	// envelope.json, or on AWS (where the gateway writes none) the copy in
+	// parsed.json: a message never parsed has its envelope only in the
+	// dead-lettered ParseJob, which a redrive replays instead.
+	e, err := trace.LoadEnvelope(ctx, be.store, id)
 	if err != nil {
-		return "", fmt.Errorf("message %s: %w", id, err)
+		return "", err
 	}
-	var env postern.Envelope
-	err = json.NewDecoder(rc).Decode(&env)
-	rc.Close()
-	if err != nil {
-		return "", fmt.Errorf("message %s: envelope: %w", id, err)
-	}
+	env := *e
 	if routeName == "" {
 		body, _ := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: env})
 		if _, err := be.queues[QueueInbound].Send(ctx, body, 0); err != nil {

@@ -1,7 +1,10 @@
-// Package trace keeps each message's timeline: every stage appends events
-// (received, done, retry, failed) to the message's record in the store, so
-// "did the scanner's mail arrive, and what did the app answer?" has an
-// answer per message id, locally and on S3.
+// Package trace keeps each message's timeline: every stage records events
+// (received, done, retry, failed) per message id, so "did the scanner's
+// mail arrive, and what did the app answer?" has an answer. Locally (Wrap)
+// they are appended to the message's record in the store; on AWS (Log)
+// they are one structured log line each, in CloudWatch Logs, because a
+// read-modify-write of an S3 object per stage would double what a message
+// costs in requests.
 package trace
 
 import (
@@ -73,19 +76,13 @@ func Append(ctx context.Context, store blob.Store, id postern.MsgID, ev Event) e
 }
 
 // Read returns the message's events in time order: the received event from
-// the envelope sidecar, then those of the gateway, parse and dsn stages and
-// of each named route.
+// the envelope (LoadEnvelope), then those of the gateway, parse and dsn
+// stages and of each named route.
 func Read(ctx context.Context, store blob.Store, id postern.MsgID, routes []string) ([]Event, error) {
 	var out []Event
-	rc, err := store.Get(ctx, id.EnvelopeKey())
+	env, err := LoadEnvelope(ctx, store, id)
 	if err != nil {
-		return nil, fmt.Errorf("message %s: %w", id, err)
-	}
-	var env postern.Envelope
-	err = json.NewDecoder(rc).Decode(&env)
-	rc.Close()
-	if err != nil {
-		return nil, fmt.Errorf("message %s: envelope: %w", id, err)
+		return nil, err
 	}
 	out = append(out, Event{Time: env.ReceivedAt, Stage: "gateway", Event: "received",
 		Detail: fmt.Sprintf("from <%s> to %d recipient(s), identity %s, client %s, %d bytes", env.Sender, len(env.Recipients), env.Identity, env.ClientIP, env.Size)})
@@ -139,9 +136,120 @@ type jobRef struct {
 	Route string        `json:"route"`
 }
 
-// Wrap records an event for every job h handles. Recording is best
-// effort: a failure to write the trace is logged and never fails the job.
+// LoadEnvelope reads a stored message's envelope: the envelope.json
+// sidecar, or where there is none (on AWS the gateway writes none; the
+// ParseJob carries the envelope) the copy the parse stage keeps in
+// parsed.json. A message with neither gives an error wrapping
+// blob.ErrNotFound.
+func LoadEnvelope(ctx context.Context, store blob.Store, id postern.MsgID) (*postern.Envelope, error) {
+	var env postern.Envelope
+	err := decodeObject(ctx, store, id.EnvelopeKey(), &env)
+	if err == nil {
+		return &env, nil
+	}
+	if !errors.Is(err, blob.ErrNotFound) {
+		return nil, fmt.Errorf("message %s: envelope: %w", id, err)
+	}
+	var p struct {
+		Envelope *postern.Envelope `json:"envelope"`
+	}
+	switch err := decodeObject(ctx, store, id.ParsedKey(), &p); {
+	case errors.Is(err, blob.ErrNotFound):
+		return nil, fmt.Errorf("message %s: no envelope.json and not parsed yet: %w", id, err)
+	case err != nil:
+		return nil, fmt.Errorf("message %s: parsed form: %w", id, err)
+	case p.Envelope == nil:
+		return nil, fmt.Errorf("message %s: no envelope.json, and parsed.json predates its envelope copy: %w", id, blob.ErrNotFound)
+	}
+	return p.Envelope, nil
+}
+
+func decodeObject(ctx context.Context, store blob.Store, key string, v any) error {
+	rc, err := store.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(rc).Decode(v); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
+}
+
+// Wrap records an event for every job h handles in the message's record in
+// store. Recording is best effort: a failure to write the trace is logged
+// and never fails the job. It costs a GET and a PUT per job: the local
+// mode's tracer; on AWS use Log.
 func Wrap(stage string, h postern.Handler, store blob.Store, log *slog.Logger) postern.Handler {
+	return observe(stage, h, func(ctx context.Context, id postern.MsgID, ev Event) {
+		// Stages are idempotent, so a Put here after the stage's own work is
+		// safe to repeat; a detached context lets it land even when the
+		// job's own deadline has just passed.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if terr := Append(tctx, store, id, ev); terr != nil {
+			log.Warn("trace not recorded", slog.String("msg_id", string(id)), slog.String("stage", stage), slog.String("error", terr.Error()))
+		}
+	})
+}
+
+// OutcomeMessage is the msg of Log's lines, for finding them again (a
+// CloudWatch Logs filter pattern such as { $.msg = "stage outcome" &&
+// $.msg_id = "<id>" }).
+const OutcomeMessage = "stage outcome"
+
+// Log records the same event as Wrap for every job h handles, as one log
+// line (OutcomeMessage) with msg_id, stage, route, event, attempt, status,
+// latency_ms and detail, and makes no store request: the AWS functions'
+// tracer, whose lines CloudWatch Logs keeps. A retry is logged at Warn and a
+// failure at Error; FromLog reads a line back.
+func Log(stage string, h postern.Handler, log *slog.Logger) postern.Handler {
+	return observe(stage, h, func(ctx context.Context, id postern.MsgID, ev Event) {
+		level := slog.LevelInfo
+		switch ev.Event {
+		case "retry":
+			level = slog.LevelWarn
+		case "failed":
+			level = slog.LevelError
+		}
+		log.LogAttrs(ctx, level, OutcomeMessage,
+			slog.String("msg_id", string(id)), slog.String("stage", ev.Stage), slog.String("route", ev.Route),
+			slog.String("event", ev.Event), slog.Int("attempt", ev.Attempt), slog.Int("status", ev.Status),
+			slog.Int64("latency_ms", ev.LatencyMS), slog.String("detail", ev.Detail))
+	})
+}
+
+// FromLog reads one JSON log line written by Log (through a
+// slog.JSONHandler) back into its message id and event; ok is false for any
+// other line.
+func FromLog(line []byte) (id postern.MsgID, ev Event, ok bool) {
+	var l struct {
+		Time      time.Time `json:"time"`
+		Msg       string    `json:"msg"`
+		MsgID     string    `json:"msg_id"`
+		Stage     string    `json:"stage"`
+		Route     string    `json:"route"`
+		Event     string    `json:"event"`
+		Attempt   int       `json:"attempt"`
+		Status    int       `json:"status"`
+		LatencyMS int64     `json:"latency_ms"`
+		Detail    string    `json:"detail"`
+	}
+	if json.Unmarshal(line, &l) != nil || l.Msg != OutcomeMessage {
+		return "", Event{}, false
+	}
+	id, err := postern.ParseMsgID(l.MsgID)
+	if err != nil || l.Event == "" {
+		return "", Event{}, false
+	}
+	return id, Event{Time: l.Time.UTC(), Stage: l.Stage, Event: l.Event, Route: l.Route, Attempt: l.Attempt,
+		Status: l.Status, LatencyMS: l.LatencyMS, Detail: l.Detail}, true
+}
+
+// observe runs h and hands record the event of each job whose body names a
+// message (the stage's outcome: done, retry or failed), then returns h's
+// error unchanged.
+func observe(stage string, h postern.Handler, record func(ctx context.Context, id postern.MsgID, ev Event)) postern.Handler {
 	return postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
 		notes := &Notes{}
 		start := time.Now()
@@ -165,14 +273,7 @@ func Wrap(stage string, h postern.Handler, store blob.Store, log *slog.Logger) p
 		default:
 			ev.Event, ev.Detail = "retry", err.Error()
 		}
-		// Stages are idempotent, so a Put here after the stage's own work is
-		// safe to repeat; a detached context lets it land even when the
-		// job's own deadline has just passed.
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if terr := Append(tctx, store, ref.ID, ev); terr != nil {
-			log.Warn("trace not recorded", slog.String("msg_id", string(ref.ID)), slog.String("stage", stage), slog.String("error", terr.Error()))
-		}
+		record(ctx, ref.ID, ev)
 		return err
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
@@ -69,5 +70,103 @@ func TestTimeline(t *testing.T) {
 	}
 	if evs[2].Status != 503 || evs[3].Status != 200 || evs[3].Attempt != 2 || evs[3].Route != "app" {
 		t.Errorf("webhook events %+v %+v", evs[2], evs[3])
+	}
+}
+
+// Log records what Wrap would, as one line per job that FromLog reads back,
+// and touches no store.
+func TestLogRecordsOutcomeLines(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil)).With(slog.String("stage", "webhook"))
+	calls := 0
+	h := trace.Log("webhook", postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		calls++
+		switch calls {
+		case 1:
+			trace.NoteStatus(ctx, 503)
+			return errors.New("http; 503 Service Unavailable")
+		case 2:
+			trace.NoteStatus(ctx, 410)
+			return postern.Permanent(errors.New("http; 410 Gone"))
+		}
+		trace.NoteStatus(ctx, 200)
+		return nil
+	}), log)
+	id := postern.NewMsgID()
+	wj, _ := json.Marshal(postern.WebhookJob{ID: id, Route: "app"})
+	for attempt := 1; attempt <= 3; attempt++ {
+		_ = h.Handle(context.Background(), postern.Job{Body: wj, Attempt: attempt})
+	}
+	// A job naming no message is handled and logs nothing.
+	if err := h.Handle(context.Background(), postern.Job{Body: []byte(`{}`), Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 3 {
+		t.Fatalf("%d lines, want 3:\n%s", len(lines), buf.Bytes())
+	}
+	want := []struct {
+		event  string
+		status int
+		level  string
+	}{{"retry", 503, "WARN"}, {"failed", 410, "ERROR"}, {"done", 200, "INFO"}}
+	for i, line := range lines {
+		got, ev, ok := trace.FromLog(line)
+		if !ok || got != id {
+			t.Fatalf("line %d %s: FromLog = %s, %v", i, line, got, ok)
+		}
+		if ev.Stage != "webhook" || ev.Route != "app" || ev.Attempt != i+1 || ev.Event != want[i].event || ev.Status != want[i].status || ev.Time.IsZero() {
+			t.Errorf("line %d: event %+v, want %s with status %d", i, ev, want[i].event, want[i].status)
+		}
+		if (ev.Event == "done") != (ev.Detail == "") {
+			t.Errorf("line %d: detail %q", i, ev.Detail)
+		}
+		if !bytes.Contains(line, []byte(`"level":"`+want[i].level+`"`)) {
+			t.Errorf("line %d is not at %s: %s", i, want[i].level, line)
+		}
+	}
+	if _, _, ok := trace.FromLog([]byte(`{"msg":"parsed","msg_id":"` + string(id) + `"}`)); ok {
+		t.Error("FromLog took another line for an outcome")
+	}
+}
+
+// Without envelope.json (the AWS gateway writes none), the envelope comes
+// from parsed.json; with neither, the error says not found.
+func TestEnvelopeFromParsed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := fsblob.New(filepath.Join(t.TempDir(), "s"), fsblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	id := postern.NewMsgID()
+	if _, err := trace.LoadEnvelope(ctx, store, id); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("LoadEnvelope of nothing: %v, want not found", err)
+	}
+	old, _ := json.Marshal(postern.Parsed{V: 1, ID: id})
+	store.Put(ctx, id.ParsedKey(), bytes.NewReader(old), nil)
+	if _, err := trace.LoadEnvelope(ctx, store, id); !errors.Is(err, blob.ErrNotFound) {
+		t.Fatalf("LoadEnvelope with a parsed form without envelope: %v, want not found", err)
+	}
+	env := postern.Envelope{ID: id, Sender: "cam@lan", Recipients: []postern.Recipient{{Addr: "a@app"}}, Size: 42, ReceivedAt: time.Now().UTC().Truncate(time.Second)}
+	p, _ := json.Marshal(postern.Parsed{V: 1, ID: id, Envelope: &env})
+	store.Put(ctx, id.ParsedKey(), bytes.NewReader(p), nil)
+	got, err := trace.LoadEnvelope(ctx, store, id)
+	if err != nil || got.Sender != "cam@lan" || got.Size != 42 || !got.ReceivedAt.Equal(env.ReceivedAt) {
+		t.Fatalf("LoadEnvelope = %+v, %v", got, err)
+	}
+	evs, err := trace.Read(ctx, store, id, nil)
+	if err != nil || len(evs) != 1 || evs[0].Event != "received" || !evs[0].Time.Equal(env.ReceivedAt) {
+		t.Fatalf("Read = %+v, %v", evs, err)
+	}
+	// envelope.json, where there is one, wins.
+	side := env
+	side.Sender = "sidecar@lan"
+	sb, _ := json.Marshal(side)
+	store.Put(ctx, id.EnvelopeKey(), bytes.NewReader(sb), nil)
+	if got, err := trace.LoadEnvelope(ctx, store, id); err != nil || got.Sender != "sidecar@lan" {
+		t.Fatalf("LoadEnvelope with both = %+v, %v", got, err)
 	}
 }
