@@ -27,8 +27,10 @@ type delivery struct {
 }
 
 // route matches every envelope recipient, then enqueues one job per matched
-// route (in order of first recipient) and one DSN job for the rest.
-func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed) error {
+// route (in order of first recipient) and one DSN job for the rest. parsed
+// is p as stored in parsed.json: webhook jobs carry it inline when it is
+// small enough, so the webhook stage need not read it back.
+func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed, parsed []byte) error {
 	env := pj.Envelope
 	now := h.cfg.Now().UTC()
 	lookup := route.FieldLookup(p.Headers) // the values the gateway decides on at the end of DATA (route.HeaderLookup)
@@ -68,7 +70,11 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 		)
 		switch d.rule.Target.Kind {
 		case route.KindWebhook, route.KindDirectory:
-			job = postern.WebhookJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now}
+			wj := postern.WebhookJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now}
+			if len(parsed) <= postern.MaxInlineParsed {
+				wj.Parsed = parsed
+			}
+			job = wj
 			q = h.out.Webhook
 		case route.KindRelay:
 			job = postern.RelayJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now}

@@ -91,15 +91,19 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 		return err
 	}
 	p.ID = id
+	// The envelope goes into the archive with the parsed form: on AWS there
+	// is no envelope.json (see postern.Parsed.Envelope).
+	p.Envelope = &pj.Envelope
 	if err := h.storeAttachments(ctx, p); err != nil {
 		return err
 	}
-	if err := h.writeParsed(ctx, p); err != nil {
+	body, err := h.writeParsed(ctx, p)
+	if err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "parsed",
 		"attachments", len(p.Attachments), "parse_errors", len(p.Errors), "severe", hasSevere(p.Errors))
-	return h.route(ctx, log, pj, p)
+	return h.route(ctx, log, pj, p, body)
 }
 
 // parse parses the stored message: a large one without holding it, any
@@ -280,16 +284,18 @@ func (h *Handler) storeAttachments(ctx context.Context, p *postern.Parsed) error
 	return nil
 }
 
-func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed) error {
+// writeParsed stores p as parsed.json and returns the JSON it stored, which
+// webhook jobs may carry inline.
+func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed) ([]byte, error) {
 	body, err := json.Marshal(p)
 	if err != nil {
-		return fmt.Errorf("encode parsed %s: %w", p.ID, err)
+		return nil, fmt.Errorf("encode parsed %s: %w", p.ID, err)
 	}
 	key := p.ID.ParsedKey()
 	if err := h.store.Put(ctx, key, bytes.NewReader(body), &blob.PutOptions{ContentType: "application/json"}); err != nil {
-		return fmt.Errorf("put parsed %s: %w", key, err)
+		return nil, fmt.Errorf("put parsed %s: %w", key, err)
 	}
-	return nil
+	return body, nil
 }
 
 // storedType passes a declared media type on to the store only when it looks

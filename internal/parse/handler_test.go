@@ -98,6 +98,10 @@ func TestHandleParsesStoresAndRoutes(t *testing.T) {
 	if p.ID != id || p.Subject != "Scan ready – Büro 3" || p.HTML != m.html || len(p.Attachments) != 3 {
 		t.Fatalf("parsed = id %s subject %q attachments %d", p.ID, p.Subject, len(p.Attachments))
 	}
+	// The archive keeps the envelope: on AWS there is no envelope.json.
+	if p.Envelope == nil || !reflect.DeepEqual(*p.Envelope, env) {
+		t.Errorf("parsed envelope = %+v, want the job's %+v", p.Envelope, env)
+	}
 	for i, a := range p.Attachments[:2] {
 		if a.Key != "" || len(a.Content) == 0 || a.Size > testInlineMax {
 			t.Errorf("attachment %d should be inline: %+v", i, a)
@@ -118,14 +122,16 @@ func TestHandleParsesStoresAndRoutes(t *testing.T) {
 	}
 
 	// Webhook and directory routes both go to the webhook queue, in order of
-	// their first recipient.
+	// their first recipient, each with the stored parsed form inline (so the
+	// webhook stage need not read it back).
 	wh := hs.wh.sent()
 	if len(wh) != 2 {
 		t.Fatalf("webhook jobs = %d, want 2", len(wh))
 	}
+	parsed := json.RawMessage(hs.store.object(t, id.ParsedKey()))
 	wantWH := []postern.WebhookJob{
-		{V: postern.JobVersion, ID: id, Route: "alarms", Recipients: []string{"ops@example.com"}, Envelope: env, Created: testNow},
-		{V: postern.JobVersion, ID: id, Route: "archive", Recipients: []string{"archive@example.com"}, Envelope: env, Created: testNow},
+		{V: postern.JobVersion, ID: id, Route: "alarms", Recipients: []string{"ops@example.com"}, Envelope: env, Created: testNow, Parsed: parsed},
+		{V: postern.JobVersion, ID: id, Route: "archive", Recipients: []string{"archive@example.com"}, Envelope: env, Created: testNow, Parsed: parsed},
 	}
 	for i, b := range wh {
 		if got := decode[postern.WebhookJob](t, b); !reflect.DeepEqual(got, wantWH[i]) {

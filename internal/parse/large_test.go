@@ -50,7 +50,10 @@ func handled(t *testing.T, hs *harness, raw []byte) *postern.Parsed {
 		t.Fatalf("Handle: %v", err)
 	}
 	p := decode[postern.Parsed](t, hs.store.object(t, id.ParsedKey()))
-	p.ID = ""
+	if p.Envelope == nil || p.Envelope.ID != id {
+		t.Errorf("parsed form keeps envelope %+v, want the job's", p.Envelope)
+	}
+	p.ID, p.Envelope = "", nil // differ between harnesses
 	for i := range p.Attachments {
 		a := &p.Attachments[i]
 		if a.Key != "" {

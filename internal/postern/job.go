@@ -2,6 +2,7 @@ package postern
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -26,7 +27,18 @@ type WebhookJob struct {
 	Recipients []string  `json:"recipients"` // the envelope recipients this route matched
 	Envelope   Envelope  `json:"envelope"`
 	Created    time.Time `json:"created"` // when routing created the job; bounds retries by max age
+	// Parsed is the parse stage's parsed.json, inline when it is at most
+	// MaxInlineParsed bytes: the webhook stage then delivers without
+	// reading it back from the store (one S3 GET fewer per message and
+	// route). Empty means: read ParsedKey. parsed.json is written all the
+	// same, as the archive.
+	Parsed json.RawMessage `json:"parsed,omitempty"`
 }
+
+// MaxInlineParsed bounds WebhookJob.Parsed: with the envelope and the
+// rest of the job it stays well under SQS's 256 KiB message limit (and the
+// local queue's), so a large parsed form never makes a job unsendable.
+const MaxInlineParsed = 128 << 10
 
 // WebhookDeliveryID is the stable webhook-id of a message's delivery to a
 // route: the same on every retry and replay, so receivers can de-duplicate.

@@ -6,11 +6,19 @@ import "time"
 const ParsedVersion = 1
 
 // Parsed is the parsed form of a message, written by the parse stage as JSON
-// beside the raw message and read by the delivery stages. Envelope facts are
-// not repeated here: header addresses and envelope addresses stay apart.
+// beside the raw message and read by the delivery stages. Header addresses
+// (From, To, ...) and envelope addresses stay apart: the envelope is kept
+// whole in Envelope, never merged into them.
 type Parsed struct {
 	V  int   `json:"v"`
 	ID MsgID `json:"id"`
+
+	// Envelope is the ParseJob's envelope. On AWS the gateway writes no
+	// envelope.json (the queued ParseJob is what makes it durable before
+	// 250, one S3 PUT fewer per message), so this copy is what keeps the
+	// archive enough to replay the message; readers of envelope.json fall
+	// back to it. Absent in parsed forms written before it existed.
+	Envelope *Envelope `json:"envelope,omitempty"`
 
 	// Headers in the order they appear, values decoded (RFC 2047) where
 	// decoding succeeded.

@@ -56,7 +56,7 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	if d.target.Payload == PayloadRaw {
 		return h.attemptRaw(ctx, d)
 	}
-	p, err := h.loadParsed(ctx, d.job.ID)
+	p, err := h.loadParsed(ctx, d.job)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -115,8 +115,17 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 	}), nil
 }
 
-// loadParsed reads the parse stage's output for id.
-func (h *Handler) loadParsed(ctx context.Context, id postern.MsgID) (*postern.Parsed, error) {
+// loadParsed returns the parse stage's output for the job: the copy the job
+// carries when parse put one in (no store read), else parsed.json, which
+// is also where a copy that does not decode sends it (the archive decides).
+func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*postern.Parsed, error) {
+	id := job.ID
+	if len(job.Parsed) > 0 {
+		var p postern.Parsed
+		if err := json.Unmarshal(job.Parsed, &p); err == nil {
+			return &p, nil
+		}
+	}
 	rc, err := h.get(ctx, id.ParsedKey())
 	if err != nil {
 		return nil, err
