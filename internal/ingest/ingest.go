@@ -1,10 +1,8 @@
-// Package ingest makes a received message durable and queued: the raw bytes
-// and the envelope sidecar go to the store, then a ParseJob to the inbound
-// queue. The SMTP gateway answers 250 only when Accept returns nil.
+// Package ingest makes a received message durable and queued. The SMTP
+// gateway answers 250 only when Accept returns nil.
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,10 +35,23 @@ func New(store blob.Store, queue Sender, log *slog.Logger) *Ingester {
 }
 
 // Accept streams body into the store under env.ID, fills env.Size and
-// env.SHA256, stores the envelope and enqueues a ParseJob. It returns nil
-// only when all three are durable. On error nothing has been queued, so no
-// stage will ever see the message; objects already written are orphans the
-// store's lifecycle expiry removes, and a retried message gets a new id.
+// env.SHA256, and enqueues a ParseJob. It returns nil only when both are
+// durable: two requests on AWS (one S3 PUT, one SQS send).
+//
+// No envelope.json is written: the ParseJob carries the whole envelope, so
+// once it is queued the envelope is as durable as the message, and the
+// parse stage archives it inside parsed.json (postern.Parsed.Envelope);
+// readers of envelope.json fall back to that. The local spool path
+// (Spooled) still writes envelope.json, which costs nothing there.
+//
+// The PUT comes first and the send after it, never both at once: the job
+// needs the size and digest only the finished PUT knows, and a job must
+// never name an object that may not exist (a PUT that fails after its job
+// was sent would leave a job parse retries until it dead-letters, for a
+// message the sender was told to send again). On error nothing has been
+// queued, so no stage will ever see the message; an object already written
+// is an orphan the store's lifecycle expiry removes, and a retried message
+// gets a new id.
 //
 // Errors from reading body (for example go-smtp's size limit) are returned
 // wrapped, so the caller can still recognise them with errors.Is.
@@ -51,12 +62,9 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 	if err := in.store.Put(ctx, env.ID.RawKey(), cr, &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
 		return fmt.Errorf("store raw %s: %w", env.ID, err)
 	}
-	eb, jb, err := seal(env, cr)
+	_, jb, err := seal(env, cr)
 	if err != nil {
 		return err
-	}
-	if err := in.store.Put(ctx, env.ID.EnvelopeKey(), bytes.NewReader(eb), &blob.PutOptions{ContentType: "application/json"}); err != nil {
-		return fmt.Errorf("store envelope %s: %w", env.ID, err)
 	}
 	if _, err := in.queue.Send(ctx, jb, 0); err != nil {
 		return fmt.Errorf("enqueue parse job %s: %w", env.ID, err)

@@ -85,15 +85,10 @@ func TestAcceptStoresAndQueues(t *testing.T) {
 	if !bytes.Equal(raw, body) {
 		t.Errorf("raw = %q", raw)
 	}
-	rc, err = st.Get(t.Context(), env.ID.EnvelopeKey())
-	if err != nil {
-		t.Fatal(err)
+	// The job is the envelope's durable copy: no envelope.json on this path.
+	if _, err := st.Stat(t.Context(), env.ID.EnvelopeKey()); !errors.Is(err, blob.ErrNotFound) {
+		t.Errorf("envelope.json: %v, want not found (the ParseJob carries the envelope)", err)
 	}
-	var stored postern.Envelope
-	if err := json.NewDecoder(rc).Decode(&stored); err != nil || stored.ID != env.ID || stored.SHA256 != env.SHA256 || stored.V != postern.EnvelopeVersion {
-		t.Errorf("envelope sidecar = %+v, %v", stored, err)
-	}
-	rc.Close()
 	msgs, err := q.Receive(t.Context(), 10, time.Minute, 0)
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("queue has %d jobs, %v", len(msgs), err)
@@ -101,6 +96,46 @@ func TestAcceptStoresAndQueues(t *testing.T) {
 	var job postern.ParseJob
 	if err := json.Unmarshal(msgs[0].Body, &job); err != nil || job.ID != env.ID || job.V != postern.JobVersion || job.Envelope.Sender != "a@lan" {
 		t.Errorf("job = %+v, %v", job, err)
+	}
+	if e := job.Envelope; e.ID != env.ID || e.SHA256 != env.SHA256 || e.Size != env.Size || e.V != postern.EnvelopeVersion {
+		t.Errorf("job envelope = %+v, want the sealed envelope", e)
+	}
+}
+
+// countingStore counts Puts, so a test can hold Accept to its request
+// budget (each Put is an S3 request on AWS).
+type countingStore struct {
+	blob.Store
+	puts []string
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, o *blob.PutOptions) error {
+	c.puts = append(c.puts, key)
+	return c.Store.Put(ctx, key, r, o)
+}
+
+type countingQueue struct {
+	Sender
+	sends int
+}
+
+func (c *countingQueue) Send(ctx context.Context, body []byte, d time.Duration) (string, error) {
+	c.sends++
+	return c.Sender.Send(ctx, body, d)
+}
+
+// Accept makes one store write and one queue send, in that order of
+// durability: two AWS requests before 250.
+func TestAcceptMakesOnePutAndOneSend(t *testing.T) {
+	t.Parallel()
+	st, q := setup(t)
+	cs, cq := &countingStore{Store: st}, &countingQueue{Sender: q}
+	env := newEnv()
+	if err := New(cs, cq, slog.New(slog.DiscardHandler)).Accept(t.Context(), env, strings.NewReader("Subject: x\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if len(cs.puts) != 1 || cs.puts[0] != env.ID.RawKey() || cq.sends != 1 {
+		t.Errorf("puts %q, sends %d; want only %s and one send", cs.puts, cq.sends, env.ID.RawKey())
 	}
 }
 
@@ -114,7 +149,6 @@ func TestFailureQueuesNothing(t *testing.T) {
 		qerr   error
 	}{
 		{"raw put fails", "raw.eml", nil},
-		{"envelope put fails", "envelope.json", nil},
 		{"enqueue fails", "", errors.New("injected queue failure")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
