@@ -1,5 +1,5 @@
-// Package sesrelay is the relay Transport for Amazon SES: one SES v2
-// SendEmail call with the raw message per send.
+// Package sesrelay is the relay Transport for Amazon SES: SES v2 SendEmail
+// calls with the raw message, one per chunk of at most 50 recipients.
 package sesrelay
 
 import (
@@ -29,6 +29,10 @@ var _ API = (*sesv2.Client)(nil)
 
 // DiagSES is the diagnostic type of SES's answers in DSNs.
 const DiagSES = "X-SES"
+
+// MaxRecipientsPerCall is SES's limit on the recipients of one SendEmail
+// call; limits.max_recipients allows more (100 by default).
+const MaxRecipientsPerCall = 50
 
 // Defaults applied to zero Config fields.
 const (
@@ -76,10 +80,16 @@ func New(api API, cfg Config) *Transport {
 	return &Transport{api: api, cfg: cfg}
 }
 
-// Send makes one SendEmail call for every recipient SES can take. SES
-// answers once for the whole call, so every recipient in it gets that
-// answer; recipients SES cannot address (a non-ASCII local part, an
-// invalid domain) are refused beforehand, each on its own.
+// Send makes one SendEmail call per chunk of at most MaxRecipientsPerCall
+// recipients SES can take, one after another, with the same raw message.
+// SES answers once per call, so every recipient of a chunk gets its
+// chunk's answer: when one chunk fails, the others' recipients keep their
+// acceptance and the relay stage retries only the failed chunk's (it keeps
+// settled recipients in its state). SendEmail has no idempotency key, so a
+// chunk is sent again only when its acceptance was not recorded (the
+// function died between the call and the state write). Recipients SES
+// cannot address (a non-ASCII local part, an invalid domain) are refused
+// beforehand, each on its own.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
 	res := &relay.Result{Remote: t.cfg.Name, Rcpts: make([]relay.RcptResult, len(m.To))}
 	var to []string
@@ -94,7 +104,7 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		to = append(to, a)
 		idx = append(idx, i)
 	}
-	set := func(r relay.Reply) {
+	set := func(idx []int, r relay.Reply) {
 		for _, i := range idx {
 			res.Rcpts[i].Reply = r
 		}
@@ -110,10 +120,18 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		return nil, fmt.Errorf("sesrelay: read message %s: %w", m.ID, err)
 	}
 	if int64(len(raw)) > t.cfg.MaxBytes {
-		set(relay.Reply{Status: "5.3.4", Text: fmt.Sprintf("message exceeds the SES limit of %d bytes", t.cfg.MaxBytes), Type: relay.DiagLocal})
+		set(idx, relay.Reply{Status: "5.3.4", Text: fmt.Sprintf("message exceeds the SES limit of %d bytes", t.cfg.MaxBytes), Type: relay.DiagLocal})
 		return res, nil
 	}
+	for start := 0; start < len(to); start += MaxRecipientsPerCall {
+		end := min(start+MaxRecipientsPerCall, len(to))
+		set(idx[start:end], t.sendChunk(ctx, m, raw, to[start:end]))
+	}
+	return res, nil
+}
 
+// sendChunk makes one SendEmail call for to and returns its answer.
+func (t *Transport) sendChunk(ctx context.Context, m *relay.Message, raw []byte, to []string) relay.Reply {
 	in := &sesv2.SendEmailInput{
 		Content:     &types.EmailContent{Raw: &types.RawMessage{Data: raw}},
 		Destination: &types.Destination{ToAddresses: to},
@@ -134,15 +152,13 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 	}
 	out, err := t.api.SendEmail(ctx, in)
 	if err != nil {
-		set(classify(err))
-		return res, nil
+		return classify(err)
 	}
 	text := "accepted"
 	if out.MessageId != nil {
 		text = "accepted as " + *out.MessageId
 	}
-	set(relay.Reply{Status: "2.0.0", Text: text, Type: DiagSES})
-	return res, nil
+	return relay.Reply{Status: "2.0.0", Text: text, Type: DiagSES}
 }
 
 // classify is the SES edge's one table from an error to a reply. Only a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -47,6 +48,9 @@ type fakeSES struct {
 	errType  string
 	errMsg   string
 	badPaths []string
+	// failCall, when not 0, makes only that call (1-based) fail with
+	// status, errType and errMsg.
+	failCall int
 }
 
 func (f *fakeSES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -66,7 +70,7 @@ func (f *fakeSES) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.reqs = append(f.reqs, req)
 	f.auth = append(f.auth, r.Header.Get("Authorization"))
 	w.Header().Set("Content-Type", "application/json")
-	if f.status != 0 {
+	if f.status != 0 && (f.failCall == 0 || f.failCall == len(f.reqs)) {
 		w.Header().Set("X-Amzn-ErrorType", f.errType)
 		w.WriteHeader(f.status)
 		json.NewEncoder(w).Encode(map[string]string{"message": f.errMsg})
@@ -263,5 +267,51 @@ func TestSendRawCRLFOnly(t *testing.T) {
 	m.Body = strings.NewReader(in)
 	if r := send(t, tr, m).Rcpts[0].Reply; r.Status != "5.3.4" {
 		t.Fatalf("over the limit once converted: reply %+v, want 5.3.4", r)
+	}
+}
+
+// SES takes at most 50 recipients per call: 120 go out in calls of 50, 50
+// and 20, each with the whole raw message; a failed chunk fails only its
+// own recipients, so the relay stage retries only those.
+func TestSendChunksOf50WithPerChunkOutcomes(t *testing.T) {
+	t.Parallel()
+	var to []string
+	for i := range 120 {
+		to = append(to, fmt.Sprintf("r%03d@example.com", i))
+	}
+	f := &fakeSES{status: 429, errType: "TooManyRequestsException", errMsg: "Maximum sending rate exceeded.", failCall: 2}
+	tr := New(newClient(t, f), Config{})
+	res := send(t, tr, message("scanner@lan.example", to...))
+	reqs := f.requests()
+	var sizes []int
+	var sent []string
+	for _, q := range reqs {
+		sizes = append(sizes, len(q.Destination.ToAddresses))
+		sent = append(sent, q.Destination.ToAddresses...)
+		if string(q.Content.Raw.Data) != testRaw {
+			t.Errorf("a chunk carried %q, want the whole message", q.Content.Raw.Data)
+		}
+	}
+	if !slices.Equal(sizes, []int{50, 50, 20}) || !slices.Equal(sent, to) {
+		t.Fatalf("chunks of %v (%d addresses in order: %v), want 50, 50, 20 covering every recipient once", sizes, len(sent), slices.Equal(sent, to))
+	}
+	for i, r := range res.Rcpts {
+		failed := i >= 50 && i < 100
+		if r.Addr != to[i] || r.Reply.Accepted() == failed || (failed && (r.Reply.Status != "4.4.5" || r.Reply.Permanent())) {
+			t.Errorf("rcpt %d %s: %+v; want accepted=%v", i, r.Addr, r.Reply, !failed)
+		}
+	}
+
+	// The retry sends only what is still owed: the failed chunk.
+	retry := message("scanner@lan.example", to[50:100]...)
+	f2 := &fakeSES{}
+	res = send(t, New(newClient(t, f2), Config{}), retry)
+	if n := len(f2.requests()); n != 1 || len(f2.requests()[0].Destination.ToAddresses) != 50 {
+		t.Errorf("retry of 50 made %d calls", n)
+	}
+	for _, r := range res.Rcpts {
+		if !r.Reply.Accepted() {
+			t.Errorf("retry: %s %+v", r.Addr, r.Reply)
+		}
 	}
 }
