@@ -50,9 +50,12 @@ func (d *delivery) expired(now time.Time) bool {
 }
 
 // attempt makes one delivery. An error means no attempt could be made (the
-// store or the link maker failed: Postern's trouble, not the receiver's);
-// otherwise the outcome says what the receiver did.
+// store, the link maker or the secret source failed: Postern's trouble, not
+// the receiver's); otherwise the outcome says what the receiver did.
 func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
+	if err := d.resolveSecrets(ctx); err != nil {
+		return outcome{}, err
+	}
 	if d.target.Payload == PayloadRaw {
 		return h.attemptRaw(ctx, d)
 	}

@@ -1,6 +1,11 @@
 package webhook
 
-import "time"
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
 
 // Payload forms a route can ask for.
 const (
@@ -25,6 +30,12 @@ type Target struct {
 	// Secrets sign each request. During a rotation there are several and
 	// each adds a signature, so receivers holding either key accept it.
 	Secrets [][]byte
+	// SecretSource, when set, gives the keys at each delivery instead of
+	// Secrets: secrets read at run time (Secrets Manager, through a cache)
+	// so a rotation applies without a restart. An error makes the attempt
+	// fail as Postern's own trouble (the job is retried); see
+	// NewSecretSource.
+	SecretSource func(ctx context.Context) ([][]byte, error)
 	Payload string        // PayloadJSON (default) or PayloadRaw
 	Timeout time.Duration // per request; DefaultTimeout when zero
 	// MaxAge bounds how long after routing a message keeps being retried;
@@ -57,4 +68,59 @@ func (t Target) withDefaults() Target {
 		t.MaxAge = DefaultMaxAge
 	}
 	return t
+}
+
+// resolveSecrets puts the target's current keys in d.target.Secrets when
+// they come from a SecretSource, before anything is signed: the payload
+// and, should the delivery fail for good, the failure notice.
+func (d *delivery) resolveSecrets(ctx context.Context) error {
+	if d.target.SecretSource == nil || d.target.Dir != "" {
+		return nil
+	}
+	keys, err := d.target.SecretSource(ctx)
+	if err != nil {
+		return err
+	}
+	d.target.Secrets = keys
+	return nil
+}
+
+// NewSecretSource returns a Target.SecretSource for one route's secrets as
+// the configuration writes them (refs: literals, env:, file: or
+// secretsmanager: references). resolve returns a reference's current text
+// and is called for every delivery, so it should cache (secrets.Cache's
+// Resolve does, with a TTL). A text is parsed with ParseSecret only when it
+// differs from the one before. Errors name the route and the secret's
+// index, never its value.
+func NewSecretSource(route string, refs []string, resolve func(ctx context.Context, ref string) (string, error)) func(ctx context.Context) ([][]byte, error) {
+	type parsed struct {
+		text string
+		key  []byte
+	}
+	var mu sync.Mutex // guards last
+	last := make([]parsed, len(refs))
+	return func(ctx context.Context) ([][]byte, error) {
+		texts := make([]string, len(refs))
+		for i, ref := range refs {
+			t, err := resolve(ctx, ref)
+			if err != nil {
+				return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", route, i, err)
+			}
+			texts[i] = t
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		keys := make([][]byte, len(refs))
+		for i, t := range texts {
+			if last[i].key == nil || last[i].text != t {
+				k, err := ParseSecret(t)
+				if err != nil {
+					return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", route, i, err)
+				}
+				last[i] = parsed{text: t, key: k}
+			}
+			keys[i] = last[i].key
+		}
+		return keys, nil
+	}
 }
