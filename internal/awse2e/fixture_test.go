@@ -26,8 +26,8 @@ type fixture struct {
 	bootstrap   map[string]string
 }
 
-// newFixture starts (or finds) the stand-ins and builds functions/parse and
-// functions/webhook as Lambda bootstraps.
+// newFixture starts (or finds) the stand-ins and builds the four functions
+// (functions/parse, webhook, relay, dsn) as Lambda bootstraps.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	s3ep, key, secret := standin.S3(t)
@@ -42,7 +42,7 @@ func newFixture(t *testing.T) *fixture {
 		wg   sync.WaitGroup
 		errs []error
 	)
-	for _, stage := range []string{"parse", "webhook"} {
+	for _, stage := range []string{"parse", "webhook", "relay", "dsn"} {
 		dir := t.TempDir()
 		wg.Go(func() {
 			bin, err := lambdart.Build(ctx, "github.com/postern/postern/functions/"+stage, dir)

@@ -1,6 +1,7 @@
 package awse2e
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,11 @@ type mapping struct {
 	sqs   *sqs.Client
 	queue queueRef
 	fn    *lambdart.Runtime
+	// batchSize is BatchSize (at most 10 without a window); window is
+	// MaximumBatchingWindowInSeconds: how long to keep receiving to fill a
+	// batch once the first record is in.
+	batchSize int
+	window    time.Duration
 }
 
 // start polls until t ends.
@@ -47,21 +53,48 @@ func (m *mapping) start(t *testing.T) {
 	})
 }
 
-// poll handles one batch, waiting up to a second for one. It returns the
-// batch and the ids the function reported as failed.
+// poll handles one batch, waiting up to a second for its first record
+// and then up to the batching window for the rest. It returns the batch
+// and the ids the function reported as failed.
 func (m *mapping) poll(ctx context.Context) ([]types.Message, []string, error) {
-	out, err := m.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl:                    aws.String(m.queue.url),
-		MaxNumberOfMessages:         10, // the template's BatchSize
-		WaitTimeSeconds:             1,
-		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-		MessageAttributeNames:       []string{"All"},
-	})
-	if err != nil || len(out.Messages) == 0 {
-		return nil, nil, err
+	size := cmp.Or(m.batchSize, 10)
+	var msgs []types.Message
+	var until time.Time
+	for len(msgs) < size {
+		wait := int32(1)
+		if len(msgs) > 0 {
+			left := time.Until(until)
+			if left <= 0 {
+				break
+			}
+			wait = int32(min(left, 20*time.Second) / time.Second) // 0: what is there now
+		}
+		out, err := m.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(m.queue.url),
+			MaxNumberOfMessages:         int32(min(size-len(msgs), 10)),
+			WaitTimeSeconds:             wait,
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+			MessageAttributeNames:       []string{"All"},
+		})
+		if err != nil {
+			if len(msgs) == 0 {
+				return nil, nil, err
+			}
+			break // deliver what is in hand
+		}
+		if len(msgs) == 0 {
+			if len(out.Messages) == 0 {
+				return nil, nil, nil
+			}
+			until = time.Now().Add(m.window)
+		}
+		msgs = append(msgs, out.Messages...)
+		if m.window <= 0 {
+			break
+		}
 	}
-	failed, err := m.deliver(ctx, out.Messages)
-	return out.Messages, failed, err
+	failed, err := m.deliver(ctx, msgs)
+	return msgs, failed, err
 }
 
 // deliver invokes the function with msgs and deletes those it did not

@@ -24,7 +24,7 @@ import (
 )
 
 // Stage queues, by the stage that consumes them.
-var stageQueues = map[string]string{"parse": app.QueueInbound, "webhook": app.QueueWebhook}
+var stageQueues = map[string]string{"parse": app.QueueInbound, "webhook": app.QueueWebhook, "relay": app.QueueRelay, "dsn": app.QueueDSN}
 
 // queueSpec is how a test deployment makes each queue: short visibility
 // timeouts, so a record reported as failed comes back within seconds, and
@@ -53,6 +53,10 @@ type stack struct {
 	// stand-in endpoints); the gateway container gets the same.
 	env map[string]string
 	gw  *app.App
+	// specs, when the stack follows the template's numbers, by stage.
+	specs map[string]stageSpec
+	// stageEnv is added to env for one stage's function.
+	stageEnv map[string]map[string]string
 }
 
 type stackOptions struct {
@@ -62,6 +66,15 @@ type stackOptions struct {
 	s3Endpoint, sqsEndpoint string
 	s3                      *s3.Client
 	sqs                     *sqs.Client
+	// config is more top-level configuration YAML (identities:, dsn:).
+	config string
+	// template makes the stack as template.yaml does: each queue's
+	// visibility timeout and receive count, each event source mapping's
+	// batch size, window and concurrency, each function's timeout and the
+	// variables the template gives it besides the stack's own
+	// (POSTERN_DLQ_*, POSTERN_RECORD_CONCURRENCY). Else queueSpec's short
+	// numbers, one instance per function and no dead-letter variables.
+	template bool
 }
 
 // newStack deploys a stack on the stand-ins and boots its gateway.
@@ -70,6 +83,10 @@ func newStack(t *testing.T, fx *fixture, opts stackOptions) *stack {
 	st := &stack{
 		name: "e2e-" + strings.ToLower(rand.Text()[:10]),
 		s3:   fx.s3, sqs: fx.sqs, queues: map[string]queueRef{},
+	}
+	st.stageEnv = map[string]map[string]string{}
+	if opts.template {
+		st.specs = templateSpecs(t)
 	}
 	s3ep, sqsep := fx.s3Endpoint, fx.sqsEndpoint
 	if opts.s3 != nil {
@@ -96,7 +113,7 @@ limits:
 delivery:
   inline_attachment_bytes: 1024
 routes:
-` + opts.routes
+` + opts.routes + opts.config
 	st.env = map[string]string{
 		"POSTERN_BACKEND":       "aws",
 		"POSTERN_AWS_REGION":    standin.Region,
@@ -111,8 +128,35 @@ routes:
 		"POSTERN_SQS_ENDPOINT":  sqsep,
 		"POSTERN_CONFIG_YAML":   yaml,
 	}
+	if st.specs != nil {
+		st.templateEnv(t)
+	}
 	st.bootGateway(t)
 	return st
+}
+
+// templateEnv gives each function the variables the template gives it
+// that the stack's env does not set, with references to the template's
+// queues turned into the stack's queue URLs.
+func (st *stack) templateEnv(t *testing.T) {
+	t.Helper()
+	for stage, spec := range st.specs {
+		env := map[string]string{}
+		for k, v := range spec.env {
+			if _, ok := st.env[k]; ok || k == "POSTERN_DATA_DIR" {
+				continue
+			}
+			if m := refPattern.FindStringSubmatch(v); m != nil {
+				name := stackQueue(st.specs, m[1])
+				if name == "" {
+					continue // a resource the stand-ins do not have (the bucket is in env)
+				}
+				v = st.queues[name].url
+			}
+			env[k] = v
+		}
+		st.stageEnv[stage] = env
+	}
 }
 
 // createQueues makes the stack's queues (again, after an SQS stand-in
@@ -121,6 +165,11 @@ func (st *stack) createQueues(t *testing.T) {
 	t.Helper()
 	for _, name := range []string{app.QueueInbound, app.QueueWebhook, app.QueueRelay, app.QueueDSN} {
 		spec := queueSpec[name]
+		for stage, s := range st.specs {
+			if stageQueues[stage] == name {
+				spec.visibility, spec.maxReceives = int(s.visibility/time.Second), s.maxReceives
+			}
+		}
 		dlq := st.createQueue(t, name+"-dlq", nil)
 		policy, err := json.Marshal(map[string]any{"deadLetterTargetArn": dlq.arn, "maxReceiveCount": spec.maxReceives})
 		if err != nil {
@@ -190,11 +239,18 @@ func (st *stack) bootGateway(t *testing.T) {
 // stack's environment, as the stage's Lambda function.
 func (st *stack) function(t *testing.T, fx *fixture, stage string) *lambdart.Runtime {
 	t.Helper()
+	all := maps.Clone(st.env)
+	maps.Copy(all, st.stageEnv[stage])
 	var env []string
-	for _, k := range slices.Sorted(maps.Keys(st.env)) {
-		env = append(env, k+"="+st.env[k])
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		env = append(env, k+"="+all[k])
+	}
+	var timeout time.Duration // lambdart's default
+	if s, ok := st.specs[stage]; ok {
+		timeout = s.timeout
 	}
 	r, err := lambdart.Start(lambdart.Config{
+		Timeout:         timeout,
 		Bootstrap:       fx.bootstrap[stage],
 		FunctionName:    st.name + "-" + stage,
 		Region:          standin.Region,
@@ -214,19 +270,36 @@ func (st *stack) function(t *testing.T, fx *fixture, stage string) *lambdart.Run
 	return r
 }
 
+// maxInstances bounds the execution environments (processes) one stage
+// runs here when the template allows more (MaximumConcurrency is 20 to
+// 100 and this machine has a few CPUs).
+const maxInstances = 3
+
 // deploy runs each stage's function and maps its queue to it, as the
-// template's SQS events do, until t ends.
+// template's SQS events do, until t ends: with the template's numbers,
+// min(MaximumConcurrency, maxInstances) instances, each polled by its own
+// mapping, as Lambda scales concurrent invocations.
 func (st *stack) deploy(t *testing.T, fx *fixture, stages ...string) {
 	t.Helper()
 	for _, stage := range stages {
-		m := st.mapping(stage, st.function(t, fx, stage))
-		m.start(t)
+		n := 1
+		if s, ok := st.specs[stage]; ok {
+			n = min(s.maxConcurrency, maxInstances)
+		}
+		for range n {
+			st.mapping(stage, st.function(t, fx, stage)).start(t)
+		}
 	}
 }
 
-// mapping is the event source mapping of stage's queue to fn.
+// mapping is the event source mapping of stage's queue to fn, with the
+// template's batch size and window when the stack follows it.
 func (st *stack) mapping(stage string, fn *lambdart.Runtime) *mapping {
-	return &mapping{sqs: st.sqs, queue: st.queues[stageQueues[stage]], fn: fn}
+	m := &mapping{sqs: st.sqs, queue: st.queues[stageQueues[stage]], fn: fn, batchSize: 10}
+	if s, ok := st.specs[stage]; ok {
+		m.batchSize, m.window = s.batchSize, s.window
+	}
+	return m
 }
 
 // smtpAddr is the gateway's SMTP address.

@@ -99,15 +99,17 @@ func Handler(ctx context.Context, stage string, build Build, cfg *config.Config,
 // environment (POSTERN_CONFIG_YAML or POSTERN_CONFIG plus overrides), JSON
 // logs to stdout (CloudWatch), then lambda.Start.
 func Main(stage string, build Build) {
-	log := slog.New(slog.NewJSONHandler(os.Stdout, nil)).With(slog.String("stage", stage))
+	// No stage attribute on the logger: the adapter and the stages add
+	// their own.
+	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
 	cfg, err := config.Load(os.Getenv("POSTERN_CONFIG"), os.Getenv)
 	if err != nil {
-		log.Error("configuration", slog.String("error", err.Error()))
+		log.Error("configuration", slog.String("stage", stage), slog.String("error", err.Error()))
 		os.Exit(1)
 	}
 	h, err := Handler(context.Background(), stage, build, cfg, log)
 	if err != nil {
-		log.Error("start", slog.String("error", err.Error()))
+		log.Error("start", slog.String("stage", stage), slog.String("error", err.Error()))
 		os.Exit(1)
 	}
 	lambda.Start(h)
