@@ -45,6 +45,11 @@ type Config struct {
 	// Username and Password enable AUTH; both empty means no AUTH.
 	Username string
 	Password string
+	// PasswordSource, when set, gives the password at each send instead of
+	// Password: a secret read at run time (Secrets Manager, through a
+	// cache with a TTL), so a rotated password applies without a restart.
+	// Its error fails Send as this side's fault, and the job is retried.
+	PasswordSource func(ctx context.Context) (string, error)
 	// AuthMechanism is "PLAIN", "LOGIN", or "" for PLAIN when offered,
 	// else LOGIN.
 	AuthMechanism string
@@ -81,8 +86,8 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("smtprelay: tls %q is not starttls, implicit or none", c.TLS)
 	}
-	if (c.Username == "") != (c.Password == "") {
-		return errors.New("smtprelay: set both username and password, or neither")
+	if (c.Username == "") != (c.Password == "" && c.PasswordSource == nil) {
+		return errors.New("smtprelay: set both username and password (or a password source), or neither")
 	}
 	switch strings.ToUpper(c.AuthMechanism) {
 	case "", "PLAIN", "LOGIN":
@@ -123,4 +128,19 @@ func (c *Config) validate() error {
 	}
 	c.TLSConfig = tc
 	return nil
+}
+
+// password returns the password for AUTH: PasswordSource's when set.
+func (t *Transport) password(ctx context.Context) (string, error) {
+	if t.cfg.PasswordSource == nil || t.cfg.Username == "" {
+		return t.cfg.Password, nil
+	}
+	p, err := t.cfg.PasswordSource(ctx)
+	if err != nil {
+		return "", fmt.Errorf("smtprelay: password for %s: %w", t.cfg.Username, err)
+	}
+	if p == "" {
+		return "", fmt.Errorf("smtprelay: password for %s: the source gave an empty password", t.cfg.Username)
+	}
+	return p, nil
 }

@@ -56,8 +56,13 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		set(all, relay.Reply{Status: "5.1.7", Text: "sender address is malformed", Type: relay.DiagLocal})
 		return res, nil
 	}
+	pass, err := t.password(ctx)
+	if err != nil {
+		// This side's fault: the caller retries the job.
+		return nil, err
+	}
 
-	s, err := t.open(ctx)
+	s, err := t.open(ctx, pass)
 	if err != nil {
 		set(all, failure(err, phaseConnect))
 		return res, nil
@@ -151,7 +156,7 @@ type session struct {
 // open connects, greets, secures and authenticates. The context's deadline
 // bounds every command (go-smtp's per-command timeouts are capped by it)
 // and its end closes the connection, which fails any call in progress.
-func (t *Transport) open(ctx context.Context) (*session, error) {
+func (t *Transport) open(ctx context.Context, pass string) (*session, error) {
 	dctx, cancel := context.WithTimeout(ctx, t.cfg.ConnectTimeout)
 	defer cancel()
 	dial := t.cfg.Dial
@@ -198,14 +203,14 @@ func (t *Transport) open(ctx context.Context) (*session, error) {
 		return fail(err)
 	}
 	if t.cfg.Username != "" {
-		if err := t.auth(s.c); err != nil {
+		if err := t.auth(s.c, pass); err != nil {
 			return fail(err)
 		}
 	}
 	return s, nil
 }
 
-func (t *Transport) auth(c *smtp.Client) error {
+func (t *Transport) auth(c *smtp.Client, pass string) error {
 	ok, params := c.Extension("AUTH")
 	if !ok {
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "smarthost does not offer AUTH"}
@@ -221,9 +226,9 @@ func (t *Transport) auth(c *smtp.Client) error {
 	if !slices.Contains(offered, mech) {
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "smarthost does not offer AUTH " + mech}
 	}
-	var a sasl.Client = sasl.NewPlainClient("", t.cfg.Username, t.cfg.Password)
+	var a sasl.Client = sasl.NewPlainClient("", t.cfg.Username, pass)
 	if mech == "LOGIN" {
-		a = &loginClient{user: t.cfg.Username, pass: t.cfg.Password}
+		a = &loginClient{user: t.cfg.Username, pass: pass}
 	}
 	return c.Auth(a)
 }
