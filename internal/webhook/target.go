@@ -36,8 +36,8 @@ type Target struct {
 	// fail as Postern's own trouble (the job is retried); see
 	// NewSecretSource.
 	SecretSource func(ctx context.Context) ([][]byte, error)
-	Payload string        // PayloadJSON (default) or PayloadRaw
-	Timeout time.Duration // per request; DefaultTimeout when zero
+	Payload      string        // PayloadJSON (default) or PayloadRaw
+	Timeout      time.Duration // per request; DefaultTimeout when zero
 	// MaxAge bounds how long after routing a message keeps being retried;
 	// past it a failed attempt ends in a DSN. DefaultMaxAge when zero.
 	MaxAge time.Duration
