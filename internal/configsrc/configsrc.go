@@ -51,10 +51,11 @@ type Clients struct {
 	SSM SSMAPI
 }
 
-// NewClients builds both clients from cfg. The SDK takes endpoint
-// overrides from AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SSM.
-func NewClients(cfg aws.Config) Clients {
-	return Clients{S3: s3.NewFromConfig(cfg), SSM: ssm.NewFromConfig(cfg)}
+// NewClients builds both clients from cfg; s3Opts tune the S3 client (a
+// stand-in needs UsePathStyle). The SDK takes endpoint overrides from
+// AWS_ENDPOINT_URL_S3 and AWS_ENDPOINT_URL_SSM.
+func NewClients(cfg aws.Config, s3Opts ...func(*s3.Options)) Clients {
+	return Clients{S3: s3.NewFromConfig(cfg, s3Opts...), SSM: ssm.NewFromConfig(cfg)}
 }
 
 // Source is a parsed configuration URI.
