@@ -2,6 +2,7 @@ package templatetest
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,7 +35,7 @@ func TestAlarms(t *testing.T) {
 	for _, ps := range []struct {
 		name   string
 		values map[string]string
-	}{{"no topic", defaults}, {"topic", features}} {
+	}{{"own topic", defaults}, {"own topic and email", sseS3}, {"given topic", features}} {
 		r := resolveWith(t, tpl, ps.values)
 		keys := alarmKeys(r, tpl)
 		want := map[string]string{}
@@ -52,21 +53,45 @@ func TestAlarms(t *testing.T) {
 				t.Errorf("%s: no alarm on %s (%s)", ps.name, k, what)
 			}
 		}
+
+		// Every alarm notifies the chosen topic: AlarmTopicArn, or the
+		// stack's own, which exists only then.
+		topic := ps.values["AlarmTopicArn"]
+		_, ownTopic := r.Resources["AlarmTopic"]
+		if topic == "" {
+			topic = "${AlarmTopic}"
+			if !ownTopic {
+				t.Fatalf("%s: no AlarmTopicArn and no AlarmTopic: alarms would notify nobody", ps.name)
+			}
+			tp := r.Resources["AlarmTopic"]
+			if tp.Type != "AWS::SNS::Topic" || tp.Properties["KmsMasterKeyId"] != "${AlarmTopicKey}" {
+				t.Errorf("%s: AlarmTopic %s %v, want an SNS topic encrypted with AlarmTopicKey", ps.name, tp.Type, tp.Properties["KmsMasterKeyId"])
+			}
+			checkAlarmTopicKey(t, ps.name, r.Resources["AlarmTopicKey"])
+		} else if ownTopic {
+			t.Errorf("%s: the stack creates AlarmTopic although AlarmTopicArn is given", ps.name)
+		}
 		for _, id := range tpl.OfType("AWS::CloudWatch::Alarm") {
 			p := r.Resources[id].Properties
-			topic := ps.values["AlarmTopicArn"]
 			for _, k := range []string{"AlarmActions", "OKActions"} {
-				got, has := p[k]
-				if topic == "" && has {
-					t.Errorf("%s %s: %s %v without a topic", ps.name, id, k, got)
-				}
-				if topic != "" && !reflect.DeepEqual(got, []any{topic}) {
+				if got := p[k]; !reflect.DeepEqual(got, []any{topic}) {
 					t.Errorf("%s %s: %s %v, want [%s]", ps.name, id, k, got, topic)
 				}
 			}
 			if p["TreatMissingData"] == nil {
 				t.Errorf("%s: TreatMissingData unset", id)
 			}
+		}
+
+		sub, subscribed := r.Resources["AlarmEmailSubscription"]
+		email := ps.values["AlarmEmail"]
+		switch {
+		case email != "" && ps.values["AlarmTopicArn"] == "":
+			if !subscribed || sub.Properties["Protocol"] != "email" || sub.Properties["Endpoint"] != email || sub.Properties["TopicArn"] != "${AlarmTopic}" {
+				t.Errorf("%s: AlarmEmail %s does not subscribe to AlarmTopic: %v", ps.name, email, sub.Properties)
+			}
+		case subscribed:
+			t.Errorf("%s: an email subscription without AlarmEmail or to a topic the stack does not own: %v", ps.name, sub.Properties)
 		}
 		for _, id := range []string{"InboundDLQAlarm", "WebhookDLQAlarm", "RelayDLQAlarm", "DSNDLQAlarm"} {
 			p := r.Resources[id].Properties
@@ -75,6 +100,29 @@ func TestAlarms(t *testing.T) {
 			}
 		}
 	}
+}
+
+// checkAlarmTopicKey: CloudWatch can publish to an encrypted topic only if
+// the key's policy lets it use the key, for this account's alarms.
+func checkAlarmTopicKey(t *testing.T, set string, key Resource) {
+	t.Helper()
+	if key.Type != "AWS::KMS::Key" || key.Properties["EnableKeyRotation"] != true {
+		t.Errorf("%s: AlarmTopicKey %s, rotation %v; want a rotating KMS key", set, key.Type, key.Properties["EnableKeyRotation"])
+		return
+	}
+	for _, st := range asList(dig(key.Properties, "KeyPolicy", "Statement")) {
+		if dig(st, "Principal", "Service") != "cloudwatch.amazonaws.com" {
+			continue
+		}
+		if a := strs(dig(st, "Action")); !slices.Contains(a, "kms:Decrypt") || !slices.Contains(a, "kms:GenerateDataKey*") {
+			t.Errorf("%s: CloudWatch may %v on AlarmTopicKey, want kms:Decrypt and kms:GenerateDataKey*", set, a)
+		}
+		if dig(st, "Condition", "StringEquals", "aws:SourceAccount") != "123456789012" {
+			t.Errorf("%s: CloudWatch's use of AlarmTopicKey is not limited to this account", set)
+		}
+		return
+	}
+	t.Errorf("%s: AlarmTopicKey's policy does not let CloudWatch publish", set)
 }
 
 // TestTempFailureMetricFilters: the 4xx-rate alarm counts the gateway's

@@ -13,11 +13,8 @@ import (
 
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/configsrc"
 )
-
-// fakeSecret stands in for a Secrets Manager value; it is a valid webhook
-// signing key and a valid password.
-const fakeSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 // lambdaEnvLimit is Lambda's cap on a function's environment: keys and
 // values together.
@@ -27,37 +24,18 @@ func exampleConfigPath(t testing.TB) string {
 	return filepath.Join(repoRoot(t), "infra", "examples", "aws.yaml")
 }
 
-// deployedConfig is the example configuration as scripts/deploy stores it:
-// full-line comments and blank lines removed.
+// deployedConfig is the example configuration as scripts/deploy uploads it
+// to S3: the file as it is.
 func deployedConfig(t testing.TB) string {
 	t.Helper()
-	b, err := os.ReadFile(exampleConfigPath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keep []string
-	for _, line := range strings.Split(string(b), "\n") {
-		trimmed := strings.TrimSpace(line)
-		if trimmed == "" || strings.HasPrefix(trimmed, "#") {
-			continue
-		}
-		keep = append(keep, line)
-	}
-	return strings.Join(keep, "\n") + "\n"
+	return mustRead(t, exampleConfigPath(t))
 }
 
 var resourceRef = regexp.MustCompile(`\$\{([A-Za-z0-9]+)\}`)
 
-// runtimeValue is what a process sees for a resolved template value: the
-// SSM parameter's text, the secret's value, and realistic names and URLs
-// for the stack's resources.
-func runtimeValue(v, configText string) string {
-	switch {
-	case strings.HasPrefix(v, "{{resolve:ssm:"):
-		return configText
-	case strings.HasPrefix(v, "{{resolve:secretsmanager:"):
-		return fakeSecret
-	}
+// runtimeValue is what a process sees for a resolved template value:
+// realistic names and URLs for the stack's resources.
+func runtimeValue(v string) string {
 	return resourceRef.ReplaceAllStringFunc(v, func(m string) string {
 		id := m[2 : len(m)-1]
 		if strings.HasSuffix(id, "Queue") || strings.HasSuffix(id, "DLQ") {
@@ -67,34 +45,34 @@ func runtimeValue(v, configText string) string {
 	})
 }
 
-// envRefs lists the env:NAME references in a configuration.
-func envRefs(t testing.TB, text string) []string {
+// secretRefs lists a configuration's secret references with the given
+// prefix (env:, secretsmanager:), by the key they sit under.
+func secretRefs(t testing.TB, text, prefix string) map[string][]string {
 	t.Helper()
 	doc, err := DecodeYAML([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var refs []string
-	var walk func(v any)
-	walk = func(v any) {
+	refs := map[string][]string{}
+	var walk func(key string, v any)
+	walk = func(key string, v any) {
 		switch x := v.(type) {
 		case map[string]any:
-			for _, e := range x {
-				walk(e)
+			for k, e := range x {
+				walk(k, e)
 			}
 		case []any:
 			for _, e := range x {
-				walk(e)
+				walk(key, e)
 			}
 		case string:
-			if name, ok := strings.CutPrefix(x, "env:"); ok {
-				refs = append(refs, name)
+			if id, ok := strings.CutPrefix(x, prefix); ok {
+				refs[key] = append(refs[key], id)
 			}
 		}
 	}
-	walk(doc)
-	slices.Sort(refs)
-	return slices.Compact(refs)
+	walk("", doc)
+	return refs
 }
 
 type process struct {
@@ -105,129 +83,178 @@ type process struct {
 
 // processes returns the environment of every process the stack runs, as
 // the process sees it.
-func processes(t *testing.T, r *Resolved, configText string) []process {
+func processes(t *testing.T, r *Resolved) []process {
 	t.Helper()
 	var out []process
 	for _, s := range stages {
 		env := map[string]string{}
 		for k, v := range functionEnv(r.Resources[s.function]) {
-			env[k] = runtimeValue(v, configText)
+			env[k] = runtimeValue(v)
 		}
 		out = append(out, process{s.function, s.name, env})
 	}
 	c := gatewayContainer(t, r)
 	env := map[string]string{}
 	for k, v := range containerEnv(c) {
-		env[k] = runtimeValue(v, configText)
-	}
-	for _, s := range asList(c["Secrets"]) {
-		env[scalarString(dig(s, "Name"))] = fakeSecret
+		env[k] = runtimeValue(v)
 	}
 	return append(out, process{"gateway", "", env})
 }
 
-// TestTemplateEnvironmentLoadsConfig: with the example configuration
-// deployed, every process the template defines gets the environment it
-// reads, nothing it does not know, and loads a valid aws-backend
-// configuration; each function then builds its stage handler.
+// TestTemplateEnvironmentLoadsConfig: every process the template defines
+// gets the environment it reads and nothing it does not know; its
+// POSTERN_CONFIG_URI names the object scripts/deploy uploads (or the SSM
+// parameter), and the example configuration, read from there, loads as a
+// valid aws-backend configuration on which each function builds its stage.
 //
-// Not parallel: configuration secrets (env:NAME) are read from the
-// process environment, so the test sets them with t.Setenv.
+// Not parallel: it sets AWS_REGION with t.Setenv.
 func TestTemplateEnvironmentLoadsConfig(t *testing.T) {
 	tpl := loadTemplate(t)
 	text := deployedConfig(t)
-	refs := envRefs(t, text)
-	if len(refs) == 0 {
-		t.Fatal("the example configuration references no env: secrets; the test would prove nothing about them")
+	known := map[string]bool{
+		configsrc.EnvURI: true,
+		// The Lambda adapter's in-invocation record concurrency.
+		"POSTERN_RECORD_CONCURRENCY": true,
+		// sam local invoke only (infra/events/env.json).
+		"POSTERN_CONFIG_YAML": true,
 	}
-	// The secrets the template offers configurations, as env:NAME.
-	known := map[string]bool{"POSTERN_CONFIG_YAML": true, "POSTERN_WEBHOOK_SECRET": true, "POSTERN_RELAY_PASSWORD": true}
 	for _, kv := range config.EnvNames() {
 		known[kv[0]] = true
 	}
-	for _, ref := range refs {
-		known[ref] = true
-	}
-	need := []string{"POSTERN_CONFIG_YAML", "POSTERN_BACKEND", "POSTERN_DATA_DIR", "POSTERN_BUCKET",
+	need := []string{configsrc.EnvURI, "POSTERN_BACKEND", "POSTERN_DATA_DIR", "POSTERN_BUCKET",
 		"POSTERN_QUEUE_INBOUND", "POSTERN_QUEUE_WEBHOOK", "POSTERN_QUEUE_RELAY", "POSTERN_QUEUE_DSN"}
 	// Functions dead-letter jobs that can never succeed themselves.
-	needFunction := []string{"POSTERN_DLQ_INBOUND", "POSTERN_DLQ_WEBHOOK", "POSTERN_DLQ_RELAY", "POSTERN_DLQ_DSN"}
-	need = append(need, refs...)
+	needFunction := []string{"POSTERN_DLQ_INBOUND", "POSTERN_DLQ_WEBHOOK", "POSTERN_DLQ_RELAY", "POSTERN_DLQ_DSN", "POSTERN_RECORD_CONCURRENCY"}
 
-	// Keep openAWS from setting AWS_REGION for the whole test binary.
+	// Keep OpenAWS from setting AWS_REGION for the whole test binary.
 	t.Setenv("AWS_REGION", "us-east-1")
-	r := resolveWith(t, tpl, features)
-	for _, p := range processes(t, r, text) {
-		t.Run(p.name, func(t *testing.T) {
-			want := need
-			if p.name != "gateway" {
-				want = append(slices.Clone(need), needFunction...)
-			}
-			for _, k := range want {
-				if _, ok := p.env[k]; !ok {
-					t.Errorf("%s is not set", k)
+	for _, set := range []struct {
+		name   string
+		values map[string]string
+		source configsrc.Source // what the URI must name (bucket filled in below)
+	}{
+		{"s3", features, configsrc.Source{Key: features["ConfigObjectKey"]}},
+		{"ssm-version", sseS3, configsrc.Source{Parameter: "/postern/config:" + sseS3["ConfigParameterVersion"]}},
+		{"ssm-latest", defaults, configsrc.Source{Parameter: "/postern/config"}},
+	} {
+		r := resolveWith(t, tpl, set.values)
+		for _, p := range processes(t, r) {
+			t.Run(set.name+"/"+p.name, func(t *testing.T) {
+				want := need
+				if p.stage != "" {
+					want = append(slices.Clone(need), needFunction...)
 				}
-			}
-			size := 0
-			for k, v := range p.env {
-				size += len(k) + len(v)
-				if strings.HasPrefix(k, "POSTERN_") && !known[k] {
-					t.Errorf("%s is set but nothing reads it (not a config.EnvNames override or an env: reference)", k)
+				for _, k := range want {
+					if p.env[k] == "" {
+						t.Errorf("%s is not set", k)
+					}
 				}
-				if strings.Contains(v, "${") || strings.Contains(v, "{{resolve") {
-					t.Errorf("%s = %q still holds a template reference", k, v)
+				size := 0
+				for k, v := range p.env {
+					size += len(k) + len(v)
+					if strings.HasPrefix(k, "POSTERN_") && !known[k] {
+						t.Errorf("%s is set but nothing reads it (not a config.EnvNames override, the configuration URI or the record concurrency)", k)
+					}
+					if strings.Contains(v, "${") || strings.Contains(v, "{{resolve") {
+						t.Errorf("%s = %q still holds a template reference", k, v)
+					}
 				}
-			}
-			if p.stage != "" && size > lambdaEnvLimit-512 {
-				t.Errorf("environment is %d bytes; Lambda allows %d in all, keep 512 spare", size, lambdaEnvLimit)
-			}
-			for _, ref := range refs {
-				t.Setenv(ref, p.env[ref])
-			}
-			getenv := func(k string) string { return p.env[k] }
-			cfg, err := config.Load("", getenv)
-			if err != nil {
-				t.Fatalf("the template's environment does not load: %v", err)
-			}
-			if cfg.Backend.Type != "aws" || cfg.Backend.AWS.Queues.Inbound != p.env["POSTERN_QUEUE_INBOUND"] || cfg.Backend.AWS.Bucket != p.env["POSTERN_BUCKET"] {
-				t.Errorf("backend %+v does not come from the template", cfg.Backend)
-			}
-			if cfg.Hostname != features["MailHostname"] {
-				t.Errorf("hostname %q, want MailHostname %q", cfg.Hostname, features["MailHostname"])
-			}
-			if p.stage == "" {
-				return
-			}
-			if cfg.DataDir != "/tmp/postern" {
-				t.Errorf("data_dir %q; Lambda can write only under /tmp", cfg.DataDir)
-			}
-			cfg.DataDir = t.TempDir()
-			log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-			h, err := app.LambdaHandler(context.Background(), p.stage, cfg, log)
-			if err != nil || h == nil {
-				t.Fatalf("stage %s does not start with the template's environment: %v", p.stage, err)
-			}
-		})
-	}
+				if p.stage != "" && size > lambdaEnvLimit-512 {
+					t.Errorf("environment is %d bytes; Lambda allows %d in all, keep 512 spare", size, lambdaEnvLimit)
+				}
 
-	// Without the secret parameters the webhook stage must fail at start,
-	// naming the variable, rather than run unsigned; a stage that never
-	// signs (parse) starts without it.
-	for _, ref := range refs {
-		t.Setenv(ref, "")
+				uri := p.env[configsrc.EnvURI]
+				src, err := configsrc.ParseURI(uri)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantSrc := set.source
+				wantSrc.URI = uri
+				if wantSrc.Key != "" {
+					wantSrc.Bucket = p.env["POSTERN_BUCKET"]
+					if !strings.HasPrefix(wantSrc.Key, "config/") {
+						t.Errorf("object key %q is not under config/, the only prefix the roles may read", wantSrc.Key)
+					}
+				}
+				if src != wantSrc {
+					t.Errorf("%s = %q names %+v, want %+v", configsrc.EnvURI, uri, src, wantSrc)
+				}
+
+				getenv := func(k string) string { return p.env[k] }
+				cfg, err := config.Parse(uri, []byte(text), getenv)
+				if err != nil {
+					t.Fatalf("the example configuration does not load with the template's environment: %v", err)
+				}
+				if cfg.Backend.Type != "aws" || cfg.Backend.AWS.Queues.Inbound != p.env["POSTERN_QUEUE_INBOUND"] || cfg.Backend.AWS.Bucket != p.env["POSTERN_BUCKET"] {
+					t.Errorf("backend %+v does not come from the template", cfg.Backend)
+				}
+				if host := set.values["MailHostname"]; host != "" && cfg.Hostname != host {
+					t.Errorf("hostname %q, want MailHostname %q", cfg.Hostname, host)
+				}
+				if p.stage == "" {
+					return
+				}
+				if cfg.DataDir != "/tmp/postern" {
+					t.Errorf("data_dir %q; Lambda can write only under /tmp", cfg.DataDir)
+				}
+				cfg.DataDir = t.TempDir()
+				log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+				h, err := app.LambdaHandler(context.Background(), p.stage, cfg, log)
+				if err != nil || h == nil {
+					t.Fatalf("stage %s does not start with the template's environment: %v", p.stage, err)
+				}
+			})
+		}
 	}
-	r = resolveWith(t, tpl, defaults)
-	p := processes(t, r, text)[0]
-	cfg, err := config.Load("", func(k string) string { return p.env[k] })
-	if err != nil {
-		t.Fatalf("configuration without secrets: %v", err)
+}
+
+// TestExampleSecretsAreGranted: the secrets the example configuration
+// names are readable by the role of the stage that uses them, once their
+// ARNs are given as the template's parameters (a name matches the ARN
+// Secrets Manager gives it: name, a dash, six characters).
+func TestExampleSecretsAreGranted(t *testing.T) {
+	t.Parallel()
+	text := deployedConfig(t)
+	if env := secretRefs(t, text, "env:"); len(env) > 0 {
+		t.Errorf("the example reads secrets from the environment (%v); on AWS no secret is in any environment: write secretsmanager:<ARN or name>", env)
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	if _, err := app.LambdaHandler(context.Background(), "webhook", cfg, log); err == nil || !strings.Contains(err.Error(), refs[0]) {
-		t.Errorf("without WebhookSecretArn the webhook stage started or did not name %s: %v", refs[0], err)
+	refs := secretRefs(t, text, "secretsmanager:")
+	if len(refs["secrets"]) == 0 {
+		t.Fatal("the example configuration names no secretsmanager: webhook secret; the test would prove nothing")
 	}
-	if _, err := app.LambdaHandler(context.Background(), "parse", cfg, log); err != nil {
-		t.Errorf("the parse stage needs no secret but did not start: %v", err)
+	tpl := loadTemplate(t)
+	values := params(map[string]string{
+		"WebhookSecretArns":      "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + refs["secrets"][0] + "-AbCdEf",
+		"RelayPasswordSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
+	})
+	r := resolveWith(t, tpl, values)
+	readable := func(role, id string) bool {
+		lines, _ := grants(t, r.Resources[role])
+		for _, l := range lines {
+			arn, ok := strings.CutPrefix(l, "secretsmanager:GetSecretValue ")
+			if !ok {
+				continue
+			}
+			if arn == id {
+				return true
+			}
+			if _, name, ok := strings.Cut(arn, ":secret:"); ok && len(name) > 7 && name[:len(name)-7] == id && name[len(name)-7] == '-' {
+				return true
+			}
+		}
+		return false
+	}
+	for key, roles := range map[string][]string{"secrets": {"WebhookRole"}, "password": {"RelayRole", "DSNRole"}} {
+		for _, id := range refs[key] {
+			for _, role := range roles {
+				if !readable(role, id) {
+					t.Errorf("%s: %s may not read secretsmanager:%s (the %s of the example)", role, role, id, key)
+				}
+			}
+			if readable("ParseRole", id) || readable("GatewayTaskRole", id) {
+				t.Errorf("secretsmanager:%s is readable by a stage that does not use it", id)
+			}
+		}
 	}
 }
 
@@ -284,19 +311,16 @@ func TestExampleConfigFitsTheStack(t *testing.T) {
 	if got := dig(doc, "admin", "addr"); got != "127.0.0.1:8025" {
 		t.Errorf("admin.addr %v; the container health check probes 127.0.0.1:8025", got)
 	}
-	// Secrets only as references.
+	// Secrets only as Secrets Manager references.
 	for _, r := range asList(dig(doc, "routes")) {
 		for _, s := range asList(dig(r, "webhook", "secrets")) {
-			if !strings.HasPrefix(scalarString(s), "env:") {
-				t.Errorf("route %v has a literal webhook secret", dig(r, "name"))
+			if !strings.HasPrefix(scalarString(s), "secretsmanager:") {
+				t.Errorf("route %v has a webhook secret that is not a secretsmanager: reference", dig(r, "name"))
 			}
 		}
-		if pw := dig(r, "relay", "password"); pw != nil && !strings.HasPrefix(scalarString(pw), "env:") {
-			t.Errorf("route %v has a literal relay password", dig(r, "name"))
+		if pw := dig(r, "relay", "password"); pw != nil && !strings.HasPrefix(scalarString(pw), "secretsmanager:") {
+			t.Errorf("route %v has a relay password that is not a secretsmanager: reference", dig(r, "name"))
 		}
-	}
-	if len(text) >= len(mustRead(t, exampleConfigPath(t))) {
-		t.Error("stripping comments removed nothing; the size check above would be meaningless")
 	}
 }
 

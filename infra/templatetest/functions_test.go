@@ -17,13 +17,22 @@ type stage struct {
 	queue    string // the queue it consumes
 	role     string
 	logGroup string
+	params   string // prefix of its scaling parameters (<params>MaxConcurrency, ...)
 }
 
 var stages = []stage{
-	{"parse", "ParseFunction", "InboundQueue", "ParseRole", "ParseLogGroup"},
-	{"webhook", "WebhookFunction", "WebhookQueue", "WebhookRole", "WebhookLogGroup"},
-	{"relay", "RelayFunction", "RelayQueue", "RelayRole", "RelayLogGroup"},
-	{"dsn", "DSNFunction", "DSNQueue", "DSNRole", "DSNLogGroup"},
+	{"parse", "ParseFunction", "InboundQueue", "ParseRole", "ParseLogGroup", "Parse"},
+	{"webhook", "WebhookFunction", "WebhookQueue", "WebhookRole", "WebhookLogGroup", "Webhook"},
+	{"relay", "RelayFunction", "RelayQueue", "RelayRole", "RelayLogGroup", "Relay"},
+	{"dsn", "DSNFunction", "DSNQueue", "DSNRole", "DSNLogGroup", "DSN"},
+}
+
+// paramValue is a parameter's value in a set, or its default.
+func paramValue(tpl *Template, values map[string]string, name string) string {
+	if v, ok := values[name]; ok {
+		return v
+	}
+	return scalarString(tpl.Parameters[name]["Default"])
 }
 
 func TestStageFunctions(t *testing.T) {
@@ -92,17 +101,49 @@ func TestStageFunctions(t *testing.T) {
 			if got := strs(dig(ev, "FunctionResponseTypes")); !reflect.DeepEqual(got, []string{"ReportBatchItemFailures"}) {
 				t.Errorf("%s: FunctionResponseTypes %v, want [ReportBatchItemFailures]", s.function, got)
 			}
-			for key, param := range map[string]string{"BatchSize": "BatchSize", "MaximumBatchingWindowInSeconds": "BatchWindowSeconds"} {
-				want := ps.values[param]
-				if want == "" {
-					want = scalarString(tpl.Parameters[param]["Default"])
+			// Each stage scales on its own parameters; the batch size is
+			// shared.
+			for key, param := range map[string]string{
+				"BatchSize":                        "BatchSize",
+				"MaximumBatchingWindowInSeconds":   s.params + "BatchWindowSeconds",
+				"ScalingConfig.MaximumConcurrency": s.params + "MaxConcurrency",
+			} {
+				if _, ok := tpl.Parameters[param]; !ok {
+					t.Errorf("no parameter %s", param)
+					continue
 				}
-				if got := scalarString(dig(ev, key)); got != want {
+				want := paramValue(tpl, ps.values, param)
+				path := []any{}
+				for _, k := range strings.Split(key, ".") {
+					path = append(path, k)
+				}
+				if got := scalarString(dig(ev, path...)); got != want {
 					t.Errorf("%s %s: %s = %s, want the %s parameter (%s)", ps.name, s.function, key, got, param, want)
 				}
 			}
-			if dig(ev, "ScalingConfig", "MaximumConcurrency") == nil {
-				t.Errorf("%s: no ScalingConfig.MaximumConcurrency", s.function)
+			// In-invocation concurrency, read by the Lambda adapter.
+			recParam := s.params + "RecordConcurrency"
+			if got, want := functionEnv(res)["POSTERN_RECORD_CONCURRENCY"], paramValue(tpl, ps.values, recParam); got != want || want == "" {
+				t.Errorf("%s %s: POSTERN_RECORD_CONCURRENCY = %q, want the %s parameter (%s)", ps.name, s.function, got, recParam, want)
+			}
+		}
+	}
+	// AWS's limits for SQS event sources: MaximumConcurrency 2..1000,
+	// batching window 0..300 s; at most 10 records per record concurrency
+	// (BatchSize).
+	for _, s := range stages {
+		for param, lim := range map[string][2]int{
+			s.params + "MaxConcurrency":     {2, 1000},
+			s.params + "BatchWindowSeconds": {0, 300},
+			s.params + "RecordConcurrency":  {1, 10},
+		} {
+			p := tpl.Parameters[param]
+			lo, hi := mustNum(t, param+" MinValue", p["MinValue"]), mustNum(t, param+" MaxValue", p["MaxValue"])
+			if lo < lim[0] || hi > lim[1] {
+				t.Errorf("%s allows %d..%d, outside %d..%d", param, lo, hi, lim[0], lim[1])
+			}
+			if d := mustNum(t, param+" Default", p["Default"]); d < lo || d > hi {
+				t.Errorf("%s default %d outside its own %d..%d", param, d, lo, hi)
 			}
 		}
 	}

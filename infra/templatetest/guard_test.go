@@ -70,15 +70,19 @@ func TestCfnGuard(t *testing.T) {
 		{"elb_proxy_protocol", `{Key: proxy_protocol_v2.enabled, Value: "true"}`, `{Key: proxy_protocol_v2.enabled, Value: "false"}`},
 		{"ecs_container_hardening", "ReadonlyRootFilesystem: true", "ReadonlyRootFilesystem: false"},
 		{"ecs_container_hardening", "ReadonlyRootFilesystem: true\n", "ReadonlyRootFilesystem: true\n          Privileged: true\n"},
-		{"iam_statements", `Action: ["s3:GetObject"]`, `Action: ["s3:*"]`},
+		{"iam_statements", "Action: [\"s3:GetObject\"]\n                Resource: [!Sub \"${Bucket.Arn}/m/*\"]", "Action: [\"s3:*\"]\n                Resource: [!Sub \"${Bucket.Arn}/m/*\"]"},
+		{"iam_conditional_statements", `Action: ["secretsmanager:GetSecretValue"]`, `Action: ["secretsmanager:*"]`},
 		{"iam_conditional_statements", `Action: ["kms:Decrypt"]`, `Action: ["kms:*"]`},
 		{"iam_statements", `Resource: [!GetAtt DSNQueue.Arn]`, `Resource: ["*"]`},
-		{"sqs_redrive", "maxReceiveCount: 10}", "maxReceiveCount: 0}"},
+		{"sqs_redrive", "maxReceiveCount: 20}", "maxReceiveCount: 0}"},
 		{"s3_public_access_blocked", "RestrictPublicBuckets: true", "RestrictPublicBuckets: false"},
 		{"s3_lifecycle", "AbortIncompleteMultipartUpload: {DaysAfterInitiation: 1}", "AbortIncompleteMultipartUpload: {DaysAfterInitiation: 7}"},
 		{"lambda_sqs_partial_batch", "FunctionResponseTypes: [ReportBatchItemFailures]", "FunctionResponseTypes: []"},
 		{"lambda_runtime", "Architectures: [arm64]", "Architectures: [x86_64]"},
 		{"parameters_no_plaintext_secrets", "  MailHostname:\n", "  SmtpPassword: {Type: String}\n  MailHostname:\n"},
+		{"sqs_retention", "      MessageRetentionPeriod: 1209600\n      # 500", "      MessageRetentionPeriod: 345600\n      # 500"},
+		{"parameters_no_plaintext_secrets", "  SecretsKmsKeyArn:\n", "  SmtpToken: {Type: String}\n  SecretsKmsKeyArn:\n"},
+		{"sns_encrypted", "      KmsMasterKeyId: !Ref AlarmTopicKey\n", ""},
 	} {
 		if !strings.Contains(text, m.old) {
 			t.Errorf("%s: template.yaml no longer contains %q; update the mutation", m.rule, m.old)

@@ -22,19 +22,37 @@ var required = map[string]string{
 var (
 	defaults = params(nil)
 	features = params(map[string]string{
-		"ConfigParameterVersion":  "7",
-		"MailHostname":            "mx.example.com",
-		"WebhookSecretArn":        "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/webhook-AbCdEf",
-		"RelayPasswordSecretArn":  "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
-		"SesIdentityArns":         "arn:aws:ses:us-east-1:123456789012:identity/example.com,arn:aws:ses:us-east-1:123456789012:identity/billing@example.com",
-		"SesConfigurationSetName": "postern",
-		"BucketVersioning":        "Enabled",
-		"ReservedConcurrency":     "20",
-		"AlarmTopicArn":           "arn:aws:sns:us-east-1:123456789012:ops",
-		"BatchWindowSeconds":      "30",
+		"ConfigSource":              "s3",
+		"ConfigObjectKey":           "config/postern-0123456789abcdef.yaml",
+		"MailHostname":              "mx.example.com",
+		"WebhookSecretArns":         webhookSecretA + "," + webhookSecretB,
+		"RelayPasswordSecretArn":    "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
+		"SecretsKmsKeyArn":          "arn:aws:kms:us-east-1:123456789012:key/9876fedc-12ab-34cd-56ef-1234567890ab",
+		"SesIdentityArns":           "arn:aws:ses:us-east-1:123456789012:identity/example.com,arn:aws:ses:us-east-1:123456789012:identity/billing@example.com",
+		"SesConfigurationSetName":   "postern",
+		"BucketVersioning":          "Enabled",
+		"ReservedConcurrency":       "20",
+		"AlarmTopicArn":             "arn:aws:sns:us-east-1:123456789012:ops",
+		"ParseBatchWindowSeconds":   "30",
+		"WebhookBatchWindowSeconds": "30",
+		"RelayBatchWindowSeconds":   "30",
+		"DSNBatchWindowSeconds":     "30",
+		"WebhookMaxConcurrency":     "250",
+		"RelayRecordConcurrency":    "3",
 	})
-	sseS3  = params(map[string]string{"BucketEncryption": "SSE-S3"})
-	ownKey = params(map[string]string{"KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"})
+	// The other encryption choice, and the configuration in SSM at a
+	// version with the stack's own alarm topic and an email subscribed.
+	sseS3 = params(map[string]string{"BucketEncryption": "SSE-S3", "ConfigParameterVersion": "7", "AlarmEmail": "ops@example.com"})
+	// A relay password without webhook secrets, in the default key.
+	ownKey = params(map[string]string{
+		"KmsKeyArn":              "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+		"RelayPasswordSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
+	})
+)
+
+const (
+	webhookSecretA = "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/webhook-AbCdEf"
+	webhookSecretB = "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/webhook-next-MnOpQr"
 )
 
 func params(extra map[string]string) map[string]string {

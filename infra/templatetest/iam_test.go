@@ -80,11 +80,31 @@ func wantGrants(values map[string]string) map[string][]string {
 		}
 		ses = expand(sesSend, res...)
 	}
-	var secrets []string
-	for _, p := range []string{"WebhookSecretArn", "RelayPasswordSecretArn"} {
-		if v := values[p]; v != "" {
-			secrets = append(secrets, "secretsmanager:GetSecretValue "+v)
+	// The configuration: the object's prefix in the bucket, or the SSM
+	// parameter.
+	readConfig := expand([]string{"s3:GetObject"}, "${Bucket.Arn}/config/*")
+	if values["ConfigSource"] != "s3" {
+		name := values["ConfigParameterName"]
+		if name == "" {
+			name = "/postern/config"
 		}
+		readConfig = expand([]string{"ssm:GetParameter"}, "arn:aws:ssm:us-east-1:123456789012:parameter"+name)
+	}
+	// Secrets: only the stages that use them, and their key through
+	// Secrets Manager when one is named.
+	secretKey := func(given bool) []string {
+		if k := values["SecretsKmsKeyArn"]; given && k != "" {
+			return expand(kmsRead, k)
+		}
+		return nil
+	}
+	var webhookSecrets []string
+	if v := values["WebhookSecretArns"]; v != "" {
+		webhookSecrets = append(expand([]string{"secretsmanager:GetSecretValue"}, strings.Split(v, ",")...), secretKey(true)...)
+	}
+	var relayPassword []string
+	if v := values["RelayPasswordSecretArn"]; v != "" {
+		relayPassword = append(expand([]string{"secretsmanager:GetSecretValue"}, v), secretKey(true)...)
 	}
 	join := func(parts ...[]string) []string { return sorted(slices.Concat(parts...)) }
 	return map[string][]string{
@@ -95,6 +115,7 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand(send, "${WebhookQueue.Arn}", "${RelayQueue.Arn}", "${DSNQueue.Arn}"),
 			expand([]string{"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}, objects),
 			expand(list, bucket),
+			readConfig,
 			kms(kmsWrite)),
 		"WebhookRole": join(
 			expand(logs, "${WebhookLogGroup.Arn}"),
@@ -103,6 +124,8 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand(send, "${DSNQueue.Arn}"),
 			expand([]string{"s3:GetObject"}, objects),
 			expand(list, bucket),
+			readConfig,
+			webhookSecrets,
 			kms(kmsRead)),
 		"RelayRole": join(
 			expand(logs, "${RelayLogGroup.Arn}"),
@@ -111,6 +134,8 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand(send, "${DSNQueue.Arn}"),
 			expand([]string{"s3:GetObject", "s3:PutObject"}, objects),
 			expand(list, bucket),
+			readConfig,
+			relayPassword,
 			kms(kmsWrite),
 			ses),
 		"DSNRole": join(
@@ -119,6 +144,8 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand(send, "${DSNDLQ.Arn}"),
 			expand([]string{"s3:GetObject", "s3:PutObject"}, objects),
 			expand(list, bucket),
+			readConfig,
+			relayPassword,
 			kms(kmsWrite),
 			ses),
 		"GatewayTaskRole": join(
@@ -126,13 +153,13 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand([]string{"s3:GetObject"}, "${Bucket.Arn}/readyz-probe"),
 			expand(list, bucket),
 			expand([]string{"sqs:SendMessage", "sqs:GetQueueAttributes"}, "${InboundQueue.Arn}"),
+			readConfig,
 			kms(kmsWrite)),
 		"GatewayExecutionRole": join(
 			[]string{"ecr:GetAuthorizationToken *"},
 			expand([]string{"ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"},
 				"arn:aws:ecr:us-east-1:123456789012:repository/*"),
-			expand(logs, "${GatewayLogGroup.Arn}"),
-			secrets),
+			expand(logs, "${GatewayLogGroup.Arn}")),
 	}
 }
 
@@ -153,10 +180,15 @@ func TestRolesGrantExactlyWhatEachStageUses(t *testing.T) {
 				t.Errorf("%s %s grants:\n  %s\nwant:\n  %s\nextra: %v\nmissing: %v", ps.name, id,
 					strings.Join(got, "\n  "), strings.Join(w, "\n  "), minus(got, w), minus(w, got))
 			}
-			// KMS use is only through S3.
+			// KMS use is only through S3, or Secrets Manager for the
+			// secrets' key.
 			for line, c := range conds {
-				if strings.HasPrefix(line, "kms:") && dig(c, "StringEquals", "kms:ViaService") != "s3.us-east-1.amazonaws.com" {
-					t.Errorf("%s %s: %s not limited to kms:ViaService S3 (%v)", ps.name, id, line, c)
+				via := "s3.us-east-1.amazonaws.com"
+				if k := ps.values["SecretsKmsKeyArn"]; k != "" && strings.HasSuffix(line, " "+k) {
+					via = "secretsmanager.us-east-1.amazonaws.com"
+				}
+				if strings.HasPrefix(line, "kms:") && dig(c, "StringEquals", "kms:ViaService") != via {
+					t.Errorf("%s %s: %s not limited to kms:ViaService %s (%v)", ps.name, id, line, via, c)
 				}
 			}
 			for line := range slices.Values(got) {

@@ -18,41 +18,149 @@ func queueRef(v any) string {
 	return id
 }
 
-func TestEveryQueueHasADeadLetterQueue(t *testing.T) {
+// SQS keeps a message at most 14 days; every queue keeps them that long.
+const maxRetentionSeconds = 14 * 24 * 60 * 60
+
+// The stages' retry backoff on AWS (internal/lambdasqs): full jitter over
+// base x 2^(attempt-1), capped; each try is one receive.
+const (
+	backoffBase = 5
+	backoffCap  = 15 * 60
+)
+
+// receivesWithin is how many receives a job retried with the stages'
+// backoff uses on average in d seconds (each delay averages half its cap;
+// the time the tries themselves take is left out, which counts more).
+func receivesWithin(d int) int {
+	n, elapsed := 0, 0.0
+	for step := backoffBase; elapsed < float64(d); n++ {
+		elapsed += float64(step) / 2
+		step = min(step*2, backoffCap)
+	}
+	return n
+}
+
+// retryUntilMaxAge are the queues whose stage retries a job until its
+// route's max_age and then ends it with a DSN: their receive count must
+// outlast the max age with a margin (twice over), or a job that is merely
+// failing would be dead-lettered instead.
+var retryUntilMaxAge = map[string]bool{"WebhookQueue": true, "RelayQueue": true}
+
+// consumer is the function reading a queue and the longest batching window
+// its event source may be given (the parameter's MaxValue, or the literal).
+type consumer struct {
+	function string
+	timeout  int
+	window   int
+}
+
+func consumers(t *testing.T, tpl *Template, r *Resolved, set string) map[string]consumer {
+	t.Helper()
+	out := map[string]consumer{}
+	for _, fn := range tpl.OfType("AWS::Serverless::Function") {
+		props := r.Resources[fn].Properties
+		timeout := mustNum(t, fn+" Timeout", props["Timeout"])
+		for name, ev := range asMap(props["Events"]) {
+			if dig(ev, "Type") != "SQS" {
+				continue
+			}
+			q := queueRef(dig(ev, "Properties", "Queue"))
+			if other, dup := out[q]; dup {
+				t.Errorf("%s: %s is consumed by both %s and %s", set, q, other.function, fn)
+			}
+			window := 0
+			if w := dig(ev, "Properties", "MaximumBatchingWindowInSeconds"); w != nil {
+				window = mustNum(t, fn+" "+name+" window", w)
+			}
+			raw := dig(tpl.Resources[fn].Properties, "Events", name, "Properties", "MaximumBatchingWindowInSeconds", "Ref")
+			if param, ok := raw.(string); ok {
+				window = max(window, mustNum(t, param+" MaxValue", tpl.Parameters[param]["MaxValue"]))
+			}
+			out[q] = consumer{fn, timeout, window}
+		}
+	}
+	return out
+}
+
+// TestEveryQueueCanDeadLetter: a job that keeps failing must reach its
+// dead-letter queue while SQS still keeps it, and stay there long enough to
+// be looked at. For every queue with a redrive policy: retention 14 days;
+// maxReceiveCount x VisibilityTimeout (a job that crashes its handler every
+// time) at most half of it, since a dead-lettered message keeps its
+// original enqueue time; a visibility timeout of at least 6 x its
+// function's timeout + batching window (AWS's rule for SQS event sources,
+// so a throttled or retried invocation still holds its message); and a DLQ
+// of the template's own that keeps 14 days too.
+func TestEveryQueueCanDeadLetter(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
 	for _, ps := range paramSets {
 		r := resolveWith(t, tpl, ps.values)
+		byQueue := consumers(t, tpl, r, ps.name)
 		deadLetters := map[string]string{} // DLQ -> its source
 		var work []string
 		for _, id := range tpl.OfType("AWS::SQS::Queue") {
-			if rp := dig(r.Resources[id].Properties, "RedrivePolicy"); rp != nil {
-				work = append(work, id)
-				dlq := queueRef(dig(rp, "deadLetterTargetArn"))
-				if dig(rp, "deadLetterTargetArn") != "${"+dlq+".Arn}" {
-					t.Errorf("%s %s: deadLetterTargetArn is %v, want !GetAtt <queue>.Arn", ps.name, id, dig(rp, "deadLetterTargetArn"))
-				}
-				if tpl.Resources[dlq].Type != "AWS::SQS::Queue" {
-					t.Errorf("%s %s: dead-letter target %q is not a queue of this template", ps.name, id, dlq)
-				}
-				if prev, dup := deadLetters[dlq]; dup {
-					t.Errorf("%s: %s is the dead-letter queue of both %s and %s", ps.name, dlq, prev, id)
-				}
-				deadLetters[dlq] = id
-				if n, err := num(dig(rp, "maxReceiveCount")); err != nil || n < 1 {
-					t.Errorf("%s %s: maxReceiveCount %v, want >= 1", ps.name, id, dig(rp, "maxReceiveCount"))
+			props := r.Resources[id].Properties
+			rp := dig(props, "RedrivePolicy")
+			if rp == nil {
+				continue
+			}
+			work = append(work, id)
+			dlq := queueRef(dig(rp, "deadLetterTargetArn"))
+			if dig(rp, "deadLetterTargetArn") != "${"+dlq+".Arn}" {
+				t.Errorf("%s %s: deadLetterTargetArn is %v, want !GetAtt <queue>.Arn", ps.name, id, dig(rp, "deadLetterTargetArn"))
+			}
+			if tpl.Resources[dlq].Type != "AWS::SQS::Queue" {
+				t.Errorf("%s %s: dead-letter target %q is not a queue of this template", ps.name, id, dlq)
+			}
+			if prev, dup := deadLetters[dlq]; dup {
+				t.Errorf("%s: %s is the dead-letter queue of both %s and %s", ps.name, dlq, prev, id)
+			}
+			deadLetters[dlq] = id
+
+			keep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"])
+			vis := mustNum(t, id+" VisibilityTimeout", props["VisibilityTimeout"])
+			count, err := num(dig(rp, "maxReceiveCount"))
+			if err != nil || count < 1 {
+				t.Errorf("%s %s: maxReceiveCount %v, want >= 1", ps.name, id, dig(rp, "maxReceiveCount"))
+				continue
+			}
+			if keep != maxRetentionSeconds {
+				t.Errorf("%s %s keeps jobs %d s, want %d (14 days)", ps.name, id, keep, maxRetentionSeconds)
+			}
+			if count*vis > keep/2 {
+				t.Errorf("%s %s: maxReceiveCount %d x visibility %d s = %d s, more than half the %d s retention: a crashing job would reach its DLQ late or never",
+					ps.name, id, count, vis, count*vis, keep)
+			}
+			c, ok := byQueue[id]
+			if !ok {
+				t.Errorf("%s: %s has no consuming function", ps.name, id)
+				continue
+			}
+			if need := 6*c.timeout + c.window; vis < need {
+				t.Errorf("%s: %s visibility %d s < 6 x %s timeout %d s + window %d s = %d s", ps.name, id, vis, c.function, c.timeout, c.window, need)
+			}
+			if retryUntilMaxAge[id] {
+				if need := receivesWithin(2 * maxRetryAgeSeconds); count < need {
+					t.Errorf("%s %s: maxReceiveCount %d; retries until the %d s max age use about %d receives, want at least %d (twice over)",
+						ps.name, id, count, maxRetryAgeSeconds, receivesWithin(maxRetryAgeSeconds), need)
 				}
 			}
 		}
 		if len(work) != 4 {
 			t.Errorf("%s: %d work queues (%v), want inbound, webhook, relay, dsn", ps.name, len(work), work)
 		}
+		for _, q := range []string{"InboundQueue", "WebhookQueue", "RelayQueue", "DSNQueue"} {
+			if dig(r.Resources[q].Properties, "RedrivePolicy") == nil {
+				t.Errorf("%s: %s has no dead-letter queue", ps.name, q)
+			}
+		}
 		for _, id := range tpl.OfType("AWS::SQS::Queue") {
 			props := r.Resources[id].Properties
 			if props["SqsManagedSseEnabled"] != true && props["KmsMasterKeyId"] == nil {
 				t.Errorf("%s %s: not encrypted at rest", ps.name, id)
 			}
-			src, isDLQ := deadLetters[id]
+			_, isDLQ := deadLetters[id]
 			if props["RedrivePolicy"] == nil && !isDLQ {
 				t.Errorf("%s %s: neither redrives nor is anyone's dead-letter queue", ps.name, id)
 			}
@@ -62,20 +170,22 @@ func TestEveryQueueHasADeadLetterQueue(t *testing.T) {
 			if props["RedrivePolicy"] != nil {
 				t.Errorf("%s %s: a dead-letter queue redrives itself", ps.name, id)
 			}
-			// A standard queue's dead-lettered message keeps its original
-			// enqueue time: the DLQ must keep messages longer than the source.
-			dlqKeep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"])
-			srcKeep := mustNum(t, src+" MessageRetentionPeriod", r.Resources[src].Properties["MessageRetentionPeriod"])
-			if dlqKeep <= srcKeep {
-				t.Errorf("%s %s keeps %d s, not longer than its source %s (%d s)", ps.name, id, dlqKeep, src, srcKeep)
+			if keep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"]); keep != maxRetentionSeconds {
+				t.Errorf("%s %s: dead-letter queue keeps %d s, want %d (14 days)", ps.name, id, keep, maxRetentionSeconds)
 			}
 		}
-		for _, id := range work {
-			keep := mustNum(t, id+" MessageRetentionPeriod", r.Resources[id].Properties["MessageRetentionPeriod"])
-			if keep <= maxRetryAgeSeconds {
-				t.Errorf("%s %s keeps jobs %d s, not longer than the %d s retry max age", ps.name, id, keep, maxRetryAgeSeconds)
-			}
-		}
+	}
+}
+
+// TestReceivesWithin pins the arithmetic the receive counts rest on: 24 h
+// of retries is about 200 receives.
+func TestReceivesWithin(t *testing.T) {
+	t.Parallel()
+	if got := receivesWithin(maxRetryAgeSeconds); got < 190 || got > 210 {
+		t.Errorf("receivesWithin(24 h) = %d, want about 200", got)
+	}
+	if got := receivesWithin(1); got != 1 {
+		t.Errorf("receivesWithin(1 s) = %d, want 1", got)
 	}
 }
 
@@ -104,47 +214,6 @@ func TestQueuesDenyInsecureTransport(t *testing.T) {
 	for _, id := range tpl.OfType("AWS::SQS::Queue") {
 		if !covered[id] {
 			t.Errorf("%s: no queue policy denies requests without TLS", id)
-		}
-	}
-}
-
-// TestVisibilityCoversConsumers: AWS's rule for SQS event sources is a
-// visibility timeout of at least six times the function's timeout plus the
-// batching window, so a message is not redelivered while a throttled or
-// retried invocation still holds it.
-func TestVisibilityCoversConsumers(t *testing.T) {
-	t.Parallel()
-	tpl := loadTemplate(t)
-	maxWindow := mustNum(t, "BatchWindowSeconds MaxValue", tpl.Parameters["BatchWindowSeconds"]["MaxValue"])
-	for _, ps := range paramSets {
-		r := resolveWith(t, tpl, ps.values)
-		consumed := map[string]string{}
-		for _, fn := range tpl.OfType("AWS::Serverless::Function") {
-			props := r.Resources[fn].Properties
-			timeout := mustNum(t, fn+" Timeout", props["Timeout"])
-			for name, ev := range asMap(props["Events"]) {
-				if dig(ev, "Type") != "SQS" {
-					continue
-				}
-				q := queueRef(dig(ev, "Properties", "Queue"))
-				if other, dup := consumed[q]; dup {
-					t.Errorf("%s: %s is consumed by both %s and %s", ps.name, q, other, fn)
-				}
-				consumed[q] = fn
-				window := maxWindow
-				if w := dig(ev, "Properties", "MaximumBatchingWindowInSeconds"); w != nil {
-					window = max(window, mustNum(t, fn+" "+name+" window", w))
-				}
-				vis := mustNum(t, q+" VisibilityTimeout", dig(r.Resources[q].Properties, "VisibilityTimeout"))
-				if need := 6*timeout + window; vis < need {
-					t.Errorf("%s: %s visibility %d s < 6 x %s timeout %d s + window %d s = %d s", ps.name, q, vis, fn, timeout, window, need)
-				}
-			}
-		}
-		for _, q := range []string{"InboundQueue", "WebhookQueue", "RelayQueue", "DSNQueue"} {
-			if consumed[q] == "" {
-				t.Errorf("%s: %s has no consuming function", ps.name, q)
-			}
 		}
 	}
 }

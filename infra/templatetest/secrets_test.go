@@ -10,20 +10,21 @@ import (
 var secretName = regexp.MustCompile(`(?i)(secret|password|passwd|token|credential|apikey|api_key)`)
 
 // TestNoPlaintextSecretParameters: a parameter that names a secret must be
-// the ARN of a Secrets Manager secret, used only through a dynamic
-// reference or an ECS secret; anything else must at least be NoEcho.
+// the ARN of a Secrets Manager secret (or a list of them), used only to
+// grant a role GetSecretValue; anything else must at least be NoEcho. The
+// ARN of the KMS key such secrets are encrypted with is not one.
 func TestNoPlaintextSecretParameters(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
 	for name, p := range tpl.Parameters {
-		if !secretName.MatchString(name) {
+		if !secretName.MatchString(name) || strings.HasSuffix(name, "KmsKeyArn") {
 			continue
 		}
 		if p["NoEcho"] == true {
 			continue
 		}
 		pattern := scalarString(p["AllowedPattern"])
-		if !strings.HasSuffix(name, "Arn") || !strings.Contains(pattern, ":secretsmanager:") {
+		if !(strings.HasSuffix(name, "Arn") || strings.HasSuffix(name, "Arns")) || !strings.Contains(pattern, ":secretsmanager:") {
 			t.Errorf("parameter %s looks like a secret: make it a Secrets Manager ARN (AllowedPattern with :secretsmanager:) or NoEcho", name)
 			continue
 		}
@@ -35,12 +36,14 @@ func TestNoPlaintextSecretParameters(t *testing.T) {
 	r := resolveWith(t, tpl, features)
 	secretArns := map[string]bool{}
 	for name, v := range features {
-		if secretName.MatchString(name) {
-			secretArns[v] = true
+		if secretName.MatchString(name) && !strings.HasSuffix(name, "KmsKeyArn") {
+			for _, arn := range strings.Split(v, ",") {
+				secretArns[arn] = true
+			}
 		}
 	}
-	// Every place a secret ARN appears must be a dynamic reference, an ECS
-	// secret's ValueFrom, or an IAM Resource (permission to read it).
+	// A secret ARN may appear only as an IAM Resource (permission to read
+	// it at run time): no dynamic reference, no ECS secret, no environment.
 	var walk func(where string, key string, v any)
 	walk = func(where, key string, v any) {
 		switch x := v.(type) {
@@ -53,16 +56,12 @@ func TestNoPlaintextSecretParameters(t *testing.T) {
 				walk(fmt.Sprintf("%s[%d]", where, i), key, e)
 			}
 		case string:
+			if strings.Contains(x, "{{resolve:secretsmanager:") {
+				t.Errorf("%s: %q resolves a secret into the template; functions read secrets at run time", where, x)
+			}
 			for arn := range secretArns {
-				if !strings.Contains(x, arn) {
-					continue
-				}
-				switch {
-				case x == "{{resolve:secretsmanager:"+arn+"}}":
-				case key == "ValueFrom" && x == arn:
-				case key == "Resource" && x == arn:
-				default:
-					t.Errorf("%s: secret ARN used as %q; use {{resolve:secretsmanager:...}} or an ECS secret", where, x)
+				if strings.Contains(x, arn) && !(key == "Resource" && x == arn) {
+					t.Errorf("%s: secret ARN used as %q; only roles may name it", where, x)
 				}
 			}
 		}
@@ -70,37 +69,38 @@ func TestNoPlaintextSecretParameters(t *testing.T) {
 	for id, res := range r.Resources {
 		walk(id, "", res.Properties)
 	}
-	if len(secretArns) == 0 {
-		t.Fatal("the features parameter set names no secret ARNs, so nothing was checked")
+	if len(secretArns) < 3 {
+		t.Fatalf("the features parameter set names %d secret ARNs, want webhook (2) and relay ones", len(secretArns))
 	}
 }
 
-// TestNoLiteralSecretsInEnvironment: no environment value in the template
-// is a secret written out (webhook keys look like whsec_..., bcrypt hashes
-// like $2a$...).
-func TestNoLiteralSecretsInEnvironment(t *testing.T) {
+// TestNoSecretsInEnvironment: nothing secret in any process's
+// environment, neither written out (webhook keys look like whsec_...,
+// bcrypt hashes like $2a$...) nor resolved from Secrets Manager at deploy
+// time, nor injected as ECS secrets.
+func TestNoSecretsInEnvironment(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
 	literal := regexp.MustCompile(`whsec_|\$2[aby]\$|-----BEGIN|AKIA[0-9A-Z]{16}`)
-	r := resolveWith(t, tpl, features)
-	check := func(where string, env map[string]string) {
-		for k, v := range env {
-			if literal.MatchString(v) {
-				t.Errorf("%s: %s holds a literal secret", where, k)
-			}
-			if secretName.MatchString(k) && !strings.HasPrefix(v, "{{resolve:secretsmanager:") {
-				t.Errorf("%s: %s = %q is not a Secrets Manager reference", where, k, v)
+	for _, ps := range paramSets {
+		r := resolveWith(t, tpl, ps.values)
+		check := func(where string, env map[string]string) {
+			for k, v := range env {
+				if literal.MatchString(v) {
+					t.Errorf("%s %s: %s holds a literal secret", ps.name, where, k)
+				}
+				if secretName.MatchString(k) || strings.Contains(v, "{{resolve:") {
+					t.Errorf("%s %s: %s = %q; secrets are read at run time, never passed in the environment", ps.name, where, k, v)
+				}
 			}
 		}
-	}
-	for _, s := range stages {
-		check(s.function, functionEnv(r.Resources[s.function]))
-	}
-	c := gatewayContainer(t, r)
-	check("gateway container", containerEnv(c))
-	for _, s := range asList(c["Secrets"]) {
-		if !strings.Contains(scalarString(dig(s, "ValueFrom")), ":secretsmanager:") {
-			t.Errorf("gateway secret %v does not come from Secrets Manager", s)
+		for _, s := range stages {
+			check(s.function, functionEnv(r.Resources[s.function]))
+		}
+		c := gatewayContainer(t, r)
+		check("gateway container", containerEnv(c))
+		if s := c["Secrets"]; s != nil {
+			t.Errorf("%s: gateway container gets ECS secrets %v; it uses none", ps.name, s)
 		}
 	}
 }

@@ -67,6 +67,11 @@ func TestBucket(t *testing.T) {
 			}
 			if v := dig(rule, "ExpirationInDays"); v != nil {
 				expiry = v
+				// Messages expire, the configuration the processes read
+				// at start (config/) must not.
+				if dig(rule, "Prefix") != "m/" {
+					t.Errorf("%s: objects expire under prefix %v, want m/ only (config/ must outlive RetentionDays)", ps.name, dig(rule, "Prefix"))
+				}
 			}
 			if v := dig(rule, "AbortIncompleteMultipartUpload", "DaysAfterInitiation"); v != nil {
 				abort = v
