@@ -194,7 +194,8 @@ func describe(src Source, err error) error {
 		return fmt.Errorf("config %s: no such parameter (or version): put the configuration there (aws ssm put-parameter; beyond 4 KB use --tier Advanced, or S3), or %s: %w", src.URI, where, err)
 	case code == "AccessDenied" || code == "AccessDeniedException" || status == 403:
 		if src.Bucket != "" {
-			return fmt.Errorf("config %s: access denied: grant s3:GetObject%s on arn:aws:s3:::%s/%s (and kms:Decrypt on the bucket's key) to this function's role: %w",
+			// Without s3:ListBucket S3 answers a missing object so too.
+			return fmt.Errorf("config %s: access denied (or no such object, to a role that may not list the bucket): grant s3:GetObject%s on arn:aws:s3:::%s/%s (and kms:Decrypt on the bucket's key) to this function's role: %w",
 				src.URI, map[bool]string{true: " and s3:GetObjectVersion", false: ""}[src.VersionID != ""], src.Bucket, src.Key, err)
 		}
 		return fmt.Errorf("config %s: access denied: grant ssm:GetParameter on the parameter (and kms:Decrypt for a SecureString) to this function's role: %w", src.URI, err)

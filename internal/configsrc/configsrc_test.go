@@ -90,7 +90,7 @@ func TestS3ErrorsNameTheURIAndTheFix(t *testing.T) {
 	// without s3:GetObject.
 	uri := "s3://" + bucket + "/postern.yaml"
 	_, err := Load(ctx, uri, Clients{S3: s3Client(ep, access, "wrong-secret")})
-	if err == nil || !strings.Contains(err.Error(), "access denied: grant s3:GetObject on arn:aws:s3:::"+bucket+"/postern.yaml") {
+	if err == nil || !strings.Contains(err.Error(), "access denied (or no such object, to a role that may not list the bucket): grant s3:GetObject on arn:aws:s3:::"+bucket+"/postern.yaml") {
 		t.Errorf("Load with a denied read: %v", err)
 	}
 	if _, err := Load(ctx, uri, Clients{SSM: ssmClient("http://127.0.0.1:1")}); err == nil || !strings.Contains(err.Error(), "no S3 client") {
