@@ -24,8 +24,8 @@ import (
 // append raw message, envelope and job to the spool and wait for its
 // shared flush (the mover runs beside it, as in the gateway). path=store is
 // the AWS-style path on local parts: stream the raw message into the real
-// local store, write the envelope sidecar, enqueue the ParseJob on the real
-// local queue, all durable, with each store sync mode. sessions is the
+// local store and enqueue the ParseJob (which carries the envelope) on the
+// real local queue, both durable, with each store sync mode. sessions is the
 // number of concurrent SMTP sessions in DATA. msgs/s is what the disk lets
 // the gateway accept; B/op and allocs/op are per message, and must not grow
 // with the message size (the body is streamed, never held).
