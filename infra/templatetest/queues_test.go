@@ -1,6 +1,9 @@
 package templatetest
 
 import (
+	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -82,97 +85,133 @@ func consumers(t *testing.T, tpl *Template, r *Resolved, set string) map[string]
 	return out
 }
 
-// TestEveryQueueCanDeadLetter: a job that keeps failing must reach its
-// dead-letter queue while SQS still keeps it, and stay there long enough to
-// be looked at. For every queue with a redrive policy: retention 14 days;
-// maxReceiveCount x VisibilityTimeout (a job that crashes its handler every
-// time) at most half of it, since a dead-lettered message keeps its
-// original enqueue time; a visibility timeout of at least 6 x its
-// function's timeout + batching window (AWS's rule for SQS event sources,
-// so a throttled or retried invocation still holds its message); and a DLQ
-// of the template's own that keeps 14 days too.
+// TestEveryQueueCanDeadLetter runs checkDeadLettering under every
+// parameter set.
 func TestEveryQueueCanDeadLetter(t *testing.T) {
 	t.Parallel()
 	tpl := loadTemplate(t)
 	for _, ps := range paramSets {
-		r := resolveWith(t, tpl, ps.values)
-		byQueue := consumers(t, tpl, r, ps.name)
-		deadLetters := map[string]string{} // DLQ -> its source
-		var work []string
-		for _, id := range tpl.OfType("AWS::SQS::Queue") {
-			props := r.Resources[id].Properties
-			rp := dig(props, "RedrivePolicy")
-			if rp == nil {
-				continue
-			}
-			work = append(work, id)
-			dlq := queueRef(dig(rp, "deadLetterTargetArn"))
-			if dig(rp, "deadLetterTargetArn") != "${"+dlq+".Arn}" {
-				t.Errorf("%s %s: deadLetterTargetArn is %v, want !GetAtt <queue>.Arn", ps.name, id, dig(rp, "deadLetterTargetArn"))
-			}
-			if tpl.Resources[dlq].Type != "AWS::SQS::Queue" {
-				t.Errorf("%s %s: dead-letter target %q is not a queue of this template", ps.name, id, dlq)
-			}
-			if prev, dup := deadLetters[dlq]; dup {
-				t.Errorf("%s: %s is the dead-letter queue of both %s and %s", ps.name, dlq, prev, id)
-			}
-			deadLetters[dlq] = id
+		checkDeadLettering(t, t.Errorf, tpl, ps.name, ps.values)
+	}
+}
 
-			keep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"])
-			vis := mustNum(t, id+" VisibilityTimeout", props["VisibilityTimeout"])
-			count, err := num(dig(rp, "maxReceiveCount"))
-			if err != nil || count < 1 {
-				t.Errorf("%s %s: maxReceiveCount %v, want >= 1", ps.name, id, dig(rp, "maxReceiveCount"))
-				continue
-			}
-			if keep != maxRetentionSeconds {
-				t.Errorf("%s %s keeps jobs %d s, want %d (14 days)", ps.name, id, keep, maxRetentionSeconds)
-			}
-			if count*vis > keep/2 {
-				t.Errorf("%s %s: maxReceiveCount %d x visibility %d s = %d s, more than half the %d s retention: a crashing job would reach its DLQ late or never",
-					ps.name, id, count, vis, count*vis, keep)
-			}
-			c, ok := byQueue[id]
-			if !ok {
-				t.Errorf("%s: %s has no consuming function", ps.name, id)
-				continue
-			}
-			if need := 6*c.timeout + c.window; vis < need {
-				t.Errorf("%s: %s visibility %d s < 6 x %s timeout %d s + window %d s = %d s", ps.name, id, vis, c.function, c.timeout, c.window, need)
-			}
-			if retryUntilMaxAge[id] {
-				if need := receivesWithin(2 * maxRetryAgeSeconds); count < need {
-					t.Errorf("%s %s: maxReceiveCount %d; retries until the %d s max age use about %d receives, want at least %d (twice over)",
-						ps.name, id, count, maxRetryAgeSeconds, receivesWithin(maxRetryAgeSeconds), need)
-				}
+// TestDeadLetteringBites: the check finds a receive count whose crash
+// loop outlasts half the retention, one too low for the max age, a
+// visibility below the consumer's rule, and a short retention.
+func TestDeadLetteringBites(t *testing.T) {
+	t.Parallel()
+	text := mustRead(t, filepath.Join(repoRoot(t), "template.yaml"))
+	for _, m := range []struct{ old, new, want string }{
+		{"maxReceiveCount: 500}", "maxReceiveCount: 1000}", "more than half the"},
+		{"maxReceiveCount: 500}", "maxReceiveCount: 100}", "twice over"},
+		{"VisibilityTimeout: 450 #", "VisibilityTimeout: 300 #", "< 6 x DSNFunction timeout"},
+		{"      MessageRetentionPeriod: 1209600\n      # 20 x", "      MessageRetentionPeriod: 345600\n      # 20 x", "InboundQueue keeps jobs 345600 s"},
+		{"Properties: {SqsManagedSseEnabled: true, MessageRetentionPeriod: 1209600}", "Properties: {SqsManagedSseEnabled: true, MessageRetentionPeriod: 345600}", "dead-letter queue keeps 345600 s"},
+	} {
+		if !strings.Contains(text, m.old) {
+			t.Errorf("template.yaml no longer contains %q; update the mutation", m.old)
+			continue
+		}
+		tpl, err := Parse([]byte(strings.Replace(text, m.old, m.new, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found []string
+		checkDeadLettering(t, func(f string, a ...any) { found = append(found, fmt.Sprintf(f, a...)) }, tpl, "defaults", defaults)
+		if !slices.ContainsFunc(found, func(s string) bool { return strings.Contains(s, m.want) }) {
+			t.Errorf("%q -> %q: no finding saying %q, got %q", m.old, m.new, m.want, found)
+		}
+	}
+}
+
+// checkDeadLettering reports through errorf what keeps a job that keeps
+// failing from reaching its dead-letter queue while SQS still keeps it, or
+// from staying there long enough to be looked at: for every queue with a
+// redrive policy, retention 14 days; maxReceiveCount x VisibilityTimeout
+// (a job that crashes its handler every time) at most half of it, since a
+// dead-lettered message keeps its original enqueue time; a visibility
+// timeout of at least 6 x its function's timeout + batching window (AWS's
+// rule for SQS event sources, so a throttled or retried invocation still
+// holds its message); and a DLQ of the template's own that keeps 14 days.
+func checkDeadLettering(t *testing.T, errorf func(string, ...any), tpl *Template, set string, values map[string]string) {
+	t.Helper()
+	r := resolveWith(t, tpl, values)
+	byQueue := consumers(t, tpl, r, set)
+	deadLetters := map[string]string{} // DLQ -> its source
+	var work []string
+	for _, id := range tpl.OfType("AWS::SQS::Queue") {
+		props := r.Resources[id].Properties
+		rp := dig(props, "RedrivePolicy")
+		if rp == nil {
+			continue
+		}
+		work = append(work, id)
+		dlq := queueRef(dig(rp, "deadLetterTargetArn"))
+		if dig(rp, "deadLetterTargetArn") != "${"+dlq+".Arn}" {
+			errorf("%s %s: deadLetterTargetArn is %v, want !GetAtt <queue>.Arn", set, id, dig(rp, "deadLetterTargetArn"))
+		}
+		if tpl.Resources[dlq].Type != "AWS::SQS::Queue" {
+			errorf("%s %s: dead-letter target %q is not a queue of this template", set, id, dlq)
+		}
+		if prev, dup := deadLetters[dlq]; dup {
+			errorf("%s: %s is the dead-letter queue of both %s and %s", set, dlq, prev, id)
+		}
+		deadLetters[dlq] = id
+
+		keep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"])
+		vis := mustNum(t, id+" VisibilityTimeout", props["VisibilityTimeout"])
+		count, err := num(dig(rp, "maxReceiveCount"))
+		if err != nil || count < 1 {
+			errorf("%s %s: maxReceiveCount %v, want >= 1", set, id, dig(rp, "maxReceiveCount"))
+			continue
+		}
+		if keep != maxRetentionSeconds {
+			errorf("%s %s keeps jobs %d s, want %d (14 days)", set, id, keep, maxRetentionSeconds)
+		}
+		if count*vis > keep/2 {
+			errorf("%s %s: maxReceiveCount %d x visibility %d s = %d s, more than half the %d s retention: a crashing job would reach its DLQ late or never",
+				set, id, count, vis, count*vis, keep)
+		}
+		c, ok := byQueue[id]
+		if !ok {
+			errorf("%s: %s has no consuming function", set, id)
+			continue
+		}
+		if need := 6*c.timeout + c.window; vis < need {
+			errorf("%s: %s visibility %d s < 6 x %s timeout %d s + window %d s = %d s", set, id, vis, c.function, c.timeout, c.window, need)
+		}
+		if retryUntilMaxAge[id] {
+			if need := receivesWithin(2 * maxRetryAgeSeconds); count < need {
+				errorf("%s %s: maxReceiveCount %d; retries until the %d s max age use about %d receives, want at least %d (twice over)",
+					set, id, count, maxRetryAgeSeconds, receivesWithin(maxRetryAgeSeconds), need)
 			}
 		}
-		if len(work) != 4 {
-			t.Errorf("%s: %d work queues (%v), want inbound, webhook, relay, dsn", ps.name, len(work), work)
+	}
+	if len(work) != 4 {
+		errorf("%s: %d work queues (%v), want inbound, webhook, relay, dsn", set, len(work), work)
+	}
+	for _, q := range []string{"InboundQueue", "WebhookQueue", "RelayQueue", "DSNQueue"} {
+		if dig(r.Resources[q].Properties, "RedrivePolicy") == nil {
+			errorf("%s: %s has no dead-letter queue", set, q)
 		}
-		for _, q := range []string{"InboundQueue", "WebhookQueue", "RelayQueue", "DSNQueue"} {
-			if dig(r.Resources[q].Properties, "RedrivePolicy") == nil {
-				t.Errorf("%s: %s has no dead-letter queue", ps.name, q)
-			}
+	}
+	for _, id := range tpl.OfType("AWS::SQS::Queue") {
+		props := r.Resources[id].Properties
+		if props["SqsManagedSseEnabled"] != true && props["KmsMasterKeyId"] == nil {
+			errorf("%s %s: not encrypted at rest", set, id)
 		}
-		for _, id := range tpl.OfType("AWS::SQS::Queue") {
-			props := r.Resources[id].Properties
-			if props["SqsManagedSseEnabled"] != true && props["KmsMasterKeyId"] == nil {
-				t.Errorf("%s %s: not encrypted at rest", ps.name, id)
-			}
-			_, isDLQ := deadLetters[id]
-			if props["RedrivePolicy"] == nil && !isDLQ {
-				t.Errorf("%s %s: neither redrives nor is anyone's dead-letter queue", ps.name, id)
-			}
-			if !isDLQ {
-				continue
-			}
-			if props["RedrivePolicy"] != nil {
-				t.Errorf("%s %s: a dead-letter queue redrives itself", ps.name, id)
-			}
-			if keep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"]); keep != maxRetentionSeconds {
-				t.Errorf("%s %s: dead-letter queue keeps %d s, want %d (14 days)", ps.name, id, keep, maxRetentionSeconds)
-			}
+		_, isDLQ := deadLetters[id]
+		if props["RedrivePolicy"] == nil && !isDLQ {
+			errorf("%s %s: neither redrives nor is anyone's dead-letter queue", set, id)
+		}
+		if !isDLQ {
+			continue
+		}
+		if props["RedrivePolicy"] != nil {
+			errorf("%s %s: a dead-letter queue redrives itself", set, id)
+		}
+		if keep := mustNum(t, id+" MessageRetentionPeriod", props["MessageRetentionPeriod"]); keep != maxRetentionSeconds {
+			errorf("%s %s: dead-letter queue keeps %d s, want %d (14 days)", set, id, keep, maxRetentionSeconds)
 		}
 	}
 }
