@@ -82,8 +82,14 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	}), nil
 }
 
-// attemptRaw delivers the message as received. The body is read from the
-// store twice, once to sign and once to send, rather than held in memory.
+// rawInMemoryMax is the largest raw message attemptRaw holds in memory, so
+// it is read from the store once (to sign and to send); a larger one is
+// read twice rather than held.
+const rawInMemoryMax = 1 << 20
+
+// attemptRaw delivers the message as received. A message of up to
+// rawInMemoryMax bytes is read from the store once; a larger one twice, once
+// to sign and once to send, rather than held in memory.
 func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) {
 	key := d.job.ID.RawKey()
 	if d.target.Dir != "" {
@@ -99,7 +105,20 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 	if err != nil {
 		return outcome{}, err
 	}
-	sig, size, err := signReader(d.target.Secrets, d.webhookID, ts, rc)
+	head, err := io.ReadAll(io.LimitReader(rc, rawInMemoryMax+1))
+	if err != nil {
+		rc.Close()
+		return outcome{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	if len(head) <= rawInMemoryMax {
+		rc.Close()
+		return h.send(ctx, d.target, request{
+			url:    d.target.URL,
+			header: signedHeader(d.webhookID, ts, signatures(d.target.Secrets, d.webhookID, ts, head), "message/rfc822"),
+			body:   bytes.NewReader(head),
+		}), nil
+	}
+	sig, size, err := signReader(d.target.Secrets, d.webhookID, ts, io.MultiReader(bytes.NewReader(head), rc))
 	rc.Close()
 	if err != nil {
 		return outcome{}, fmt.Errorf("read %s: %w", key, err)

@@ -2,9 +2,14 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/blob"
 )
 
 // A job that carries the parsed form is delivered from it, without reading
@@ -60,5 +65,59 @@ func TestUndecodableInlineParsedFormFallsBackToStore(t *testing.T) {
 	var ev ReceivedEvent
 	if err := json.Unmarshal(reqs[0].body, &ev); err != nil || ev.Data.Subject != "Scan 42" {
 		t.Errorf("payload subject %q (%v), want the stored parsed form's", ev.Data.Subject, err)
+	}
+}
+
+// countingGets counts the store reads a stage makes.
+type countingGets struct {
+	blob.Store
+	mu   sync.Mutex
+	gets int
+}
+
+func (c *countingGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.mu.Lock()
+	c.gets++
+	c.mu.Unlock()
+	return c.Store.Get(ctx, key)
+}
+
+// A raw payload is read from the store once when it fits in memory, and
+// twice (sign, then send) only when it is larger; the receiver gets the
+// same bytes, correctly signed, either way.
+func TestRawPayloadReadsSmallMessageOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		size int
+		gets int
+	}{{"small", 0, 1}, {"over the in-memory bound", rawInMemoryMax + 1, 2}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			if tc.size > 0 {
+				f.raw = append(f.raw, bytes.Repeat([]byte("x"), tc.size)...)
+				f.put(t, f.job.ID.RawKey(), f.raw)
+			}
+			rec := &recorder{}
+			srv := serve(t, rec)
+			store := &countingGets{Store: f.store}
+			target := Target{URL: srv.URL, Secrets: [][]byte{testSecret}, Payload: PayloadRaw, AllowPrivate: true}
+			h := New(store, func(string) (Target, bool) { return target, true }, nil, &fakeSender{}, testLogger(t),
+				WithClock(func() time.Time { return testNow }))
+			if err := h.Handle(t.Context(), f.jobBody(t, 1)); err != nil {
+				t.Fatal(err)
+			}
+			reqs := rec.requests()
+			if len(reqs) != 1 || !bytes.Equal(reqs[0].body, f.raw) {
+				t.Fatalf("%d requests, want 1 with the %d raw bytes", len(reqs), len(f.raw))
+			}
+			if err := Verify([][]byte{testSecret}, reqs[0].header, reqs[0].body, time.Minute, testNow); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+			if store.gets != tc.gets {
+				t.Errorf("%d store reads, want %d", store.gets, tc.gets)
+			}
+		})
 	}
 }
