@@ -138,4 +138,8 @@ func TestLocalInvokeEnvironment(t *testing.T) {
 	if _, err := DecodeYAML([]byte(doc.Parameters["POSTERN_CONFIG_YAML"])); err != nil {
 		t.Errorf("env.json POSTERN_CONFIG_YAML: %v", err)
 	}
+	// The inline configuration, not the stack's S3 object or parameter.
+	if uri, set := doc.Parameters["POSTERN_CONFIG_URI"]; !set || uri != "" {
+		t.Errorf("env.json POSTERN_CONFIG_URI = %q (set %v); empty it so the functions read POSTERN_CONFIG_YAML", uri, set)
+	}
 }
