@@ -10,8 +10,11 @@ import (
 // ships stdout to CloudWatch Logs, which turns such lines into metrics with
 // no extra service calls from the function.
 type emfCounts struct {
-	Done, Retried, DeadLettered, Records int
-	Duration                             time.Duration
+	// Records = Done + Retried + DeadLettered + NotStarted. Retried counts
+	// records that ran and are reported as failures; NotStarted those
+	// returned unrun for lack of time.
+	Done, Retried, DeadLettered, NotStarted, Records int
+	Duration                                         time.Duration
 }
 
 func writeEMF(w io.Writer, stage string, now time.Time, c emfCounts) error {
@@ -27,6 +30,7 @@ func writeEMF(w io.Writer, stage string, now time.Time, c emfCounts) error {
 				"Dimensions": [][]string{{"Stage"}},
 				"Metrics": []metric{
 					{"JobsDone", "Count"}, {"JobsRetried", "Count"}, {"JobsDeadLettered", "Count"},
+					{"JobsNotStarted", "Count"},
 					{"BatchRecords", "Count"}, {"BatchDuration", "Milliseconds"},
 				},
 			}},
@@ -35,6 +39,7 @@ func writeEMF(w io.Writer, stage string, now time.Time, c emfCounts) error {
 		"JobsDone":         c.Done,
 		"JobsRetried":      c.Retried,
 		"JobsDeadLettered": c.DeadLettered,
+		"JobsNotStarted":   c.NotStarted,
 		"BatchRecords":     c.Records,
 		"BatchDuration":    c.Duration.Milliseconds(),
 	}

@@ -28,11 +28,30 @@ func (v *recordingVis) ChangeVisibility(_ context.Context, receipt string, d tim
 	return nil
 }
 
-type recordingDLQ struct{ bodies []string }
+// changed returns the visibility set for receipt, if any.
+func (v *recordingVis) changed(receipt string) (time.Duration, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	d, ok := v.got[receipt]
+	return d, ok
+}
+
+type recordingDLQ struct {
+	mu     sync.Mutex
+	bodies []string
+}
 
 func (d *recordingDLQ) Send(_ context.Context, body []byte, _ time.Duration) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.bodies = append(d.bodies, string(body))
 	return "x", nil
+}
+
+func (d *recordingDLQ) sent() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]string(nil), d.bodies...)
 }
 
 func rec(id, body string, count int) events.SQSMessage {
@@ -82,7 +101,7 @@ func TestBatchItemFailures(t *testing.T) {
 	if want := []string{"2", "3", "5"}; !equal(failed, want) {
 		t.Errorf("batch item failures %v, want %v", failed, want)
 	}
-	if !equal(dlq.bodies, []string{"perm"}) {
+	if !equal(dlq.sent(), []string{"perm"}) {
 		t.Errorf("dead-lettered %v", dlq.bodies)
 	}
 	if vis.got["rh-3"] != 42*time.Second {
@@ -152,16 +171,16 @@ func TestEMFLinePerBatch(t *testing.T) {
 				Metrics   []struct{ Name string }
 			}
 		} `json:"_aws"`
-		Stage                                                 string
-		JobsDone, JobsRetried, JobsDeadLettered, BatchRecords int
+		Stage                                                                 string
+		JobsDone, JobsRetried, JobsDeadLettered, JobsNotStarted, BatchRecords int
 	}
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("EMF line %q: %v", buf.String(), err)
 	}
-	if line.Stage != "webhook" || line.JobsDone != 2 || line.JobsRetried != 1 || line.JobsDeadLettered != 1 || line.BatchRecords != 4 {
+	if line.Stage != "webhook" || line.JobsDone != 2 || line.JobsRetried != 1 || line.JobsDeadLettered != 1 || line.JobsNotStarted != 0 || line.BatchRecords != 4 {
 		t.Errorf("EMF counts %+v", line)
 	}
-	if len(line.AWS.CloudWatchMetrics) != 1 || line.AWS.CloudWatchMetrics[0].Namespace != "Postern" || len(line.AWS.CloudWatchMetrics[0].Metrics) != 5 {
+	if len(line.AWS.CloudWatchMetrics) != 1 || line.AWS.CloudWatchMetrics[0].Namespace != "Postern" || len(line.AWS.CloudWatchMetrics[0].Metrics) != 6 {
 		t.Errorf("EMF directive %+v", line.AWS)
 	}
 }
