@@ -19,9 +19,9 @@
 //     invocation rather than after the visibility timeout;
 //   - a record whose handler was cut short by that deadline is retried (even
 //     if the handler called the cut permanent), never dead-lettered;
-//   - a handler that ignores its context is waited for only until Margin/2
-//     before the invocation's deadline; it is then reported as failed and
-//     Handle returns.
+//   - a handler that ignores its context, and any bookkeeping call, is
+//     waited for only until Margin/2 before the invocation's deadline; the
+//     record is then reported as failed and Handle returns.
 package lambdasqs
 
 import (
@@ -133,6 +133,13 @@ func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	}
 	defer cancel()
 	hdeadline, _ := hctx.Deadline()
+	// bctx bounds the bookkeeping (rescheduling, dead-lettering): it ends
+	// when Handle stops waiting for records, Margin/2 before the deadline.
+	bctx, cancelB := ctx, context.CancelFunc(func() {})
+	if hasDeadline {
+		bctx, cancelB = context.WithDeadline(ctx, deadline.Add(-margin/2))
+	}
+	defer cancelB()
 
 	outs := make([]outcome, len(ev.Records)) // written by this goroutine only
 	slots := make(chan struct{}, max(a.Concurrency, 1))
@@ -140,19 +147,24 @@ func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	// one whose result is no longer awaited.
 	results := make(chan result, len(ev.Records))
 	inFlight := make(map[int]bool)
-	var skipped []int
+	skipped := 0
+	resets := a.newResetter(bctx, log)
+	skip := func(r events.SQSMessage) {
+		skipped++
+		resets.reset(r)
+	}
 	toldNever := false
 	for i, r := range ev.Records {
 		body, derr := decode(r)
 		select {
 		case slots <- struct{}{}:
 		case <-hctx.Done():
-			skipped = append(skipped, i)
+			skip(r)
 			continue
 		}
 		if hctx.Err() != nil {
 			<-slots
-			skipped = append(skipped, i)
+			skip(r)
 			continue
 		}
 		if hasDeadline && derr == nil {
@@ -160,7 +172,7 @@ func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 			budget := a.budget(body, log)
 			if left := time.Until(hdeadline); budget > left {
 				<-slots
-				skipped = append(skipped, i)
+				skip(r)
 				if whole := hdeadline.Sub(start); budget > whole && !toldNever {
 					// No invocation of this length can ever run it: say so
 					// loudly (once a batch), the fix is in the configuration.
@@ -183,14 +195,14 @@ func (a *Adapter) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 				results <- result{i, out}
 				<-slots
 			}()
-			out = a.one(ctx, hctx, r, body, derr)
+			out = a.one(bctx, hctx, r, body, derr)
 		}()
 	}
 
-	if len(skipped) > 0 {
-		log.Warn("deadline near; returning records unprocessed", slog.String("stage", a.Stage), slog.Int("records", len(skipped)))
-		a.resetVisibility(ctx, ev.Records, skipped, log)
+	if skipped > 0 {
+		log.Warn("deadline near; returning records unprocessed", slog.String("stage", a.Stage), slog.Int("records", skipped))
 	}
+	resets.wait()
 
 	a.collect(ctx, deadline, hasDeadline, margin, results, inFlight, outs, ev.Records, log)
 
@@ -249,33 +261,42 @@ func (a *Adapter) collect(ctx context.Context, deadline time.Time, hasDeadline b
 	}
 }
 
-// resetVisibility makes records that were not started visible again at
-// once, a few at a time: they only lacked time, and otherwise would wait out
-// the queue's visibility timeout (15 minutes on Postern's queues).
-func (a *Adapter) resetVisibility(ctx context.Context, recs []events.SQSMessage, idx []int, log *slog.Logger) {
-	if a.Visibility == nil {
+// resetter makes records that were not started visible again at once, as
+// soon as they are skipped and a few at a time: they only lacked time, and
+// otherwise would wait out the queue's visibility timeout (15 minutes on
+// Postern's queues).
+type resetter struct {
+	a   *Adapter
+	ctx context.Context
+	log *slog.Logger
+	wg  sync.WaitGroup
+	sem chan struct{}
+}
+
+func (a *Adapter) newResetter(ctx context.Context, log *slog.Logger) *resetter {
+	return &resetter{a: a, ctx: ctx, log: log, sem: make(chan struct{}, 8)}
+}
+
+func (rs *resetter) reset(r events.SQSMessage) {
+	if rs.a.Visibility == nil {
 		return
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, i := range idx {
-		r := recs[i]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() {
-				if p := recover(); p != nil {
-					log.Error("visibility reset panic", slog.String("stage", a.Stage), slog.String("job_id", r.MessageId), slog.Any("panic", p))
-				}
-				<-sem
-			}()
-			if err := a.Visibility.ChangeVisibility(ctx, r.ReceiptHandle, 0); err != nil {
-				log.Warn("visibility reset failed; the visibility timeout applies", slog.String("stage", a.Stage),
-					slog.String("job_id", r.MessageId), slog.String("error", err.Error()))
+	rs.sem <- struct{}{}
+	rs.wg.Go(func() {
+		defer func() {
+			if p := recover(); p != nil {
+				rs.log.Error("visibility reset panic", slog.String("stage", rs.a.Stage), slog.String("job_id", r.MessageId), slog.Any("panic", p))
 			}
-		})
-	}
-	wg.Wait()
+			<-rs.sem
+		}()
+		if err := rs.a.Visibility.ChangeVisibility(rs.ctx, r.ReceiptHandle, 0); err != nil {
+			rs.log.Warn("visibility reset failed; the visibility timeout applies", slog.String("stage", rs.a.Stage),
+				slog.String("job_id", r.MessageId), slog.String("error", err.Error()))
+		}
+	})
 }
+
+func (rs *resetter) wait() { rs.wg.Wait() }
 
 func decode(r events.SQSMessage) ([]byte, error) {
 	var enc string
@@ -307,8 +328,8 @@ func (a *Adapter) budget(body []byte, log *slog.Logger) (d time.Duration) {
 	return d
 }
 
-// one handles a record under hctx and settles it under ctx (the invocation's
-// context, which outlives hctx by Margin).
+// one handles a record under hctx and settles it under ctx (the
+// bookkeeping context, which outlives hctx by Margin/2).
 func (a *Adapter) one(ctx, hctx context.Context, r events.SQSMessage, body []byte, err error) outcome {
 	attempt, _ := strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
 	log := a.logger().With(slog.String("stage", a.Stage), slog.String("job_id", r.MessageId), slog.Int("attempt", attempt))
