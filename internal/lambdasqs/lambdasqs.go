@@ -85,7 +85,8 @@ type Adapter struct {
 	// and relay jobs: the route's timeout plus what the stage does around
 	// the call), given the record's decoded body. A record starts only if
 	// its budget fits before the handler deadline (the invocation deadline
-	// less Margin). nil, or a result <= 0: DefaultBudget. See RouteBudget.
+	// less Margin); a context without a deadline starts every record. nil,
+	// or a result <= 0: DefaultBudget. See RouteBudget.
 	Budget func(body []byte) time.Duration
 	// Concurrency is how many records of a batch run at once; <= 1 runs
 	// them one after another, in batch order. Standard queues keep no
