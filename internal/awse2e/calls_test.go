@@ -33,10 +33,13 @@ func TestCallsPerMessage(t *testing.T) {
 	s3ep := c.proxy(t, fx.s3Endpoint, s3Op)
 	sqsep := c.proxy(t, fx.sqsEndpoint, sqsOp)
 	rcv := newReceiver(t, http.StatusOK, "")
+	// The template's numbers (function timeouts, batch sizes, record
+	// concurrency), as deployed.
 	st := newStack(t, fx, stackOptions{
 		routes:     hookRoute("app", "*@app.test", rcv.url),
 		s3Endpoint: s3ep, s3: fx.s3,
 		sqsEndpoint: sqsep, sqs: fx.sqs,
+		template: true,
 	})
 	st.deploy(t, fx, "parse", "webhook")
 	addr := st.smtpAddr()
