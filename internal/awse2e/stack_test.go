@@ -53,8 +53,11 @@ type stack struct {
 	// stand-in endpoints); the gateway container gets the same.
 	env map[string]string
 	gw  *app.App
-	// specs, when the stack follows the template's numbers, by stage.
-	specs map[string]stageSpec
+	// specs are the template's numbers, by stage. Every stack gives its
+	// functions the template's timeouts; with template set it follows the
+	// rest too (see stackOptions.template).
+	specs    map[string]stageSpec
+	template bool
 	// stageEnv is added to env for one stage's function.
 	stageEnv map[string]map[string]string
 }
@@ -73,7 +76,8 @@ type stackOptions struct {
 	// batch size, window and concurrency, each function's timeout and the
 	// variables the template gives it besides the stack's own
 	// (POSTERN_DLQ_*, POSTERN_RECORD_CONCURRENCY). Else queueSpec's short
-	// numbers, one instance per function and no dead-letter variables.
+	// numbers, one instance per function and no dead-letter variables (only
+	// the timeouts are the template's).
 	template bool
 }
 
@@ -85,9 +89,7 @@ func newStack(t *testing.T, fx *fixture, opts stackOptions) *stack {
 		s3:   fx.s3, sqs: fx.sqs, queues: map[string]queueRef{},
 	}
 	st.stageEnv = map[string]map[string]string{}
-	if opts.template {
-		st.specs = templateSpecs(t)
-	}
+	st.specs, st.template = templateSpecs(t), opts.template
 	s3ep, sqsep := fx.s3Endpoint, fx.sqsEndpoint
 	if opts.s3 != nil {
 		st.s3, s3ep = opts.s3, opts.s3Endpoint
@@ -128,7 +130,7 @@ routes:
 		"POSTERN_SQS_ENDPOINT":  sqsep,
 		"POSTERN_CONFIG_YAML":   yaml,
 	}
-	if st.specs != nil {
+	if st.template {
 		st.templateEnv(t)
 	}
 	st.bootGateway(t)
@@ -166,7 +168,7 @@ func (st *stack) createQueues(t *testing.T) {
 	for _, name := range []string{app.QueueInbound, app.QueueWebhook, app.QueueRelay, app.QueueDSN} {
 		spec := queueSpec[name]
 		for stage, s := range st.specs {
-			if stageQueues[stage] == name {
+			if st.template && stageQueues[stage] == name {
 				spec.visibility, spec.maxReceives = int(s.visibility/time.Second), s.maxReceives
 			}
 		}
@@ -245,10 +247,7 @@ func (st *stack) function(t *testing.T, fx *fixture, stage string) *lambdart.Run
 	for _, k := range slices.Sorted(maps.Keys(all)) {
 		env = append(env, k+"="+all[k])
 	}
-	var timeout time.Duration // lambdart's default
-	if s, ok := st.specs[stage]; ok {
-		timeout = s.timeout
-	}
+	timeout := st.specs[stage].timeout // the function's Timeout
 	r, err := lambdart.Start(lambdart.Config{
 		Timeout:         timeout,
 		Bootstrap:       fx.bootstrap[stage],
@@ -283,7 +282,7 @@ func (st *stack) deploy(t *testing.T, fx *fixture, stages ...string) {
 	t.Helper()
 	for _, stage := range stages {
 		n := 1
-		if s, ok := st.specs[stage]; ok {
+		if s, ok := st.specs[stage]; ok && st.template {
 			n = min(s.maxConcurrency, maxInstances)
 		}
 		for range n {
@@ -296,7 +295,7 @@ func (st *stack) deploy(t *testing.T, fx *fixture, stages ...string) {
 // template's batch size and window when the stack follows it.
 func (st *stack) mapping(stage string, fn *lambdart.Runtime) *mapping {
 	m := &mapping{sqs: st.sqs, queue: st.queues[stageQueues[stage]], fn: fn, batchSize: 10}
-	if s, ok := st.specs[stage]; ok {
+	if s, ok := st.specs[stage]; ok && st.template {
 		m.batchSize, m.window = s.batchSize, s.window
 	}
 	return m

@@ -12,6 +12,11 @@ import (
 
 	"github.com/postern/postern/infra/templatetest"
 	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/lambdafn/parsefn"
+	"github.com/postern/postern/internal/lambdafn/relayfn"
+	"github.com/postern/postern/internal/lambdafn/webhookfn"
+	"github.com/postern/postern/internal/lambdasqs"
+	"github.com/postern/postern/internal/webhook"
 )
 
 // stageSpec is what template.yaml (with its parameters' defaults) deploys
@@ -181,6 +186,17 @@ func TestTemplateSpecs(t *testing.T) {
 			stage, s.function, s.timeout, s.batchSize, s.window, s.maxConcurrency, s.queue, s.visibility, s.maxReceives, s.dlq, s.env["POSTERN_RECORD_CONCURRENCY"])
 		if s.timeout <= 0 || s.batchSize < 1 || s.batchSize > 10 || s.maxConcurrency < 2 || s.visibility < s.timeout || s.maxReceives < 1 {
 			t.Errorf("%s: implausible numbers %+v", stage, s)
+		}
+		// The longest record a stage may get must fit in one invocation
+		// (less the adapter's margin), or the adapter never starts it.
+		longest := map[string]time.Duration{
+			"parse":   parsefn.Budget,
+			"webhook": webhook.DefaultTimeout + webhookfn.Margin,
+			"relay":   max(relayfn.TransportBudget("smtp"), relayfn.TransportBudget("ses")),
+			"dsn":     max(relayfn.TransportBudget("smtp"), relayfn.TransportBudget("ses")),
+		}[stage]
+		if longest+lambdasqs.DefaultMargin > s.timeout {
+			t.Errorf("%s: a record's budget (%s) and the adapter's margin (%s) exceed the function's Timeout %s: such records would never run", s.function, longest, lambdasqs.DefaultMargin, s.timeout)
 		}
 		want := "POSTERN_DLQ_" + strings.ToUpper(lambdafn.StageQueue[stage])
 		if m := refPattern.FindStringSubmatch(s.env[want]); m == nil || m[1] != s.dlq {

@@ -8,10 +8,12 @@
 package lambdafn
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -58,9 +60,25 @@ type Stage struct {
 	Handler postern.Handler
 	// Budget is the longest one job may take, from its body (a webhook job
 	// names its route, whose timeout bounds the call); the SQS adapter
-	// starts a record only while that much time is left. Nil: Default.
+	// starts a record only while that much time is left. Nil:
+	// lambdasqs.DefaultBudget.
 	Budget func(body []byte) time.Duration
+	// Concurrency is how many records of a batch run at once unless
+	// POSTERN_RECORD_CONCURRENCY says otherwise (see DefaultConcurrency).
+	Concurrency int
 }
+
+// ConcurrencyEnv overrides a stage's record concurrency (template.yaml
+// sets it per function).
+const ConcurrencyEnv = "POSTERN_RECORD_CONCURRENCY"
+
+// DefaultConcurrency is each stage's record concurrency when neither the
+// stage nor ConcurrencyEnv sets one, sized by what a record waits on:
+// webhook records wait on the application (mostly idle, so many at once);
+// relay records on a smarthost or SES, which limit connections or rate;
+// parse and dsn records use CPU and memory (a message and its parts in
+// memory), so few at once in a small function.
+var DefaultConcurrency = map[string]int{"parse": 4, "webhook": 16, "relay": 8, "dsn": 4}
 
 // Build makes a stage from its dependencies. Each stage subpackage has one.
 type Build func(ctx context.Context, d *Deps) (Stage, error)
@@ -87,8 +105,19 @@ func Handler(ctx context.Context, stage string, build Build, cfg *config.Config,
 	if err != nil {
 		return nil, err
 	}
-	a := &lambdasqs.Adapter{Stage: stage, Handler: trace.Wrap(stage, st.Handler, be.Store, log), Log: log, Metrics: os.Stdout,
-		Visibility: be.SQS[qname]}
+	conc := cmp.Or(st.Concurrency, DefaultConcurrency[stage])
+	if v := os.Getenv(ConcurrencyEnv); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return nil, fmt.Errorf("config: %s=%q: want a whole number of records from 1 to 100 (the function's RecordConcurrency parameter)", ConcurrencyEnv, v)
+		}
+		conc = n
+	}
+	// The stage outcomes go to the log (CloudWatch Logs keeps them; gateway
+	// trace reads them back), not to a trace object in S3: a
+	// read-modify-write per stage would double the S3 requests per message.
+	a := &lambdasqs.Adapter{Stage: stage, Handler: trace.Log(stage, st.Handler, log), Log: log, Metrics: os.Stdout,
+		Visibility: be.SQS[qname], Budget: st.Budget, Concurrency: conc}
 	if dl := be.DeadLetter(cfg.Backend.AWS, qname); dl != nil {
 		a.DeadLetter = dl
 	}

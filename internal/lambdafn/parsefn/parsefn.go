@@ -14,7 +14,7 @@ import (
 // Budget is the most one parse job takes: a GET of the raw message, the
 // parse, the PUTs of parsed.json and the attachments, and one send per
 // route. Nothing in it waits on another party's timeout, so it is fixed.
-const Budget = 30 * time.Second
+const Budget = 20 * time.Second
 
 // New builds the parse stage over table (the route table the gateway
 // checks recipients against too).
