@@ -3,6 +3,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -44,22 +45,65 @@ func New(store blob.Store, queue Sender, log *slog.Logger) *Ingester {
 // readers of envelope.json fall back to that. The local spool path
 // (Spooled) still writes envelope.json, which costs nothing there.
 //
-// The PUT comes first and the send after it, never both at once: the job
-// needs the size and digest only the finished PUT knows, and a job must
-// never name an object that may not exist (a PUT that fails after its job
-// was sent would leave a job parse retries until it dead-letters, for a
-// message the sender was told to send again). On error nothing has been
-// queued, so no stage will ever see the message; an object already written
-// is an orphan the store's lifecycle expiry removes, and a retried message
+// A message of up to ParallelMax bytes is read whole first (the S3
+// uploader would hold it whole anyway: it is one part), so its size and
+// digest are known before either request starts, and the PUT and the send
+// run at once: the time to 250 is the slower of the two, not their sum.
+// Should the PUT fail after its job was sent, the client hears 451 and
+// the parse stage, finding no raw message for a job that old, drops the
+// job (parse.Handler, missingRawGrace). A larger message streams into the
+// store first and is queued after.
+//
+// On error the client is told to send again; an object already written is
+// an orphan the store's lifecycle expiry removes, and a retried message
 // gets a new id.
 //
 // Errors from reading body (for example go-smtp's size limit) are returned
 // wrapped, so the caller can still recognise them with errors.Is.
 func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.Reader) error {
 	start := time.Now()
-	h := sha256.New()
-	cr := &countingReader{r: body, h: h}
-	if err := in.store.Put(ctx, env.ID.RawKey(), cr, &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
+	cr := &countingReader{r: body, h: sha256.New()}
+	var head bytes.Buffer
+	if env.DeclSize > 0 && env.DeclSize <= ParallelMax {
+		head.Grow(int(env.DeclSize) + 4<<10) // the Received header comes on top
+	}
+	if _, err := head.ReadFrom(io.LimitReader(cr, ParallelMax+1)); err != nil {
+		return fmt.Errorf("store raw %s: %w", env.ID, err)
+	}
+	if head.Len() > ParallelMax {
+		return in.acceptStreamed(ctx, env, cr, &head, start)
+	}
+	_, jb, err := seal(env, cr)
+	if err != nil {
+		return err
+	}
+	var putErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		putErr = in.store.Put(ctx, env.ID.RawKey(), bytes.NewReader(head.Bytes()), &blob.PutOptions{ContentType: "message/rfc822"})
+	}()
+	_, sendErr := in.queue.Send(ctx, jb, 0)
+	<-done
+	if putErr != nil {
+		return fmt.Errorf("store raw %s: %w", env.ID, putErr)
+	}
+	if sendErr != nil {
+		return fmt.Errorf("enqueue parse job %s: %w", env.ID, sendErr)
+	}
+	logAccepted(ctx, in.log, env, start)
+	return nil
+}
+
+// ParallelMax is the largest message Accept reads whole before storing it:
+// S3's smallest multipart part (s3blob.MinPartSize), which the uploader
+// holds in memory for any object up to that size anyway.
+const ParallelMax = 5 << 20
+
+// acceptStreamed stores a large message as it is read (head, then the rest
+// of cr), then queues its job: its digest is known only at the end.
+func (in *Ingester) acceptStreamed(ctx context.Context, env *postern.Envelope, cr *countingReader, head *bytes.Buffer, start time.Time) error {
+	if err := in.store.Put(ctx, env.ID.RawKey(), io.MultiReader(head, cr), &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
 		return fmt.Errorf("store raw %s: %w", env.ID, err)
 	}
 	_, jb, err := seal(env, cr)
