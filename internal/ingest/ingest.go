@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -49,9 +50,10 @@ func New(store blob.Store, queue Sender, log *slog.Logger) *Ingester {
 // uploader would hold it whole anyway: it is one part), so its size and
 // digest are known before either request starts, and the PUT and the send
 // run at once: the time to 250 is the slower of the two, not their sum.
-// Should the PUT fail after its job was sent, the client hears 451 and
-// the parse stage, finding no raw message for a job that old, drops the
-// job (parse.Handler, missingRawGrace). A larger message streams into the
+// Should the PUT fail after its job was sent, the client hears 451, the
+// object is deleted in case it landed after all (withdraw), and the parse
+// stage, finding no raw message for a job that old, drops the job
+// (parse.Handler, missingRawGrace). A larger message streams into the
 // store first and is queued after.
 //
 // On error the client is told to send again; an object already written is
@@ -86,6 +88,9 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 	_, sendErr := in.queue.Send(ctx, jb, 0)
 	<-done
 	if putErr != nil {
+		if sendErr == nil {
+			in.withdraw(ctx, env)
+		}
 		return fmt.Errorf("store raw %s: %w", env.ID, putErr)
 	}
 	if sendErr != nil {
@@ -93,6 +98,20 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 	}
 	logAccepted(ctx, in.log, env, start)
 	return nil
+}
+
+// withdraw deletes the raw message of a refused message whose job was
+// sent: a PUT that reported failure may have landed all the same (an
+// error after the write, a timeout), and the parse stage must then find
+// nothing, or the client would get a copy of a message it was told to send
+// again. Best effort: a delete that fails is logged.
+func (in *Ingester) withdraw(ctx context.Context, env *postern.Envelope) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := in.store.Delete(dctx, env.ID.RawKey()); err != nil && !errors.Is(err, blob.ErrNotFound) {
+		in.log.LogAttrs(ctx, slog.LevelWarn, "refused message's raw copy not withdrawn: it may be delivered as well as the sender's retry",
+			slog.String("msg_id", env.ID.String()), slog.String("stage", "gateway"), slog.String("error", err.Error()))
+	}
 }
 
 // ParallelMax is the largest message Accept reads whole before storing it:
