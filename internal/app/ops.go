@@ -3,13 +3,20 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sort"
+	"time"
+
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
+	"github.com/postern/postern/internal/trace/cwlogs"
 )
 
 // The operations below work without a running gateway: trace reads the
@@ -43,7 +50,31 @@ func Trace(ctx context.Context, cfg *config.Config, log *slog.Logger, id postern
 	for i, r := range cfg.Routes {
 		names[i] = r.Name
 	}
-	return trace.Read(ctx, st, id, names)
+	events, err := trace.Read(ctx, st, id, names)
+	if err != nil || cfg.Backend.Type != "aws" || len(events) == 0 {
+		return events, err
+	}
+	// On AWS the functions log each job's outcome instead of keeping trace
+	// objects: the timeline's later events are in their log groups.
+	groups := cfg.Backend.AWS.LogGroups
+	if len(groups) == 0 {
+		return events, errors.New("config: backend.aws.log_groups is empty: name the functions' log groups (POSTERN_LOG_GROUPS, comma-separated; the stack's TraceLogGroups output) to see what happened after receipt")
+	}
+	var opts []func(*awsconfig.LoadOptions) error
+	if r := cfg.Backend.AWS.Region; r != "" {
+		opts = append(opts, awsconfig.WithRegion(r))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("AWS configuration: %w", err)
+	}
+	logged, err := cwlogs.Read(ctx, cloudwatchlogs.NewFromConfig(ac), groups, id, events[0].Time.Add(-time.Minute))
+	if err != nil {
+		return nil, err
+	}
+	events = append(events, logged...)
+	sort.SliceStable(events, func(i, j int) bool { return events[i].Time.Before(events[j].Time) })
+	return events, nil
 }
 
 // Replay re-enqueues a stored message (see replay).

@@ -66,6 +66,10 @@ type AWS struct {
 	// jobs that can never succeed there at once instead of letting them
 	// cycle until the redrive policy's count.
 	DeadLetter Queues `yaml:"dead_letter"`
+	// LogGroups are the functions' CloudWatch Logs groups, where they log
+	// each job's outcome: `gateway trace` reads a message's timeline there
+	// (on AWS no trace objects are kept in S3).
+	LogGroups []string `yaml:"log_groups"`
 }
 
 // Queues are SQS queue URLs.
@@ -467,6 +471,15 @@ var envKeys = []struct {
 	{"POSTERN_DLQ_WEBHOOK", "backend.aws.dead_letter.webhook", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.Webhook = v; return nil }},
 	{"POSTERN_DLQ_RELAY", "backend.aws.dead_letter.relay", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.Relay = v; return nil }},
 	{"POSTERN_DLQ_DSN", "backend.aws.dead_letter.dsn", func(c *Config, v string) error { c.Backend.AWS.DeadLetter.DSN = v; return nil }},
+	{"POSTERN_LOG_GROUPS", "backend.aws.log_groups", func(c *Config, v string) error {
+		c.Backend.AWS.LogGroups = nil
+		for _, g := range strings.Split(v, ",") {
+			if g = strings.TrimSpace(g); g != "" {
+				c.Backend.AWS.LogGroups = append(c.Backend.AWS.LogGroups, g)
+			}
+		}
+		return nil
+	}},
 	{"POSTERN_ADMIN_ADDR", "admin.addr", func(c *Config, v string) error { c.Admin.Addr = v; return nil }},
 	{"POSTERN_LOG_LEVEL", "log.level", func(c *Config, v string) error { c.Log.Level = v; return nil }},
 	{"POSTERN_LOG_FORMAT", "log.format", func(c *Config, v string) error { c.Log.Format = v; return nil }},
