@@ -152,15 +152,25 @@ func TestOutputs(t *testing.T) {
 	tpl := loadTemplate(t)
 	r := resolveWith(t, tpl, defaults)
 	for name, want := range map[string]string{
-		"LoadBalancerDnsName": "${LoadBalancer.DNSName}",
-		"BucketName":          "${Bucket}",
-		"InboundQueueUrl":     "${InboundQueue}",
-		"WebhookQueueUrl":     "${WebhookQueue}",
-		"RelayQueueUrl":       "${RelayQueue}",
-		"DSNQueueUrl":         "${DSNQueue}",
+		"LoadBalancerDnsName":  "${LoadBalancer.DNSName}",
+		"BucketName":           "${Bucket}",
+		"InboundQueueUrl":      "${InboundQueue}",
+		"WebhookQueueUrl":      "${WebhookQueue}",
+		"RelayQueueUrl":        "${RelayQueue}",
+		"DSNQueueUrl":          "${DSNQueue}",
+		"NotificationTopicArn": "${AlarmTopic}",
 	} {
 		if got := dig(r.Outputs, name, "Value"); got != want {
 			t.Errorf("output %s = %v, want %s", name, got, want)
 		}
+	}
+	// gateway trace finds the stage outcomes in every function's log group.
+	got := scalarString(dig(r.Outputs, "TraceLogGroups", "Value"))
+	var want []string
+	for _, s := range stages {
+		want = append(want, "${"+s.logGroup+"}")
+	}
+	if got != strings.Join(want, ",") {
+		t.Errorf("output TraceLogGroups = %s, want %s", got, strings.Join(want, ","))
 	}
 }
