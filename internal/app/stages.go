@@ -36,21 +36,26 @@ type stages struct {
 // (internal/lambdafn/*fn).
 //
 // only names the one stage to build ("" builds them all), so a process
-// resolves only the secrets its stages use.
+// resolves only the secrets its stages use; on the aws backend none is
+// built.
 func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string) (*stages, error) {
-	need := func(stage string) bool { return only == "" || only == stage }
+	// On AWS the stages are Lambda functions (lambdafn), each building its
+	// own: this process (the gateway, or an operation such as replay) needs
+	// the route table and identities only, and none of the stages' secrets,
+	// which it may not be allowed to read.
+	need := func(stage string) bool { return be.local && (only == "" || only == stage) }
 	d := &lambdafn.Deps{Config: cfg, Store: be.store, Queues: be.queues, URLs: be.urls, Log: log}
 	table, err := lambdafn.RouteTable(cfg)
 	if err != nil {
 		return nil, err
 	}
-	targets, err := webhookfn.Targets(cfg, need("webhook"))
+	targets, err := webhookfn.Targets(cfg, need("webhook"), nil)
 	if err != nil {
 		return nil, err
 	}
 	relays := map[string]relay.Route{}
 	if need("relay") {
-		if relays, err = relayfn.Routes(context.Background(), cfg); err != nil {
+		if relays, err = relayfn.Routes(context.Background(), cfg, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -83,11 +88,15 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 		ids = append(ids, id)
 	}
 
-	st := &stages{table: table, identities: ids, parse: parsefn.New(d, table), webhook: webhookfn.New(d, targets), relay: relayfn.New(d, relays)}
+	st := &stages{table: table, identities: ids}
+	if !be.local {
+		return st, nil
+	}
+	st.parse, st.webhook, st.relay = parsefn.New(d, table), webhookfn.New(d, targets), relayfn.New(d, relays)
 	if !need("dsn") {
 		return st, nil
 	}
-	if st.dsn, err = dsnfn.New(context.Background(), d); err != nil {
+	if st.dsn, err = dsnfn.New(context.Background(), d, nil); err != nil {
 		return nil, err
 	}
 	return st, nil

@@ -58,7 +58,7 @@ func hookRoute(name, pattern, url string) string {
 
 // scan is a message as a scanner sends it: text, and a PDF too big to
 // travel inline in the webhook payload (inline_attachment_bytes is 1024).
-func scan(t *testing.T) (msg, pdf []byte) {
+func scan(t testing.TB) (msg, pdf []byte) {
 	t.Helper()
 	pdf = append([]byte("%PDF-1.4\n"), bytes.Repeat([]byte{0xff, 0x00, 0x7f}, 3000)...)
 	part, err := enmime.Builder().

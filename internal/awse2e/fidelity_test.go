@@ -33,28 +33,18 @@ func TestTemplateFidelity(t *testing.T) {
 	t.Setenv(secretEnv, testSecret)
 	fx := newFixture(t)
 
-	ok := newReceiver(t, http.StatusOK, "")
-	gone := newReceiver(t, http.StatusGone, "") // permanent: a DSN, no retry
-	relaySink := relaytest.NewServer(t, relaytest.Options{})
-	dsnSink := relaytest.NewServer(t, relaytest.Options{})
-	routes := hookRoute("app", "*@app.test", ok.url) + hookRoute("gone", "*@gone.test", gone.url) + fmt.Sprintf(`  - name: out
-    match: {recipients: ["*@relay.test"]}
-    relay: {type: smtp, addr: %q, tls: none}
-`, relaySink.Addr)
-	extra := fmt.Sprintf(`identities:
-  - name: lan
-    networks: ["127.0.0.0/8"]
-    allowed_senders: ["*@lan.example"]
-    allow_plaintext: true
-dsn:
-  relay: {type: smtp, addr: %q, tls: none}
-`, dsnSink.Addr)
-	st := newStack(t, fx, stackOptions{routes: routes, config: extra, template: true})
+	w := newWorld(t, fx)
+	st, ok, gone, relaySink, dsnSink := w.st, w.ok, w.gone, w.relaySink, w.dsnSink
 	for stage := range stageQueues {
 		env := st.stageEnv[stage]
 		dlq := "POSTERN_DLQ_" + strings.ToUpper(stageQueues[stage])
 		if env[dlq] != st.queues[stageQueues[stage]+"-dlq"].url {
 			t.Fatalf("%s function: %s = %q, want the stack's %s-dlq (from the template)", stage, dlq, env[dlq], stageQueues[stage])
+		}
+		// The configuration is read from the bucket at cold start, as on
+		// AWS: nothing inline.
+		if !strings.HasPrefix(env["POSTERN_CONFIG_URI"], "s3://"+st.bucket+"/") || env["POSTERN_CONFIG_YAML"] != "" {
+			t.Fatalf("%s function: POSTERN_CONFIG_URI %q, POSTERN_CONFIG_YAML %d bytes; want the configuration object only", stage, env["POSTERN_CONFIG_URI"], len(env["POSTERN_CONFIG_YAML"]))
 		}
 	}
 	st.deploy(t, fx, "parse", "webhook", "relay", "dsn")
@@ -123,4 +113,36 @@ func waitTx(t *testing.T, s *relaytest.Server, n int, d time.Duration) []relayte
 		return len(txs) >= n
 	})
 	return txs
+}
+
+// world is a stack as the template makes it with a route for every stage:
+// *@app.test to a webhook answering 200, *@gone.test to one answering 410
+// (a DSN), *@relay.test to relaySink; DSNs go out through dsnSink, to
+// senders *@lan.example.
+type world struct {
+	st                 *stack
+	ok, gone           *receiver
+	relaySink, dsnSink *relaytest.Server
+}
+
+func newWorld(t testing.TB, fx *fixture) *world {
+	t.Helper()
+	ok := newReceiver(t, http.StatusOK, "")
+	gone := newReceiver(t, http.StatusGone, "") // permanent: a DSN, no retry
+	relaySink := relaytest.NewServer(t, relaytest.Options{})
+	dsnSink := relaytest.NewServer(t, relaytest.Options{})
+	routes := hookRoute("app", "*@app.test", ok.url) + hookRoute("gone", "*@gone.test", gone.url) + fmt.Sprintf(`  - name: out
+    match: {recipients: ["*@relay.test"]}
+    relay: {type: smtp, addr: %q, tls: none}
+`, relaySink.Addr)
+	extra := fmt.Sprintf(`identities:
+  - name: lan
+    networks: ["127.0.0.0/8"]
+    allowed_senders: ["*@lan.example"]
+    allow_plaintext: true
+dsn:
+  relay: {type: smtp, addr: %q, tls: none}
+`, dsnSink.Addr)
+	return &world{st: newStack(t, fx, stackOptions{routes: routes, config: extra, template: true}),
+		ok: ok, gone: gone, relaySink: relaySink, dsnSink: dsnSink}
 }

@@ -28,7 +28,7 @@ type fixture struct {
 
 // newFixture starts (or finds) the stand-ins and builds the four functions
 // (functions/parse, webhook, relay, dsn) as Lambda bootstraps.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	s3ep, key, secret := standin.S3(t)
 	fx := &fixture{s3Endpoint: s3ep, sqsEndpoint: standin.SQS(t), bootstrap: map[string]string{}}
@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 
 // newS3Client is a path-style client with an HTTP client of its own, set
 // on the service (config.WithHTTPClient fails when AWS_CA_BUNDLE is set).
-func newS3Client(t *testing.T, endpoint, key, secret string) *s3.Client {
+func newS3Client(t testing.TB, endpoint, key, secret string) *s3.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	return s3.New(s3.Options{
@@ -76,7 +76,7 @@ func newS3Client(t *testing.T, endpoint, key, secret string) *s3.Client {
 	})
 }
 
-func newSQSClient(t *testing.T, endpoint string) *sqs.Client {
+func newSQSClient(t testing.TB, endpoint string) *sqs.Client {
 	tr := &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
 	t.Cleanup(tr.CloseIdleConnections)
 	return sqs.New(sqs.Options{

@@ -30,7 +30,7 @@ type request struct {
 	body   []byte
 }
 
-func newReceiver(t *testing.T, status int, retryAfter string) *receiver {
+func newReceiver(t testing.TB, status int, retryAfter string) *receiver {
 	r := &receiver{status: status, retryAfter: retryAfter, got: make(chan struct{}, 100)}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
@@ -58,7 +58,7 @@ func (r *receiver) requests() []request {
 }
 
 // wait returns the requests once there are at least n, failing t after d.
-func (r *receiver) wait(t *testing.T, n int, d time.Duration) []request {
+func (r *receiver) wait(t testing.TB, n int, d time.Duration) []request {
 	t.Helper()
 	deadline := time.After(d)
 	for {
@@ -75,7 +75,7 @@ func (r *receiver) wait(t *testing.T, n int, d time.Duration) []request {
 
 // send delivers msg with go-smtp's client and returns the message id from
 // the 250 reply, or the error of the DATA reply.
-func send(t *testing.T, addr, from, to string, msg []byte) (string, error) {
+func send(t testing.TB, addr, from, to string, msg []byte) (string, error) {
 	t.Helper()
 	c, err := smtp.Dial(addr)
 	if err != nil {
@@ -112,7 +112,7 @@ func send(t *testing.T, addr, from, to string, msg []byte) (string, error) {
 }
 
 // mustSend is send where anything but 250 fails t.
-func mustSend(t *testing.T, addr, to string, msg []byte) string {
+func mustSend(t testing.TB, addr, to string, msg []byte) string {
 	t.Helper()
 	id, err := send(t, addr, "scanner@lan.example", to, msg)
 	if err != nil {
@@ -123,7 +123,7 @@ func mustSend(t *testing.T, addr, to string, msg []byte) string {
 
 // want451 fails t unless err is the gateway's 451 4.3.0 (stored or queued
 // nothing durable: try again later).
-func want451(t *testing.T, err error) {
+func want451(t testing.TB, err error) {
 	t.Helper()
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 3, 0}) {
@@ -132,7 +132,7 @@ func want451(t *testing.T, err error) {
 }
 
 // readyz returns the gateway's /readyz status.
-func readyz(t *testing.T, st *stack) int {
+func readyz(t testing.TB, st *stack) int {
 	t.Helper()
 	c := &http.Client{Timeout: 20 * time.Second}
 	resp, err := c.Get("http://" + st.gw.AdminAddr().String() + "/readyz")
@@ -144,7 +144,7 @@ func readyz(t *testing.T, st *stack) int {
 }
 
 // eventually retries check until it reports true or d passes.
-func eventually(t *testing.T, d time.Duration, what string, check func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, check func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(d); !check(); {
 		if time.Now().After(deadline) {

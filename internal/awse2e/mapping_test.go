@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,14 +34,20 @@ type mapping struct {
 	// batch once the first record is in.
 	batchSize int
 	window    time.Duration
+	graceful  bool // see start
 }
 
-// start polls until t ends.
-func (m *mapping) start(t *testing.T) {
+// start polls until t ends. With graceful set it then lets the poll in
+// progress finish instead of cancelling it: fauxqs hands messages that
+// arrive later to a long poll whose client has gone, leaving them in
+// flight for the visibility timeout, which matters when the queue is used
+// again (the benchmark's rounds).
+func (m *mapping) start(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		for ctx.Err() == nil {
+		for ctx.Err() == nil && !stop.Load() {
 			if _, _, err := m.poll(ctx); err != nil && ctx.Err() == nil {
 				t.Logf("event source mapping %s: %v", m.queue.arn, err)
 				time.Sleep(200 * time.Millisecond)
@@ -48,8 +55,13 @@ func (m *mapping) start(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() {
-		cancel()
+		if m.graceful {
+			stop.Store(true)
+		} else {
+			cancel()
+		}
 		wg.Wait()
+		cancel()
 	})
 }
 

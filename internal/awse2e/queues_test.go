@@ -73,7 +73,7 @@ func sorted(s ...string) []string {
 }
 
 // depth is the number of messages in a queue, visible or in flight.
-func (st *stack) depth(t *testing.T, name string) int {
+func (st *stack) depth(t testing.TB, name string) int {
 	t.Helper()
 	out, err := st.sqs.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(st.queues[name].url),

@@ -82,7 +82,7 @@ type stackOptions struct {
 }
 
 // newStack deploys a stack on the stand-ins and boots its gateway.
-func newStack(t *testing.T, fx *fixture, opts stackOptions) *stack {
+func newStack(t testing.TB, fx *fixture, opts stackOptions) *stack {
 	t.Helper()
 	st := &stack{
 		name: "e2e-" + strings.ToLower(rand.Text()[:10]),
@@ -140,7 +140,7 @@ routes:
 // templateEnv gives each function the variables the template gives it
 // that the stack's env does not set, with references to the template's
 // queues turned into the stack's queue URLs.
-func (st *stack) templateEnv(t *testing.T) {
+func (st *stack) templateEnv(t testing.TB) {
 	t.Helper()
 	for stage, spec := range st.specs {
 		env := map[string]string{}
@@ -157,13 +157,27 @@ func (st *stack) templateEnv(t *testing.T) {
 			}
 			env[k] = v
 		}
+		if _, ok := env["POSTERN_CONFIG_URI"]; ok {
+			// As scripts/deploy does: the configuration as an object in the
+			// stack's bucket, named by the URI, and none inline.
+			env["POSTERN_CONFIG_URI"] = "s3://" + st.bucket + "/" + configKey
+			env["POSTERN_CONFIG_YAML"] = ""
+		}
 		st.stageEnv[stage] = env
+	}
+	if _, err := st.s3.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(st.bucket), Key: aws.String(configKey),
+		Body: strings.NewReader(st.env["POSTERN_CONFIG_YAML"])}); err != nil {
+		t.Fatalf("put the configuration object: %v", err)
 	}
 }
 
+// configKey is where a stack following the template keeps the functions'
+// configuration.
+const configKey = "config/postern-e2e.yaml"
+
 // createQueues makes the stack's queues (again, after an SQS stand-in
 // restart: fauxqs forgets them, and the same names give the same URLs).
-func (st *stack) createQueues(t *testing.T) {
+func (st *stack) createQueues(t testing.TB) {
 	t.Helper()
 	for _, name := range []string{app.QueueInbound, app.QueueWebhook, app.QueueRelay, app.QueueDSN} {
 		spec := queueSpec[name]
@@ -184,7 +198,7 @@ func (st *stack) createQueues(t *testing.T) {
 	}
 }
 
-func (st *stack) createQueue(t *testing.T, name string, attrs map[string]string) queueRef {
+func (st *stack) createQueue(t testing.TB, name string, attrs map[string]string) queueRef {
 	t.Helper()
 	ctx := t.Context()
 	full := st.name + "-" + name
@@ -210,7 +224,7 @@ func (st *stack) createQueue(t *testing.T, name string, attrs map[string]string)
 // the same environment as the functions, with its own listeners. Its AWS
 // credentials come from the default chain (the environment TestAWSMode
 // sets).
-func (st *stack) bootGateway(t *testing.T) {
+func (st *stack) bootGateway(t testing.TB) {
 	t.Helper()
 	env := maps.Clone(st.env)
 	env["POSTERN_HOSTNAME"] = "gw.test"
@@ -239,7 +253,7 @@ func (st *stack) bootGateway(t *testing.T) {
 
 // function runs a stage's bootstrap under the Runtime API harness with the
 // stack's environment, as the stage's Lambda function.
-func (st *stack) function(t *testing.T, fx *fixture, stage string) *lambdart.Runtime {
+func (st *stack) function(t testing.TB, fx *fixture, stage string) *lambdart.Runtime {
 	t.Helper()
 	all := maps.Clone(st.env)
 	maps.Copy(all, st.stageEnv[stage])
@@ -278,7 +292,7 @@ const maxInstances = 3
 // template's SQS events do, until t ends: with the template's numbers,
 // min(MaximumConcurrency, maxInstances) instances, each polled by its own
 // mapping, as Lambda scales concurrent invocations.
-func (st *stack) deploy(t *testing.T, fx *fixture, stages ...string) {
+func (st *stack) deploy(t testing.TB, fx *fixture, stages ...string) {
 	t.Helper()
 	for _, stage := range stages {
 		n := 1
@@ -286,7 +300,14 @@ func (st *stack) deploy(t *testing.T, fx *fixture, stages ...string) {
 			n = min(s.maxConcurrency, maxInstances)
 		}
 		for range n {
-			st.mapping(stage, st.function(t, fx, stage)).start(t)
+			fn := st.function(t, fx, stage)
+			// Initialised before it is mapped, as provisioned concurrency
+			// would be: its cold start (the configuration read) happens
+			// before the test's traffic, whichever instance takes it.
+			if _, err := fn.Invoke(t.Context(), []byte(`{"Records":[]}`)); err != nil {
+				t.Fatalf("%s function: first invocation: %v", stage, err)
+			}
+			st.mapping(stage, fn).start(t)
 		}
 	}
 }

@@ -18,9 +18,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/configsrc"
 	"github.com/postern/postern/internal/lambdasqs"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue"
@@ -124,14 +128,13 @@ func Handler(ctx context.Context, stage string, build Build, cfg *config.Config,
 	return a.Handle, nil
 }
 
-// Main is the whole main of a stage's function: configuration from the
-// environment (POSTERN_CONFIG_YAML or POSTERN_CONFIG plus overrides), JSON
-// logs to stdout (CloudWatch), then lambda.Start.
+// Main is the whole main of a stage's function: configuration (see
+// LoadConfig), JSON logs to stdout (CloudWatch), then lambda.Start.
 func Main(stage string, build Build) {
 	// No stage attribute on the logger: the adapter and the stages add
 	// their own.
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	cfg, err := config.Load(os.Getenv("POSTERN_CONFIG"), os.Getenv)
+	cfg, err := LoadConfig(context.Background(), os.Getenv)
 	if err != nil {
 		log.Error("configuration", slog.String("stage", stage), slog.String("error", err.Error()))
 		os.Exit(1)
@@ -142,6 +145,33 @@ func Main(stage string, build Build) {
 		os.Exit(1)
 	}
 	lambda.Start(h)
+}
+
+// LoadConfig reads the function's configuration once, at cold start: from
+// the S3 object or SSM parameter POSTERN_CONFIG_URI names (configsrc), or,
+// without it, from POSTERN_CONFIG_YAML or the file POSTERN_CONFIG names;
+// the environment's overrides apply either way. The S3 client for the
+// configuration uses POSTERN_AWS_REGION and POSTERN_S3_ENDPOINT as the
+// store's does; an endpoint of its own (a stand-in) is addressed
+// path-style, which the configuration, not yet read, cannot say.
+func LoadConfig(ctx context.Context, getenv func(string) string) (*config.Config, error) {
+	uri := getenv(configsrc.EnvURI)
+	if uri == "" {
+		return config.Load(getenv("POSTERN_CONFIG"), getenv)
+	}
+	var opts []func(*awsconfig.LoadOptions) error
+	if r := getenv("POSTERN_AWS_REGION"); r != "" {
+		opts = append(opts, awsconfig.WithRegion(r))
+	}
+	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: AWS configuration: %w", configsrc.EnvURI, err)
+	}
+	var s3opts []func(*s3.Options)
+	if ep := getenv("POSTERN_S3_ENDPOINT"); ep != "" {
+		s3opts = append(s3opts, func(o *s3.Options) { o.BaseEndpoint, o.UsePathStyle = aws.String(ep), true })
+	}
+	return configsrc.LoadConfig(ctx, uri, configsrc.NewClients(ac, s3opts...), getenv)
 }
 
 // RouteTable compiles the configuration's routes (the parse stage routes

@@ -11,13 +11,15 @@ import (
 	"github.com/postern/postern/internal/dsn/notify"
 	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/lambdafn/relayfn"
+	"github.com/postern/postern/internal/secrets"
 )
 
 // New builds the dsn stage: the notice policy from the identities (owner,
-// allowed senders) and the dsn.relay transport.
-func New(ctx context.Context, d *lambdafn.Deps) (*notify.Handler, error) {
+// allowed senders) and the dsn.relay transport (cache: see
+// relayfn.NewTransport).
+func New(ctx context.Context, d *lambdafn.Deps, cache *secrets.Cache) (*notify.Handler, error) {
 	cfg := d.Config
-	t, err := relayfn.NewTransport(ctx, cfg, "dsn.relay", &cfg.DSN.Relay)
+	t, err := relayfn.NewTransport(ctx, cfg, "dsn.relay", &cfg.DSN.Relay, cache)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +48,15 @@ func New(ctx context.Context, d *lambdafn.Deps) (*notify.Handler, error) {
 // Build is the dsn function's lambdafn.Build. A notice is one send through
 // dsn.relay's transport.
 func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
-	h, err := New(ctx, d)
+	var cache *secrets.Cache
+	if lambdafn.UsesSecretsManager(d.Config.DSN.Relay.Password) {
+		c, err := lambdafn.SecretCache(ctx, d.Config, d.Log)
+		if err != nil {
+			return lambdafn.Stage{}, err
+		}
+		cache = c
+	}
+	h, err := New(ctx, d, cache)
 	if err != nil {
 		return lambdafn.Stage{}, err
 	}

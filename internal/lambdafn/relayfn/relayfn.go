@@ -19,11 +19,14 @@ import (
 	"github.com/postern/postern/internal/relay/filerelay"
 	"github.com/postern/postern/internal/relay/sesrelay"
 	"github.com/postern/postern/internal/relay/smtprelay"
+	"github.com/postern/postern/internal/secrets"
 )
 
 // NewTransport builds the relay transport a relay section describes; key
-// names the section in errors.
-func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay) (relay.Transport, error) {
+// names the section in errors. A secretsmanager: password is read at each
+// send through cache (see lambdafn.SecretCache), which must then be set;
+// any other is read now.
+func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache) (relay.Transport, error) {
 	switch r.Type {
 	case "file":
 		t, err := filerelay.New(cfg.Path(r.Path))
@@ -32,17 +35,26 @@ func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		}
 		return t, nil
 	case "smtp":
-		pw := ""
-		if r.Password != "" {
-			var err error
-			if pw, err = config.ResolveSecret(r.Password); err != nil {
+		sc := smtprelay.Config{
+			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), Username: r.Username,
+			AuthMechanism: r.AuthMechanism, AllowInsecureAuth: r.AllowInsecureAuth, LocalName: cfg.Hostname,
+		}
+		switch {
+		case r.Password == "":
+		case lambdafn.UsesSecretsManager(r.Password):
+			if cache == nil {
+				return nil, fmt.Errorf("config: %s.password: secretsmanager: secrets are read by the AWS functions only; set backend.type aws or write \"env:NAME\" or \"file:PATH\"", key)
+			}
+			ref := r.Password
+			sc.PasswordSource = func(ctx context.Context) (string, error) { return cache.Resolve(ctx, ref) }
+		default:
+			pw, err := config.ResolveSecret(r.Password)
+			if err != nil {
 				return nil, fmt.Errorf("config: %s.password: %w", key, err)
 			}
+			sc.Password = pw
 		}
-		t, err := smtprelay.New(smtprelay.Config{
-			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), Username: r.Username, Password: pw,
-			AuthMechanism: r.AuthMechanism, AllowInsecureAuth: r.AllowInsecureAuth, LocalName: cfg.Hostname,
-		})
+		t, err := smtprelay.New(sc)
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %w", key, err)
 		}
@@ -78,14 +90,14 @@ func TransportBudget(typ string) time.Duration {
 	return transportBudget["smtp"] + Margin
 }
 
-// Routes builds a transport for each relay route.
-func Routes(ctx context.Context, cfg *config.Config) (map[string]relay.Route, error) {
+// Routes builds a transport for each relay route (cache: see NewTransport).
+func Routes(ctx context.Context, cfg *config.Config, cache *secrets.Cache) (map[string]relay.Route, error) {
 	relays := map[string]relay.Route{}
 	for _, r := range cfg.Routes {
 		if r.Relay == nil {
 			continue
 		}
-		t, err := NewTransport(ctx, cfg, "routes "+r.Name+" relay", r.Relay)
+		t, err := NewTransport(ctx, cfg, "routes "+r.Name+" relay", r.Relay, cache)
 		if err != nil {
 			return nil, err
 		}
@@ -127,7 +139,17 @@ func Budget(cfg *config.Config) func(body []byte) time.Duration {
 
 // Build is the relay function's lambdafn.Build.
 func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
-	routes, err := Routes(ctx, d.Config)
+	var err error
+	var cache *secrets.Cache
+	for _, r := range d.Config.Routes {
+		if r.Relay != nil && lambdafn.UsesSecretsManager(r.Relay.Password) {
+			if cache, err = lambdafn.SecretCache(ctx, d.Config, d.Log); err != nil {
+				return lambdafn.Stage{}, err
+			}
+			break
+		}
+	}
+	routes, err := Routes(ctx, d.Config, cache)
 	if err != nil {
 		return lambdafn.Stage{}, err
 	}

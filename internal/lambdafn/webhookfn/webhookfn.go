@@ -11,6 +11,7 @@ import (
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/secrets"
 	"github.com/postern/postern/internal/webhook"
 )
 
@@ -19,28 +20,38 @@ import (
 const Margin = 10 * time.Second
 
 // Targets turns the configuration's webhook and directory routes into
-// targets by route name. With secrets false the signing secrets are not
-// resolved (a process that never signs needs none of them).
-func Targets(cfg *config.Config, secrets bool) (map[string]webhook.Target, error) {
+// targets by route name. With resolve false the signing secrets are not
+// read (a process that never signs needs none of them). A route whose
+// secrets include a secretsmanager: reference reads them at each delivery
+// through cache (so a rotation applies without a restart); cache must then
+// be set, which only the AWS functions do. Other secrets are read now, so
+// a missing one stops the start with its name.
+func Targets(cfg *config.Config, resolve bool, cache *secrets.Cache) (map[string]webhook.Target, error) {
 	targets := map[string]webhook.Target{}
 	for _, r := range cfg.Routes {
 		switch {
 		case r.Webhook != nil:
 			t := webhook.Target{URL: r.Webhook.URL, Payload: r.Webhook.Payload, Timeout: r.Webhook.Timeout.D(),
 				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL, AllowPrivate: r.Webhook.AllowPrivate}
-			for i, s := range r.Webhook.Secrets {
-				if !secrets {
-					break
+			switch refs := r.Webhook.Secrets; {
+			case !resolve:
+			case lambdafn.UsesSecretsManager(refs...):
+				if cache == nil {
+					return nil, fmt.Errorf("config: routes %s webhook.secrets: secretsmanager: secrets are read by the AWS functions only; set backend.type aws or write the secret as \"env:NAME\" or \"file:PATH\"", r.Name)
 				}
-				text, err := config.ResolveSecret(s)
-				if err != nil {
-					return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
+				t.SecretSource = webhook.NewSecretSource(r.Name, refs, cache.Resolve)
+			default:
+				for i, s := range refs {
+					text, err := config.ResolveSecret(s)
+					if err != nil {
+						return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
+					}
+					key, err := webhook.ParseSecret(text)
+					if err != nil {
+						return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
+					}
+					t.Secrets = append(t.Secrets, key)
 				}
-				key, err := webhook.ParseSecret(text)
-				if err != nil {
-					return nil, fmt.Errorf("config: routes %s webhook.secrets[%d]: %w", r.Name, i, err)
-				}
-				t.Secrets = append(t.Secrets, key)
 			}
 			targets[r.Name] = t
 		case r.Directory != nil:
@@ -84,8 +95,19 @@ func Budget(targets map[string]webhook.Target) func(body []byte) time.Duration {
 }
 
 // Build is the webhook function's lambdafn.Build.
-func Build(_ context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
-	targets, err := Targets(d.Config, true)
+func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
+	var cache *secrets.Cache
+	for _, r := range d.Config.Routes {
+		if r.Webhook != nil && lambdafn.UsesSecretsManager(r.Webhook.Secrets...) {
+			c, err := lambdafn.SecretCache(ctx, d.Config, d.Log)
+			if err != nil {
+				return lambdafn.Stage{}, err
+			}
+			cache = c
+			break
+		}
+	}
+	targets, err := Targets(d.Config, true, cache)
 	if err != nil {
 		return lambdafn.Stage{}, err
 	}
