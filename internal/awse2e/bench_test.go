@@ -121,11 +121,13 @@ func stageJobs(b *testing.B, fx *fixture, st *stack) map[string]string {
 }
 
 // take receives n messages from a queue (with their attributes), failing
-// b after 30 s.
-func take(b *testing.B, st *stack, name string, n int) []types.Message {
+// b after 60 s: a parse job may be retried once (after 30 s) when it
+// arrives before the raw message it names, which the gateway writes at the
+// same time.
+func take(b testing.TB, st *stack, name string, n int) []types.Message {
 	b.Helper()
 	var got []types.Message
-	for deadline := time.Now().Add(30 * time.Second); len(got) < n; {
+	for deadline := time.Now().Add(60 * time.Second); len(got) < n; {
 		if time.Now().After(deadline) {
 			b.Fatalf("%d of %d messages in %s", len(got), n, name)
 		}

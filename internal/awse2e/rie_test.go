@@ -76,7 +76,7 @@ func TestRuntimeInterfaceEmulator(t *testing.T) {
 	msg, _ := scan(t)
 	mustSend(t, st.smtpAddr(), "a@up.test", msg)
 	mustSend(t, st.smtpAddr(), "b@down.test", msg)
-	jobs := collect(t, st, app.QueueWebhook, 2)
+	jobs := take(t, st, app.QueueWebhook, 2)
 	var downID string
 	for _, j := range jobs {
 		var wj postern.WebhookJob
