@@ -19,6 +19,8 @@ import (
 
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/configsrc"
+	"github.com/postern/postern/internal/lambdafn"
 )
 
 // Env is what the command reads from and writes to, injected for tests.
@@ -93,7 +95,15 @@ func run(ctx context.Context, e Env, args []string) int {
 		printUsage(e.Stderr)
 		return 2
 	}
-	cfg, err := config.Load(*path, e.Getenv)
+	var cfg *config.Config
+	var err error
+	if *path == "" && e.Getenv(configsrc.EnvURI) != "" {
+		// On AWS (template.yaml) the task reads its configuration from S3
+		// or SSM at start, as the functions do.
+		cfg, err = lambdafn.LoadConfig(ctx, e.Getenv)
+	} else {
+		cfg, err = config.Load(*path, e.Getenv)
+	}
 	if err != nil {
 		fmt.Fprintln(e.Stderr, err)
 		return 2
