@@ -139,23 +139,17 @@ func TestAcceptMakesOnePutAndOneSend(t *testing.T) {
 	}
 }
 
-// A large message (streamed into the store, then queued) leaves no job on
-// the queue when either step fails; a small one whose send failed leaves
-// none either. (A small one whose PUT failed may leave its job, sent at the
-// same time: the parse stage drops a job whose raw message never came,
-// parse.TestJobWithoutRawMessage.)
+// A failure at any step leaves no job on the queue: no stage will ever see
+// a message the client was told to retry.
 func TestFailureQueuesNothing(t *testing.T) {
 	t.Parallel()
-	large := "Subject: x\r\n\r\n" + strings.Repeat("x", ParallelMax) + "\r\n"
 	for _, tc := range []struct {
 		name   string
 		suffix string
 		qerr   error
-		body   string
 	}{
-		{"raw put of a large message fails", "raw.eml", nil, large},
-		{"enqueue of a large message fails", "", errors.New("injected queue failure"), large},
-		{"enqueue of a small message fails", "", errors.New("injected queue failure"), "Subject: x\r\n\r\nx\r\n"},
+		{"raw put fails", "raw.eml", nil},
+		{"enqueue fails", "", errors.New("injected queue failure")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -165,7 +159,7 @@ func TestFailureQueuesNothing(t *testing.T) {
 				sender = failingQueue{tc.qerr}
 			}
 			in := New(failingStore{st, tc.suffix}, sender, slog.New(slog.DiscardHandler))
-			if err := in.Accept(t.Context(), newEnv(), strings.NewReader(tc.body)); err == nil {
+			if err := in.Accept(t.Context(), newEnv(), strings.NewReader("Subject: x\r\n\r\nx\r\n")); err == nil {
 				t.Fatal("Accept succeeded despite the failure")
 			}
 			s, err := q.Stats(t.Context())
@@ -174,47 +168,6 @@ func TestFailureQueuesNothing(t *testing.T) {
 			}
 		})
 	}
-}
-
-// A small message's PUT and send run at once: the store's Put waits for
-// the send to have started, which a one-after-the-other Accept never does.
-func TestSmallMessagePutAndSendOverlap(t *testing.T) {
-	t.Parallel()
-	st, q := setup(t)
-	sent := make(chan struct{})
-	in := New(gatedStore{Store: st, gate: sent}, signallingQueue{Sender: q, sent: sent}, slog.New(slog.DiscardHandler))
-	env := newEnv()
-	body := "Subject: x\r\n\r\n" + strings.Repeat("y", 64<<10) + "\r\n"
-	if err := in.Accept(t.Context(), env, strings.NewReader(body)); err != nil {
-		t.Fatal(err)
-	}
-	if env.Size != int64(len(body)) {
-		t.Errorf("size %d, want %d", env.Size, len(body))
-	}
-}
-
-type gatedStore struct {
-	blob.Store
-	gate chan struct{}
-}
-
-func (g gatedStore) Put(ctx context.Context, key string, r io.Reader, o *blob.PutOptions) error {
-	select {
-	case <-g.gate:
-	case <-time.After(5 * time.Second):
-		return errors.New("the send never started while the PUT was in progress")
-	}
-	return g.Store.Put(ctx, key, r, o)
-}
-
-type signallingQueue struct {
-	Sender
-	sent chan struct{}
-}
-
-func (s signallingQueue) Send(ctx context.Context, body []byte, d time.Duration) (string, error) {
-	close(s.sent)
-	return s.Sender.Send(ctx, body, d)
 }
 
 // A body read error (the client's connection dying, the size limit) fails

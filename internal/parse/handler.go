@@ -87,9 +87,6 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	log := h.log.With("msg_id", id, "stage", "parse", "attempt", job.Attempt)
 
 	p, err := h.parse(ctx, id, pj.Envelope.Size)
-	if errors.Is(err, blob.ErrNotFound) {
-		return h.missingRaw(log, pj, err)
-	}
 	if err != nil {
 		return err
 	}
@@ -107,27 +104,6 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	log.InfoContext(ctx, "parsed",
 		"attachments", len(p.Attachments), "parse_errors", len(p.Errors), "severe", hasSevere(p.Errors))
 	return h.route(ctx, log, pj, p, body)
-}
-
-// missingRawGrace is how long after receipt a job may find no raw message
-// and still expect one: on AWS the gateway sends a small message's job while
-// its PUT is still in flight (ingest.Accept), bounded by the store timeout,
-// minutes below this.
-const missingRawGrace = 15 * time.Minute
-
-// missingRaw handles a job whose raw message is not in the store. Within the
-// grace its PUT may still land: retry soon. After it, the PUT failed and the
-// client was answered 451 and sends the message again under a new id: the
-// job is dropped, with a warning, rather than dead-lettered as if an
-// accepted message had been lost.
-func (h *Handler) missingRaw(log *slog.Logger, pj postern.ParseJob, err error) error {
-	age := h.cfg.Now().Sub(pj.Envelope.ReceivedAt)
-	if age < missingRawGrace {
-		return postern.RetryAfter(err, min(30*time.Second, missingRawGrace-age))
-	}
-	log.Warn("no raw message for this job long after receipt: the gateway refused the message after queueing its job; job dropped",
-		"received_at", pj.Envelope.ReceivedAt, "error", err.Error())
-	return nil
 }
 
 // parse parses the stored message: a large one without holding it, any

@@ -301,47 +301,6 @@ func TestHandleInfrastructureFailuresAreTemporary(t *testing.T) {
 	}
 }
 
-// A job whose raw message never came (on AWS the gateway sends a small
-// message's job while its PUT is in flight, and answers 451 when the PUT
-// fails): soon after receipt it is retried shortly, as the PUT may still
-// land; long after, it is dropped with a warning, not dead-lettered.
-func TestJobWithoutRawMessage(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		age  time.Duration
-		drop bool
-	}{{"just received", time.Minute, false}, {"long ago", time.Hour, true}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			hs := newHarness(t, testRules)
-			id, env, _ := hs.submit(t, buildMessage(t).raw, "archive@example.com", "x@partner.example")
-			_ = hs.store.Delete(context.Background(), id.RawKey())
-			env.ReceivedAt = testNow.Add(-tc.age)
-			body, _ := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: env})
-			err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1})
-			if tc.drop {
-				if err != nil {
-					t.Fatalf("Handle = %v, want the job dropped", err)
-				}
-				hs.logs.mu.Lock()
-				logged := strings.Join(hs.logs.lines, "")
-				hs.logs.mu.Unlock()
-				if !strings.Contains(logged, "job dropped") {
-					t.Error("no warning logged for the dropped job")
-				}
-			} else {
-				if d, ok := postern.RetryDelay(err); !ok || d > 30*time.Second || postern.IsPermanent(err) {
-					t.Fatalf("Handle = %v (retry in %v, %v), want a retry within 30s", err, d, ok)
-				}
-			}
-			if len(hs.relay.bodies)+len(hs.dsn.bodies)+len(hs.wh.bodies) != 0 {
-				t.Error("a job without its raw message was routed")
-			}
-		})
-	}
-}
-
 func TestHandleNoRecipients(t *testing.T) {
 	t.Parallel()
 	hs := newHarness(t, testRules)
