@@ -22,8 +22,10 @@ import (
 	"github.com/postern/postern/internal/webhook"
 )
 
-// The webhook signing secret, passed as the template passes it: in
-// POSTERN_WEBHOOK_SECRET, named by the configuration, never in it.
+// The webhook signing secret of most tests, an env: secret in the
+// functions' environment (the stack passes it; the template itself names
+// Secrets Manager secrets, read at run time: see
+// TestWebhookSecretFromSecretsManager). Never in the configuration.
 const (
 	testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	secretEnv  = "POSTERN_WEBHOOK_SECRET"
@@ -36,8 +38,8 @@ const (
 // them.
 func TestAWSMode(t *testing.T) {
 	standin.IsolateAWSEnv(t, standin.Region)
-	// The in-process gateway resolves the routes' env: secret from the
-	// process environment (the functions get it in theirs).
+	// The functions get it from the stack; set here too for any code that
+	// builds the webhook stage in this process.
 	t.Setenv(secretEnv, testSecret)
 	fx := newFixture(t)
 	t.Run("WebhookGetsOneSignedPost", func(t *testing.T) { t.Parallel(); testWebhookDelivered(t, fx) })
