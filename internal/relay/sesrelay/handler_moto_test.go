@@ -82,7 +82,18 @@ func TestRelayStageRetriesOnlyTheFailedChunk(t *testing.T) {
 	h := relay.New(store, func(name string) (relay.Route, bool) { return route, name == "ses" }, dsnq,
 		slog.New(slog.NewTextHandler(t.Output(), nil)), relay.WithClock(func() time.Time { return now }))
 
-	before := len(motoSentMessages(t, ep))
+	// moto is shared with the package's other tests: count only what came
+	// from this test's domain.
+	sent := func() int {
+		n := 0
+		for _, m := range motoSentMessages(t, ep) {
+			if strings.HasSuffix(m.Source, "@"+domain) || strings.Contains(m.RawData, "scanner@"+domain) {
+				n++
+			}
+		}
+		return n
+	}
+	before := sent()
 	err = h.Handle(t.Context(), postern.Job{Body: body, Attempt: 1})
 	if err == nil || postern.IsPermanent(err) {
 		t.Fatalf("first Handle = %v, want a retry", err)
@@ -90,7 +101,7 @@ func TestRelayStageRetriesOnlyTheFailedChunk(t *testing.T) {
 	if got := api.sizes(); !slices.Equal(got, []int{50, 50, 20}) {
 		t.Fatalf("first attempt's calls %v, want 50, 50, 20", got)
 	}
-	if got := len(motoSentMessages(t, ep)) - before; got != 2 {
+	if got := sent() - before; got != 2 {
 		t.Errorf("moto took %d messages, want 2 (the first and last chunks)", got)
 	}
 	if len(dsnq.Bodies()) != 0 {
@@ -107,7 +118,7 @@ func TestRelayStageRetriesOnlyTheFailedChunk(t *testing.T) {
 	if len(retry) != 1 || !slices.Equal(retry[0], job.Recipients[50:100]) {
 		t.Errorf("the retry sent %d calls (%v recipients), want one to the failed chunk's 50", len(retry), api.sizes()[3:])
 	}
-	if got := len(motoSentMessages(t, ep)) - before; got != 2 {
+	if got := sent() - before; got != 2 {
 		t.Errorf("after the retry moto holds %d new messages, want still 2: accepted chunks are not sent again", got)
 	}
 }
