@@ -3,17 +3,16 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
 	"github.com/postern/postern/internal/trace/cwlogs"
@@ -60,13 +59,9 @@ func Trace(ctx context.Context, cfg *config.Config, log *slog.Logger, id postern
 	if len(groups) == 0 {
 		return events, errors.New("config: backend.aws.log_groups is empty: name the functions' log groups (POSTERN_LOG_GROUPS, comma-separated; the stack's TraceLogGroups output) to see what happened after receipt")
 	}
-	var opts []func(*awsconfig.LoadOptions) error
-	if r := cfg.Backend.AWS.Region; r != "" {
-		opts = append(opts, awsconfig.WithRegion(r))
-	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	ac, err := lambdafn.LoadAWSConfig(ctx, cfg.Backend.AWS)
 	if err != nil {
-		return nil, fmt.Errorf("AWS configuration: %w", err)
+		return nil, err
 	}
 	logged, err := cwlogs.Read(ctx, cloudwatchlogs.NewFromConfig(ac), groups, id, events[0].Time.Add(-time.Minute))
 	if err != nil {

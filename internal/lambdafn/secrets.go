@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -28,13 +29,24 @@ func UsesSecretsManager(refs ...string) bool {
 // secret is read at its first use. Only the stages that hold secrets call
 // it, and only when the configuration names a secretsmanager: secret.
 func SecretCache(ctx context.Context, cfg *config.Config, log *slog.Logger) (*secrets.Cache, error) {
+	ac, err := LoadAWSConfig(ctx, cfg.Backend.AWS)
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+	return secrets.New(secretsmanager.NewFromConfig(ac), secrets.DefaultTTL, secrets.WithLogger(log)), nil
+}
+
+// LoadAWSConfig is the SDK's default configuration (credentials, and
+// endpoints from AWS_ENDPOINT_URL_<SERVICE>) in backend.aws's region, for
+// the services that have no client options of their own in the config.
+func LoadAWSConfig(ctx context.Context, a config.AWS) (aws.Config, error) {
 	var opts []func(*awsconfig.LoadOptions) error
-	if r := cfg.Backend.AWS.Region; r != "" {
-		opts = append(opts, awsconfig.WithRegion(r))
+	if a.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(a.Region))
 	}
 	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("secrets: AWS configuration: %w", err)
+		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}
-	return secrets.New(secretsmanager.NewFromConfig(ac), secrets.DefaultTTL, secrets.WithLogger(log)), nil
+	return ac, nil
 }
