@@ -1,0 +1,285 @@
+// Package entratest is a loopback stand-in for the Microsoft Entra ID v2.0
+// token endpoint (POST /{tenant}/oauth2/v2.0/token, client credentials grant),
+// following the published contract: form-encoded requests, JSON answers, and
+// errors shaped as Entra sends them (error, AADSTS description, error_codes,
+// trace and correlation ids) with Entra's status codes. It records every
+// request and remembers the tokens it issued so stand-ins of Graph or SMTP can
+// check a presented bearer token.
+package entratest
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Request is one request the server received, as it arrived.
+type Request struct {
+	Method      string
+	Path        string
+	ContentType string
+	Header      http.Header
+	Form        url.Values // the parsed body
+}
+
+// Failure is a scripted error answer.
+type Failure struct {
+	Status      int
+	RetryAfter  string // Retry-After header value, if any
+	Error       string // OAuth error code, e.g. invalid_client; empty sends a bare status
+	Description string // without the trace lines Entra appends
+	Codes       []int  // error_codes, e.g. 7000215
+}
+
+// Throttled is Entra's 429 with a Retry-After in whole seconds.
+func Throttled(after time.Duration) Failure {
+	return Failure{Status: http.StatusTooManyRequests, RetryAfter: strconv.Itoa(int(after / time.Second))}
+}
+
+// Unavailable is a bare 503, as a gateway in front of Entra returns it.
+func Unavailable() Failure { return Failure{Status: http.StatusServiceUnavailable} }
+
+// BadSecret is the answer to a wrong client secret.
+func BadSecret(clientID string) Failure {
+	return Failure{
+		Status: http.StatusUnauthorized, Error: "invalid_client", Codes: []int{7000215},
+		Description: "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '" + clientID + "'.",
+	}
+}
+
+// UnknownApp is the answer to a client_id not registered in the tenant.
+func UnknownApp(clientID, tenant string) Failure {
+	return Failure{
+		Status: http.StatusBadRequest, Error: "unauthorized_client", Codes: []int{700016},
+		Description: "AADSTS700016: Application with identifier '" + clientID + "' was not found in the directory '" + tenant + "'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.",
+	}
+}
+
+// NoConsent is the answer when an administrator has not consented to the app.
+func NoConsent(clientID string) Failure {
+	return Failure{
+		Status: http.StatusBadRequest, Error: "invalid_grant", Codes: []int{65001},
+		Description: "AADSTS65001: The user or administrator has not consented to use the application with ID '" + clientID + "'. Send an interactive authorization request for this user and resource.",
+	}
+}
+
+// Issued describes a token the server handed out.
+type Issued struct {
+	Tenant, ClientID, Scope string
+	Expiry                  time.Time
+}
+
+type app struct{ tenant, secret string }
+
+// Server is the stand-in. Its zero value is not usable; call New.
+type Server struct {
+	URL string // base URL, e.g. http://127.0.0.1:PORT
+
+	mu       sync.Mutex
+	now      func() time.Time
+	lifetime time.Duration
+	apps     map[string]app // by client_id
+	next     []Failure
+	requests []Request
+	tokens   map[string]Issued
+}
+
+// New starts a server on a loopback port, closed when t ends. Tokens live one
+// hour, as Entra's do, unless SetLifetime says otherwise.
+func New(t testing.TB) *Server {
+	s := &Server{now: time.Now, lifetime: time.Hour, apps: map[string]app{}, tokens: map[string]Issued{}}
+	hs := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(hs.Close)
+	s.URL = hs.URL
+	return s
+}
+
+// TokenURL is the v2.0 token endpoint for tenant on this server.
+func (s *Server) TokenURL(tenant string) string {
+	return s.URL + "/" + tenant + "/oauth2/v2.0/token"
+}
+
+// AddApp registers an app registration in tenant with a client secret.
+func (s *Server) AddApp(tenant, clientID, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apps[clientID] = app{tenant: tenant, secret: secret}
+}
+
+// SetLifetime sets expires_in of the tokens issued from now on.
+func (s *Server) SetLifetime(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lifetime = d
+}
+
+// SetClock replaces the clock that Valid checks expiry against.
+func (s *Server) SetClock(now func() time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.now = now
+}
+
+// FailNext queues failures answered, in order, to the next requests.
+func (s *Server) FailNext(f ...Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next = append(s.next, f...)
+}
+
+// Requests returns a copy of the requests received so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Valid reports whether token was issued here, is not revoked and has not expired.
+func (s *Server) Valid(token string) bool {
+	_, ok := s.Lookup(token)
+	return ok
+}
+
+// Lookup returns what a valid token was issued for.
+func (s *Server) Lookup(token string) (Issued, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	is, ok := s.tokens[token]
+	if !ok || !s.now().Before(is.Expiry) {
+		return Issued{}, false
+	}
+	return is, true
+}
+
+// Revoke makes token invalid, as when Entra ends a session early.
+func (s *Server) Revoke(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tokens, token)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	form, _ := url.ParseQuery(string(body))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, Request{
+		Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"),
+		Header: r.Header.Clone(), Form: form,
+	})
+
+	if len(s.next) > 0 {
+		f := s.next[0]
+		s.next = s.next[1:]
+		s.fail(w, f)
+		return
+	}
+	tenant, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/oauth2/v2.0/token")
+	if !ok || tenant == "" || strings.Contains(tenant, "/") {
+		http.NotFound(w, r)
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.fail(w, Failure{Status: http.StatusMethodNotAllowed, Error: "invalid_request", Codes: []int{900561},
+			Description: "AADSTS900561: The endpoint only accepts POST requests. Received a " + r.Method + " request."})
+		return
+	}
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); ct != "application/x-www-form-urlencoded" {
+		s.fail(w, Failure{Status: http.StatusBadRequest, Error: "invalid_request", Codes: []int{900144},
+			Description: "AADSTS900144: The request body must contain the following parameter: 'grant_type'."})
+		return
+	}
+	if gt := form.Get("grant_type"); gt != "client_credentials" {
+		s.fail(w, Failure{Status: http.StatusBadRequest, Error: "unsupported_grant_type", Codes: []int{70003},
+			Description: "AADSTS70003: The app requested an unsupported grant type '" + gt + "'."})
+		return
+	}
+	clientID := form.Get("client_id")
+	a, known := s.apps[clientID]
+	switch {
+	case !known || a.tenant != tenant:
+		s.fail(w, UnknownApp(clientID, tenant))
+		return
+	case form.Get("client_secret") == "":
+		s.fail(w, Failure{Status: http.StatusUnauthorized, Error: "invalid_client", Codes: []int{7000218},
+			Description: "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'."})
+		return
+	case form.Get("client_secret") != a.secret:
+		s.fail(w, BadSecret(clientID))
+		return
+	}
+	scope := form.Get("scope")
+	// Client credentials take exactly one resource's /.default scope.
+	if u, err := url.Parse(scope); err != nil || u.Scheme == "" || !strings.HasSuffix(scope, "/.default") || strings.Contains(scope, " ") {
+		s.fail(w, Failure{Status: http.StatusBadRequest, Error: "invalid_scope", Codes: []int{1002012},
+			Description: "AADSTS1002012: The provided value for scope " + scope + " is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."})
+		return
+	}
+
+	tok := random()
+	secs := int(s.lifetime / time.Second)
+	s.tokens[tok] = Issued{Tenant: tenant, ClientID: clientID, Scope: scope, Expiry: s.now().Add(s.lifetime)}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store, no-cache")
+	json.NewEncoder(w).Encode(map[string]any{
+		"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": tok,
+	})
+}
+
+// fail writes f; the caller holds s.mu.
+func (s *Server) fail(w http.ResponseWriter, f Failure) {
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	if f.Error == "" {
+		w.WriteHeader(f.Status)
+		return
+	}
+	trace, corr := uuid(), uuid()
+	now := s.now().UTC()
+	codes := f.Codes
+	if codes == nil {
+		codes = []int{}
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(f.Status)
+	json.NewEncoder(w).Encode(map[string]any{
+		"error": f.Error,
+		"error_description": fmt.Sprintf("%s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s",
+			f.Description, trace, corr, now.Format("2006-01-02 15:04:05Z")),
+		"error_codes":    codes,
+		"timestamp":      now.Format("2006-01-02 15:04:05Z"),
+		"trace_id":       trace,
+		"correlation_id": corr,
+		"error_uri":      "https://login.microsoftonline.com/error?code=" + codeOf(codes),
+	})
+}
+
+func codeOf(codes []int) string {
+	if len(codes) == 0 {
+		return ""
+	}
+	return strconv.Itoa(codes[0])
+}
+
+func random() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func uuid() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
