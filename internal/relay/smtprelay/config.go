@@ -1,5 +1,6 @@
 // Package smtprelay is the relay Transport for an SMTP smarthost: one
-// connection per message, STARTTLS or implicit TLS, AUTH PLAIN or LOGIN,
+// connection per message, STARTTLS or implicit TLS, AUTH PLAIN, LOGIN or
+// XOAUTH2,
 // per-recipient replies, deadlines from the context.
 package smtprelay
 
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -50,9 +52,20 @@ type Config struct {
 	// cache with a TTL), so a rotated password applies without a restart.
 	// Its error fails Send as this side's fault, and the job is retried.
 	PasswordSource func(ctx context.Context) (string, error)
-	// AuthMechanism is "PLAIN", "LOGIN", or "" for PLAIN when offered,
-	// else LOGIN.
+	// AuthMechanism is "PLAIN", "LOGIN", "XOAUTH2" (AuthXOAUTH2), or ""
+	// for PLAIN when offered, else LOGIN.
 	AuthMechanism string
+	// TokenSource gives the OAuth 2.0 access token for XOAUTH2 at each
+	// send, for Username; it should cache the token and renew it before
+	// expiry. Its error fails Send as this side's fault, as
+	// PasswordSource's does.
+	TokenSource func(ctx context.Context) (string, error)
+	// InvalidateToken, when set, is told of a token the smarthost refused
+	// with 535, so that TokenSource's next call gives a fresh one; Send
+	// then retries once on a new connection.
+	InvalidateToken func(token string)
+	// Log gets the transport's own events (a refused token); nil discards.
+	Log *slog.Logger
 	// AllowInsecureAuth permits AUTH with TLSNone. Without it New refuses
 	// that combination: the password would cross the network in clear.
 	AllowInsecureAuth bool
@@ -86,14 +99,18 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("smtprelay: tls %q is not starttls, implicit or none", c.TLS)
 	}
-	if (c.Username == "") != (c.Password == "" && c.PasswordSource == nil) {
+	if err := c.validateXOAUTH2(); err != nil {
+		return err
+	}
+	// XOAUTH2 takes a token source instead of a password: checked above.
+	if !strings.EqualFold(c.AuthMechanism, AuthXOAUTH2) && (c.Username == "") != (c.Password == "" && c.PasswordSource == nil) {
 		return errors.New("smtprelay: set both username and password (or a password source), or neither")
 	}
 	switch strings.ToUpper(c.AuthMechanism) {
-	case "", "PLAIN", "LOGIN":
+	case "", "PLAIN", "LOGIN", AuthXOAUTH2:
 		c.AuthMechanism = strings.ToUpper(c.AuthMechanism)
 	default:
-		return fmt.Errorf("smtprelay: auth mechanism %q is not PLAIN or LOGIN", c.AuthMechanism)
+		return fmt.Errorf("smtprelay: auth mechanism %q is not PLAIN, LOGIN or XOAUTH2", c.AuthMechanism)
 	}
 	if c.Username != "" && c.TLS == TLSNone && !c.AllowInsecureAuth {
 		return errors.New("smtprelay: AUTH without TLS would send the password in clear; use starttls or implicit TLS")
@@ -130,8 +147,12 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// password returns the password for AUTH: PasswordSource's when set.
+// password returns the password for AUTH: PasswordSource's when set, or
+// TokenSource's token for XOAUTH2.
 func (t *Transport) password(ctx context.Context) (string, error) {
+	if t.cfg.AuthMechanism == AuthXOAUTH2 {
+		return t.token(ctx)
+	}
 	if t.cfg.PasswordSource == nil || t.cfg.Username == "" {
 		return t.cfg.Password, nil
 	}

@@ -63,6 +63,20 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 	}
 
 	s, err := t.open(ctx, pass)
+	if t.tokenRefused(err) {
+		if pass, err = t.refreshToken(ctx, m, pass, err); err != nil {
+			return nil, err
+		}
+		if s, err = t.open(ctx, pass); t.tokenRefused(err) {
+			// Refused twice, so not an expired token but the grant
+			// (consent, Mail.Send, SMTP AUTH off for the mailbox, a wrong
+			// scope). Like any AUTH refusal it stays temporary below, with
+			// the provider's code and text (535 5.7.3, 5.7.139, 5.7.8 as
+			// 4.7.x): the operator can fix it, the sender cannot, and the
+			// message bounces with those words only when it expires.
+			t.invalidate(pass)
+		}
+	}
 	if err != nil {
 		set(all, failure(err, phaseConnect))
 		return res, nil
@@ -204,7 +218,7 @@ func (t *Transport) open(ctx context.Context, pass string) (*session, error) {
 	}
 	if t.cfg.Username != "" {
 		if err := t.auth(s.c, pass); err != nil {
-			return fail(err)
+			return fail(&authError{err})
 		}
 	}
 	return s, nil
@@ -227,8 +241,11 @@ func (t *Transport) auth(c *smtp.Client, pass string) error {
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "smarthost does not offer AUTH " + mech}
 	}
 	var a sasl.Client = sasl.NewPlainClient("", t.cfg.Username, pass)
-	if mech == "LOGIN" {
+	switch mech {
+	case "LOGIN":
 		a = &loginClient{user: t.cfg.Username, pass: pass}
+	case AuthXOAUTH2:
+		a = &xoauth2Client{user: t.cfg.Username, token: pass}
 	}
 	return c.Auth(a)
 }
