@@ -1,7 +1,6 @@
 // Package smtprelay is the relay Transport for an SMTP smarthost: one
 // connection per message, STARTTLS or implicit TLS, AUTH PLAIN, LOGIN or
-// XOAUTH2,
-// per-recipient replies, deadlines from the context.
+// XOAUTH2, per-recipient replies, deadlines from the context.
 package smtprelay
 
 import (
