@@ -208,9 +208,12 @@ type Relay struct {
 	Addr              string `yaml:"addr"` // smtp: host:port
 	TLS               string `yaml:"tls"`  // smtp: starttls (default) | implicit | none
 	Username          string `yaml:"username"`
-	Password          string `yaml:"password"` // literal, env:NAME, file:PATH or secretsmanager:ID
-	AuthMechanism     string `yaml:"auth_mechanism"`
+	Password          string `yaml:"password"`       // literal, env:NAME, file:PATH or secretsmanager:ID
+	AuthMechanism     string `yaml:"auth_mechanism"` // plain | login | xoauth2 (with oauth); default PLAIN when offered, else LOGIN
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
+	// OAuth is where xoauth2's access tokens come from; Username is then
+	// the mailbox the relay signs in as.
+	OAuth *OAuth `yaml:"oauth"`
 
 	ConfigurationSet string `yaml:"configuration_set"` // ses
 	FromARN          string `yaml:"from_arn"`          // ses
@@ -219,6 +222,34 @@ type Relay struct {
 
 	MaxAge      Duration `yaml:"max_age"`      // default 24h
 	DelayNotice Duration `yaml:"delay_notice"` // 0: no delay notices
+}
+
+// OAuth is an OAuth 2.0 client that gets access tokens for a relay.
+type OAuth struct {
+	// Provider is "entra" (Microsoft Entra ID client credentials with a
+	// client secret); Google comes later.
+	Provider     string `yaml:"provider"`
+	Tenant       string `yaml:"tenant"`        // directory (tenant) id or verified domain
+	ClientID     string `yaml:"client_id"`     // application (client) id
+	ClientSecret string `yaml:"client_secret"` // literal, env:NAME, file:PATH or secretsmanager:ID
+	// Scope defaults to OutlookScope, the one SMTP XOAUTH2 needs.
+	Scope string `yaml:"scope"`
+	// TokenURL overrides the provider's token endpoint (sovereign clouds,
+	// tests).
+	TokenURL string `yaml:"token_url"`
+}
+
+// OutlookScope is the scope of Exchange Online's SMTP XOAUTH2 tokens.
+const OutlookScope = "https://outlook.office365.com/.default"
+
+// SecretRefs lists the relay's secrets as written (password,
+// oauth.client_secret), for finding secretsmanager: ones.
+func (r *Relay) SecretRefs() []string {
+	refs := []string{r.Password}
+	if r.OAuth != nil {
+		refs = append(refs, r.OAuth.ClientSecret)
+	}
+	return refs
 }
 
 // DSN configures delivery status notifications (bounces) for mail that was

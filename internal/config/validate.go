@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -263,6 +264,7 @@ func validateRelay(key string, r *Relay, onAWS bool, bad func(key, format string
 		if r.Password != "" {
 			checkSecret(key+".password", r.Password, onAWS, bad)
 		}
+		validateOAuth(key, r, onAWS, bad)
 	case "ses":
 	case "file":
 		if r.Path == "" {
@@ -271,8 +273,55 @@ func validateRelay(key string, r *Relay, onAWS bool, bad func(key, format string
 	default:
 		bad(key+".type", "%q is not one of smtp, ses, file", r.Type)
 	}
+	if r.Type != "smtp" && r.OAuth != nil {
+		bad(key+".oauth", "applies to type: smtp with auth_mechanism: xoauth2 only; remove it")
+	}
 	if r.MaxAge < 0 || r.DelayNotice < 0 {
 		bad(key, "max_age and delay_notice must not be negative")
+	}
+}
+
+// oauthProviders are the known oauth.provider values.
+var oauthProviders = []string{"entra"}
+
+// validateOAuth checks auth_mechanism: xoauth2 and its oauth block, which
+// go together.
+func validateOAuth(key string, r *Relay, onAWS bool, bad func(key, format string, args ...any)) {
+	if !strings.EqualFold(r.AuthMechanism, "xoauth2") {
+		if r.OAuth != nil {
+			bad(key+".oauth", "is set but auth_mechanism is %q; set auth_mechanism: xoauth2 to sign in with its tokens, or remove oauth", r.AuthMechanism)
+		}
+		return
+	}
+	if r.Username == "" {
+		bad(key+".username", "is empty; xoauth2 signs in as a mailbox: set the address the relay sends as, e.g. \"scanner@example.com\"")
+	}
+	if r.Password != "" {
+		bad(key+".password", "is set with auth_mechanism: xoauth2, which signs in with a token from oauth; remove password")
+	}
+	o := r.OAuth
+	if o == nil {
+		bad(key+".oauth", "is missing; xoauth2 needs oauth with provider: entra, tenant, client_id and client_secret")
+		return
+	}
+	k := key + ".oauth"
+	if !slices.Contains(oauthProviders, o.Provider) {
+		bad(k+".provider", "%q is not one of %s (google comes later)", o.Provider, strings.Join(oauthProviders, ", "))
+	}
+	if o.Tenant == "" {
+		bad(k+".tenant", "is empty; set the Entra directory (tenant) id or its verified domain")
+	}
+	if o.ClientID == "" {
+		bad(k+".client_id", "is empty; set the app registration's application (client) id")
+	}
+	checkSecret(k+".client_secret", o.ClientSecret, onAWS, bad)
+	if o.TokenURL != "" {
+		if u, err := url.Parse(o.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(k+".token_url", "%q is not an http(s) URL; leave it out for the provider's own endpoint", o.TokenURL)
+		}
+	}
+	if o.Scope != "" && strings.ContainsAny(o.Scope, " \t") {
+		bad(k+".scope", "%q has white space; client credentials take one resource's /.default scope, e.g. %q", o.Scope, OutlookScope)
 	}
 }
 
