@@ -49,7 +49,7 @@ func New(ctx context.Context, d *lambdafn.Deps, cache *secrets.Cache) (*notify.H
 // dsn.relay's transport.
 func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	var cache *secrets.Cache
-	if lambdafn.UsesSecretsManager(d.Config.DSN.Relay.Password) {
+	if lambdafn.UsesSecretsManager(d.Config.DSN.Relay.SecretRefs()...) {
 		c, err := lambdafn.SecretCache(ctx, d.Config, d.Log)
 		if err != nil {
 			return lambdafn.Stage{}, err

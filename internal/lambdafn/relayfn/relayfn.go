@@ -6,8 +6,12 @@ package relayfn
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -15,6 +19,8 @@ import (
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/oauthtok"
+	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/relay/filerelay"
 	"github.com/postern/postern/internal/relay/sesrelay"
@@ -23,9 +29,11 @@ import (
 )
 
 // NewTransport builds the relay transport a relay section describes; key
-// names the section in errors. A secretsmanager: password is read at each
-// send through cache (see lambdafn.SecretCache), which must then be set;
-// any other is read now.
+// names the section in errors. A secretsmanager: password or
+// oauth.client_secret is read at run time through cache (see
+// lambdafn.SecretCache), which must then be set; any other is read now.
+// With auth_mechanism xoauth2 the tokens come from the process's one
+// token cache.
 func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache) (relay.Transport, error) {
 	switch r.Type {
 	case "file":
@@ -36,8 +44,14 @@ func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		return t, nil
 	case "smtp":
 		sc := smtprelay.Config{
-			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), Username: r.Username,
+			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), TLSConfig: smarthostTLS, Username: r.Username,
 			AuthMechanism: r.AuthMechanism, AllowInsecureAuth: r.AllowInsecureAuth, LocalName: cfg.Hostname,
+			Log: slog.Default(), // NewTransport takes no logger: the process default
+		}
+		if strings.EqualFold(r.AuthMechanism, smtprelay.AuthXOAUTH2) {
+			if err := setTokenSource(&sc, key, r, cache); err != nil {
+				return nil, err
+			}
 		}
 		switch {
 		case r.Password == "":
@@ -67,6 +81,66 @@ func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		return sesrelay.New(sesv2.NewFromConfig(awsCfg), sesrelay.Config{ConfigurationSet: r.ConfigurationSet, FromARN: r.FromARN}), nil
 	}
 	return nil, fmt.Errorf("config: %s.type: %q is not one of smtp, ses, file", key, r.Type)
+}
+
+// tokens is the process's one OAuth token cache: every relay (routes and
+// dsn.relay) signing in with the same app, tenant and scope shares one
+// token and one renewal.
+var tokens = oauthtok.NewCache()
+
+// smarthostTLS replaces the system roots for the smarthost, in tests only.
+var smarthostTLS *tls.Config
+
+// setTokenSource gives sc its XOAUTH2 tokens from r.OAuth through tokens.
+func setTokenSource(sc *smtprelay.Config, key string, r *config.Relay, cache *secrets.Cache) error {
+	o := r.OAuth
+	if o == nil {
+		return fmt.Errorf("config: %s.oauth: is missing; auth_mechanism xoauth2 needs oauth with provider: entra, tenant, client_id and client_secret", key)
+	}
+	if o.Provider != "entra" {
+		return fmt.Errorf("config: %s.oauth.provider: %q is not one of entra", key, o.Provider)
+	}
+	f := &oauthtok.Entra{Tenant: o.Tenant, ClientID: o.ClientID, Scope: o.Scope, TokenURL: o.TokenURL}
+	if f.Scope == "" {
+		f.Scope = oauthtok.ScopeOutlook
+	}
+	switch {
+	case lambdafn.UsesSecretsManager(o.ClientSecret):
+		if cache == nil {
+			return fmt.Errorf("config: %s.oauth.client_secret: secretsmanager: secrets are read by the AWS functions only; set backend.type aws or write \"env:NAME\" or \"file:PATH\"", key)
+		}
+		ref := o.ClientSecret
+		f.Secret = func(ctx context.Context) (string, error) { return cache.Resolve(ctx, ref) }
+	default:
+		s, err := config.ResolveSecret(o.ClientSecret)
+		if err != nil {
+			return fmt.Errorf("config: %s.oauth.client_secret: %w", key, err)
+		}
+		f.Secret = func(context.Context) (string, error) { return s, nil }
+	}
+	sc.TokenSource = func(ctx context.Context) (string, error) {
+		tok, err := tokens.Token(ctx, f)
+		if err != nil {
+			return "", temporary(err)
+		}
+		return tok.AccessToken, nil
+	}
+	k := f.Key()
+	sc.InvalidateToken = func(token string) { tokens.Invalidate(k, token) }
+	return nil
+}
+
+// temporary drops the permanent mark of a token endpoint's refusal (a
+// wrong secret, no consent). A permanent error from Send would send the
+// job to the dead-letter queue without a notice, for every message, over
+// a fault the operator fixes (the provider's code and text stay in the
+// error and the log); retried, the messages go out once it is fixed.
+func temporary(err error) error {
+	var oe *oauthtok.Error
+	if postern.IsPermanent(err) && errors.As(err, &oe) {
+		return oe
+	}
+	return err
 }
 
 // Budgets per transport type: what one send may take before the record
@@ -142,7 +216,7 @@ func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	var err error
 	var cache *secrets.Cache
 	for _, r := range d.Config.Routes {
-		if r.Relay != nil && lambdafn.UsesSecretsManager(r.Relay.Password) {
+		if r.Relay != nil && lambdafn.UsesSecretsManager(r.Relay.SecretRefs()...) {
 			if cache, err = lambdafn.SecretCache(ctx, d.Config, d.Log); err != nil {
 				return lambdafn.Stage{}, err
 			}
