@@ -29,15 +29,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/postern/postern/internal/crlf"
-	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/apirelay"
 )
 
 // DiagGmail is the diagnostic type of Gmail's answers in DSNs.
@@ -53,9 +51,6 @@ const (
 // as the media upload's maximum file size for messages.send, counted with
 // CRLF line ends and the added Bcc field.
 const MaxMessageBytes = 35 << 20
-
-// maxRetryAfter caps a server's Retry-After, so a typo cannot park mail.
-const maxRetryAfter = time.Hour
 
 // Config sets up the transport.
 type Config struct {
@@ -85,6 +80,7 @@ type Config struct {
 type Transport struct {
 	cfg Config
 	url string
+	s   *apirelay.Sender
 }
 
 var _ relay.Transport = (*Transport)(nil)
@@ -110,65 +106,27 @@ func New(cfg Config) (*Transport, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	u := strings.TrimSuffix(cfg.BaseURL, "/") + "/upload/gmail/v1/users/" + url.PathEscape(cfg.Mailbox) + "/messages/send?uploadType=media"
-	return &Transport{cfg: cfg, url: u}, nil
+	t := &Transport{cfg: cfg, url: u}
+	t.s = &apirelay.Sender{API: "Gmail", Name: cfg.Name, Mailbox: cfg.Mailbox,
+		MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(),
+		TokenSource: cfg.TokenSource, InvalidateToken: cfg.InvalidateToken,
+		Post: t.post, Log: cfg.Log}
+	return t, nil
 }
 
 // Send makes one messages.send call for all of m's recipients; Gmail
 // answers once, so every recipient gets the same reply.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	raw, err := io.ReadAll(io.LimitReader(crlf.NewReader(m.Body), MaxMessageBytes+1))
+	res, err := t.s.Send(ctx, m)
 	if err != nil {
-		return nil, fmt.Errorf("gmailrelay: read message %s: %w", m.ID, err)
+		return nil, fmt.Errorf("gmailrelay: %w", err)
 	}
-	if len(raw) > MaxMessageBytes {
-		return relay.Uniform(m, t.cfg.Name, tooLarge()), nil
-	}
-	msg, reply, ok := withEnvelope(raw, m.To)
-	if !ok {
-		return relay.Uniform(m, t.cfg.Name, reply), nil
-	}
-	if len(msg) > MaxMessageBytes {
-		return relay.Uniform(m, t.cfg.Name, tooLarge()), nil
-	}
-
-	tok, reply, ok := t.token(ctx)
-	if !ok {
-		return relay.Uniform(m, t.cfg.Name, reply), nil
-	}
-	reply, refused := t.post(ctx, tok, msg)
-	if refused {
-		// A cached token can be revoked or expire early; one fresh token is
-		// worth a second try, a second refusal is reported as it is.
-		t.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "gmail refused the oauth token; retrying with a fresh one",
-			slog.String("msg_id", string(m.ID)), slog.String("mailbox", t.cfg.Mailbox), slog.String("reply", reply.Text))
-		if t.cfg.InvalidateToken != nil {
-			t.cfg.InvalidateToken(tok)
-		}
-		if tok, reply, ok = t.token(ctx); ok {
-			reply, _ = t.post(ctx, tok, msg)
-		}
-	}
-	return relay.Uniform(m, t.cfg.Name, reply), nil
+	return res, nil
 }
 
 func tooLarge() relay.Reply {
 	return relay.Reply{Status: "5.3.4", Type: relay.DiagLocal,
 		Text: fmt.Sprintf("message exceeds the %d bytes (35 MB) the Gmail API takes for a message", MaxMessageBytes)}
-}
-
-// token asks TokenSource; its failure is a reply, so delegation and key
-// problems reach the route's owner as a DSN.
-func (t *Transport) token(ctx context.Context) (string, relay.Reply, bool) {
-	tok, err := t.cfg.TokenSource(ctx)
-	switch {
-	case err != nil && postern.IsPermanent(err):
-		return "", relay.Reply{Status: "5.7.0", Text: "no Gmail token: " + err.Error(), Type: relay.DiagLocal}, false
-	case err != nil:
-		return "", relay.LocalReply("4.7.0", "no Gmail token: "+err.Error()), false
-	case tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r < 0x21 || r > 0x7e }):
-		return "", relay.LocalReply("4.7.0", "the token source gave an empty or malformed token"), false
-	}
-	return tok, relay.Reply{}, true
 }
 
 // post makes one messages.send call. refused reports a 401, the token refused.
@@ -181,13 +139,7 @@ func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.R
 	req.Header.Set("Content-Type", "message/rfc822")
 	resp, err := t.cfg.HTTPClient.Do(req)
 	if err != nil {
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return relay.LocalReply("4.4.2", "timeout talking to the Gmail API"), false
-		case errors.Is(err, context.Canceled):
-			return relay.LocalReply("4.4.2", "interrupted"), false
-		}
-		return relay.LocalReply("4.4.1", "could not reach the Gmail API"), false
+		return apirelay.CallError(ctx, err, "the Gmail API"), false
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -197,7 +149,7 @@ func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.R
 		}
 		text := "200 OK"
 		if json.Unmarshal(data, &sent) == nil && sent.ID != "" {
-			text = "accepted as " + oneLine(sent.ID)
+			text = "accepted as " + apirelay.OneLine(sent.ID)
 		}
 		return relay.Reply{Status: "2.0.0", Text: text, Type: DiagGmail}, false
 	}
@@ -231,13 +183,13 @@ func classify(resp *http.Response, data []byte) relay.Reply {
 	}
 	text := "HTTP " + strconv.Itoa(resp.StatusCode)
 	if e.Error.Status != "" {
-		text += " " + oneLine(e.Error.Status)
+		text += " " + apirelay.OneLine(e.Error.Status)
 	}
 	if reason != "" {
-		text += " (" + oneLine(reason) + ")"
+		text += " (" + apirelay.OneLine(reason) + ")"
 	}
 	if e.Error.Message != "" {
-		text += ": " + oneLine(e.Error.Message)
+		text += ": " + apirelay.OneLine(e.Error.Message)
 	}
 	s := resp.StatusCode
 	var status string
@@ -259,141 +211,9 @@ func classify(resp *http.Response, data []byte) relay.Reply {
 	default: // 5xx and anything unforeseen
 		status = "4.3.0"
 	}
-	if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && status[0] == '4' {
-		text += fmt.Sprintf(" (Retry-After %s)", d)
-	}
-	return relay.Reply{Status: status, Text: text, Type: DiagGmail}
+	return apirelay.WithRetryAfter(relay.Reply{Status: status, Text: text, Type: DiagGmail}, resp.Header, time.Now())
 }
 
 // RetryAfter reads back the delay a temporary reply from this transport
 // asks for (Google's Retry-After), so a caller can schedule the next try.
-func RetryAfter(r relay.Reply) (time.Duration, bool) {
-	i := strings.LastIndex(r.Text, "(Retry-After ")
-	if i < 0 || r.Type != DiagGmail || r.Permanent() {
-		return 0, false
-	}
-	d, err := time.ParseDuration(strings.TrimSuffix(r.Text[i+len("(Retry-After "):], ")"))
-	return d, err == nil
-}
-
-// retryAfter parses Retry-After as seconds or an HTTP date, capped.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return min(time.Duration(n)*time.Second, maxRetryAfter), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0).Round(time.Second), maxRetryAfter), true
-	}
-	return 0, false
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300]
-	}
-	return s
-}
-
-// withEnvelope returns the copy of raw (CRLF line ends) to send so that
-// Gmail delivers to exactly rcpts: no Bcc field of the original, and one
-// Bcc naming the envelope recipients not in To or Cc. It refuses a message
-// whose To or Cc names an address outside the envelope, or that it cannot
-// read.
-func withEnvelope(raw []byte, rcpts []relay.Rcpt) ([]byte, relay.Reply, bool) {
-	hdrEnd := bytes.Index(raw, []byte("\r\n\r\n"))
-	if hdrEnd < 0 {
-		return nil, relay.Reply{Status: "5.6.0", Text: "message has no header and body separation", Type: relay.DiagLocal}, false
-	}
-	head := raw[:hdrEnd+2] // through the last field's CRLF
-	fields := splitFields(head)
-
-	envelope := map[string]bool{}
-	for _, r := range rcpts {
-		envelope[strings.ToLower(r.Addr)] = true
-	}
-	visible := map[string]bool{}
-	var kept [][]byte
-	var outside int
-	for _, f := range fields {
-		name, value, _ := bytes.Cut(f, []byte(":"))
-		switch strings.ToLower(strings.TrimSpace(string(name))) {
-		case "bcc":
-			continue
-		case "to", "cc":
-			// Unfold: the parser takes no CRLF inside a value.
-			v := strings.TrimSpace(strings.ReplaceAll(string(value), "\r\n", ""))
-			if v != "" {
-				list, err := mail.ParseAddressList(v)
-				if err != nil {
-					return nil, relay.Reply{Status: "5.6.0", Type: relay.DiagLocal,
-						Text: "the " + strings.TrimSpace(string(name)) + " field cannot be parsed; Gmail takes the recipients from it"}, false
-				}
-				for _, a := range list {
-					k := strings.ToLower(a.Address)
-					visible[k] = true
-					if !envelope[k] {
-						outside++
-					}
-				}
-			}
-		}
-		kept = append(kept, f)
-	}
-	if outside > 0 {
-		return nil, relay.Reply{Status: "5.3.3", Type: relay.DiagLocal,
-			Text: fmt.Sprintf("Gmail sends to every To and Cc address; %d of them are not recipients of this relay", outside)}, false
-	}
-	var bcc []string
-	for _, r := range rcpts {
-		if !visible[strings.ToLower(r.Addr)] {
-			bcc = append(bcc, r.Addr)
-			visible[strings.ToLower(r.Addr)] = true
-		}
-	}
-	if len(bcc) == 0 && len(kept) == len(fields) {
-		return raw, relay.Reply{}, true // unchanged: the stored bytes
-	}
-	out := make([]byte, 0, len(raw)+64*len(bcc))
-	for _, f := range kept {
-		out = append(out, f...)
-	}
-	if len(bcc) > 0 {
-		out = append(out, "Bcc: "...)
-		for i, a := range bcc {
-			if i > 0 {
-				out = append(out, ",\r\n "...)
-			}
-			out = append(out, a...)
-		}
-		out = append(out, "\r\n"...)
-	}
-	return append(out, raw[hdrEnd+2:]...), relay.Reply{}, true
-}
-
-// splitFields cuts a CRLF header block into fields, each with its folded
-// continuation lines and final CRLF.
-func splitFields(head []byte) [][]byte {
-	var fields [][]byte
-	for len(head) > 0 {
-		end := 0
-		for {
-			i := bytes.Index(head[end:], []byte("\r\n"))
-			if i < 0 {
-				end = len(head)
-				break
-			}
-			end += i + 2
-			if end >= len(head) || (head[end] != ' ' && head[end] != '\t') {
-				break
-			}
-		}
-		fields = append(fields, head[:end])
-		head = head[end:]
-	}
-	return fields
-}
+func RetryAfter(r relay.Reply) (time.Duration, bool) { return apirelay.RetryAfter(r, DiagGmail) }

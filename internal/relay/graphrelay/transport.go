@@ -28,15 +28,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/postern/postern/internal/crlf"
-	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/apirelay"
 )
 
 // DiagGraph is the diagnostic type of Graph's answers in DSNs.
@@ -57,9 +55,6 @@ const (
 	MaxRequestBytes = 4 << 20
 	MaxMessageBytes = MaxRequestBytes / 4 * 3
 )
-
-// maxRetryAfter caps a server's Retry-After, so a typo cannot park mail.
-const maxRetryAfter = time.Hour
 
 // Config sets up the transport.
 type Config struct {
@@ -88,6 +83,7 @@ type Config struct {
 type Transport struct {
 	cfg Config
 	url string
+	s   *apirelay.Sender
 }
 
 var _ relay.Transport = (*Transport)(nil)
@@ -113,47 +109,22 @@ func New(cfg Config) (*Transport, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	u := strings.TrimSuffix(cfg.BaseURL, "/") + "/users/" + url.PathEscape(cfg.Mailbox) + "/sendMail"
-	return &Transport{cfg: cfg, url: u}, nil
+	t := &Transport{cfg: cfg, url: u}
+	t.s = &apirelay.Sender{API: "Graph", Name: cfg.Name, Mailbox: cfg.Mailbox,
+		MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(),
+		TokenSource: cfg.TokenSource, InvalidateToken: cfg.InvalidateToken,
+		Post: t.post, Log: cfg.Log}
+	return t, nil
 }
 
 // Send makes one sendMail call for all of m's recipients; Graph answers
 // once, so every recipient gets the same reply.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	raw, err := io.ReadAll(io.LimitReader(crlf.NewReader(m.Body), MaxMessageBytes+1))
+	res, err := t.s.Send(ctx, m)
 	if err != nil {
-		return nil, fmt.Errorf("graphrelay: read message %s: %w", m.ID, err)
+		return nil, fmt.Errorf("graphrelay: %w", err)
 	}
-	if len(raw) > MaxMessageBytes {
-		return relay.Uniform(m, t.cfg.Name, tooLarge()), nil
-	}
-	msg, reply, ok := withEnvelope(raw, m.To)
-	if !ok {
-		return relay.Uniform(m, t.cfg.Name, reply), nil
-	}
-	if len(msg) > MaxMessageBytes {
-		return relay.Uniform(m, t.cfg.Name, tooLarge()), nil
-	}
-	body := make([]byte, base64.StdEncoding.EncodedLen(len(msg)))
-	base64.StdEncoding.Encode(body, msg)
-
-	tok, reply, ok := t.token(ctx)
-	if !ok {
-		return relay.Uniform(m, t.cfg.Name, reply), nil
-	}
-	reply, refused := t.post(ctx, tok, body)
-	if refused {
-		// A cached token can be revoked or expire early; one fresh token is
-		// worth a second try, a second refusal is reported as it is.
-		t.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "graph refused the oauth token; retrying with a fresh one",
-			slog.String("msg_id", string(m.ID)), slog.String("mailbox", t.cfg.Mailbox), slog.String("reply", reply.Text))
-		if t.cfg.InvalidateToken != nil {
-			t.cfg.InvalidateToken(tok)
-		}
-		if tok, reply, ok = t.token(ctx); ok {
-			reply, _ = t.post(ctx, tok, body)
-		}
-	}
-	return relay.Uniform(m, t.cfg.Name, reply), nil
+	return res, nil
 }
 
 func tooLarge() relay.Reply {
@@ -161,23 +132,10 @@ func tooLarge() relay.Reply {
 		Text: fmt.Sprintf("message exceeds the %d bytes Graph sendMail takes (%d bytes as base64); larger messages need the upload-session path, not supported yet", MaxMessageBytes, MaxRequestBytes)}
 }
 
-// token asks TokenSource; its failure is a reply, so consent and secret
-// problems reach the route's owner as a DSN.
-func (t *Transport) token(ctx context.Context) (string, relay.Reply, bool) {
-	tok, err := t.cfg.TokenSource(ctx)
-	switch {
-	case err != nil && postern.IsPermanent(err):
-		return "", relay.Reply{Status: "5.7.0", Text: "no Graph token: " + err.Error(), Type: relay.DiagLocal}, false
-	case err != nil:
-		return "", relay.LocalReply("4.7.0", "no Graph token: "+err.Error()), false
-	case tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r < 0x21 || r > 0x7e }):
-		return "", relay.LocalReply("4.7.0", "the token source gave an empty or malformed token"), false
-	}
-	return tok, relay.Reply{}, true
-}
-
 // post makes one sendMail call. refused reports a 401, the token refused.
-func (t *Transport) post(ctx context.Context, tok string, body []byte) (r relay.Reply, refused bool) {
+func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.Reply, refused bool) {
+	body := make([]byte, base64.StdEncoding.EncodedLen(len(msg)))
+	base64.StdEncoding.Encode(body, msg)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
 	if err != nil {
 		return relay.LocalReply("4.3.5", "bad Graph URL"), false
@@ -186,13 +144,7 @@ func (t *Transport) post(ctx context.Context, tok string, body []byte) (r relay.
 	req.Header.Set("Content-Type", "text/plain")
 	resp, err := t.cfg.HTTPClient.Do(req)
 	if err != nil {
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return relay.LocalReply("4.4.2", "timeout talking to Graph"), false
-		case errors.Is(err, context.Canceled):
-			return relay.LocalReply("4.4.2", "interrupted"), false
-		}
-		return relay.LocalReply("4.4.1", "could not reach Graph"), false
+		return apirelay.CallError(ctx, err, "Graph"), false
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -219,7 +171,7 @@ func classify(resp *http.Response, data []byte) relay.Reply {
 		text += " " + code
 	}
 	if msg != "" {
-		text += ": " + oneLine(msg)
+		text += ": " + apirelay.OneLine(msg)
 	}
 	s := resp.StatusCode
 	var status string
@@ -245,140 +197,9 @@ func classify(resp *http.Response, data []byte) relay.Reply {
 	default:
 		status = "4.3.0"
 	}
-	if d, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && status[0] == '4' {
-		text += fmt.Sprintf(" (Retry-After %s)", d)
-	}
-	return relay.Reply{Status: status, Text: text, Type: DiagGraph}
+	return apirelay.WithRetryAfter(relay.Reply{Status: status, Text: text, Type: DiagGraph}, resp.Header, time.Now())
 }
 
 // RetryAfter reads back the delay a temporary reply from this transport
 // asks for (Graph's Retry-After), so a caller can schedule the next try.
-func RetryAfter(r relay.Reply) (time.Duration, bool) {
-	_, v, ok := strings.Cut(r.Text, "(Retry-After ")
-	if !ok || r.Type != DiagGraph || r.Permanent() {
-		return 0, false
-	}
-	d, err := time.ParseDuration(strings.TrimSuffix(v, ")"))
-	return d, err == nil
-}
-
-// retryAfter parses Retry-After as seconds or an HTTP date, capped.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return min(time.Duration(n)*time.Second, maxRetryAfter), true
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0).Round(time.Second), maxRetryAfter), true
-	}
-	return 0, false
-}
-
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300]
-	}
-	return s
-}
-
-// withEnvelope returns the copy of raw (CRLF line ends) to send so that
-// Graph delivers to exactly rcpts: no Bcc field of the original, and one
-// Bcc naming the envelope recipients not in To or Cc. It refuses a message
-// whose To or Cc names an address outside the envelope, or that it cannot
-// read.
-func withEnvelope(raw []byte, rcpts []relay.Rcpt) ([]byte, relay.Reply, bool) {
-	hdrEnd := bytes.Index(raw, []byte("\r\n\r\n"))
-	if hdrEnd < 0 {
-		return nil, relay.Reply{Status: "5.6.0", Text: "message has no header and body separation", Type: relay.DiagLocal}, false
-	}
-	head := raw[:hdrEnd+2] // through the last field's CRLF
-	fields := splitFields(head)
-
-	envelope := map[string]bool{}
-	for _, r := range rcpts {
-		envelope[strings.ToLower(r.Addr)] = true
-	}
-	visible := map[string]bool{}
-	var kept [][]byte
-	var outside int
-	for _, f := range fields {
-		name, value, _ := bytes.Cut(f, []byte(":"))
-		switch strings.ToLower(strings.TrimSpace(string(name))) {
-		case "bcc":
-			continue
-		case "to", "cc":
-			v := strings.TrimSpace(string(value))
-			if v != "" {
-				list, err := mail.ParseAddressList(v)
-				if err != nil {
-					return nil, relay.Reply{Status: "5.6.0", Type: relay.DiagLocal,
-						Text: "the " + string(name) + " field cannot be parsed; Graph takes the recipients from it"}, false
-				}
-				for _, a := range list {
-					k := strings.ToLower(a.Address)
-					visible[k] = true
-					if !envelope[k] {
-						outside++
-					}
-				}
-			}
-		}
-		kept = append(kept, f)
-	}
-	if outside > 0 {
-		return nil, relay.Reply{Status: "5.3.3", Type: relay.DiagLocal,
-			Text: fmt.Sprintf("Graph sends to every To and Cc address; %d of them are not recipients of this relay", outside)}, false
-	}
-	var bcc []string
-	for _, r := range rcpts {
-		if !visible[strings.ToLower(r.Addr)] {
-			bcc = append(bcc, r.Addr)
-			visible[strings.ToLower(r.Addr)] = true
-		}
-	}
-	if len(bcc) == 0 && len(kept) == len(fields) {
-		return raw, relay.Reply{}, true // unchanged: the stored bytes
-	}
-	out := make([]byte, 0, len(raw)+64*len(bcc))
-	for _, f := range kept {
-		out = append(out, f...)
-	}
-	if len(bcc) > 0 {
-		out = append(out, "Bcc: "...)
-		for i, a := range bcc {
-			if i > 0 {
-				out = append(out, ",\r\n "...)
-			}
-			out = append(out, a...)
-		}
-		out = append(out, "\r\n"...)
-	}
-	return append(out, raw[hdrEnd+2:]...), relay.Reply{}, true
-}
-
-// splitFields cuts a CRLF header block into fields, each with its folded
-// continuation lines and final CRLF.
-func splitFields(head []byte) [][]byte {
-	var fields [][]byte
-	for len(head) > 0 {
-		end := 0
-		for {
-			i := bytes.Index(head[end:], []byte("\r\n"))
-			if i < 0 {
-				end = len(head)
-				break
-			}
-			end += i + 2
-			if end >= len(head) || (head[end] != ' ' && head[end] != '\t') {
-				break
-			}
-		}
-		fields = append(fields, head[:end])
-		head = head[end:]
-	}
-	return fields
-}
+func RetryAfter(r relay.Reply) (time.Duration, bool) { return apirelay.RetryAfter(r, DiagGraph) }

@@ -311,3 +311,15 @@ func TestUndisclosedRecipients(t *testing.T) {
 		t.Fatalf("sent %q, want %q", got, want)
 	}
 }
+
+func TestFoldedCc(t *testing.T) {
+	e := setup(t)
+	body := "From: s@contoso.com\r\nTo: a@contoso.com\r\nCc: b@fabrikam.com,\r\n c@fabrikam.com\r\nSubject: x\r\n\r\nhi\r\n"
+	res := send(t, e, msg(body, "a@contoso.com", "b@fabrikam.com", "c@fabrikam.com"))
+	if r := res.Rcpts[0].Reply; !r.Accepted() {
+		t.Fatalf("reply %v", r)
+	}
+	if got := string(e.graph.Requests()[0].MIME); got != body {
+		t.Fatalf("sent %q, want the message unchanged", got)
+	}
+}

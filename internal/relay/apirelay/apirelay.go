@@ -1,0 +1,256 @@
+// Package apirelay holds what relay transports for HTTP mail APIs (Graph
+// sendMail, Gmail messages.send) need in common: the copy sent to exactly
+// the envelope recipients, the Retry-After hint in replies, and the send
+// with one token renewal. Each transport keeps its own request and its
+// own table from error answers to replies.
+package apirelay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern/postern/internal/crlf"
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/relay"
+)
+
+// maxRetryAfter caps a server's Retry-After, so a typo cannot park mail.
+const maxRetryAfter = time.Hour
+
+// Sender is one API's send: read the message, rewrite its recipients,
+// post it with a token, and renew the token once if the API refuses it.
+type Sender struct {
+	// API names the service in replies and logs: "Graph", "Gmail".
+	API string
+	// Name is the API's name in DSN Remote-MTA fields.
+	Name string
+	// Mailbox is the mailbox sent as, for logs.
+	Mailbox string
+	// MaxMessageBytes is the largest message sent, with CRLF line ends and
+	// the added Bcc field; TooLarge is the reply for a larger one.
+	MaxMessageBytes int
+	TooLarge        relay.Reply
+	// TokenSource and InvalidateToken are the transport's Config fields.
+	TokenSource     func(ctx context.Context) (string, error)
+	InvalidateToken func(token string)
+	// Post makes one API call; refused reports the token refused (401).
+	Post func(ctx context.Context, tok string, msg []byte) (r relay.Reply, refused bool)
+	Log  *slog.Logger
+}
+
+// Send makes one API call for all of m's recipients; the API answers once,
+// so every recipient gets the same reply.
+func (s *Sender) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
+	raw, err := io.ReadAll(io.LimitReader(crlf.NewReader(m.Body), int64(s.MaxMessageBytes)+1))
+	if err != nil {
+		return nil, fmt.Errorf("read message %s: %w", m.ID, err)
+	}
+	if len(raw) > s.MaxMessageBytes {
+		return relay.Uniform(m, s.Name, s.TooLarge), nil
+	}
+	msg, reply, ok := WithEnvelope(raw, m.To, s.API)
+	if !ok {
+		return relay.Uniform(m, s.Name, reply), nil
+	}
+	if len(msg) > s.MaxMessageBytes {
+		return relay.Uniform(m, s.Name, s.TooLarge), nil
+	}
+
+	tok, reply, ok := s.token(ctx)
+	if !ok {
+		return relay.Uniform(m, s.Name, reply), nil
+	}
+	reply, refused := s.Post(ctx, tok, msg)
+	if refused {
+		// A cached token can be revoked or expire early; one fresh token is
+		// worth a second try, a second refusal is reported as it is.
+		s.Log.LogAttrs(ctx, slog.LevelWarn, strings.ToLower(s.API)+" refused the oauth token; retrying with a fresh one",
+			slog.String("msg_id", string(m.ID)), slog.String("mailbox", s.Mailbox), slog.String("reply", reply.Text))
+		if s.InvalidateToken != nil {
+			s.InvalidateToken(tok)
+		}
+		if tok, reply, ok = s.token(ctx); ok {
+			reply, _ = s.Post(ctx, tok, msg)
+		}
+	}
+	return relay.Uniform(m, s.Name, reply), nil
+}
+
+// token asks TokenSource; its failure is a reply, so consent, delegation
+// and key problems reach the route's owner as a DSN.
+func (s *Sender) token(ctx context.Context) (string, relay.Reply, bool) {
+	tok, err := s.TokenSource(ctx)
+	switch {
+	case err != nil && postern.IsPermanent(err):
+		return "", relay.Reply{Status: "5.7.0", Text: "no " + s.API + " token: " + err.Error(), Type: relay.DiagLocal}, false
+	case err != nil:
+		return "", relay.LocalReply("4.7.0", "no "+s.API+" token: "+err.Error()), false
+	case tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r < 0x21 || r > 0x7e }):
+		return "", relay.LocalReply("4.7.0", "the token source gave an empty or malformed token"), false
+	}
+	return tok, relay.Reply{}, true
+}
+
+// CallError is the reply for an HTTP call that got no answer; endpoint
+// names the API as reached ("Graph", "the Gmail API").
+func CallError(ctx context.Context, err error, endpoint string) relay.Reply {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return relay.LocalReply("4.4.2", "timeout talking to "+endpoint)
+	case errors.Is(err, context.Canceled):
+		return relay.LocalReply("4.4.2", "interrupted")
+	}
+	return relay.LocalReply("4.4.1", "could not reach "+endpoint)
+}
+
+// WithRetryAfter adds the answer's Retry-After to a temporary reply's
+// text, where RetryAfter reads it back.
+func WithRetryAfter(r relay.Reply, h http.Header, now time.Time) relay.Reply {
+	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok && !r.Permanent() {
+		r.Text += fmt.Sprintf(" (Retry-After %s)", d)
+	}
+	return r
+}
+
+// RetryAfter reads back the delay a temporary reply of type diagType asks
+// for, so a caller can schedule the next try.
+func RetryAfter(r relay.Reply, diagType string) (time.Duration, bool) {
+	i := strings.LastIndex(r.Text, "(Retry-After ")
+	if i < 0 || r.Type != diagType || r.Permanent() {
+		return 0, false
+	}
+	d, err := time.ParseDuration(strings.TrimSuffix(r.Text[i+len("(Retry-After "):], ")"))
+	return d, err == nil
+}
+
+// parseRetryAfter parses Retry-After as seconds or an HTTP date, capped.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return min(time.Duration(n)*time.Second, maxRetryAfter), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return min(max(t.Sub(now), 0).Round(time.Second), maxRetryAfter), true
+	}
+	return 0, false
+}
+
+// OneLine makes an API's text fit one reply line.
+func OneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		s = s[:300]
+	}
+	return s
+}
+
+// WithEnvelope returns the copy of raw (CRLF line ends) to send so that
+// an API taking recipients from the header (named api in replies) delivers
+// to exactly rcpts: no Bcc field of the original, and one Bcc naming the
+// envelope recipients not in To or Cc. It refuses a message whose To or Cc
+// names an address outside the envelope, or that it cannot read.
+func WithEnvelope(raw []byte, rcpts []relay.Rcpt, api string) ([]byte, relay.Reply, bool) {
+	hdrEnd := bytes.Index(raw, []byte("\r\n\r\n"))
+	if hdrEnd < 0 {
+		return nil, relay.Reply{Status: "5.6.0", Text: "message has no header and body separation", Type: relay.DiagLocal}, false
+	}
+	head := raw[:hdrEnd+2] // through the last field's CRLF
+	fields := splitFields(head)
+
+	envelope := map[string]bool{}
+	for _, r := range rcpts {
+		envelope[strings.ToLower(r.Addr)] = true
+	}
+	visible := map[string]bool{}
+	var kept [][]byte
+	var outside int
+	for _, f := range fields {
+		name, value, _ := bytes.Cut(f, []byte(":"))
+		switch strings.ToLower(strings.TrimSpace(string(name))) {
+		case "bcc":
+			continue
+		case "to", "cc":
+			// Unfold: the parser takes no CRLF inside a value.
+			v := strings.TrimSpace(strings.ReplaceAll(string(value), "\r\n", ""))
+			if v != "" {
+				list, err := mail.ParseAddressList(v)
+				if err != nil {
+					return nil, relay.Reply{Status: "5.6.0", Type: relay.DiagLocal,
+						Text: "the " + strings.TrimSpace(string(name)) + " field cannot be parsed; " + api + " takes the recipients from it"}, false
+				}
+				for _, a := range list {
+					k := strings.ToLower(a.Address)
+					visible[k] = true
+					if !envelope[k] {
+						outside++
+					}
+				}
+			}
+		}
+		kept = append(kept, f)
+	}
+	if outside > 0 {
+		return nil, relay.Reply{Status: "5.3.3", Type: relay.DiagLocal,
+			Text: fmt.Sprintf("%s sends to every To and Cc address; %d of them are not recipients of this relay", api, outside)}, false
+	}
+	var bcc []string
+	for _, r := range rcpts {
+		if !visible[strings.ToLower(r.Addr)] {
+			bcc = append(bcc, r.Addr)
+			visible[strings.ToLower(r.Addr)] = true
+		}
+	}
+	if len(bcc) == 0 && len(kept) == len(fields) {
+		return raw, relay.Reply{}, true // unchanged: the stored bytes
+	}
+	out := make([]byte, 0, len(raw)+64*len(bcc))
+	for _, f := range kept {
+		out = append(out, f...)
+	}
+	if len(bcc) > 0 {
+		out = append(out, "Bcc: "...)
+		for i, a := range bcc {
+			if i > 0 {
+				out = append(out, ",\r\n "...)
+			}
+			out = append(out, a...)
+		}
+		out = append(out, "\r\n"...)
+	}
+	return append(out, raw[hdrEnd+2:]...), relay.Reply{}, true
+}
+
+// splitFields cuts a CRLF header block into fields, each with its folded
+// continuation lines and final CRLF.
+func splitFields(head []byte) [][]byte {
+	var fields [][]byte
+	for len(head) > 0 {
+		end := 0
+		for {
+			i := bytes.Index(head[end:], []byte("\r\n"))
+			if i < 0 {
+				end = len(head)
+				break
+			}
+			end += i + 2
+			if end >= len(head) || (head[end] != ' ' && head[end] != '\t') {
+				break
+			}
+		}
+		fields = append(fields, head[:end])
+		head = head[end:]
+	}
+	return fields
+}

@@ -1,0 +1,176 @@
+package apirelay
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/relay"
+)
+
+func rcpts(addrs ...string) []relay.Rcpt {
+	var rs []relay.Rcpt
+	for _, a := range addrs {
+		rs = append(rs, relay.Rcpt{Addr: a})
+	}
+	return rs
+}
+
+func TestWithEnvelopeFoldedCc(t *testing.T) {
+	// A folded Cc is one field; unfolded before parsing it names both.
+	raw := "From: s@x\r\nTo: a@x\r\nCc: b@x,\r\n c@x\r\nSubject: s\r\n\r\nhi\r\n"
+	got, r, ok := WithEnvelope([]byte(raw), rcpts("a@x", "b@x", "c@x"), "API")
+	if !ok || string(got) != raw {
+		t.Fatalf("got %q, %v, %v; want the message unchanged", got, r, ok)
+	}
+	_, r, ok = WithEnvelope([]byte(raw), rcpts("a@x", "b@x"), "API")
+	if ok || r.Status != "5.3.3" || !strings.Contains(r.Text, "1 of them") {
+		t.Fatalf("c@x outside the envelope: %v %v", r, ok)
+	}
+}
+
+func TestWithEnvelopeBcc(t *testing.T) {
+	raw := "From: s@x\r\nTo: a@x\r\nBcc: old@y,\r\n other@y\r\nSubject: x\r\n\r\nhi\r\n"
+	got, _, ok := WithEnvelope([]byte(raw), rcpts("a@x", "h1@y", "H1@y", "h2@y"), "API")
+	want := "From: s@x\r\nTo: a@x\r\nSubject: x\r\nBcc: h1@y,\r\n h2@y\r\n\r\nhi\r\n"
+	if !ok || string(got) != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestWithEnvelopeRefusals(t *testing.T) {
+	for _, tc := range []struct{ name, raw, status, text string }{
+		{"no separation", "To: a@x\r\n", "5.6.0", "no header and body"},
+		{"unparsable", "To: a@x\r\nCc: <<<\r\n\r\nhi\r\n", "5.6.0", "the Cc field cannot be parsed; API takes"},
+		{"outside", "To: a@x, z@x\r\n\r\nhi\r\n", "5.3.3", "API sends to every To and Cc address; 1 of them"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, r, ok := WithEnvelope([]byte(tc.raw), rcpts("a@x"), "API")
+			if ok || r.Status != tc.status || !strings.Contains(r.Text, tc.text) || r.Type != relay.DiagLocal {
+				t.Fatalf("%v %v", r, ok)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 5, 4, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		header string
+		status string
+		want   time.Duration
+		ok     bool
+	}{
+		{"30", "4.4.5", 30 * time.Second, true},
+		{"99999", "4.4.5", time.Hour, true},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), "4.3.0", 90 * time.Second, true},
+		{now.Add(-time.Minute).Format(http.TimeFormat), "4.3.0", 0, true},
+		{"soon", "4.4.5", 0, false},
+		{"", "4.4.5", 0, false},
+		{"30", "5.6.0", 0, false},
+	} {
+		h := http.Header{"Retry-After": {tc.header}}
+		r := WithRetryAfter(relay.Reply{Status: tc.status, Text: "HTTP 429 (reason) (Retry-After x): y", Type: "X-API"}, h, now)
+		d, ok := RetryAfter(r, "X-API")
+		if d != tc.want || ok != tc.ok {
+			t.Errorf("Retry-After %q: %v %v, want %v %v (text %q)", tc.header, d, ok, tc.want, tc.ok, r.Text)
+		}
+		if _, ok := RetryAfter(r, "X-Other"); ok {
+			t.Errorf("Retry-After %q read back from another API's reply", tc.header)
+		}
+	}
+}
+
+func TestSenderRenewsOnce(t *testing.T) {
+	var tokens, invalidated []string
+	n := 0
+	s := &Sender{API: "API", Name: "api.example", Mailbox: "m@x", MaxMessageBytes: 1 << 10,
+		TooLarge: relay.LocalReply("5.3.4", "too large"),
+		TokenSource: func(context.Context) (string, error) {
+			n++
+			return "tok" + string(rune('0'+n)), nil
+		},
+		InvalidateToken: func(tok string) { invalidated = append(invalidated, tok) },
+		Post: func(_ context.Context, tok string, msg []byte) (relay.Reply, bool) {
+			tokens = append(tokens, tok)
+			return relay.Reply{Status: "4.7.0", Text: "HTTP 401", Type: "X-API"}, true
+		},
+	}
+	s.Log = discard()
+	m := &relay.Message{ID: "m1", To: rcpts("a@x"), Body: strings.NewReader("To: a@x\n\nhi\n")}
+	res, err := s.Send(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(tokens, ",") != "tok1,tok2" || strings.Join(invalidated, ",") != "tok1" {
+		t.Fatalf("posted with %v, invalidated %v", tokens, invalidated)
+	}
+	if r := res.Rcpts[0].Reply; r.Status != "4.7.0" || res.Rcpts[0].Addr != "a@x" {
+		t.Fatalf("result %+v", res.Rcpts[0])
+	}
+}
+
+func TestSenderTokenAndSize(t *testing.T) {
+	posted := false
+	s := &Sender{API: "API", Name: "api.example", MaxMessageBytes: 16,
+		TooLarge: relay.LocalReply("5.3.4", "too large"),
+		Post: func(context.Context, string, []byte) (relay.Reply, bool) {
+			posted = true
+			return relay.Reply{Status: "2.0.0"}, false
+		},
+		Log: discard(),
+	}
+	for _, tc := range []struct {
+		name, body, status, text string
+		tok                      func(context.Context) (string, error)
+	}{
+		{"permanent", "To: a@x\n\nhi\n", "5.7.0", "no API token: consent",
+			func(context.Context) (string, error) { return "", postern.Permanent(errors.New("consent")) }},
+		{"temporary", "To: a@x\n\nhi\n", "4.7.0", "no API token: down",
+			func(context.Context) (string, error) { return "", errors.New("down") }},
+		{"malformed", "To: a@x\n\nhi\n", "4.7.0", "malformed",
+			func(context.Context) (string, error) { return "a b", nil }},
+		// 15 bytes with LF, 18 with CRLF: the limit counts CRLF.
+		{"crlf size", "To: a@x\n\nhello\n", "5.3.4", "too large",
+			func(context.Context) (string, error) { return "t", nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.TokenSource = tc.tok
+			res, err := s.Send(context.Background(), &relay.Message{ID: "m1", To: rcpts("a@x"), Body: strings.NewReader(tc.body)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := res.Rcpts[0].Reply; r.Status != tc.status || !strings.Contains(r.Text, tc.text) {
+				t.Fatalf("reply %v", r)
+			}
+			if posted {
+				t.Fatal("posted")
+			}
+		})
+	}
+}
+
+func TestCallError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		ctx  context.Context
+		err  error
+		want string
+	}{
+		{context.Background(), context.DeadlineExceeded, "timeout talking to the API"},
+		{ctx, context.Canceled, "interrupted"},
+		{context.Background(), errors.New("connection refused"), "could not reach the API"},
+	} {
+		if r := CallError(tc.ctx, tc.err, "the API"); r.Text != tc.want || r.Permanent() {
+			t.Errorf("%v: %v", tc.err, r)
+		}
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
