@@ -9,7 +9,6 @@ package entratest
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/oauthtok/oauthtest"
 )
 
 // Request is one request the server received, as it arrived.
@@ -81,23 +82,29 @@ type Issued struct {
 
 type app struct{ tenant, secret string }
 
+// The embedded plumbing gives Server SetLifetime, SetClock, FailNext,
+// Requests, Valid, Lookup and Revoke.
+type (
+	script = oauthtest.Script[Request, Failure]
+	tokens = oauthtest.Tokens[Issued]
+)
+
 // Server is the stand-in. Its zero value is not usable; call New.
 type Server struct {
 	URL string // base URL, e.g. http://127.0.0.1:PORT
 
-	mu       sync.Mutex
-	now      func() time.Time
-	lifetime time.Duration
-	apps     map[string]app // by client_id
-	next     []Failure
-	requests []Request
-	tokens   map[string]Issued
+	script
+	tokens
+
+	mu   sync.Mutex
+	apps map[string]app // by client_id
 }
 
 // New starts a server on a loopback port, closed when t ends. Tokens live one
 // hour, as Entra's do, unless SetLifetime says otherwise.
 func New(t testing.TB) *Server {
-	s := &Server{now: time.Now, lifetime: time.Hour, apps: map[string]app{}, tokens: map[string]Issued{}}
+	s := &Server{apps: map[string]app{}}
+	s.SetLifetime(time.Hour)
 	hs := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(hs.Close)
 	s.URL = hs.URL
@@ -116,74 +123,18 @@ func (s *Server) AddApp(tenant, clientID, secret string) {
 	s.apps[clientID] = app{tenant: tenant, secret: secret}
 }
 
-// SetLifetime sets expires_in of the tokens issued from now on.
-func (s *Server) SetLifetime(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lifetime = d
-}
-
-// SetClock replaces the clock that Valid checks expiry against.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
-}
-
-// FailNext queues failures answered, in order, to the next requests.
-func (s *Server) FailNext(f ...Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.next = append(s.next, f...)
-}
-
-// Requests returns a copy of the requests received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
-// Valid reports whether token was issued here, is not revoked and has not expired.
-func (s *Server) Valid(token string) bool {
-	_, ok := s.Lookup(token)
-	return ok
-}
-
-// Lookup returns what a valid token was issued for.
-func (s *Server) Lookup(token string) (Issued, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	is, ok := s.tokens[token]
-	if !ok || !s.now().Before(is.Expiry) {
-		return Issued{}, false
-	}
-	return is, true
-}
-
-// Revoke makes token invalid, as when Entra ends a session early.
-func (s *Server) Revoke(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.tokens, token)
-}
-
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	form, _ := url.ParseQuery(string(body))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = append(s.requests, Request{
+	if f, ok := s.Record(Request{
 		Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"),
 		Header: r.Header.Clone(), Form: form,
-	})
-
-	if len(s.next) > 0 {
-		f := s.next[0]
-		s.next = s.next[1:]
+	}); ok {
 		s.fail(w, f)
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	tenant, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/oauth2/v2.0/token")
 	if !ok || tenant == "" || strings.Contains(tenant, "/") {
 		http.NotFound(w, r)
@@ -226,9 +177,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	tok := random()
-	secs := int(s.lifetime / time.Second)
-	s.tokens[tok] = Issued{Tenant: tenant, ClientID: clientID, Scope: scope, Expiry: s.now().Add(s.lifetime)}
+	tok, life := s.Issue("", 32, func(exp time.Time) Issued {
+		return Issued{Tenant: tenant, ClientID: clientID, Scope: scope, Expiry: exp}
+	})
+	secs := int(life / time.Second)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store, no-cache")
 	json.NewEncoder(w).Encode(map[string]any{
@@ -236,7 +188,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// fail writes f; the caller holds s.mu.
+// fail writes f.
 func (s *Server) fail(w http.ResponseWriter, f Failure) {
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
@@ -246,7 +198,7 @@ func (s *Server) fail(w http.ResponseWriter, f Failure) {
 		return
 	}
 	trace, corr := uuid(), uuid()
-	now := s.now().UTC()
+	now := s.Now().UTC()
 	codes := f.Codes
 	if codes == nil {
 		codes = []int{}
@@ -270,12 +222,6 @@ func codeOf(codes []int) string {
 		return ""
 	}
 	return strconv.Itoa(codes[0])
-}
-
-func random() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func uuid() string {

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/postern/postern/internal/oauthtok/oauthtest"
 )
 
 // GrantType is the jwt-bearer grant type.
@@ -128,25 +130,30 @@ type account struct {
 	delegated map[string]bool // scopes granted domain-wide delegation
 }
 
+// The embedded plumbing gives Server SetLifetime, SetClock, FailNext,
+// Requests, Valid, Lookup and Revoke.
+type (
+	script = oauthtest.Script[Request, Failure]
+	tokens = oauthtest.Tokens[Issued]
+)
+
 // Server is the stand-in. Its zero value is not usable; call New.
 type Server struct {
 	URL string // base URL, e.g. http://127.0.0.1:PORT
 
+	script
+	tokens
+
 	mu       sync.Mutex
-	now      func() time.Time
-	lifetime time.Duration
 	accounts map[string]*account // by client_email
 	users    map[string]bool
-	next     []Failure
-	requests []Request
-	tokens   map[string]Issued
 }
 
 // New starts a server on a loopback port, closed when t ends. Tokens live one
 // hour, as Google's do, unless SetLifetime says otherwise.
 func New(t testing.TB) *Server {
-	s := &Server{now: time.Now, lifetime: time.Hour, accounts: map[string]*account{},
-		users: map[string]bool{}, tokens: map[string]Issued{}}
+	s := &Server{accounts: map[string]*account{}, users: map[string]bool{}}
+	s.SetLifetime(time.Hour)
 	hs := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(hs.Close)
 	s.URL = hs.URL
@@ -194,75 +201,19 @@ func (s *Server) AddUser(email string) {
 	s.users[strings.ToLower(email)] = true
 }
 
-// SetLifetime sets expires_in of the tokens issued from now on.
-func (s *Server) SetLifetime(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.lifetime = d
-}
-
-// SetClock replaces the clock for iat/exp checks and token expiry.
-func (s *Server) SetClock(now func() time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.now = now
-}
-
-// FailNext queues failures answered, in order, to the next requests.
-func (s *Server) FailNext(f ...Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.next = append(s.next, f...)
-}
-
-// Requests returns a copy of the requests received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
-// Valid reports whether token was issued here, is not revoked and has not expired.
-func (s *Server) Valid(token string) bool {
-	_, ok := s.Lookup(token)
-	return ok
-}
-
-// Lookup returns what a valid token was issued for.
-func (s *Server) Lookup(token string) (Issued, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	is, ok := s.tokens[token]
-	if !ok || !s.now().Before(is.Expiry) {
-		return Issued{}, false
-	}
-	return is, true
-}
-
-// Revoke makes token invalid.
-func (s *Server) Revoke(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.tokens, token)
-}
-
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	form, _ := url.ParseQuery(string(body))
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	req := Request{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"),
 		Header: r.Header.Clone(), Form: form}
 	hdr, claims, signed, sig, decodeErr := decode(form.Get("assertion"))
 	req.JWTHeader, req.Claims = hdr, claims
-	s.requests = append(s.requests, req)
-
-	if len(s.next) > 0 {
-		f := s.next[0]
-		s.next = s.next[1:]
+	if f, ok := s.Record(req); ok {
 		fail(w, f)
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if r.URL.Path != "/token" {
 		http.NotFound(w, r)
 		return
@@ -294,7 +245,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		fail(w, BadSignature())
 		return
 	}
-	now := s.now()
+	now := s.Now()
 	if claims.Aud != s.TokenURL() {
 		fail(w, Failure{Status: http.StatusBadRequest, Error: "invalid_grant",
 			Description: "Invalid JWT: Failed audience check. The expected value was " + s.TokenURL()})
@@ -323,12 +274,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	tok := "ya29." + random()
-	s.tokens[tok] = Issued{Account: claims.Iss, Subject: claims.Sub, Scope: claims.Scope, Expiry: now.Add(s.lifetime)}
+	tok, life := s.Issue("ya29.", 48, func(exp time.Time) Issued {
+		return Issued{Account: claims.Iss, Subject: claims.Sub, Scope: claims.Scope, Expiry: exp}
+	})
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate")
 	json.NewEncoder(w).Encode(map[string]any{
-		"access_token": tok, "expires_in": int(s.lifetime/time.Second) - 1, "token_type": "Bearer",
+		"access_token": tok, "expires_in": int(life/time.Second) - 1, "token_type": "Bearer",
 	})
 }
 
@@ -358,10 +310,4 @@ func fail(w http.ResponseWriter, f Failure) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(f.Status)
 	json.NewEncoder(w).Encode(map[string]string{"error": f.Error, "error_description": f.Description})
-}
-
-func random() string {
-	b := make([]byte, 48)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
