@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/oauthtok/googletest"
+	"github.com/postern/postern/internal/oauthtok/oauthtest"
 )
 
 // MaxBytes is the media upload's documented limit for a message (35 MB).
@@ -87,16 +88,18 @@ var sendScopes = map[string]bool{
 	"https://mail.google.com/":                      true,
 }
 
+// script gives Server FailNext and Requests.
+type script = oauthtest.Script[Request, Failure]
+
 // Server is the stand-in. Its zero value is not usable; call New.
 type Server struct {
 	URL string // base URL, for gmailrelay.Config.BaseURL
 
 	auth *googletest.Server
+	script
 
-	mu       sync.Mutex
-	next     []Failure
-	requests []Request
-	sent     []Sent
+	mu   sync.Mutex
+	sent []Sent
 }
 
 // New starts a server on a loopback port, closed when t ends, that takes
@@ -109,20 +112,6 @@ func New(t testing.TB, auth *googletest.Server) *Server {
 	return s
 }
 
-// FailNext queues failures answered, in order, to the next requests.
-func (s *Server) FailNext(f ...Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.next = append(s.next, f...)
-}
-
-// Requests returns a copy of the requests received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.requests...)
-}
-
 // Sent returns the messages accepted so far.
 func (s *Server) Sent() []Sent {
 	s.mu.Lock()
@@ -132,17 +121,13 @@ func (s *Server) Sent() []Sent {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, MaxBytes+1))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(),
-		Header: r.Header.Clone(), Body: body})
-
-	if len(s.next) > 0 {
-		f := s.next[0]
-		s.next = s.next[1:]
+	if f, ok := s.Record(Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(),
+		Header: r.Header.Clone(), Body: body}); ok {
 		fail(w, f)
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	rest, ok := strings.CutPrefix(r.URL.Path, "/upload/gmail/v1/users/")
 	userID, ok2 := strings.CutSuffix(rest, "/messages/send")
 	if !ok || !ok2 || userID == "" || strings.Contains(userID, "/") {
@@ -210,7 +195,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"id": sent.ID, "threadId": sent.ThreadID, "labelIds": []string{"SENT"}})
 }
 
-// fail writes f in Google's error shape; the caller holds s.mu.
+// fail writes f in Google's error shape.
 func fail(w http.ResponseWriter, f Failure) {
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
