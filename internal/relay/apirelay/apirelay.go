@@ -26,25 +26,70 @@ import (
 // maxRetryAfter caps a server's Retry-After, so a typo cannot park mail.
 const maxRetryAfter = time.Hour
 
+// Config sets up a transport for an HTTP mail API. Each transport's
+// package says what its mailbox is and what its token must allow.
+type Config struct {
+	// Mailbox is the user the route sends as.
+	Mailbox string
+	// TokenSource gives an access token for the API at each send; it
+	// should cache and renew it. An error marked postern.Permanent
+	// (consent, delegation, a wrong secret or key) refuses the message for
+	// good; any other defers it.
+	TokenSource func(ctx context.Context) (string, error)
+	// InvalidateToken, when set, is told of a token the API refused with
+	// 401, so that TokenSource's next call gives a fresh one; Send retries
+	// once.
+	InvalidateToken func(token string)
+	// BaseURL is the API root; the transport's DefaultBaseURL when empty.
+	BaseURL string
+	// HTTPClient makes the calls; http.DefaultClient when nil.
+	HTTPClient *http.Client
+	// Name is the API's name in DSN Remote-MTA fields; the transport's
+	// DefaultName when empty.
+	Name string
+	// Log gets the transport's own events; nil discards.
+	Log *slog.Logger
+}
+
 // Sender is one API's send: read the message, rewrite its recipients,
 // post it with a token, and renew the token once if the API refuses it.
 type Sender struct {
+	Config
 	// API names the service in replies and logs: "Graph", "Gmail".
 	API string
-	// Name is the API's name in DSN Remote-MTA fields.
-	Name string
-	// Mailbox is the mailbox sent as, for logs.
-	Mailbox string
 	// MaxMessageBytes is the largest message sent, with CRLF line ends and
 	// the added Bcc field; TooLarge is the reply for a larger one.
 	MaxMessageBytes int
 	TooLarge        relay.Reply
-	// TokenSource and InvalidateToken are the transport's Config fields.
-	TokenSource     func(ctx context.Context) (string, error)
-	InvalidateToken func(token string)
 	// Post makes one API call; refused reports the token refused (401).
 	Post func(ctx context.Context, tok string, msg []byte) (r relay.Reply, refused bool)
-	Log  *slog.Logger
+
+	pkg string
+}
+
+// Init checks the Config, naming pkg in its errors, and fills its zero
+// fields with the defaults given and the package's.
+func (s *Sender) Init(pkg, defaultBaseURL, defaultName string) error {
+	s.pkg = pkg
+	if s.Mailbox == "" {
+		return errors.New(pkg + ": a mailbox to send as is required")
+	}
+	if s.TokenSource == nil {
+		return errors.New(pkg + ": a token source is required")
+	}
+	if s.BaseURL == "" {
+		s.BaseURL = defaultBaseURL
+	}
+	if s.HTTPClient == nil {
+		s.HTTPClient = http.DefaultClient
+	}
+	if s.Name == "" {
+		s.Name = defaultName
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
 }
 
 // Send makes one API call for all of m's recipients; the API answers once,
@@ -52,7 +97,7 @@ type Sender struct {
 func (s *Sender) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
 	raw, err := io.ReadAll(io.LimitReader(crlf.NewReader(m.Body), int64(s.MaxMessageBytes)+1))
 	if err != nil {
-		return nil, fmt.Errorf("read message %s: %w", m.ID, err)
+		return nil, fmt.Errorf("%s: read message %s: %w", s.pkg, m.ID, err)
 	}
 	if len(raw) > s.MaxMessageBytes {
 		return relay.Uniform(m, s.Name, s.TooLarge), nil

@@ -89,19 +89,21 @@ func TestRetryAfter(t *testing.T) {
 func TestSenderRenewsOnce(t *testing.T) {
 	var tokens, invalidated []string
 	n := 0
-	s := &Sender{API: "API", Name: "api.example", Mailbox: "m@x", MaxMessageBytes: 1 << 10,
-		TooLarge: relay.LocalReply("5.3.4", "too large"),
+	s := &Sender{Config: Config{Mailbox: "m@x",
 		TokenSource: func(context.Context) (string, error) {
 			n++
 			return "tok" + string(rune('0'+n)), nil
 		},
 		InvalidateToken: func(tok string) { invalidated = append(invalidated, tok) },
+	}, API: "API", MaxMessageBytes: 1 << 10, TooLarge: relay.LocalReply("5.3.4", "too large"),
 		Post: func(_ context.Context, tok string, msg []byte) (relay.Reply, bool) {
 			tokens = append(tokens, tok)
 			return relay.Reply{Status: "4.7.0", Text: "HTTP 401", Type: "X-API"}, true
 		},
 	}
-	s.Log = discard()
+	if err := s.Init("apitest", "http://api.invalid", "api.example"); err != nil {
+		t.Fatal(err)
+	}
 	m := &relay.Message{ID: "m1", To: rcpts("a@x"), Body: strings.NewReader("To: a@x\n\nhi\n")}
 	res, err := s.Send(context.Background(), m)
 	if err != nil {
@@ -110,20 +112,19 @@ func TestSenderRenewsOnce(t *testing.T) {
 	if strings.Join(tokens, ",") != "tok1,tok2" || strings.Join(invalidated, ",") != "tok1" {
 		t.Fatalf("posted with %v, invalidated %v", tokens, invalidated)
 	}
-	if r := res.Rcpts[0].Reply; r.Status != "4.7.0" || res.Rcpts[0].Addr != "a@x" {
-		t.Fatalf("result %+v", res.Rcpts[0])
+	if r := res.Rcpts[0].Reply; r.Status != "4.7.0" || res.Rcpts[0].Addr != "a@x" || res.Remote != "api.example" {
+		t.Fatalf("result %+v", res)
 	}
 }
 
 func TestSenderTokenAndSize(t *testing.T) {
 	posted := false
-	s := &Sender{API: "API", Name: "api.example", MaxMessageBytes: 16,
+	s := &Sender{Config: Config{Name: "api.example", Log: discard()}, API: "API", MaxMessageBytes: 16,
 		TooLarge: relay.LocalReply("5.3.4", "too large"),
 		Post: func(context.Context, string, []byte) (relay.Reply, bool) {
 			posted = true
 			return relay.Reply{Status: "2.0.0"}, false
 		},
-		Log: discard(),
 	}
 	for _, tc := range []struct {
 		name, body, status, text string
@@ -174,3 +175,20 @@ func TestCallError(t *testing.T) {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestInit(t *testing.T) {
+	tok := func(context.Context) (string, error) { return "t", nil }
+	for _, c := range []Config{{TokenSource: tok}, {Mailbox: "m@x"}} {
+		s := &Sender{Config: c}
+		if err := s.Init("apitest", "http://api.invalid", "api.example"); err == nil || !strings.HasPrefix(err.Error(), "apitest: ") {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+	s := &Sender{Config: Config{Mailbox: "m@x", TokenSource: tok}}
+	if err := s.Init("apitest", "http://api.invalid", "api.example"); err != nil {
+		t.Fatal(err)
+	}
+	if s.BaseURL != "http://api.invalid" || s.Name != "api.example" || s.HTTPClient != http.DefaultClient || s.Log == nil {
+		t.Fatalf("defaults %+v", s.Config)
+	}
+}

@@ -24,10 +24,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -52,76 +50,35 @@ const (
 // CRLF line ends and the added Bcc field.
 const MaxMessageBytes = 35 << 20
 
-// Config sets up the transport.
-type Config struct {
-	// Mailbox is the userId the route sends as: the mailbox's address (the
-	// token's subject) or "me".
-	Mailbox string
-	// TokenSource gives an access token for the mailbox with scope
-	// https://www.googleapis.com/auth/gmail.send at each send; it should
-	// cache and renew it. An error marked postern.Permanent (no delegation,
-	// unknown mailbox, bad key) refuses the message for good; any other
-	// defers it.
-	TokenSource func(ctx context.Context) (string, error)
-	// InvalidateToken, when set, is told of a token Gmail refused with 401,
-	// so that TokenSource's next call gives a fresh one; Send retries once.
-	InvalidateToken func(token string)
-	// BaseURL is the API root; DefaultBaseURL when empty.
-	BaseURL string
-	// HTTPClient makes the calls; http.DefaultClient when nil.
-	HTTPClient *http.Client
-	// Name is Gmail's name in DSN Remote-MTA fields; DefaultName when empty.
-	Name string
-	// Log gets the transport's own events; nil discards.
-	Log *slog.Logger
-}
+// Config sets up the transport. Mailbox is the userId the route sends
+// as: the mailbox's address (the token's subject) or "me"; TokenSource
+// gives an access token for the mailbox with scope
+// https://www.googleapis.com/auth/gmail.send.
+type Config = apirelay.Config
 
 // Transport sends through the Gmail API. One Transport serves concurrent calls.
 type Transport struct {
-	cfg Config
+	s   apirelay.Sender
 	url string
-	s   *apirelay.Sender
 }
 
 var _ relay.Transport = (*Transport)(nil)
 
 // New checks cfg and builds a Transport.
 func New(cfg Config) (*Transport, error) {
-	if cfg.Mailbox == "" {
-		return nil, errors.New("gmailrelay: a mailbox to send as is required")
+	t := &Transport{}
+	t.s = apirelay.Sender{Config: cfg, API: "Gmail", MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(), Post: t.post}
+	if err := t.s.Init("gmailrelay", DefaultBaseURL, DefaultName); err != nil {
+		return nil, err
 	}
-	if cfg.TokenSource == nil {
-		return nil, errors.New("gmailrelay: a token source is required")
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
-	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	u := strings.TrimSuffix(cfg.BaseURL, "/") + "/upload/gmail/v1/users/" + url.PathEscape(cfg.Mailbox) + "/messages/send?uploadType=media"
-	t := &Transport{cfg: cfg, url: u}
-	t.s = &apirelay.Sender{API: "Gmail", Name: cfg.Name, Mailbox: cfg.Mailbox,
-		MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(),
-		TokenSource: cfg.TokenSource, InvalidateToken: cfg.InvalidateToken,
-		Post: t.post, Log: cfg.Log}
+	t.url = strings.TrimSuffix(t.s.BaseURL, "/") + "/upload/gmail/v1/users/" + url.PathEscape(t.s.Mailbox) + "/messages/send?uploadType=media"
 	return t, nil
 }
 
 // Send makes one messages.send call for all of m's recipients; Gmail
 // answers once, so every recipient gets the same reply.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	res, err := t.s.Send(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("gmailrelay: %w", err)
-	}
-	return res, nil
+	return t.s.Send(ctx, m)
 }
 
 func tooLarge() relay.Reply {
@@ -137,7 +94,7 @@ func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.R
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "message/rfc822")
-	resp, err := t.cfg.HTTPClient.Do(req)
+	resp, err := t.s.HTTPClient.Do(req)
 	if err != nil {
 		return apirelay.CallError(ctx, err, "the Gmail API"), false
 	}

@@ -23,10 +23,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -56,75 +54,35 @@ const (
 	MaxMessageBytes = MaxRequestBytes / 4 * 3
 )
 
-// Config sets up the transport.
-type Config struct {
-	// Mailbox is the user id or userPrincipalName the route sends as.
-	Mailbox string
-	// TokenSource gives a Graph access token (scope
-	// https://graph.microsoft.com/.default, application permission
-	// Mail.Send) at each send; it should cache and renew it. An error
-	// marked postern.Permanent (consent, a wrong secret) refuses the
-	// message for good; any other defers it.
-	TokenSource func(ctx context.Context) (string, error)
-	// InvalidateToken, when set, is told of a token Graph refused with 401,
-	// so that TokenSource's next call gives a fresh one; Send retries once.
-	InvalidateToken func(token string)
-	// BaseURL is Graph's v1.0 root; DefaultBaseURL when empty.
-	BaseURL string
-	// HTTPClient makes the calls; http.DefaultClient when nil.
-	HTTPClient *http.Client
-	// Name is Graph's name in DSN Remote-MTA fields; DefaultName when empty.
-	Name string
-	// Log gets the transport's own events; nil discards.
-	Log *slog.Logger
-}
+// Config sets up the transport. Mailbox is the user id or
+// userPrincipalName the route sends as; TokenSource gives a Graph access
+// token (scope https://graph.microsoft.com/.default, application
+// permission Mail.Send); BaseURL is Graph's v1.0 root.
+type Config = apirelay.Config
 
 // Transport sends through Graph. One Transport serves concurrent calls.
 type Transport struct {
-	cfg Config
+	s   apirelay.Sender
 	url string
-	s   *apirelay.Sender
 }
 
 var _ relay.Transport = (*Transport)(nil)
 
 // New checks cfg and builds a Transport.
 func New(cfg Config) (*Transport, error) {
-	if cfg.Mailbox == "" {
-		return nil, errors.New("graphrelay: a mailbox to send as is required")
+	t := &Transport{}
+	t.s = apirelay.Sender{Config: cfg, API: "Graph", MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(), Post: t.post}
+	if err := t.s.Init("graphrelay", DefaultBaseURL, DefaultName); err != nil {
+		return nil, err
 	}
-	if cfg.TokenSource == nil {
-		return nil, errors.New("graphrelay: a token source is required")
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = http.DefaultClient
-	}
-	if cfg.Name == "" {
-		cfg.Name = DefaultName
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	u := strings.TrimSuffix(cfg.BaseURL, "/") + "/users/" + url.PathEscape(cfg.Mailbox) + "/sendMail"
-	t := &Transport{cfg: cfg, url: u}
-	t.s = &apirelay.Sender{API: "Graph", Name: cfg.Name, Mailbox: cfg.Mailbox,
-		MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(),
-		TokenSource: cfg.TokenSource, InvalidateToken: cfg.InvalidateToken,
-		Post: t.post, Log: cfg.Log}
+	t.url = strings.TrimSuffix(t.s.BaseURL, "/") + "/users/" + url.PathEscape(t.s.Mailbox) + "/sendMail"
 	return t, nil
 }
 
 // Send makes one sendMail call for all of m's recipients; Graph answers
 // once, so every recipient gets the same reply.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	res, err := t.s.Send(ctx, m)
-	if err != nil {
-		return nil, fmt.Errorf("graphrelay: %w", err)
-	}
-	return res, nil
+	return t.s.Send(ctx, m)
 }
 
 func tooLarge() relay.Reply {
@@ -142,7 +100,7 @@ func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.R
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "text/plain")
-	resp, err := t.cfg.HTTPClient.Do(req)
+	resp, err := t.s.HTTPClient.Do(req)
 	if err != nil {
 		return apirelay.CallError(ctx, err, "Graph"), false
 	}
