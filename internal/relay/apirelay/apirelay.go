@@ -145,6 +145,43 @@ func (s *Sender) token(ctx context.Context) (string, relay.Reply, bool) {
 	return tok, relay.Reply{}, true
 }
 
+// Call makes req with tok as its bearer token and reads up to 64 KiB of
+// the answer. A call that got no answer is a reply (ok false); endpoint
+// names the API in it as reached ("Graph", "the Gmail API").
+func Call(ctx context.Context, c *http.Client, req *http.Request, tok, endpoint string) (resp *http.Response, data []byte, r relay.Reply, ok bool) {
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, nil, CallError(ctx, err, endpoint), false
+	}
+	defer resp.Body.Close()
+	data, _ = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp, data, relay.Reply{}, true
+}
+
+// Status is the reply status for an HTTP error answer the API's own codes
+// say no more about. Throttling and server trouble are temporary; the
+// request, the permission and the mailbox are permanent.
+func Status(code int) string {
+	switch code {
+	case http.StatusRequestEntityTooLarge:
+		return "5.3.4"
+	case http.StatusTooManyRequests:
+		return "4.4.5"
+	case http.StatusBadRequest:
+		return "5.6.0"
+	case http.StatusUnauthorized:
+		// Twice refused: the app's registration, consent or key needs a
+		// fix, which an operator may make before the route's max age.
+		return "4.7.0"
+	case http.StatusForbidden:
+		return "5.7.1"
+	case http.StatusNotFound:
+		return "5.7.0"
+	}
+	return "4.3.0" // 5xx and anything unforeseen
+}
+
 // CallError is the reply for an HTTP call that got no answer; endpoint
 // names the API as reached ("Graph", "the Gmail API").
 func CallError(ctx context.Context, err error, endpoint string) relay.Reply {

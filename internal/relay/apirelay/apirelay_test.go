@@ -192,3 +192,12 @@ func TestInit(t *testing.T) {
 		t.Fatalf("defaults %+v", s.Config)
 	}
 }
+
+func TestStatus(t *testing.T) {
+	for code, want := range map[int]string{400: "5.6.0", 401: "4.7.0", 403: "5.7.1", 404: "5.7.0",
+		413: "5.3.4", 429: "4.4.5", 500: "4.3.0", 503: "4.3.0", 409: "4.3.0"} {
+		if got := Status(code); got != want {
+			t.Errorf("HTTP %d: %s, want %s", code, got, want)
+		}
+	}
+}

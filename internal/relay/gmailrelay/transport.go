@@ -25,7 +25,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -92,14 +91,11 @@ func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.R
 	if err != nil {
 		return relay.LocalReply("4.3.5", "bad Gmail API URL"), false
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "message/rfc822")
-	resp, err := t.s.HTTPClient.Do(req)
-	if err != nil {
-		return apirelay.CallError(ctx, err, "the Gmail API"), false
+	resp, data, r, ok := apirelay.Call(ctx, t.s.HTTPClient, req, tok, "the Gmail API")
+	if !ok {
+		return r, false
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode == http.StatusOK {
 		var sent struct {
 			ID string `json:"id"`
@@ -148,25 +144,9 @@ func classify(resp *http.Response, data []byte) relay.Reply {
 	if e.Error.Message != "" {
 		text += ": " + apirelay.OneLine(e.Error.Message)
 	}
-	s := resp.StatusCode
-	var status string
-	switch {
-	case s == http.StatusRequestEntityTooLarge:
-		status = "5.3.4"
-	case s == http.StatusTooManyRequests || rateReasons[reason]:
+	status := apirelay.Status(resp.StatusCode)
+	if rateReasons[reason] && status != "5.3.4" {
 		status = "4.4.5"
-	case s == http.StatusBadRequest:
-		status = "5.6.0"
-	case s == http.StatusUnauthorized:
-		// Twice refused: the delegation or the key needs a fix, which an
-		// operator may make before the route's max age.
-		status = "4.7.0"
-	case s == http.StatusForbidden:
-		status = "5.7.1"
-	case s == http.StatusNotFound:
-		status = "5.7.0"
-	default: // 5xx and anything unforeseen
-		status = "4.3.0"
 	}
 	return apirelay.WithRetryAfter(relay.Reply{Status: status, Text: text, Type: DiagGmail}, resp.Header, time.Now())
 }

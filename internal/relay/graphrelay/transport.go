@@ -24,7 +24,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -98,14 +97,11 @@ func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.R
 	if err != nil {
 		return relay.LocalReply("4.3.5", "bad Graph URL"), false
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "text/plain")
-	resp, err := t.s.HTTPClient.Do(req)
-	if err != nil {
-		return apirelay.CallError(ctx, err, "Graph"), false
+	resp, data, r, ok := apirelay.Call(ctx, t.s.HTTPClient, req, tok, "Graph")
+	if !ok {
+		return r, false
 	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode == http.StatusAccepted {
 		return relay.Reply{Status: "2.0.0", Text: "202 Accepted", Type: DiagGraph}, false
 	}
@@ -131,29 +127,12 @@ func classify(resp *http.Response, data []byte) relay.Reply {
 	if msg != "" {
 		text += ": " + apirelay.OneLine(msg)
 	}
-	s := resp.StatusCode
-	var status string
+	status := apirelay.Status(resp.StatusCode)
 	switch {
-	case s == http.StatusRequestEntityTooLarge || code == "ErrorMessageSizeExceeded":
+	case code == "ErrorMessageSizeExceeded":
 		status = "5.3.4"
-	case code == "ErrorInvalidRecipients":
+	case code == "ErrorInvalidRecipients" && status != "5.3.4":
 		status = "5.1.3"
-	case s == http.StatusBadRequest:
-		status = "5.6.0"
-	case s == http.StatusUnauthorized:
-		// Twice refused: the app registration or tenant needs a fix, which
-		// an operator may make before the route's max age.
-		status = "4.7.0"
-	case s == http.StatusForbidden:
-		status = "5.7.1"
-	case s == http.StatusNotFound:
-		status = "5.7.0"
-	case s == http.StatusTooManyRequests:
-		status = "4.4.5"
-	case s >= 500:
-		status = "4.3.0"
-	default:
-		status = "4.3.0"
 	}
 	return apirelay.WithRetryAfter(relay.Reply{Status: status, Text: text, Type: DiagGraph}, resp.Header, time.Now())
 }
