@@ -50,10 +50,11 @@ func New(store blob.Store, queue Sender, log *slog.Logger) *Ingester {
 // stage jobs before their objects exist, which SQS delivers in
 // milliseconds: each such job costs a failed GET, a rescheduling and a
 // retry's delay; and while S3 is down every refused message would leave a
-// job behind, for a message the sender was told to send again. On error nothing has been
-// queued, so no stage will ever see the message; an object already written
-// is an orphan the store's lifecycle expiry removes, and a retried message
-// gets a new id.
+// job behind, for a message the sender was told to send again.
+//
+// On error nothing has been queued, so no stage will ever see the message;
+// an object already written is an orphan the store's lifecycle expiry
+// removes, and a retried message gets a new id.
 //
 // Errors from reading body (for example go-smtp's size limit) are returned
 // wrapped, so the caller can still recognise them with errors.Is.
@@ -64,7 +65,7 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 	if err := in.store.Put(ctx, env.ID.RawKey(), cr, &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
 		return fmt.Errorf("store raw %s: %w", env.ID, err)
 	}
-	_, jb, err := seal(env, cr)
+	jb, err := seal(env, cr)
 	if err != nil {
 		return err
 	}
@@ -76,20 +77,16 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 }
 
 // seal fills the envelope's size and digest from what cr read and encodes
-// the envelope and its ParseJob.
-func seal(env *postern.Envelope, cr *countingReader) (envelope, job []byte, err error) {
+// its ParseJob.
+func seal(env *postern.Envelope, cr *countingReader) ([]byte, error) {
 	env.Size = cr.n
 	env.SHA256 = hex.EncodeToString(cr.h.Sum(nil))
 	env.V = postern.EnvelopeVersion
-	envelope, err = json.Marshal(env)
+	job, err := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: env.ID, Envelope: *env})
 	if err != nil {
-		return nil, nil, fmt.Errorf("encode envelope %s: %w", env.ID, err)
+		return nil, fmt.Errorf("encode parse job %s: %w", env.ID, err)
 	}
-	job, err = json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: env.ID, Envelope: *env})
-	if err != nil {
-		return nil, nil, fmt.Errorf("encode parse job %s: %w", env.ID, err)
-	}
-	return envelope, job, nil
+	return job, nil
 }
 
 func logAccepted(ctx context.Context, log *slog.Logger, env *postern.Envelope, start time.Time) {

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,10 +41,17 @@ func (in *Spooled) Accept(ctx context.Context, env *postern.Envelope, body io.Re
 		m.Abort()
 		return fmt.Errorf("spool raw %s: %w", env.ID, err)
 	}
-	eb, jb, err := seal(env, cr)
+	jb, err := seal(env, cr)
 	if err != nil {
 		m.Abort()
 		return err
+	}
+	// The spool's commit keeps the envelope sidecar too: its mover writes
+	// envelope.json, which the direct path leaves to the job.
+	eb, err := json.Marshal(env)
+	if err != nil {
+		m.Abort()
+		return fmt.Errorf("encode envelope %s: %w", env.ID, err)
 	}
 	if err := m.Commit(ctx, eb, jb); err != nil {
 		return fmt.Errorf("spool %s: %w", env.ID, err)
