@@ -2,7 +2,6 @@ package awse2e
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/postern/postern/internal/lambdafn/relayfn"
 	"github.com/postern/postern/internal/lambdafn/webhookfn"
 	"github.com/postern/postern/internal/lambdasqs"
+	"github.com/postern/postern/internal/standin"
 	"github.com/postern/postern/internal/webhook"
 )
 
@@ -162,20 +162,11 @@ func dig(v any, path ...string) any {
 // repoRoot is the module root (tests run in internal/awse2e).
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := standin.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 // TestTemplateSpecs: the numbers the fidelity tests use come out of the

@@ -36,7 +36,7 @@ func (b binary) locate() (path string, missing, err error) {
 		}
 		return p, nil, nil
 	}
-	if root, err := moduleRoot(); err == nil {
+	if root, err := ModuleRoot(); err == nil {
 		p := filepath.Join(root, filepath.FromSlash(b.cached))
 		if _, err := os.Stat(p); err == nil {
 			return p, nil, nil
@@ -48,9 +48,9 @@ func (b binary) locate() (path string, missing, err error) {
 	return "", fmt.Errorf("no %s in the module, %s on PATH, or %s set", b.cached, b.onPath, b.envVar), nil
 }
 
-// moduleRoot is the nearest directory at or above the working directory (a
+// ModuleRoot is the nearest directory at or above the working directory (a
 // package's, under go test) that holds go.mod.
-func moduleRoot() (string, error) {
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
