@@ -118,16 +118,10 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	}
 	// enmime takes some lines for delimiters that RFC 2046 does not (one
 	// that holds the boundary after other bytes, say), and their bytes
-	// reach no part. The walk that bounds the shape finds them; checkLimits
-	// has bounded its cost.
-	if w, err := walkShape(raw, math.MaxInt, math.MaxInt); err != nil {
-		p.Errors = append(p.Errors, severe(ErrNameMisread, err.Error()+"; some part's bytes may be missing"))
-	} else if w.misread >= 0 {
-		line := raw[w.misread:]
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i]
-		}
-		p.Errors = append(p.Errors, severe(ErrNameMisread, fmt.Sprintf("the line %q is read as a MIME delimiter though it does not start with one; bytes of the part around it are not delivered", line[:min(len(line), 80)])))
+	// reach no part. Only a multipart root has delimiters to misread, so a
+	// single-part message (most device mail) skips the walk.
+	if env.Root != nil && strings.HasPrefix(env.Root.ContentType, "multipart/") {
+		noteMisread(p, raw)
 	}
 
 	derived := false
@@ -161,6 +155,23 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 // U+FFFD. NUL is never valid in headers or text (RFC 5322, RFC 2046), and
 // receivers choke on it: PostgreSQL, for one, refuses it in text and jsonb.
 func clean(s string) string { return mailheader.Clean(s) }
+
+// noteMisread lists a line enmime read as a delimiter though RFC 2046 does
+// not, found by the walk that bounds the shape (checkLimits has bounded its
+// cost).
+func noteMisread(p *postern.Parsed, raw []byte) {
+	w, err := walkShape(raw, math.MaxInt, math.MaxInt)
+	switch {
+	case err != nil:
+		p.Errors = append(p.Errors, severe(ErrNameMisread, err.Error()+"; some part's bytes may be missing"))
+	case w.misread >= 0:
+		line := raw[w.misread:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i]
+		}
+		p.Errors = append(p.Errors, severe(ErrNameMisread, fmt.Sprintf("the line %q is read as a MIME delimiter though it does not start with one; bytes of the part around it are not delivered", line[:min(len(line), 80)])))
+	}
+}
 
 // capBody cleans s and cuts it to at most max bytes on a rune
 // boundary.
