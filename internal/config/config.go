@@ -174,6 +174,12 @@ type Identity struct {
 	// addresses (case-insensitive, * and ?); empty means any.
 	AllowedSenders    []string `yaml:"allowed_senders"`
 	AllowedRecipients []string `yaml:"allowed_recipients"`
+	// RefuseUndeliverableSenders refuses at MAIL (550 5.7.1) an envelope
+	// sender that no route this identity can reach could send as (a relay
+	// with send_as and from: keep takes only the mailbox and send_as_also),
+	// and at RCPT a recipient whose route cannot; instead of accepting mail
+	// the provider would refuse later.
+	RefuseUndeliverableSenders bool `yaml:"refuse_undeliverable_senders"`
 	// Owner receives failure notices for this identity's mail.
 	Owner string `yaml:"owner"`
 	// Per-identity limits; zero means the global limit (or none for rate).
@@ -201,8 +207,10 @@ type Route struct {
 
 // Relay is a route target that sends mail onward, or the way DSNs go out.
 type Relay struct {
-	// Type is "smtp" (a smarthost), "ses" (Amazon SES v2) or "file" (write
-	// each message as an .eml file under Path: the embedded default).
+	// Type is "smtp" (a smarthost), "ses" (Amazon SES v2), "graph"
+	// (Microsoft Graph sendMail as a Microsoft 365 mailbox), "gmail" (the
+	// Gmail API as a Google Workspace mailbox) or "file" (write each
+	// message as an .eml file under Path: the embedded default).
 	Type string `yaml:"type"`
 
 	Addr              string `yaml:"addr"` // smtp: host:port
@@ -211,9 +219,35 @@ type Relay struct {
 	Password          string `yaml:"password"`       // literal, env:NAME, file:PATH or secretsmanager:ID
 	AuthMechanism     string `yaml:"auth_mechanism"` // plain | login | xoauth2 (with oauth); default PLAIN when offered, else LOGIN
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
-	// OAuth is where xoauth2's access tokens come from; Username is then
-	// the mailbox the relay signs in as.
+	// OAuth is where access tokens come from: for graph and gmail always,
+	// for smtp with auth_mechanism xoauth2 (Username is then the mailbox
+	// the relay signs in as).
 	OAuth *OAuth `yaml:"oauth"`
+
+	// SendAs is the mailbox the route sends as: the Graph user or Gmail
+	// account (required there), and for smtp the envelope sender every
+	// message gets (default: the sender as received). Mailbox providers
+	// accept only what the signed-in mailbox may send as.
+	SendAs string `yaml:"send_as"`
+	// From says what becomes of the message's From field: "keep" (the
+	// default: sent as the device wrote it) or "rewrite" (From becomes
+	// SendAs, and the device's From is kept as OriginalFrom says). Only
+	// the copy sent changes; the stored message never does.
+	From string `yaml:"from"`
+	// OriginalFrom is where a rewritten From's old value goes:
+	// "reply-to" (the default; added only when the message has no
+	// Reply-To) or "header" (an X-Original-From field).
+	OriginalFrom string `yaml:"original_from"`
+	// SendAsAlso lists further From addresses (glob patterns) the mailbox
+	// may send as with from: keep (its aliases, or mailboxes it has Send
+	// As rights on); identities with refuse_undeliverable_senders refuse
+	// other senders at MAIL.
+	SendAsAlso []string `yaml:"send_as_also"`
+	// SaveToSentItems keeps a copy of each message in the mailbox's Sent
+	// Items (graph; default false). Gmail always keeps one.
+	SaveToSentItems bool `yaml:"save_to_sent_items"`
+	// BaseURL overrides the API root (graph, gmail): national clouds, tests.
+	BaseURL string `yaml:"base_url"`
 
 	ConfigurationSet string `yaml:"configuration_set"` // ses
 	FromARN          string `yaml:"from_arn"`          // ses
@@ -224,30 +258,70 @@ type Relay struct {
 	DelayNotice Duration `yaml:"delay_notice"` // 0: no delay notices
 }
 
+// Mailbox is the mailbox a relay signs in or sends as: SendAs, or for
+// smtp with xoauth2 Username when SendAs is empty.
+func (r *Relay) Mailbox() string {
+	if r.SendAs != "" || r.Type != "smtp" {
+		return r.SendAs
+	}
+	return r.Username
+}
+
 // OAuth is an OAuth 2.0 client that gets access tokens for a relay.
 type OAuth struct {
-	// Provider is "entra" (Microsoft Entra ID client credentials with a
-	// client secret); Google comes later.
-	Provider     string `yaml:"provider"`
+	// Provider is "entra" (Microsoft Entra ID client credentials) or
+	// "google" (a service account with domain-wide delegation, acting as
+	// the relay's mailbox).
+	Provider string `yaml:"provider"`
+	// entra: the app registration, and one of its credentials.
 	Tenant       string `yaml:"tenant"`        // directory (tenant) id or verified domain
 	ClientID     string `yaml:"client_id"`     // application (client) id
 	ClientSecret string `yaml:"client_secret"` // literal, env:NAME, file:PATH or secretsmanager:ID
-	// Scope defaults to OutlookScope, the one SMTP XOAUTH2 needs.
+	// Certificate is the app's certificate credential instead of a client
+	// secret: PEM holding the certificate and its unencrypted private key
+	// (env:NAME, file:PATH or secretsmanager:ID). Tokens are then asked
+	// for with a client assertion signed by the key.
+	Certificate string `yaml:"certificate"`
+	// ServiceAccountKey is the google service account's JSON key file
+	// (env:NAME, file:PATH or secretsmanager:ID).
+	ServiceAccountKey string `yaml:"service_account_key"`
+	// Scope defaults to what the relay type needs: Graph's or Exchange
+	// Online's /.default for entra, gmail.send (API) or
+	// https://mail.google.com/ (SMTP) for google.
 	Scope string `yaml:"scope"`
-	// TokenURL overrides the provider's token endpoint (sovereign clouds,
+	// TokenURL overrides the provider's token endpoint (national clouds,
 	// tests).
 	TokenURL string `yaml:"token_url"`
 }
 
-// OutlookScope is the scope of Exchange Online's SMTP XOAUTH2 tokens.
-const OutlookScope = "https://outlook.office365.com/.default"
+// Scopes the relay types need by default.
+const (
+	OutlookScope    = "https://outlook.office365.com/.default" // Exchange Online SMTP XOAUTH2
+	GraphScope      = "https://graph.microsoft.com/.default"
+	GmailSendScope  = "https://www.googleapis.com/auth/gmail.send"
+	GoogleMailScope = "https://mail.google.com/" // Gmail SMTP XOAUTH2
+)
 
-// SecretRefs lists the relay's secrets as written (password,
-// oauth.client_secret), for finding secretsmanager: ones.
+// DefaultScope is the scope r's tokens are for when oauth.scope is empty.
+func (r *Relay) DefaultScope() string {
+	google := r.OAuth != nil && r.OAuth.Provider == "google"
+	switch {
+	case r.Type == "graph":
+		return GraphScope
+	case r.Type == "gmail":
+		return GmailSendScope
+	case google:
+		return GoogleMailScope
+	}
+	return OutlookScope
+}
+
+// SecretRefs lists the relay's secrets as written (password and the
+// oauth credentials), for finding secretsmanager: ones.
 func (r *Relay) SecretRefs() []string {
 	refs := []string{r.Password}
 	if r.OAuth != nil {
-		refs = append(refs, r.OAuth.ClientSecret)
+		refs = append(refs, r.OAuth.ClientSecret, r.OAuth.Certificate, r.OAuth.ServiceAccountKey)
 	}
 	return refs
 }

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 )
@@ -264,29 +264,104 @@ func validateRelay(key string, r *Relay, onAWS bool, bad func(key, format string
 		if r.Password != "" {
 			checkSecret(key+".password", r.Password, onAWS, bad)
 		}
-		validateOAuth(key, r, onAWS, bad)
+		validateXOAUTH2(key, r, onAWS, bad)
+	case "graph", "gmail":
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"addr", r.Addr != ""}, {"tls", r.TLS != ""}, {"username", r.Username != ""},
+			{"password", r.Password != ""}, {"auth_mechanism", r.AuthMechanism != ""}} {
+			if f.set {
+				bad(key+"."+f.name, "applies to type: smtp only; %s signs in with oauth and sends as send_as: remove it", r.Type)
+			}
+		}
+		provider, needs := "entra", "provider: entra, tenant, client_id and client_secret or certificate"
+		if r.Type == "gmail" {
+			provider, needs = "google", "provider: google and service_account_key"
+		}
+		if r.SendAs == "" {
+			bad(key+".send_as", "is empty; %s sends as one mailbox: set its address, e.g. \"scanner@example.com\"", r.Type)
+		}
+		if r.OAuth == nil {
+			bad(key+".oauth", "is missing; %s needs oauth with %s", r.Type, needs)
+		} else {
+			if r.OAuth.Provider != provider {
+				bad(key+".oauth.provider", "%q does not serve type: %s; it takes provider: %s", r.OAuth.Provider, r.Type, provider)
+			}
+			validateOAuth(key+".oauth", r.OAuth, onAWS, bad)
+		}
+		if r.BaseURL != "" {
+			checkURL(key+".base_url", r.BaseURL, "leave it out for the provider's own API", bad)
+		}
 	case "ses":
 	case "file":
 		if r.Path == "" {
 			bad(key+".path", "is empty; set a directory (relative paths are under data_dir)")
 		}
 	default:
-		bad(key+".type", "%q is not one of smtp, ses, file", r.Type)
+		bad(key+".type", "%q is not one of smtp, ses, graph, gmail, file", r.Type)
 	}
-	if r.Type != "smtp" && r.OAuth != nil {
-		bad(key+".oauth", "applies to type: smtp with auth_mechanism: xoauth2 only; remove it")
+	if r.Type != "smtp" && r.Type != "graph" && r.Type != "gmail" && r.OAuth != nil {
+		bad(key+".oauth", "applies to type: graph, gmail, or smtp with auth_mechanism: xoauth2 only; remove it")
 	}
+	if r.Type != "graph" && r.SaveToSentItems {
+		bad(key+".save_to_sent_items", "applies to type: graph only; remove it")
+	}
+	if r.Type != "graph" && r.Type != "gmail" && r.BaseURL != "" {
+		bad(key+".base_url", "applies to type: graph and gmail only; remove it")
+	}
+	validateSender(key, r, bad)
 	if r.MaxAge < 0 || r.DelayNotice < 0 {
 		bad(key, "max_age and delay_notice must not be negative")
 	}
 }
 
-// oauthProviders are the known oauth.provider values.
-var oauthProviders = []string{"entra"}
+// validateSender checks send_as, from, original_from and send_as_also.
+func validateSender(key string, r *Relay, bad func(key, format string, args ...any)) {
+	if r.SendAs != "" {
+		if a, err := mail.ParseAddress(r.SendAs); err != nil || a.Address != r.SendAs {
+			bad(key+".send_as", "%q is not a bare mail address; write e.g. \"scanner@example.com\" (no display name or angle brackets)", r.SendAs)
+		}
+		if r.Type == "file" {
+			bad(key+".send_as", "does not apply to type: file, which writes messages as they came; remove it")
+		}
+	}
+	switch r.From {
+	case "", "keep":
+	case "rewrite":
+		if r.Mailbox() == "" {
+			bad(key+".from", "rewrite needs send_as, the address From becomes")
+		}
+	default:
+		bad(key+".from", "%q is not one of keep, rewrite", r.From)
+	}
+	switch r.OriginalFrom {
+	case "", "reply-to", "header":
+		if r.OriginalFrom != "" && r.From != "rewrite" {
+			bad(key+".original_from", "applies with from: rewrite only; remove it or set from: rewrite")
+		}
+	default:
+		bad(key+".original_from", "%q is not one of reply-to, header", r.OriginalFrom)
+	}
+	for i, p := range r.SendAsAlso {
+		if p == "" || strings.ContainsAny(p, " \t<>") {
+			bad(fmt.Sprintf("%s.send_as_also[%d]", key, i), "%q is not an address pattern; write e.g. \"alerts@example.com\" or \"*@example.com\"", p)
+		}
+	}
+	if len(r.SendAsAlso) > 0 && r.Mailbox() == "" {
+		bad(key+".send_as_also", "needs send_as, the mailbox these addresses are aliases of")
+	}
+}
 
-// validateOAuth checks auth_mechanism: xoauth2 and its oauth block, which
-// go together.
-func validateOAuth(key string, r *Relay, onAWS bool, bad func(key, format string, args ...any)) {
+func checkURL(key, u, fix string, bad func(key, format string, args ...any)) {
+	if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		bad(key, "%q is not an http(s) URL; %s", u, fix)
+	}
+}
+
+// validateXOAUTH2 checks auth_mechanism: xoauth2 and its oauth block,
+// which go together on an smtp relay.
+func validateXOAUTH2(key string, r *Relay, onAWS bool, bad func(key, format string, args ...any)) {
 	if !strings.EqualFold(r.AuthMechanism, "xoauth2") {
 		if r.OAuth != nil {
 			bad(key+".oauth", "is set but auth_mechanism is %q; set auth_mechanism: xoauth2 to sign in with its tokens, or remove oauth", r.AuthMechanism)
@@ -299,28 +374,54 @@ func validateOAuth(key string, r *Relay, onAWS bool, bad func(key, format string
 	if r.Password != "" {
 		bad(key+".password", "is set with auth_mechanism: xoauth2, which signs in with a token from oauth; remove password")
 	}
-	o := r.OAuth
-	if o == nil {
-		bad(key+".oauth", "is missing; xoauth2 needs oauth with provider: entra, tenant, client_id and client_secret")
+	if r.OAuth == nil {
+		bad(key+".oauth", "is missing; xoauth2 needs oauth with provider: entra, tenant, client_id and client_secret or certificate (Microsoft 365), or provider: google and service_account_key (Google Workspace)")
 		return
 	}
-	k := key + ".oauth"
-	if !slices.Contains(oauthProviders, o.Provider) {
-		bad(k+".provider", "%q is not one of %s (google comes later)", o.Provider, strings.Join(oauthProviders, ", "))
-	}
-	if o.Tenant == "" {
-		bad(k+".tenant", "is empty; set the Entra directory (tenant) id or its verified domain")
-	}
-	if o.ClientID == "" {
-		bad(k+".client_id", "is empty; set the app registration's application (client) id")
-	}
-	checkSecret(k+".client_secret", o.ClientSecret, onAWS, bad)
-	if o.TokenURL != "" {
-		if u, err := url.Parse(o.TokenURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(k+".token_url", "%q is not an http(s) URL; leave it out for the provider's own endpoint", o.TokenURL)
+	validateOAuth(key+".oauth", r.OAuth, onAWS, bad)
+}
+
+// oauthProviders are the known oauth.provider values.
+var oauthProviders = []string{"entra", "google"}
+
+// validateOAuth checks one oauth block (k is its key) for its provider.
+func validateOAuth(k string, o *OAuth, onAWS bool, bad func(key, format string, args ...any)) {
+	switch o.Provider {
+	case "entra":
+		if o.Tenant == "" {
+			bad(k+".tenant", "is empty; set the Entra directory (tenant) id or its verified domain")
 		}
+		if o.ClientID == "" {
+			bad(k+".client_id", "is empty; set the app registration's application (client) id")
+		}
+		switch {
+		case o.ClientSecret != "" && o.Certificate != "":
+			bad(k+".certificate", "is set with client_secret; the app signs in with one credential: keep one")
+		case o.Certificate != "":
+			checkSecret(k+".certificate", o.Certificate, onAWS, bad)
+		default:
+			checkSecret(k+".client_secret", o.ClientSecret, onAWS, bad)
+		}
+		if o.ServiceAccountKey != "" {
+			bad(k+".service_account_key", "applies to provider: google only; remove it")
+		}
+	case "google":
+		checkSecret(k+".service_account_key", o.ServiceAccountKey, onAWS, bad)
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"tenant", o.Tenant != ""}, {"client_id", o.ClientID != ""}, {"client_secret", o.ClientSecret != ""}, {"certificate", o.Certificate != ""}} {
+			if f.set {
+				bad(k+"."+f.name, "applies to provider: entra only; a google service account's key file holds its id: remove it")
+			}
+		}
+	default:
+		bad(k+".provider", "%q is not one of %s", o.Provider, strings.Join(oauthProviders, ", "))
 	}
-	if o.Scope != "" && strings.ContainsAny(o.Scope, " \t") {
+	if o.TokenURL != "" {
+		checkURL(k+".token_url", o.TokenURL, "leave it out for the provider's own endpoint", bad)
+	}
+	if o.Scope != "" && o.Provider == "entra" && strings.ContainsAny(o.Scope, " \t") {
 		bad(k+".scope", "%q has white space; client credentials take one resource's /.default scope, e.g. %q", o.Scope, OutlookScope)
 	}
 }
