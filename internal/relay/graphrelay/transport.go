@@ -57,7 +57,11 @@ const (
 // userPrincipalName the route sends as; TokenSource gives a Graph access
 // token (scope https://graph.microsoft.com/.default, application
 // permission Mail.Send); BaseURL is Graph's v1.0 root.
-type Config = apirelay.Config
+type Config struct {
+	apirelay.Config
+	// SaveToSentItems keeps a copy in the mailbox's Sent Items.
+	SaveToSentItems bool
+}
 
 // Transport sends through Graph. One Transport serves concurrent calls.
 type Transport struct {
@@ -70,7 +74,7 @@ var _ relay.Transport = (*Transport)(nil)
 // New checks cfg and builds a Transport.
 func New(cfg Config) (*Transport, error) {
 	t := &Transport{}
-	t.s = apirelay.Sender{Config: cfg, API: "Graph", MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(), Post: t.post}
+	t.s = apirelay.Sender{Config: cfg.Config, API: "Graph", MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(), Post: t.post}
 	if err := t.s.Init("graphrelay", DefaultBaseURL, DefaultName); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/postern/postern/internal/oauthtok/entratest"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/apirelay"
 	"github.com/postern/postern/internal/relay/graphrelay"
 	"github.com/postern/postern/internal/relay/graphrelay/graphtest"
 )
@@ -40,7 +41,7 @@ func setup(t *testing.T) *env {
 	cache := oauthtok.NewCache()
 	f := &oauthtok.Entra{Tenant: "contoso", ClientID: "app", Scope: "https://graph.microsoft.com/.default",
 		TokenURL: e.entra.TokenURL("contoso"), Secret: func(context.Context) (string, error) { return "s3cret", nil }}
-	tr, err := graphrelay.New(graphrelay.Config{
+	tr, err := graphrelay.New(graphrelay.Config{Config: apirelay.Config{
 		Mailbox: mailbox, BaseURL: e.graph.URL,
 		TokenSource: func(ctx context.Context) (string, error) {
 			tok, err := cache.Token(ctx, f)
@@ -50,7 +51,7 @@ func setup(t *testing.T) *env {
 			return tok.AccessToken, nil
 		},
 		InvalidateToken: func(tok string) { e.fetches.Add(1); cache.Invalidate(f.Key(), tok) },
-	})
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +276,8 @@ func TestTokenSourceErrors(t *testing.T) {
 		{postern.Permanent(errors.New("AADSTS65001: no consent")), "5.7.0"},
 		{errors.New("token endpoint unreachable"), "4.7.0"},
 	} {
-		tr, err := graphrelay.New(graphrelay.Config{Mailbox: mailbox, BaseURL: g.URL,
-			TokenSource: func(context.Context) (string, error) { return "", c.err }})
+		tr, err := graphrelay.New(graphrelay.Config{Config: apirelay.Config{Mailbox: mailbox, BaseURL: g.URL,
+			TokenSource: func(context.Context) (string, error) { return "", c.err }}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,10 +295,10 @@ func TestTokenSourceErrors(t *testing.T) {
 }
 
 func TestNewChecks(t *testing.T) {
-	if _, err := graphrelay.New(graphrelay.Config{TokenSource: func(context.Context) (string, error) { return "t", nil }}); err == nil {
+	if _, err := graphrelay.New(graphrelay.Config{Config: apirelay.Config{TokenSource: func(context.Context) (string, error) { return "t", nil }}}); err == nil {
 		t.Error("no mailbox accepted")
 	}
-	if _, err := graphrelay.New(graphrelay.Config{Mailbox: mailbox}); err == nil {
+	if _, err := graphrelay.New(graphrelay.Config{Config: apirelay.Config{Mailbox: mailbox}}); err == nil {
 		t.Error("no token source accepted")
 	}
 }
