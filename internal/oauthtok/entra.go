@@ -47,10 +47,12 @@ type Entra struct {
 	ClientID string // application (client) id
 	// Secret returns the client secret; called on each fetch so a rotated
 	// secret is picked up without a restart.
-	Secret     func(ctx context.Context) (string, error)
-	Scope      string       // e.g. ScopeGraph
-	TokenURL   string       // default https://login.microsoftonline.com/<Tenant>/oauth2/v2.0/token
-	HTTPClient *http.Client // default http.DefaultClient
+	Secret func(ctx context.Context) (string, error)
+	// Certificate returns PEM holding the app's certificate and its private key; when set, it is used instead of Secret.
+	Certificate func(ctx context.Context) ([]byte, error)
+	Scope       string       // e.g. ScopeGraph
+	TokenURL    string       // default https://login.microsoftonline.com/<Tenant>/oauth2/v2.0/token
+	HTTPClient  *http.Client // default http.DefaultClient
 }
 
 // Key implements Fetcher.
@@ -68,6 +70,9 @@ func (e *Entra) tokenURL() string {
 // Fetch implements Fetcher. Errors are *Error from the endpoint (permanent or
 // temporary as classified), or temporary transport errors.
 func (e *Entra) Fetch(ctx context.Context) (*oauth2.Token, error) {
+	if e.Certificate != nil {
+		return nil, postern.Permanent(fmt.Errorf("oauthtok: entra app %s: certificate credentials are not supported yet", e.ClientID))
+	}
 	if e.Secret == nil {
 		return nil, postern.Permanent(fmt.Errorf("oauthtok: entra app %s: no client secret configured", e.ClientID))
 	}
