@@ -1,5 +1,6 @@
 // Package relayfn builds the relay stage and its transports (SMTP
-// smarthost, SES v2, file) from the configuration, for the relay function
+// smarthost, SES v2, Microsoft Graph, the Gmail API, file) from the
+// configuration, for the relay function
 // (functions/relay), the dsn function (which sends through a transport
 // too) and the local process alike.
 package relayfn
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -22,7 +24,10 @@ import (
 	"github.com/postern/postern/internal/oauthtok"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/apirelay"
 	"github.com/postern/postern/internal/relay/filerelay"
+	"github.com/postern/postern/internal/relay/gmailrelay"
+	"github.com/postern/postern/internal/relay/graphrelay"
 	"github.com/postern/postern/internal/relay/sesrelay"
 	"github.com/postern/postern/internal/relay/smtprelay"
 	"github.com/postern/postern/internal/secrets"
@@ -73,6 +78,21 @@ func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config
 			return nil, fmt.Errorf("config: %s: %w", key, err)
 		}
 		return t, nil
+	case "graph", "gmail":
+		api, err := apiConfig(key, r, cache)
+		if err != nil {
+			return nil, err
+		}
+		var t relay.Transport
+		if r.Type == "graph" {
+			t, err = graphrelay.New(graphrelay.Config{Config: api, SaveToSentItems: r.SaveToSentItems})
+		} else {
+			t, err = gmailrelay.New(api)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", key, err)
+		}
+		return t, nil
 	case "ses":
 		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 		if err != nil {
@@ -80,7 +100,7 @@ func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		}
 		return sesrelay.New(sesv2.NewFromConfig(awsCfg), sesrelay.Config{ConfigurationSet: r.ConfigurationSet, FromARN: r.FromARN}), nil
 	}
-	return nil, fmt.Errorf("config: %s.type: %q is not one of smtp, ses, file", key, r.Type)
+	return nil, fmt.Errorf("config: %s.type: %q is not one of smtp, ses, graph, gmail, file", key, r.Type)
 }
 
 // tokens is the process's one OAuth token cache: every relay (routes and
@@ -93,30 +113,9 @@ var smarthostTLS *tls.Config
 
 // setTokenSource gives sc its XOAUTH2 tokens from r.OAuth through tokens.
 func setTokenSource(sc *smtprelay.Config, key string, r *config.Relay, cache *secrets.Cache) error {
-	o := r.OAuth
-	if o == nil {
-		return fmt.Errorf("config: %s.oauth: is missing; auth_mechanism xoauth2 needs oauth with provider: entra, tenant, client_id and client_secret", key)
-	}
-	if o.Provider != "entra" {
-		return fmt.Errorf("config: %s.oauth.provider: %q is not one of entra", key, o.Provider)
-	}
-	f := &oauthtok.Entra{Tenant: o.Tenant, ClientID: o.ClientID, Scope: o.Scope, TokenURL: o.TokenURL}
-	if f.Scope == "" {
-		f.Scope = oauthtok.ScopeOutlook
-	}
-	switch {
-	case lambdafn.UsesSecretsManager(o.ClientSecret):
-		if cache == nil {
-			return fmt.Errorf("config: %s.oauth.client_secret: secretsmanager: secrets are read by the AWS functions only; set backend.type aws or write \"env:NAME\" or \"file:PATH\"", key)
-		}
-		ref := o.ClientSecret
-		f.Secret = func(ctx context.Context) (string, error) { return cache.Resolve(ctx, ref) }
-	default:
-		s, err := config.ResolveSecret(o.ClientSecret)
-		if err != nil {
-			return fmt.Errorf("config: %s.oauth.client_secret: %w", key, err)
-		}
-		f.Secret = func(context.Context) (string, error) { return s, nil }
+	f, err := TokenFetcher(key, r, cache)
+	if err != nil {
+		return err
 	}
 	sc.TokenSource = func(ctx context.Context) (string, error) {
 		tok, err := tokens.Token(ctx, f)
@@ -128,6 +127,104 @@ func setTokenSource(sc *smtprelay.Config, key string, r *config.Relay, cache *se
 	k := f.Key()
 	sc.InvalidateToken = func(token string) { tokens.Invalidate(k, token) }
 	return nil
+}
+
+// apiHTTPClient replaces http.DefaultClient for the Graph and Gmail APIs,
+// in tests only.
+var apiHTTPClient *http.Client
+
+// apiConfig is the shared part of a Graph or Gmail API transport: the
+// mailbox, and tokens from r.OAuth through tokens. A token failure is the
+// transport's to report (a permanent one is a DSN with the provider's
+// reason, a temporary one a retry).
+func apiConfig(key string, r *config.Relay, cache *secrets.Cache) (apirelay.Config, error) {
+	f, err := TokenFetcher(key, r, cache)
+	if err != nil {
+		return apirelay.Config{}, err
+	}
+	k := f.Key()
+	return apirelay.Config{
+		Mailbox: r.SendAs,
+		TokenSource: func(ctx context.Context) (string, error) {
+			tok, err := tokens.Token(ctx, f)
+			if err != nil {
+				return "", err
+			}
+			return tok.AccessToken, nil
+		},
+		InvalidateToken: func(token string) { tokens.Invalidate(k, token) },
+		BaseURL:         r.BaseURL,
+		HTTPClient:      apiHTTPClient,
+		Log:             slog.Default(), // NewTransport takes no logger: the process default
+	}, nil
+}
+
+// TokenFetcher builds the fetcher of r's access tokens from its oauth
+// block: Entra ID client credentials with a client secret or a
+// certificate, or a Google service account acting as the relay's mailbox;
+// for oauth.scope or, when empty, the one r's type needs. Secrets are read
+// as NewTransport says. It does not cache: callers go through a Cache.
+func TokenFetcher(key string, r *config.Relay, cache *secrets.Cache) (oauthtok.Fetcher, error) {
+	o := r.OAuth
+	if o == nil {
+		return nil, fmt.Errorf("config: %s.oauth: is missing; relay type %s needs oauth with provider entra or google", key, r.Type)
+	}
+	scope := o.Scope
+	if scope == "" {
+		scope = r.DefaultScope()
+	}
+	k := key + ".oauth"
+	switch o.Provider {
+	case "entra":
+		f := &oauthtok.Entra{Tenant: o.Tenant, ClientID: o.ClientID, Scope: scope, TokenURL: o.TokenURL}
+		if o.Certificate != "" {
+			pem, err := secretSource(k+".certificate", o.Certificate, cache)
+			if err != nil {
+				return nil, err
+			}
+			f.Certificate = func(ctx context.Context) ([]byte, error) {
+				s, err := pem(ctx)
+				return []byte(s), err
+			}
+			return f, nil
+		}
+		secret, err := secretSource(k+".client_secret", o.ClientSecret, cache)
+		if err != nil {
+			return nil, err
+		}
+		f.Secret = secret
+		return f, nil
+	case "google":
+		js, err := secretSource(k+".service_account_key", o.ServiceAccountKey, cache)
+		if err != nil {
+			return nil, err
+		}
+		return &oauthtok.Google{
+			ServiceAccountJSON: func(ctx context.Context) ([]byte, error) {
+				s, err := js(ctx)
+				return []byte(s), err
+			},
+			Subject: r.Mailbox(), Scopes: strings.Fields(scope), TokenURL: o.TokenURL,
+		}, nil
+	}
+	return nil, fmt.Errorf("config: %s.provider: %q is not one of entra, google", k, o.Provider)
+}
+
+// secretSource reads a secret written as config allows: a
+// secretsmanager: one at each call through cache (which must then be
+// set), any other once, now.
+func secretSource(key, ref string, cache *secrets.Cache) (func(context.Context) (string, error), error) {
+	if lambdafn.UsesSecretsManager(ref) {
+		if cache == nil {
+			return nil, fmt.Errorf("config: %s: secretsmanager: secrets are read by the AWS functions only; set backend.type aws or write \"env:NAME\" or \"file:PATH\"", key)
+		}
+		return func(ctx context.Context) (string, error) { return cache.Resolve(ctx, ref) }, nil
+	}
+	s, err := config.ResolveSecret(ref)
+	if err != nil {
+		return nil, fmt.Errorf("config: %s: %w", key, err)
+	}
+	return func(context.Context) (string, error) { return s, nil }, nil
 }
 
 // temporary drops the permanent mark of a token endpoint's refusal (a
@@ -149,7 +246,8 @@ func temporary(err error) error {
 // local write. With Margin each must fit in the dsn function's Timeout
 // (60 s in template.yaml) less the adapter's margin, or a notice would
 // never start: the awse2e template tests check it.
-var transportBudget = map[string]time.Duration{"smtp": 30 * time.Second, "ses": 15 * time.Second, "file": 5 * time.Second}
+var transportBudget = map[string]time.Duration{"smtp": 30 * time.Second, "ses": 15 * time.Second,
+	"graph": 30 * time.Second, "gmail": 30 * time.Second, "file": 5 * time.Second}
 
 // Margin covers the rest of a relay job: reading the raw message and
 // queueing a DSN.

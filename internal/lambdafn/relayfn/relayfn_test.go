@@ -33,10 +33,12 @@ func cfgWith(t *testing.T, routes ...config.Route) *config.Config {
 // gets the longest (smtp's), so a record is never started short.
 func TestTransportBudget(t *testing.T) {
 	for typ, want := range map[string]time.Duration{
-		"smtp": 30*time.Second + relayfn.Margin,
-		"ses":  15*time.Second + relayfn.Margin,
-		"file": 5*time.Second + relayfn.Margin,
-		"":     30*time.Second + relayfn.Margin,
+		"smtp":  30*time.Second + relayfn.Margin,
+		"ses":   15*time.Second + relayfn.Margin,
+		"graph": 30*time.Second + relayfn.Margin,
+		"gmail": 30*time.Second + relayfn.Margin,
+		"file":  5*time.Second + relayfn.Margin,
+		"":      30*time.Second + relayfn.Margin,
 	} {
 		if got := relayfn.TransportBudget(typ); got != want {
 			t.Errorf("TransportBudget(%q) = %s, want %s", typ, got, want)
