@@ -40,8 +40,9 @@ type Fetcher interface {
 	Fetch(ctx context.Context) (*oauth2.Token, error)
 }
 
-// Entra fetches tokens with the client credentials grant and a client secret
-// from the Microsoft identity platform v2.0 token endpoint.
+// Entra fetches tokens with the client credentials grant from the Microsoft
+// identity platform v2.0 token endpoint, authenticating the app with a client
+// secret or with a certificate (a client assertion JWT signed by its key).
 type Entra struct {
 	Tenant   string // directory (tenant) id or verified domain
 	ClientID string // application (client) id
@@ -53,6 +54,8 @@ type Entra struct {
 	Scope       string       // e.g. ScopeGraph
 	TokenURL    string       // default https://login.microsoftonline.com/<Tenant>/oauth2/v2.0/token
 	HTTPClient  *http.Client // default http.DefaultClient
+
+	now func() time.Time // signs client assertions; time.Now unless a test sets it
 }
 
 // Key implements Fetcher.
@@ -68,26 +71,33 @@ func (e *Entra) tokenURL() string {
 }
 
 // Fetch implements Fetcher. Errors are *Error from the endpoint (permanent or
-// temporary as classified), or temporary transport errors.
+// temporary as classified), or temporary transport errors. A certificate PEM
+// that cannot be used (no certificate or key, a key that does not match, an
+// encrypted or non-RSA key, an expired certificate) is permanent.
 func (e *Entra) Fetch(ctx context.Context) (*oauth2.Token, error) {
-	if e.Certificate != nil {
-		return nil, postern.Permanent(fmt.Errorf("oauthtok: entra app %s: certificate credentials are not supported yet", e.ClientID))
-	}
-	if e.Secret == nil {
-		return nil, postern.Permanent(fmt.Errorf("oauthtok: entra app %s: no client secret configured", e.ClientID))
-	}
-	secret, err := e.Secret(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("oauthtok: entra app %s: client secret: %w", e.ClientID, err)
-	}
 	conf := clientcredentials.Config{
-		ClientID:     e.ClientID,
-		ClientSecret: secret,
-		TokenURL:     e.tokenURL(),
-		Scopes:       []string{e.Scope},
-		// Entra takes client_id/client_secret in the form body; fixing the
-		// style also avoids oauth2's probe with Basic auth first.
+		ClientID: e.ClientID,
+		TokenURL: e.tokenURL(),
+		Scopes:   []string{e.Scope},
+		// Entra takes client_id and the credential in the form body; fixing
+		// the style also avoids oauth2's probe with Basic auth first.
 		AuthStyle: oauth2.AuthStyleInParams,
+	}
+	switch {
+	case e.Certificate != nil:
+		a, err := e.clientAssertion(ctx, conf.TokenURL)
+		if err != nil {
+			return nil, err
+		}
+		conf.EndpointParams = url.Values{"client_assertion_type": {ClientAssertionType}, "client_assertion": {a}}
+	case e.Secret != nil:
+		secret, err := e.Secret(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("oauthtok: entra app %s: client secret: %w", e.ClientID, err)
+		}
+		conf.ClientSecret = secret
+	default:
+		return nil, postern.Permanent(fmt.Errorf("oauthtok: entra app %s: no client secret or certificate configured", e.ClientID))
 	}
 	if e.HTTPClient != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, e.HTTPClient)
@@ -107,6 +117,28 @@ func (e *Entra) Fetch(ctx context.Context) (*oauth2.Token, error) {
 		}
 	}
 	return tok, nil
+}
+
+// clientAssertion reads the certificate PEM (each fetch, so a rotated
+// certificate is picked up without a restart) and signs an assertion for aud.
+func (e *Entra) clientAssertion(ctx context.Context, aud string) (string, error) {
+	data, err := e.Certificate(ctx)
+	if err != nil {
+		return "", fmt.Errorf("oauthtok: entra app %s: certificate: %w", e.ClientID, err)
+	}
+	now := time.Now()
+	if e.now != nil {
+		now = e.now()
+	}
+	cred, err := parseCertificatePEM(data, now)
+	if err != nil {
+		err = fmt.Errorf("oauthtok: entra app %s: certificate: %w", e.ClientID, err)
+		if errors.Is(err, errNotYetValid) {
+			return "", err
+		}
+		return "", postern.Permanent(err)
+	}
+	return cred.assertion(e.ClientID, aud, now)
 }
 
 // Error is an error answer from a token endpoint.
