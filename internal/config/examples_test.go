@@ -1,0 +1,253 @@
+package config_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/lambdafn/relayfn"
+	"github.com/postern/postern/internal/secrets"
+)
+
+// mailboxExample is one of the infra/examples files that README.md's
+// "Scanners and printers after Microsoft switches off Basic auth" walks
+// through, with what the README says about it.
+type mailboxExample struct {
+	file string
+	// env is what the file's "Run with:" line exports; values are
+	// placeholders of the right shape.
+	env map[string]string
+	// relays are the relay types the README shows in this file, route by
+	// route, and scopes the token scope each one asks for (the README
+	// tells the administrator to grant these).
+	relays, scopes []string
+	// smAWS is the Secrets Manager name DEPLOY.md gives each env: secret.
+	smAWS map[string]string
+}
+
+var mailboxExamples = []mailboxExample{
+	{
+		file:   "m365.yaml",
+		env:    map[string]string{"POSTERN_M365_CLIENT_SECRET": "Xy7~placeholder.client.secret"},
+		relays: []string{"graph", "smtp"},
+		scopes: []string{config.GraphScope, config.OutlookScope},
+		smAWS:  map[string]string{"POSTERN_M365_CLIENT_SECRET": "postern/m365-client-secret"},
+	},
+	{
+		file:   "google.yaml",
+		env:    map[string]string{"POSTERN_GOOGLE_SA_KEY": `{"type":"service_account","client_email":"postern@example.iam.gserviceaccount.com"}`},
+		relays: []string{"gmail", "smtp"},
+		scopes: []string{config.GmailSendScope, config.GoogleMailScope},
+		smAWS:  map[string]string{"POSTERN_GOOGLE_SA_KEY": "postern/google-service-account"},
+	},
+}
+
+func examplePath(name string) string { return filepath.Join("..", "..", "infra", "examples", name) }
+
+// TestMailboxExamplesLoadAndBuild loads each example with the environment
+// its header names, as `gateway -config` does, and builds every relay in
+// it (routes and dsn.relay) as the relay and dsn stages do, so a key, a
+// secret reference or a scope the docs rely on cannot drift away from the
+// code. Without the environment, building must fail and name the
+// variable: the examples' secrets really come from there.
+func TestMailboxExamplesLoadAndBuild(t *testing.T) {
+	for _, ex := range mailboxExamples {
+		t.Run(ex.file, func(t *testing.T) {
+			path := examplePath(ex.file)
+			for k := range ex.env {
+				t.Setenv(k, "")
+			}
+			bare, err := config.Load(path, os.Getenv)
+			if err != nil {
+				t.Fatalf("load without its environment (only building should need it): %v", err)
+			}
+			_, err = relayfn.NewTransport(context.Background(), bare, "routes[0].relay", bare.Routes[0].Relay, nil)
+			if err == nil || !strings.Contains(err.Error(), "is not set") {
+				t.Fatalf("built a relay without its secret's variable; err = %v", err)
+			}
+			for k, v := range ex.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := config.Load(path, os.Getenv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(header(t, path), "go run ./gateway check-config infra/examples/"+ex.file) {
+				t.Errorf("the header does not say how to validate %s", ex.file)
+			}
+			for k := range ex.env {
+				if !strings.Contains(header(t, path), k+"=") {
+					t.Errorf("the header's Run with: line does not set %s", k)
+				}
+			}
+
+			// The device side: a TLS 1.0 listener and password identities.
+			legacy := false
+			for _, l := range cfg.Listeners {
+				legacy = legacy || l.TLSMinVersion == "1.0"
+			}
+			if !legacy {
+				t.Error("no listener with tls_min_version 1.0 for the legacy devices")
+			}
+			for _, id := range cfg.Identities {
+				if id.PasswordHash == "" || id.Owner == "" {
+					t.Errorf("identity %s: want a password (AUTH LOGIN) and an owner for failure notices", id.Name)
+				}
+			}
+			if !cfg.DSN.OwnerOnly {
+				t.Error("dsn.owner_only is off; the README says notices go to the owner only")
+			}
+
+			// The relays: types and token scopes as the README describes them.
+			if len(cfg.Routes) != len(ex.relays) {
+				t.Fatalf("%d routes, the README shows %d", len(cfg.Routes), len(ex.relays))
+			}
+			for i, r := range cfg.Routes {
+				if r.Relay == nil || r.Relay.Type != ex.relays[i] {
+					t.Errorf("route %s: relay %+v, want type %s", r.Name, r.Relay, ex.relays[i])
+					continue
+				}
+				if r.Relay.OAuth == nil || r.Relay.OAuth.Scope != "" {
+					t.Errorf("route %s: want an oauth block with the default scope", r.Name)
+				} else if got := r.Relay.DefaultScope(); got != ex.scopes[i] {
+					t.Errorf("route %s: token scope %s, the README says %s", r.Name, got, ex.scopes[i])
+				}
+				if r.Relay.Mailbox() == "" {
+					t.Errorf("route %s: no mailbox to send as", r.Name)
+				}
+			}
+			relays := map[string]*config.Relay{"dsn.relay": &cfg.DSN.Relay}
+			for i := range cfg.Routes {
+				relays["routes "+cfg.Routes[i].Name+" relay"] = cfg.Routes[i].Relay
+			}
+			for key, r := range relays {
+				for _, ref := range r.SecretRefs() {
+					if ref == "" {
+						continue
+					}
+					if _, err := config.ResolveSecret(ref); err != nil {
+						t.Errorf("%s: secret %s: %v", key, ref, err)
+					}
+				}
+				if _, err := relayfn.NewTransport(context.Background(), cfg, key, r, nil); err != nil {
+					t.Errorf("%s: %v", key, err)
+				}
+			}
+		})
+	}
+}
+
+// TestMailboxExamplesOnAWS follows infra/DEPLOY.md: the identities, routes
+// and dsn of each example moved into a copy of infra/examples/aws.yaml,
+// each env: secret written as the secretsmanager: name DEPLOY.md gives,
+// checked as scripts/deploy checks it (the aws backend from the
+// environment, and no env: or file: left), and every relay built as the
+// Lambda functions build it, reading its secret through Secrets Manager.
+func TestMailboxExamplesOnAWS(t *testing.T) {
+	t.Parallel()
+	aws := readYAML(t, examplePath("aws.yaml"))
+	deployEnv := map[string]string{
+		"POSTERN_BACKEND": "aws", "POSTERN_BUCKET": "check-only",
+		"POSTERN_QUEUE_INBOUND": "https://sqs.invalid/0/inbound", "POSTERN_QUEUE_WEBHOOK": "https://sqs.invalid/0/webhook",
+		"POSTERN_QUEUE_RELAY": "https://sqs.invalid/0/relay", "POSTERN_QUEUE_DSN": "https://sqs.invalid/0/dsn",
+	}
+	// scripts/deploy's test for secrets no process on AWS has.
+	localRef := regexp.MustCompile(`(^|[[:space:]"'\[,:])(env|file):[A-Za-z0-9_/.]`)
+	for _, ex := range mailboxExamples {
+		t.Run(ex.file, func(t *testing.T) {
+			t.Parallel()
+			doc := readYAML(t, examplePath(ex.file))
+			merged := map[string]any{}
+			for k, v := range aws {
+				merged[k] = v
+			}
+			for _, k := range []string{"identities", "routes", "dsn"} {
+				merged[k] = doc[k]
+			}
+			b, err := yaml.Marshal(merged)
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(b)
+			for name, sm := range ex.smAWS {
+				text = strings.ReplaceAll(text, "env:"+name, "secretsmanager:"+sm)
+			}
+			for i, line := range strings.Split(text, "\n") {
+				if localRef.MatchString(line) {
+					t.Errorf("line %d still reads a secret from the environment or a file: %s", i+1, line)
+				}
+			}
+			cfg, err := config.Parse(ex.file+" on AWS", []byte(text), func(k string) string { return deployEnv[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			sm := &fakeSecrets{}
+			cache := secrets.New(sm, secrets.DefaultTTL)
+			relays := []*config.Relay{&cfg.DSN.Relay}
+			for _, r := range cfg.Routes {
+				if r.Relay != nil && r.Relay.OAuth != nil {
+					relays = append(relays, r.Relay)
+				}
+			}
+			if len(relays) != 3 {
+				t.Fatalf("%d relays with oauth, want the two routes' and dsn.relay", len(relays))
+			}
+			for _, r := range relays {
+				for _, ref := range r.SecretRefs() {
+					if id, ok := config.SecretsManagerID(ref); ref != "" && (!ok || id == "") {
+						t.Errorf("relay %s: secret %q is not a secretsmanager: reference", r.Type, ref)
+					}
+				}
+				if _, err := relayfn.NewTransport(context.Background(), cfg, "relay "+r.Type, r, cache); err != nil {
+					t.Errorf("relay %s on AWS: %v", r.Type, err)
+				}
+			}
+		})
+	}
+}
+
+// fakeSecrets stands in for Secrets Manager; building a relay must not
+// read a secret (the functions read them at first use).
+type fakeSecrets struct{}
+
+func (*fakeSecrets) GetSecretValue(context.Context, *secretsmanager.GetSecretValueInput, ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	return nil, errors.New("no Secrets Manager in this test")
+}
+
+func readYAML(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return doc
+}
+
+// header is the comment block at the top of the file at path.
+func header(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		h.WriteString(line + "\n")
+	}
+	return h.String()
+}
