@@ -34,6 +34,7 @@ type Handler struct {
 	dsn    Sender
 	log    *slog.Logger
 	now    func() time.Time
+	obs    Observer
 
 	backoffBase, backoffMax time.Duration
 }
@@ -42,6 +43,17 @@ var _ postern.Handler = (*Handler)(nil)
 
 // Option changes a Handler built by New.
 type Option func(*Handler)
+
+// WithObserver reports each attempt's outcome to o (metrics); nil reports
+// nowhere.
+func WithObserver(o Observer) Option {
+	return func(h *Handler) {
+		h.obs = o
+		if o == nil {
+			h.obs = noObserver{}
+		}
+	}
+}
 
 // WithClock replaces time.Now, for tests of max age and delay notices.
 func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
@@ -66,12 +78,23 @@ func New(store blob.Store, routes Routes, dsnq Sender, log *slog.Logger, opts ..
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{store: store, routes: routes, dsn: dsnq, log: log, now: time.Now,
+	h := &Handler{store: store, routes: routes, dsn: dsnq, log: log, now: time.Now, obs: noObserver{},
 		backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax}
 	for _, o := range opts {
 		o(h)
 	}
 	return h
+}
+
+// With returns a copy of h with opts applied, for a caller that adds to a
+// Handler built elsewhere (the metrics of the one-machine process); h is
+// unchanged.
+func (h *Handler) With(opts ...Option) *Handler {
+	c := *h
+	for _, o := range opts {
+		o(&c)
+	}
+	return &c
 }
 
 // Handle makes one delivery attempt for the recipients still owed. It
@@ -119,9 +142,11 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 		err = checkResult(m, res)
 	}
 	latency := h.now().Sub(start)
+	h.obs.RelayAttempt(rj.Route, latency)
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "relay attempt failed", slog.String("error", err.Error()),
 			slog.Int64("latency_ms", latency.Milliseconds()))
+		h.obs.RelayRecipients(rj.Route, OutcomeError, len(pending))
 		return fmt.Errorf("relay %s route %s: %w", rj.ID, rj.Route, err)
 	}
 	return h.settle(ctx, log, rj, route, st, res, job.Attempt, latency)
@@ -171,8 +196,11 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	for _, r := range accepted {
 		st.Done = append(st.Done, r.Addr)
 	}
+	h.obs.RelayRecipients(rj.Route, OutcomeDelivered, len(accepted))
 	if len(failed) > 0 {
 		if err := h.queueDSN(ctx, rj, res.Remote, failed, now); err != nil {
+			// Not settled: they are tried again with the job.
+			h.obs.RelayRecipients(rj.Route, OutcomeError, len(failed))
 			// Keep what was accepted, so the retry does not send it again.
 			if changed {
 				if serr := h.saveState(ctx, rj, st); serr != nil {
@@ -182,14 +210,21 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 			return fmt.Errorf("relay %s route %s: queue dsn: %w", rj.ID, rj.Route, err)
 		}
 		log.LogAttrs(ctx, slog.LevelWarn, "relay failed; dsn queued", slog.Int("recipients", len(failed)), slog.Bool("expired", expired))
+		var refused int
 		for _, r := range failed {
 			st.Done = append(st.Done, r.Addr)
+			if r.Reply.Permanent() {
+				refused++
+			}
 		}
+		h.obs.RelayRecipients(rj.Route, OutcomeFailed, refused)
+		h.obs.RelayRecipients(rj.Route, OutcomeExpired, len(failed)-refused)
 		changed = true
 	}
 	if len(deferred) == 0 {
 		return nil
 	}
+	h.obs.RelayRecipients(rj.Route, OutcomeDeferred, len(deferred))
 
 	if route.DelayNotice > 0 && !st.DelayNotified && age >= route.DelayNotice {
 		// Best effort: if queueing fails, the next attempt tries again.
@@ -213,6 +248,10 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 		return fmt.Errorf("%w (%w)", err, ctx.Err())
 	}
 	delay := backoff(h.backoffBase, h.backoffMax, attempt)
+	// The remote's own hint is a floor: sooner only draws the same answer.
+	for _, r := range deferred {
+		delay = max(delay, r.Reply.RetryAfter)
+	}
 	// Come back no later than the expiry, so the last try happens then.
 	if left := rj.Created.Add(route.maxAge()).Sub(now); left < delay {
 		delay = max(left, time.Second)

@@ -492,3 +492,137 @@ func TestRelayBareLineEndsGoOutAsCRLF(t *testing.T) {
 		t.Errorf("dsn jobs %+v", jobs)
 	}
 }
+
+// The largest Retry-After among the deferred recipients is the least the
+// next try waits, whatever the backoff says, but never past the expiry.
+func TestRelayRetryAfterIsFloor(t *testing.T) {
+	t.Parallel()
+	tr := &fakeTransport{}
+	throttled := func(d time.Duration) relay.Reply {
+		return relay.Reply{Status: "4.4.5", Text: "HTTP 429 (Retry-After " + d.String() + ")", Type: "X-API", RetryAfter: d}
+	}
+	tr.set("a@example.com", throttled(5*time.Minute))
+	tr.set("busy@example.com", throttled(20*time.Minute))
+	f := newFixture(t, tr)
+	f.job.Recipients = []string{"a@example.com", "busy@example.com"}
+	h := f.handler(t)
+	// Backoff alone would be within [30s, 1m] on the first attempt.
+	mustRetry(t, f.handle(t, h, 1), 20*time.Minute, 20*time.Minute)
+
+	// A hint shorter than the backoff changes nothing.
+	tr.set("a@example.com", throttled(time.Second))
+	tr.set("busy@example.com", throttled(time.Second))
+	mustRetry(t, f.handle(t, h, 4), 4*time.Minute, 8*time.Minute)
+
+	// Ten minutes before the expiry a 20-minute hint is cut to the expiry,
+	// so the last try still happens in time.
+	tr.set("busy@example.com", throttled(20*time.Minute))
+	f.now = testCreated.Add(4*time.Hour - 10*time.Minute)
+	mustRetry(t, f.handle(t, h, 5), 10*time.Minute, 10*time.Minute)
+	if n := len(f.dsnq.Bodies()); n != 0 {
+		t.Errorf("%d dsn jobs before the expiry", n)
+	}
+}
+
+// countObserver records what the handler reports.
+type countObserver struct {
+	mu       sync.Mutex
+	counts   map[string]int // route/outcome
+	attempts map[string]int // route
+}
+
+func (o *countObserver) RelayRecipients(route, outcome string, n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.counts == nil {
+		o.counts = map[string]int{}
+	}
+	o.counts[route+"/"+outcome] += n
+}
+
+func (o *countObserver) RelayAttempt(route string, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.attempts == nil {
+		o.attempts = map[string]int{}
+	}
+	o.attempts[route]++
+}
+
+func (o *countObserver) snapshot() (map[string]int, map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	c := map[string]int{}
+	for k, v := range o.counts {
+		if v != 0 {
+			c[k] = v
+		}
+	}
+	a := map[string]int{}
+	for k, v := range o.attempts {
+		a[k] = v
+	}
+	return c, a
+}
+
+func TestRelayObserverCountsOutcomes(t *testing.T) {
+	t.Parallel()
+	tr := &fakeTransport{}
+	tr.set("gone@example.com", reply550)
+	tr.set("busy@example.com", reply450)
+	f := newFixture(t, tr)
+	obs := &countObserver{}
+	h := f.handler(t).With(relay.WithObserver(obs))
+	want := func(step string, counts map[string]int, attempts int) {
+		t.Helper()
+		c, a := obs.snapshot()
+		if !equalMaps(c, counts) || a["smarthost"] != attempts || len(a) != 1 {
+			t.Errorf("%s: counts %v attempts %v; want %v and %d", step, c, a, counts, attempts)
+		}
+	}
+
+	mustRetry(t, f.handle(t, h, 1), 0, time.Hour)
+	want("first attempt", map[string]int{"smarthost/delivered": 1, "smarthost/failed": 1, "smarthost/deferred": 1}, 1)
+
+	f.now = testCreated.Add(4*time.Hour + time.Second)
+	if err := f.handle(t, h, 2); err != nil {
+		t.Fatal(err)
+	}
+	want("past max age", map[string]int{"smarthost/delivered": 1, "smarthost/failed": 1, "smarthost/deferred": 1, "smarthost/expired": 1}, 2)
+
+	// A route the configuration does not name is never a label.
+	f.job.Route = "not-configured"
+	if err := f.handle(t, h, 1); !postern.IsPermanent(err) {
+		t.Fatalf("unknown route: %v", err)
+	}
+	want("unknown route", map[string]int{"smarthost/delivered": 1, "smarthost/failed": 1, "smarthost/deferred": 1, "smarthost/expired": 1}, 2)
+
+	// A fault on this side counts the recipients it left unsettled.
+	g := newFixture(t, &fakeTransport{err: errors.New("store read failed")})
+	obs2 := &countObserver{}
+	if err := g.handle(t, g.handler(t).With(relay.WithObserver(obs2)), 1); err == nil {
+		t.Fatal("Handle succeeded")
+	}
+	if c, a := obs2.snapshot(); !equalMaps(c, map[string]int{"smarthost/error": 3}) || a["smarthost"] != 1 {
+		t.Errorf("transport error: counts %v attempts %v", c, a)
+	}
+	// With leaves the original alone.
+	if err := g.handle(t, g.handler(t), 2); err == nil {
+		t.Fatal("Handle succeeded")
+	}
+	if c, a := obs2.snapshot(); c["smarthost/error"] != 3 || a["smarthost"] != 1 {
+		t.Errorf("a handler without the observer reported to it: %v %v", c, a)
+	}
+}
+
+func equalMaps(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/postern/postern/internal/postern"
 )
@@ -82,6 +83,11 @@ type Reply struct {
 	Status string // RFC 3463 enhanced status, e.g. "2.0.0", "4.4.1", "5.1.1"
 	Text   string // the remote's words (untrusted) or a fixed local phrase
 	Type   string // diagnostic type; DiagSMTP when empty
+	// RetryAfter is how long the remote asked to be left alone (an HTTP
+	// Retry-After, a throttled token endpoint); 0 when it did not say. The
+	// Handler waits at least this long before the next try of a temporary
+	// reply, since coming back sooner only draws the same answer.
+	RetryAfter time.Duration
 }
 
 // Accepted reports whether the remote took the recipient.
