@@ -56,8 +56,10 @@ type Config struct {
 	AuthMechanism string
 	// TokenSource gives the OAuth 2.0 access token for XOAUTH2 at each
 	// send, for Username; it should cache the token and renew it before
-	// expiry. Its error fails Send as this side's fault, as
-	// PasswordSource's does.
+	// expiry. Its error is every recipient's reply (Send returns no
+	// error): 5.7.0 when marked postern.Permanent (no consent, a wrong
+	// secret), so a DSN goes out at once with the provider's reason;
+	// otherwise 4.7.0, retried, honouring postern.RetryAfter.
 	TokenSource func(ctx context.Context) (string, error)
 	// InvalidateToken, when set, is told of a token the smarthost refused
 	// with 535, so that TokenSource's next call gives a fresh one; Send

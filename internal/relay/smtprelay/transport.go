@@ -57,6 +57,10 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		return res, nil
 	}
 	pass, err := t.password(ctx)
+	if r, ok := t.tokenReply(ctx, m, err); ok {
+		set(all, r)
+		return res, nil
+	}
 	if err != nil {
 		// This side's fault: the caller retries the job.
 		return nil, err
@@ -65,6 +69,10 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 	s, err := t.open(ctx, pass)
 	if t.tokenRefused(err) {
 		if pass, err = t.refreshToken(ctx, m, pass, err); err != nil {
+			if r, ok := t.tokenReply(ctx, m, err); ok {
+				set(all, r)
+				return res, nil
+			}
 			return nil, err
 		}
 		if s, err = t.open(ctx, pass); t.tokenRefused(err) {

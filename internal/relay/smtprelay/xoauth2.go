@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
 )
 
@@ -39,21 +41,65 @@ func (c *Config) validateXOAUTH2() error {
 	return nil
 }
 
-// token returns a bearer token from TokenSource. Like a password source's,
-// its error is this side's fault and the job is retried. The token itself
-// never appears in an error or a log line.
+// maxTokenRetryAfter caps a token endpoint's Retry-After, so a typo
+// cannot park mail.
+const maxTokenRetryAfter = time.Hour
+
+// tokenError is a failure to get a usable token. Send reports it as every
+// recipient's reply, as the API transports do: a refusal by the token
+// endpoint (no consent, an unknown app, a wrong secret: postern.Permanent)
+// reaches the owner by DSN at once with the provider's code and words,
+// which no retry would change; any other (the endpoint down or throttling,
+// an empty token) is retried until the route's max age.
+type tokenError struct {
+	user string
+	err  error // the source's error, or what was wrong with its token
+}
+
+func (e *tokenError) Error() string {
+	return "smtprelay: oauth token for " + e.user + ": " + e.err.Error()
+}
+func (e *tokenError) Unwrap() error { return e.err }
+
+// token returns a bearer token from TokenSource; its error is a
+// *tokenError. The token itself never appears in an error or a log line.
 func (t *Transport) token(ctx context.Context) (string, error) {
 	tok, err := t.cfg.TokenSource(ctx)
 	if err != nil {
-		return "", fmt.Errorf("smtprelay: oauth token for %s: %w", t.cfg.Username, err)
+		return "", &tokenError{t.cfg.Username, err}
 	}
 	if tok == "" {
-		return "", fmt.Errorf("smtprelay: oauth token for %s: the source gave an empty token", t.cfg.Username)
+		return "", &tokenError{t.cfg.Username, errors.New("the source gave an empty token")}
 	}
 	if strings.ContainsFunc(tok, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
-		return "", fmt.Errorf("smtprelay: oauth token for %s: the source gave a token with a character outside printable ASCII", t.cfg.Username)
+		return "", &tokenError{t.cfg.Username, errors.New("the source gave a token with a character outside printable ASCII")}
 	}
 	return tok, nil
+}
+
+// tokenReply is the reply for a *tokenError in err, with the source's own
+// words (an oauthtok error names the provider's code, e.g. AADSTS65001,
+// and its message, never the secret) but not the mailbox; false for any
+// other error.
+func (t *Transport) tokenReply(ctx context.Context, m *relay.Message, err error) (relay.Reply, bool) {
+	var te *tokenError
+	if !errors.As(err, &te) {
+		return relay.Reply{}, false
+	}
+	text := "no XOAUTH2 token: " + strings.Join(strings.Fields(te.err.Error()), " ")
+	if len(text) > 900 {
+		text = text[:900]
+	}
+	r := relay.LocalReply("4.7.0", text)
+	if postern.IsPermanent(te.err) {
+		r.Status = "5.7.0"
+	} else if d, ok := postern.RetryDelay(te.err); ok {
+		r.RetryAfter = min(d, maxTokenRetryAfter)
+	}
+	t.log().LogAttrs(ctx, slog.LevelWarn, "no oauth token for the smarthost",
+		slog.String("msg_id", string(m.ID)), slog.String("remote", t.cfg.Name), slog.String("user", t.cfg.Username),
+		slog.String("status", r.Status), slog.String("error", text))
+	return r, true
 }
 
 // tokenRefused says whether err is the smarthost refusing an XOAUTH2

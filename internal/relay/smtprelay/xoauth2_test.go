@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,6 +18,9 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/oauthtok"
+	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/relay/relaytest"
 )
 
@@ -367,33 +371,85 @@ func TestXOAUTH2RetryWithoutInvalidate(t *testing.T) {
 	}
 }
 
+// A token that cannot be had is every recipient's reply, not an error:
+// the token endpoint's refusal (postern.Permanent, as oauthtok marks no
+// consent or a wrong secret) is 5.7.0 with the provider's code and words,
+// so the owner gets a DSN at once; anything else is 4.7.0 and retried,
+// after the endpoint's Retry-After when it gave one. No reply names the
+// mailbox or holds the token.
 func TestXOAUTH2TokenSourceFails(t *testing.T) {
 	t.Parallel()
 	srv, clientTLS := newXOServer(t, mailbox, "ya29.good")
+	noConsent := &oauthtok.Error{Provider: "entra", Status: 400, Code: "invalid_grant", ProviderCode: "AADSTS65001",
+		Description: "AADSTS65001: The user or administrator has not consented to use the application with ID 'app-1'."}
+	down := errors.New("oauthtok: entra token endpoint: HTTP 503")
 	for name, c := range map[string]struct {
-		tok     string
-		err     error
-		wantErr string
+		tok    string
+		err    error
+		status string
+		text   string
+		after  time.Duration
 	}{
-		"error": {err: errors.New("AADSTS7000215: Invalid client secret provided"), wantErr: "oauth token for " + mailbox + ": AADSTS7000215"},
-		"empty": {wantErr: "empty token"},
-		"crlf":  {tok: "ya29.good\r\nMAIL FROM:<x@y>", wantErr: "printable ASCII"},
+		"no consent": {err: postern.Permanent(fmt.Errorf("wrapped: %w", noConsent)), status: "5.7.0",
+			text: "no XOAUTH2 token: wrapped: oauthtok: entra token endpoint: HTTP 400 invalid_grant: AADSTS65001: The user or administrator has not consented to use the application with ID 'app-1'."},
+		"down":       {err: down, status: "4.7.0", text: "no XOAUTH2 token: oauthtok: entra token endpoint: HTTP 503"},
+		"throttled":  {err: postern.RetryAfter(down, 30*time.Second), status: "4.7.0", text: "HTTP 503", after: 30 * time.Second},
+		"long hint":  {err: postern.RetryAfter(down, 5*time.Hour), status: "4.7.0", text: "HTTP 503", after: time.Hour},
+		"multi-line": {err: errors.New("line one\r\nline two"), status: "4.7.0", text: "no XOAUTH2 token: line one line two"},
+		"empty":      {status: "4.7.0", text: "no XOAUTH2 token: the source gave an empty token"},
+		"crlf":       {tok: "ya29.good\r\nMAIL FROM:<x@y>", status: "4.7.0", text: "printable ASCII"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			source := func(context.Context) (string, error) { return c.tok, c.err }
-			tr := newTransport(t, Config{Addr: srv.Addr, TLSConfig: clientTLS, Username: mailbox, AuthMechanism: AuthXOAUTH2, TokenSource: source})
-			_, err := tr.Send(t.Context(), message("scanner@lan.example", "a@example.com"))
-			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-				t.Fatalf("Send: %v; want an error with %q", err, c.wantErr)
+			logs := &lockedBuffer{}
+			tr := newTransport(t, Config{Addr: srv.Addr, TLSConfig: clientTLS, Username: mailbox, AuthMechanism: AuthXOAUTH2, TokenSource: source,
+				Log: slog.New(slog.NewTextHandler(logs, nil))})
+			m := message("scanner@lan.example", "a@example.com", "b@example.com")
+			res := send(t, tr, m)
+			w := want{0, c.status, c.text, relay.DiagLocal}
+			check(t, res, map[string]want{"a@example.com": w, "b@example.com": w})
+			for _, r := range res.Rcpts {
+				if r.Reply.RetryAfter != c.after {
+					t.Errorf("RetryAfter %v, want %v", r.Reply.RetryAfter, c.after)
+				}
+				if strings.Contains(r.Reply.Text, mailbox) || strings.ContainsAny(r.Reply.Text, "\r\n") ||
+					(c.tok != "" && strings.Contains(r.Reply.Text, "ya29.good")) {
+					t.Errorf("reply text %q names the mailbox, spans lines or holds the token", r.Reply.Text)
+				}
 			}
-			if c.tok != "" && strings.Contains(err.Error(), c.tok) {
-				t.Errorf("error holds the token: %v", err)
+			if out := logs.String(); !strings.Contains(out, "msg_id="+string(m.ID)) || !strings.Contains(out, "status="+c.status) {
+				t.Errorf("log lacks the msg_id and status:\n%s", out)
 			}
 		})
 	}
 	if irs, _, _ := srv.snapshot(); len(irs) != 0 {
 		t.Errorf("AUTH attempted %d times with no usable token", len(irs))
+	}
+}
+
+// The smarthost refuses the cached token and the renewal is refused by the
+// token endpoint (consent revoked in between): the renewal's refusal is
+// the reply, permanent.
+func TestXOAUTH2RenewalRefused(t *testing.T) {
+	t.Parallel()
+	srv, clientTLS := newXOServer(t, mailbox, "ya29.good")
+	var calls int
+	var mu sync.Mutex
+	source := func(context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			return "ya29.revoked", nil
+		}
+		return "", postern.Permanent(errors.New("AADSTS65001: consent revoked"))
+	}
+	tr := newTransport(t, Config{Addr: srv.Addr, TLSConfig: clientTLS, Username: mailbox, AuthMechanism: AuthXOAUTH2, TokenSource: source})
+	res := send(t, tr, message("scanner@lan.example", "a@example.com"))
+	check(t, res, map[string]want{"a@example.com": {0, "5.7.0", "no XOAUTH2 token: AADSTS65001: consent revoked", relay.DiagLocal}})
+	if irs, _, txs := srv.snapshot(); len(irs) != 1 || len(txs) != 0 {
+		t.Errorf("AUTH %d times, %d messages; want one AUTH and none", len(irs), len(txs))
 	}
 }
 
