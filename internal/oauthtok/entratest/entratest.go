@@ -2,13 +2,16 @@
 // token endpoint (POST /{tenant}/oauth2/v2.0/token, client credentials grant),
 // following the published contract: form-encoded requests, JSON answers, and
 // errors shaped as Entra sends them (error, AADSTS description, error_codes,
-// trace and correlation ids) with Entra's status codes. It records every
-// request and remembers the tokens it issued so stand-ins of Graph or SMTP can
-// check a presented bearer token.
+// trace and correlation ids) with Entra's status codes. Apps authenticate with
+// a client secret or with a certificate (a signed client assertion, verified
+// as Entra does; see AddCertificate). It records every request and remembers
+// the tokens it issued so stand-ins of Graph or SMTP can check a presented
+// bearer token.
 package entratest
 
 import (
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +34,9 @@ type Request struct {
 	ContentType string
 	Header      http.Header
 	Form        url.Values // the parsed body
+	// Assertion is the form's client_assertion decoded (not verified), or
+	// nil when there is none or it is not a JWT.
+	Assertion *Assertion
 }
 
 // Failure is a scripted error answer.
@@ -80,7 +86,10 @@ type Issued struct {
 	Expiry                  time.Time
 }
 
-type app struct{ tenant, secret string }
+type app struct {
+	tenant, secret string
+	certs          []*x509.Certificate // certificate credentials (key credentials)
+}
 
 // The embedded plumbing gives Server SetLifetime, SetClock, FailNext,
 // Requests, Valid, Lookup and Revoke.
@@ -116,11 +125,14 @@ func (s *Server) TokenURL(tenant string) string {
 	return s.URL + "/" + tenant + "/oauth2/v2.0/token"
 }
 
-// AddApp registers an app registration in tenant with a client secret.
+// AddApp registers an app registration in tenant with a client secret (none
+// when empty), keeping any certificates it already has.
 func (s *Server) AddApp(tenant, clientID, secret string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.apps[clientID] = app{tenant: tenant, secret: secret}
+	a := s.apps[clientID]
+	a.tenant, a.secret = tenant, secret
+	s.apps[clientID] = a
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +140,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	form, _ := url.ParseQuery(string(body))
 	if f, ok := s.Record(Request{
 		Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"),
-		Header: r.Header.Clone(), Form: form,
+		Header: r.Header.Clone(), Form: form, Assertion: decodeAssertion(form.Get("client_assertion")),
 	}); ok {
 		s.fail(w, f)
 		return
@@ -161,6 +173,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case !known || a.tenant != tenant:
 		s.fail(w, UnknownApp(clientID, tenant))
 		return
+	case form.Has("client_assertion") || form.Has("client_assertion_type"):
+		if f, ok := s.checkAssertion(form, a, tenant, clientID); !ok {
+			s.fail(w, f)
+			return
+		}
 	case form.Get("client_secret") == "":
 		s.fail(w, Failure{Status: http.StatusUnauthorized, Error: "invalid_client", Codes: []int{7000218},
 			Description: "AADSTS7000218: The request body must contain the following parameter: 'client_assertion' or 'client_secret'."})
