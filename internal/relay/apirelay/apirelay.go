@@ -194,24 +194,24 @@ func CallError(ctx context.Context, err error, endpoint string) relay.Reply {
 	return relay.LocalReply("4.4.1", "could not reach "+endpoint)
 }
 
-// WithRetryAfter adds the answer's Retry-After to a temporary reply's
-// text, where RetryAfter reads it back.
+// WithRetryAfter sets a temporary reply's RetryAfter from the answer's
+// Retry-After, which the relay Handler waits at least, and adds it to the
+// text for the DSN and the log.
 func WithRetryAfter(r relay.Reply, h http.Header, now time.Time) relay.Reply {
 	if d, ok := parseRetryAfter(h.Get("Retry-After"), now); ok && !r.Permanent() {
+		r.RetryAfter = d
 		r.Text += fmt.Sprintf(" (Retry-After %s)", d)
 	}
 	return r
 }
 
 // RetryAfter reads back the delay a temporary reply of type diagType asks
-// for, so a caller can schedule the next try.
+// for. A date already past asks for none, yet was asked: the text says so.
 func RetryAfter(r relay.Reply, diagType string) (time.Duration, bool) {
-	i := strings.LastIndex(r.Text, "(Retry-After ")
-	if i < 0 || r.Type != diagType || r.Permanent() {
+	if r.Type != diagType || r.Permanent() {
 		return 0, false
 	}
-	d, err := time.ParseDuration(strings.TrimSuffix(r.Text[i+len("(Retry-After "):], ")"))
-	return d, err == nil
+	return r.RetryAfter, r.RetryAfter > 0 || strings.HasSuffix(r.Text, " (Retry-After 0s)")
 }
 
 // parseRetryAfter parses Retry-After as seconds or an HTTP date, capped.
@@ -335,4 +335,28 @@ func splitFields(head []byte) [][]byte {
 		head = head[end:]
 	}
 	return fields
+}
+
+// Do runs call, one API exchange of one or more requests, with a token;
+// if call reports the token refused (401), it tells InvalidateToken and
+// runs call once more with a fresh one, as Send does for its one request.
+// A token that cannot be had is the reply. id names the message in logs.
+func (s *Sender) Do(ctx context.Context, id postern.MsgID, call func(ctx context.Context, tok string) (r relay.Reply, refused bool)) relay.Reply {
+	tok, reply, ok := s.token(ctx)
+	if !ok {
+		return reply
+	}
+	reply, refused := call(ctx, tok)
+	if !refused {
+		return reply
+	}
+	s.Log.LogAttrs(ctx, slog.LevelWarn, strings.ToLower(s.API)+" refused the oauth token; retrying with a fresh one",
+		slog.String("msg_id", string(id)), slog.String("mailbox", s.Mailbox), slog.String("reply", reply.Text))
+	if s.InvalidateToken != nil {
+		s.InvalidateToken(tok)
+	}
+	if tok, reply, ok = s.token(ctx); ok {
+		reply, _ = call(ctx, tok)
+	}
+	return reply
 }

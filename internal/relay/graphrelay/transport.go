@@ -1,13 +1,33 @@
-// Package graphrelay is the relay Transport for Microsoft Graph: one
-// POST /users/{mailbox}/sendMail per message, with the message as MIME
-// (base64 of the stored bytes in a text/plain body), as documented in
-// "user: sendMail" and "Send Outlook messages in MIME format".
+// Package graphrelay is the relay Transport for Microsoft Graph. It sends
+// the stored message as MIME, with Graph's size rules, up to 150 MiB.
 //
-// Sent Items: the MIME form has no saveToSentItems parameter (it belongs
-// to the JSON form, whose default is true) and the docs say sendMail saves
-// the message in the Sent Items folder; so every message sent here is
-// saved there. Not saving it needs the draft path (create, send), not
-// built yet.
+// Paths, by the documented contracts ("user: sendMail", "Send Outlook
+// messages in MIME format", "message: send", "Attach large files to
+// Outlook messages"):
+//   - SaveToSentItems and at most 3 MiB: one POST /users/{mailbox}/sendMail
+//     with the MIME (base64 in a text/plain body). Graph saves it in Sent
+//     Items; the MIME form has no saveToSentItems parameter.
+//   - Otherwise a draft: POST /users/{mailbox}/messages with the MIME, then
+//     POST .../messages/{id}/send (202). Without SaveToSentItems the draft
+//     is first PATCHed with the MAPI property PidTagDeleteAfterSubmit
+//     (singleValueExtendedProperties "Boolean 0x0E01" = "true", MS-OXOMSG
+//     2.2.3.8), so Exchange deletes it once submitted instead of keeping it
+//     in Sent Items ("message: send" saves there by default).
+//   - Over 3 MiB: the largest attachment parts are cut out of the MIME copy
+//     until the rest fits the 4 MB request; the draft is made from the rest
+//     and each cut part is added back as a file attachment, by a JSON POST
+//     when its request fits 4 MB, else by an upload session (PUT ranges of
+//     at most 3.75 MiB to the pre-authenticated upload URL, no
+//     Authorization header). The recipient sees the same headers, body
+//     parts and attachment bytes; Exchange rebuilds the MIME structure.
+//   - Over 150 MiB (the limit Microsoft documents for attachments through
+//     upload sessions; Exchange Online's message size limit is 150 MB at
+//     most, 35 MB by default, which Graph answers with
+//     ErrorMessageSizeExceeded): refused, 5.3.4.
+//
+// The draft path needs the application permission Mail.ReadWrite besides
+// Mail.Send. Any failure once the draft exists deletes it (best effort), so
+// retries do not pile drafts up in the mailbox.
 //
 // Recipients: Graph takes them from the MIME To, Cc and Bcc headers; there
 // is no envelope. To send to exactly the envelope recipients, the copy
@@ -16,6 +36,11 @@
 // that is not an envelope recipient would get a copy it was not routed
 // (for example, one already delivered on an earlier attempt), so such a
 // message is refused for good rather than sent.
+//
+// Memory: the message is read once (CRLF line ends) into one buffer of at
+// most 150 MiB; the Bcc rewrite copies only the header, the draft is a copy
+// of at most 3 MiB, and attachments are decoded from the buffer as they
+// are uploaded, one range at a time.
 package graphrelay
 
 import (
@@ -24,12 +49,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/crlf"
 	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/relay/apirelay"
 )
@@ -46,17 +73,27 @@ const (
 // Size limits. Graph refuses requests over 4 MB (4,194,304 bytes; the
 // limit Microsoft documents for a request payload, answered 413, and the
 // reason attachments over 3 MB need an upload session). Base64 makes 4
-// bytes of every 3, so the largest message a sendMail request carries is
-// 3,145,728 bytes (3 MiB) with CRLF line ends and the added Bcc field.
+// bytes of every 3, so the largest message a sendMail or draft request
+// carries is 3,145,728 bytes (3 MiB) with CRLF line ends and the added Bcc
+// field. MaxLargeMessageBytes is the 150 MB Microsoft documents for a
+// message whose attachments go through upload sessions, counted on the
+// MIME message, as Exchange counts a message's size.
 const (
-	MaxRequestBytes = 4 << 20
-	MaxMessageBytes = MaxRequestBytes / 4 * 3
+	MaxRequestBytes      = 4 << 20
+	MaxMessageBytes      = MaxRequestBytes / 4 * 3
+	MaxLargeMessageBytes = 150 << 20
 )
+
+// uploadChunk is the size of each PUT to an upload session: a multiple of
+// 320 KiB (the unit Microsoft's upload sessions are built on) below the
+// documented 4 MB per request.
+const uploadChunk = 12 * 320 << 10
 
 // Config sets up the transport. Mailbox is the user id or
 // userPrincipalName the route sends as; TokenSource gives a Graph access
 // token (scope https://graph.microsoft.com/.default, application
-// permission Mail.Send); BaseURL is Graph's v1.0 root.
+// permissions Mail.Send and, for the draft path, Mail.ReadWrite); BaseURL
+// is Graph's v1.0 root.
 type Config struct {
 	apirelay.Config
 	// SaveToSentItems keeps a copy in the mailbox's Sent Items.
@@ -65,39 +102,96 @@ type Config struct {
 
 // Transport sends through Graph. One Transport serves concurrent calls.
 type Transport struct {
-	s   apirelay.Sender
-	url string
+	s        apirelay.Sender
+	save     bool
+	user     string // .../users/{mailbox}
+	// Limits, lowered only by tests: MaxRequestBytes, MaxMessageBytes
+	// (maxRequest/4*3), MaxLargeMessageBytes, uploadChunk.
+	maxRequest, maxDraft, maxTotal, chunk int
 }
 
 var _ relay.Transport = (*Transport)(nil)
 
 // New checks cfg and builds a Transport.
 func New(cfg Config) (*Transport, error) {
-	t := &Transport{}
-	t.s = apirelay.Sender{Config: cfg.Config, API: "Graph", MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(), Post: t.post}
+	t := &Transport{save: cfg.SaveToSentItems, maxRequest: MaxRequestBytes, maxDraft: MaxMessageBytes, maxTotal: MaxLargeMessageBytes, chunk: uploadChunk}
+	t.s = apirelay.Sender{Config: cfg.Config, API: "Graph", MaxMessageBytes: MaxMessageBytes, TooLarge: tooLarge(MaxLargeMessageBytes), Post: t.post}
 	if err := t.s.Init("graphrelay", DefaultBaseURL, DefaultName); err != nil {
 		return nil, err
 	}
-	t.url = strings.TrimSuffix(t.s.BaseURL, "/") + "/users/" + url.PathEscape(t.s.Mailbox) + "/sendMail"
+	t.user = strings.TrimSuffix(t.s.BaseURL, "/") + "/users/" + url.PathEscape(t.s.Mailbox)
 	return t, nil
 }
 
-// Send makes one sendMail call for all of m's recipients; Graph answers
-// once, so every recipient gets the same reply.
+// Send sends m once for all of its recipients; Graph answers once, so
+// every recipient gets the same reply.
 func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	return t.s.Send(ctx, m)
+	if m.Size > int64(t.maxTotal) {
+		// CRLF only adds bytes: no need to read what cannot be sent.
+		return relay.Uniform(m, t.s.Name, tooLarge(t.maxTotal)), nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(m.Size) + 4096)
+	if _, err := buf.ReadFrom(io.LimitReader(crlf.NewReader(m.Body), int64(t.maxTotal)+1)); err != nil {
+		return nil, fmt.Errorf("graphrelay: read message %s: %w", m.ID, err)
+	}
+	raw := buf.Bytes()
+	if len(raw) > t.maxTotal {
+		return relay.Uniform(m, t.s.Name, tooLarge(t.maxTotal)), nil
+	}
+	head, body, reply, ok := envelopeCopy(raw, m.To)
+	if !ok {
+		return relay.Uniform(m, t.s.Name, reply), nil
+	}
+	size := len(head) + len(body)
+	if size > t.maxTotal {
+		return relay.Uniform(m, t.s.Name, tooLarge(t.maxTotal)), nil
+	}
+	if t.save && size <= t.maxDraft {
+		msg := append(head[:len(head):len(head)], body...)
+		return relay.Uniform(m, t.s.Name, t.s.Do(ctx, m.ID, func(ctx context.Context, tok string) (relay.Reply, bool) {
+			return t.post(ctx, tok, msg)
+		})), nil
+	}
+	plan, reply, ok := t.plan(head, body)
+	if !ok {
+		return relay.Uniform(m, t.s.Name, reply), nil
+	}
+	d := &draft{t: t, id: m.ID, plan: plan}
+	reply = t.s.Do(ctx, m.ID, d.run)
+	if d.stale != "" {
+		// Refused twice: one last try at the draft with whatever token the
+		// source gives now.
+		if tok, err := t.s.TokenSource(ctx); err == nil {
+			t.deleteDraft(ctx, tok, d.stale, m.ID)
+		}
+	}
+	return relay.Uniform(m, t.s.Name, reply), nil
 }
 
-func tooLarge() relay.Reply {
+// envelopeCopy is apirelay.WithEnvelope applied to the header only, so a
+// large message is not copied for a rewritten header: the copy to send is
+// head followed by body.
+func envelopeCopy(raw []byte, rcpts []relay.Rcpt) (head, body []byte, r relay.Reply, ok bool) {
+	end := bytes.Index(raw, []byte("\r\n\r\n"))
+	if end < 0 {
+		_, r, ok = apirelay.WithEnvelope(raw, rcpts, "Graph")
+		return nil, nil, r, ok
+	}
+	head, r, ok = apirelay.WithEnvelope(raw[:end+4], rcpts, "Graph")
+	return head, raw[end+4:], r, ok
+}
+
+func tooLarge(limit int) relay.Reply {
 	return relay.Reply{Status: "5.3.4", Type: relay.DiagLocal,
-		Text: fmt.Sprintf("message exceeds the %d bytes Graph sendMail takes (%d bytes as base64); larger messages need the upload-session path, not supported yet", MaxMessageBytes, MaxRequestBytes)}
+		Text: fmt.Sprintf("message exceeds the %d bytes (150 MiB) Microsoft Graph takes for a message with attachments through upload sessions; messages over %d bytes (3 MiB) are sent as a draft with their largest attachments uploaded apart", limit, MaxMessageBytes)}
 }
 
 // post makes one sendMail call. refused reports a 401, the token refused.
 func (t *Transport) post(ctx context.Context, tok string, msg []byte) (r relay.Reply, refused bool) {
 	body := make([]byte, base64.StdEncoding.EncodedLen(len(msg)))
 	base64.StdEncoding.Encode(body, msg)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.user+"/sendMail", bytes.NewReader(body))
 	if err != nil {
 		return relay.LocalReply("4.3.5", "bad Graph URL"), false
 	}
