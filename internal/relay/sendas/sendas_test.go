@@ -93,10 +93,10 @@ func TestRewriteFrom(t *testing.T) {
 		raw  string
 		want string
 	}{{
-		name:   "display name kept, Reply-To added",
-		c:      Config{SendAs: "mailbox@contoso.com", RewriteFrom: true},
-		raw:    received + "From: Scanner 3F <scanner@printer.local>\r\nTo: boss@contoso.com\r\nSubject: scan\r\n\r\nbody\r\n",
-		want:   received + "From: \"Scanner 3F\" <mailbox@contoso.com>\r\nReply-To: \"Scanner 3F\" <scanner@printer.local>\r\nTo: boss@contoso.com\r\nSubject: scan\r\n\r\nbody\r\n",
+		name: "display name kept, Reply-To added",
+		c:    Config{SendAs: "mailbox@contoso.com", RewriteFrom: true},
+		raw:  received + "From: Scanner 3F <scanner@printer.local>\r\nTo: boss@contoso.com\r\nSubject: scan\r\n\r\nbody\r\n",
+		want: received + "From: \"Scanner 3F\" <mailbox@contoso.com>\r\nReply-To: \"Scanner 3F\" <scanner@printer.local>\r\nTo: boss@contoso.com\r\nSubject: scan\r\n\r\nbody\r\n",
 	}, {
 		name: "bare address, existing Reply-To left alone, LF line ends",
 		c:    Config{SendAs: "mailbox@contoso.com", RewriteFrom: true, OriginalFrom: OriginalReplyTo},
