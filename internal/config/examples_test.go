@@ -3,8 +3,10 @@ package config_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -250,4 +252,109 @@ func header(t *testing.T, path string) string {
 		h.WriteString(line + "\n")
 	}
 	return h.String()
+}
+
+// TestReadmeMailboxKeysExist keeps README.md's configuration honest: every
+// YAML block in it decodes into Config with no unknown key, and every key
+// in the key table of "Scanners and printers after Microsoft switches off
+// Basic auth" is a field of the relay or identity it names.
+func TestReadmeMailboxKeysExist(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, p := range readmeKeyProblems(readme) {
+		t.Error(p)
+	}
+	// The check itself: a misspelt key in a block and in the table.
+	bad := strings.Replace(strings.Replace(readme, "tls_min_version: \"1.0\"", "tls_min_versoin: \"1.0\"", 1), "| `relay.send_as` |", "| `relay.send_az` |", 1)
+	if got := readmeKeyProblems(bad); len(got) != 2 {
+		t.Errorf("misspelt keys gave %d problems, want 2: %q", len(got), got)
+	}
+}
+
+// readmeKeyProblems lists the keys in readme that Config does not have.
+func readmeKeyProblems(readme string) []string {
+	var problems []string
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(readme, -1)
+	if len(blocks) == 0 {
+		return []string{"README.md has no YAML blocks"}
+	}
+	for _, m := range blocks {
+		dec := yaml.NewDecoder(strings.NewReader(m[1]))
+		dec.KnownFields(true)
+		var c config.Config
+		if err := dec.Decode(&c); err != nil {
+			problems = append(problems, fmt.Sprintf("README.md YAML block does not fit the configuration: %v\n%s", err, m[1]))
+		}
+	}
+
+	const title = "## Scanners and printers after Microsoft switches off Basic auth\n"
+	_, section, ok := strings.Cut(readme, title)
+	if !ok {
+		return append(problems, fmt.Sprintf("README.md has no section %q", strings.TrimSpace(title)))
+	}
+	if next := strings.Index(section, "\n## "); next >= 0 {
+		section = section[:next]
+	}
+	roots := map[string]reflect.Type{"relay": reflect.TypeFor[config.Relay](), "identities[]": reflect.TypeFor[config.Identity]()}
+	keyCell := regexp.MustCompile("^\\| (`[^|]+`) \\|")
+	checked, inTable := 0, false
+	for _, line := range strings.Split(section, "\n") {
+		if line == "| key | meaning |" {
+			inTable = true
+			continue
+		}
+		m := keyCell.FindStringSubmatch(line)
+		if !inTable || m == nil {
+			inTable = inTable && strings.HasPrefix(line, "|")
+			continue
+		}
+		var parent []string
+		for _, k := range strings.Split(m[1], ", ") {
+			k = strings.Trim(k, "`")
+			var path []string
+			if strings.HasPrefix(k, ".") {
+				path = append(append([]string{}, parent...), strings.Split(k[1:], ".")...)
+			} else {
+				path = strings.Split(k, ".")
+			}
+			parent = path[:len(path)-1]
+			checked++
+			typ, ok := roots[path[0]]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("README key %s: no such section %s", k, path[0]))
+				continue
+			}
+			if err := fieldPath(typ, path[1:]); err != nil {
+				problems = append(problems, fmt.Sprintf("README key %s: %v", strings.Join(path, "."), err))
+			}
+		}
+	}
+	if checked < 10 {
+		problems = append(problems, fmt.Sprintf("checked %d keys in the section's key table; the table is gone or its format changed", checked))
+	}
+	return problems
+}
+
+// fieldPath walks yaml field names from typ.
+func fieldPath(typ reflect.Type, names []string) error {
+	for _, name := range names {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		found := false
+		for f := range typ.Fields() {
+			if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag == name {
+				typ, found = f.Type, true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s has no key %q", typ.Name(), name)
+		}
+	}
+	return nil
 }
