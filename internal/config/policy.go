@@ -49,6 +49,9 @@ func (c *Config) DescribePolicy(w io.Writer) {
 			fmt.Fprintln(w, "  TLS: required (STARTTLS or smtps) before sending")
 		}
 		fmt.Fprintf(w, "  may send as: %s\n", patterns(id.AllowedSenders))
+		if id.RefuseUndeliverableSenders {
+			fmt.Fprintf(w, "  senders no route could deliver: refused at MAIL, and at RCPT where the recipient's route cannot (550 5.7.1); %s\n", c.sendsOnlyAs())
+		}
 		fmt.Fprintf(w, "  may send to: %s, where a route takes the recipient\n", patterns(id.AllowedRecipients))
 		size, rcpts := c.Limits.MaxMessageBytes, c.Limits.MaxRecipients
 		if id.MaxMessageBytes > 0 && id.MaxMessageBytes < size {
@@ -87,6 +90,34 @@ func (c *Config) DescribePolicy(w io.Writer) {
 		fmt.Fprintf(w, " -> %s\n", target)
 	}
 	fmt.Fprintln(w, "clients no identity covers: refused (530 5.7.0); recipients no route takes: refused (550 5.1.1)")
+}
+
+// SendsOnlyAs reports whether the relay delivers only senders its mailbox
+// may send as: it signs in as a mailbox (graph, gmail, smtp with xoauth2)
+// and keeps the device's From, so the provider refuses any other sender.
+// refuse_undeliverable_senders refuses such senders at the gateway.
+func (r *Relay) SendsOnlyAs() bool {
+	signsIn := r.Type == "graph" || r.Type == "gmail" || r.Type == "smtp" && strings.EqualFold(r.AuthMechanism, "xoauth2")
+	return signsIn && r.From != "rewrite" && r.Mailbox() != ""
+}
+
+// sendsOnlyAs lists the routes that deliver only their mailbox's senders.
+func (c *Config) sendsOnlyAs() string {
+	var out []string
+	for _, r := range c.Routes {
+		if r.Relay == nil || !r.Relay.SendsOnlyAs() {
+			continue
+		}
+		s := "route " + r.Name + " sends only as " + r.Relay.Mailbox()
+		if len(r.Relay.SendAsAlso) > 0 {
+			s += " and " + strings.Join(r.Relay.SendAsAlso, ", ")
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return "no route sends as a mailbox, so none is refused"
+	}
+	return strings.Join(out, "; ")
 }
 
 // noticesTo says who is told about this identity's failed mail: the
