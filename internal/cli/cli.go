@@ -34,7 +34,9 @@ type Env struct {
 
 const usage = `Usage:
   gateway [-config FILE]           run the gateway (embedded default without a file)
-  gateway check-config FILE        validate a configuration file and exit
+  gateway check-config [-probe] FILE
+                                   validate a configuration file and exit; with
+                                   -probe also sign in to each OAuth relay (no mail sent)
   gateway hash-password            read a password on stdin, print its bcrypt hash
   gateway trace [-config FILE] ID  print a message's timeline
   gateway replay [-config FILE] [-route NAME] ID
@@ -52,7 +54,7 @@ func Main(ctx context.Context, e Env) int {
 	if len(e.Args) > 0 {
 		switch e.Args[0] {
 		case "check-config":
-			return checkConfig(e, e.Args[1:])
+			return checkConfig(ctx, e, e.Args[1:])
 		case "hash-password":
 			return hashPassword(e, e.Args[1:])
 		case "trace":
@@ -131,11 +133,13 @@ func run(ctx context.Context, e Env, args []string) int {
 	return 0
 }
 
-func checkConfig(e Env, args []string) int {
+func checkConfig(ctx context.Context, e Env, args []string) int {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
 	fs.SetOutput(e.Stderr)
+	probe := fs.Bool("probe", false, "also fetch a token for each relay that uses oauth and sign in with it, without sending mail; exit 1 if anything is missing")
 	fs.Usage = func() {
-		fmt.Fprintln(e.Stderr, "Usage: gateway check-config FILE\n\nValidates FILE (and POSTERN_* overrides); prints every problem with the key and the fix.")
+		fmt.Fprintln(e.Stderr, "Usage: gateway check-config [-probe] FILE\n\nValidates FILE (and POSTERN_* overrides); prints every problem with the key and the fix.")
+		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -154,6 +158,9 @@ func checkConfig(e Env, args []string) int {
 	}
 	fmt.Fprintf(e.Stdout, "%s: OK\n", fs.Arg(0))
 	cfg.DescribePolicy(e.Stdout)
+	if *probe {
+		return probeRelays(ctx, e, cfg)
+	}
 	return 0
 }
 
