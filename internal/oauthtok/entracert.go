@@ -1,6 +1,7 @@
 package oauthtok
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -38,6 +39,11 @@ var errNotYetValid = errors.New("certificate is not valid yet")
 // problem and the fix but never carry key material or the library's parse
 // error for a key, which could quote bytes of it.
 func parseCertificatePEM(data []byte, now time.Time) (certCredential, error) {
+	// PEM pasted into an environment variable or a JSON secret often arrives
+	// with its line breaks as literal "\n".
+	if !bytes.Contains(data, []byte("\n")) && bytes.Contains(data, []byte(`\n`)) {
+		data = bytes.ReplaceAll(data, []byte(`\n`), []byte("\n"))
+	}
 	var (
 		certs []*x509.Certificate
 		key   *rsa.PrivateKey
@@ -73,7 +79,7 @@ func parseCertificatePEM(data []byte, now time.Time) (certCredential, error) {
 	}
 	switch {
 	case len(certs) == 0 && key == nil:
-		return certCredential{}, errors.New("no PEM certificate or private key found; expect a CERTIFICATE block and its PRIVATE KEY or RSA PRIVATE KEY block")
+		return certCredential{}, errors.New("no PEM certificate or private key found; expect a CERTIFICATE block and its PRIVATE KEY or RSA PRIVATE KEY block (a .pfx converts with: openssl pkcs12 -in app.pfx -nodes -out app.pem)")
 	case len(certs) == 0:
 		return certCredential{}, errors.New("no certificate (PEM CERTIFICATE block) beside the private key; add the certificate uploaded to the app registration")
 	case key == nil:

@@ -1,6 +1,7 @@
 package oauthtok
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -191,6 +192,7 @@ func TestCertificateKeyEncodings(t *testing.T) {
 		name            string
 		pkcs1, keyFirst bool
 		extra           []byte
+		mangle          func([]byte) []byte
 	}{
 		{name: "PKCS#8, certificate first"},
 		{name: "PKCS#8, key first", keyFirst: true},
@@ -199,11 +201,18 @@ func TestCertificateKeyEncodings(t *testing.T) {
 		// An exported bundle: text around the blocks and an issuer's
 		// certificate before the app's.
 		{name: "bundle with chain", extra: append([]byte("Bag Attributes\n    friendlyName: postern\n"), chain...)},
+		{name: "CRLF line ends", mangle: func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte("\r\n")) }},
+		// As pasted into an environment variable or a JSON secret.
+		{name: "escaped line breaks", pkcs1: true, mangle: func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte(`\n`)) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, e, c, _, h, _ := certSetup(t)
 			srv.AddCertificate(tenant, client, cert)
-			h.Set(append(tc.extra, encodePEM(t, cert, key, tc.pkcs1, tc.keyFirst)...))
+			p := append(tc.extra, encodePEM(t, cert, key, tc.pkcs1, tc.keyFirst)...)
+			if tc.mangle != nil {
+				p = tc.mangle(p)
+			}
+			h.Set(p)
 			tok, err := c.Token(t.Context(), e)
 			if err != nil {
 				t.Fatal(err)
