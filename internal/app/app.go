@@ -23,6 +23,7 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
+	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/retention"
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
@@ -102,6 +103,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 	a.routes = st.table
 	// Locally every stage runs in-process; on AWS they are Lambda functions.
 	if a.be.local {
+		st.relay = st.relay.With(relay.WithObserver(a.metrics.Relay()))
 		for _, w := range []*worker.Worker{
 			{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
 			{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},
