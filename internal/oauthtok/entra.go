@@ -1,8 +1,9 @@
 // Package oauthtok fetches and caches OAuth2 access tokens for relaying into
-// mail providers: Microsoft Entra ID client credentials today. Endpoint errors
-// are classified for the retry/DSN machinery: configuration and consent
-// failures are permanent and keep the provider's code and text; throttling,
-// 5xx and network failures are temporary and carry Retry-After.
+// mail providers: Microsoft Entra ID client credentials (a client secret or a
+// certificate) and Google service accounts. Endpoint errors are classified
+// for the retry/DSN machinery: configuration and consent failures are
+// permanent and keep the provider's code and text; throttling, 5xx and
+// network failures are temporary and carry Retry-After.
 package oauthtok
 
 import (
