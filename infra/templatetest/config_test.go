@@ -224,8 +224,8 @@ func TestExampleSecretsAreGranted(t *testing.T) {
 	}
 	tpl := loadTemplate(t)
 	values := params(map[string]string{
-		"WebhookSecretArns":      "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + refs["secrets"][0] + "-AbCdEf",
-		"RelayPasswordSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
+		"WebhookSecretArns": "arn:aws:secretsmanager:us-east-1:123456789012:secret:" + refs["secrets"][0] + "-AbCdEf",
+		"RelaySecretArns":   "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
 	})
 	r := resolveWith(t, tpl, values)
 	readable := func(role, id string) bool {

@@ -26,7 +26,7 @@ var (
 		"ConfigObjectKey":           "config/postern-0123456789abcdef.yaml",
 		"MailHostname":              "mx.example.com",
 		"WebhookSecretArns":         webhookSecretA + "," + webhookSecretB,
-		"RelayPasswordSecretArn":    "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
+		"RelaySecretArns":           "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl,arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/m365-app-StUvWx",
 		"SecretsKmsKeyArn":          "arn:aws:kms:us-east-1:123456789012:key/9876fedc-12ab-34cd-56ef-1234567890ab",
 		"SesIdentityArns":           "arn:aws:ses:us-east-1:123456789012:identity/example.com,arn:aws:ses:us-east-1:123456789012:identity/billing@example.com",
 		"SesConfigurationSetName":   "postern",
@@ -45,8 +45,8 @@ var (
 	sseS3 = params(map[string]string{"BucketEncryption": "SSE-S3", "ConfigParameterVersion": "7", "AlarmEmail": "ops@example.com"})
 	// A relay password without webhook secrets, in the default key.
 	ownKey = params(map[string]string{
-		"KmsKeyArn":              "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-		"RelayPasswordSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
+		"KmsKeyArn":       "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+		"RelaySecretArns": "arn:aws:secretsmanager:us-east-1:123456789012:secret:postern/relay-GhIjKl",
 	})
 )
 

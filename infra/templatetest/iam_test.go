@@ -102,9 +102,9 @@ func wantGrants(values map[string]string) map[string][]string {
 	if v := values["WebhookSecretArns"]; v != "" {
 		webhookSecrets = append(expand([]string{"secretsmanager:GetSecretValue"}, strings.Split(v, ",")...), secretKey(true)...)
 	}
-	var relayPassword []string
-	if v := values["RelayPasswordSecretArn"]; v != "" {
-		relayPassword = append(expand([]string{"secretsmanager:GetSecretValue"}, v), secretKey(true)...)
+	var relaySecrets []string
+	if v := values["RelaySecretArns"]; v != "" {
+		relaySecrets = append(expand([]string{"secretsmanager:GetSecretValue"}, strings.Split(v, ",")...), secretKey(true)...)
 	}
 	join := func(parts ...[]string) []string { return sorted(slices.Concat(parts...)) }
 	return map[string][]string{
@@ -135,7 +135,7 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand([]string{"s3:GetObject", "s3:PutObject"}, objects),
 			expand(list, bucket),
 			readConfig,
-			relayPassword,
+			relaySecrets,
 			kms(kmsWrite),
 			ses),
 		"DSNRole": join(
@@ -145,7 +145,7 @@ func wantGrants(values map[string]string) map[string][]string {
 			expand([]string{"s3:GetObject", "s3:PutObject"}, objects),
 			expand(list, bucket),
 			readConfig,
-			relayPassword,
+			relaySecrets,
 			kms(kmsWrite),
 			ses),
 		"GatewayTaskRole": join(
