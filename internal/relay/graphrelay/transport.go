@@ -102,9 +102,9 @@ type Config struct {
 
 // Transport sends through Graph. One Transport serves concurrent calls.
 type Transport struct {
-	s        apirelay.Sender
-	save     bool
-	user     string // .../users/{mailbox}
+	s    apirelay.Sender
+	save bool
+	user string // .../users/{mailbox}
 	// Limits, lowered only by tests: MaxRequestBytes, MaxMessageBytes
 	// (maxRequest/4*3), MaxLargeMessageBytes, uploadChunk.
 	maxRequest, maxDraft, maxTotal, chunk int
@@ -184,7 +184,7 @@ func envelopeCopy(raw []byte, rcpts []relay.Rcpt) (head, body []byte, r relay.Re
 
 func tooLarge(limit int) relay.Reply {
 	return relay.Reply{Status: "5.3.4", Type: relay.DiagLocal,
-		Text: fmt.Sprintf("message exceeds the %d bytes (150 MiB) Microsoft Graph takes for a message with attachments through upload sessions; messages over %d bytes (3 MiB) are sent as a draft with their largest attachments uploaded apart", limit, MaxMessageBytes)}
+		Text: fmt.Sprintf("message exceeds the %d bytes (%d MiB) Microsoft Graph takes for a message with attachments through upload sessions; messages over %d bytes (3 MiB) are sent as a draft with their largest attachments uploaded apart", limit, limit>>20, MaxMessageBytes)}
 }
 
 // post makes one sendMail call. refused reports a 401, the token refused.
