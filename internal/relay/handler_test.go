@@ -15,8 +15,13 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/postern/postern/internal/dsn"
+	"github.com/postern/postern/internal/oauthtok"
+	"github.com/postern/postern/internal/oauthtok/entratest"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/apirelay"
+	"github.com/postern/postern/internal/relay/graphrelay"
+	"github.com/postern/postern/internal/relay/graphrelay/graphtest"
 	"github.com/postern/postern/internal/relay/relaytest"
 	"github.com/postern/postern/internal/relay/smtprelay"
 )
@@ -625,4 +630,39 @@ func equalMaps(a, b map[string]int) bool {
 		}
 	}
 	return true
+}
+
+// Graph's 429 with Retry-After, through the real transport: the job comes
+// back no sooner than Graph asked, then delivers.
+func TestRelayGraphRetryAfter(t *testing.T) {
+	t.Parallel()
+	ent := entratest.New(t)
+	ent.AddApp("contoso", "app", "s3cret")
+	graph := graphtest.New(t, ent.Valid)
+	cache := oauthtok.NewCache()
+	fetch := &oauthtok.Entra{Tenant: "contoso", ClientID: "app", Scope: "https://graph.microsoft.com/.default",
+		TokenURL: ent.TokenURL("contoso"), Secret: func(context.Context) (string, error) { return "s3cret", nil }}
+	tr, err := graphrelay.New(graphrelay.Config{Config: apirelay.Config{Mailbox: "scanner@contoso.com", BaseURL: graph.URL,
+		TokenSource: func(ctx context.Context) (string, error) {
+			tok, err := cache.Token(ctx, fetch)
+			if err != nil {
+				return "", err
+			}
+			return tok.AccessToken, nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, tr)
+	f.job.Recipients = []string{"a@example.com"}
+	h := f.handler(t)
+	graph.FailNext(graphtest.Throttled(10 * time.Minute))
+	mustRetry(t, f.handle(t, h, 1), 10*time.Minute, 10*time.Minute)
+	f.now = f.now.Add(10 * time.Minute)
+	if err := f.handle(t, h, 2); err != nil {
+		t.Fatalf("Handle after the wait: %v", err)
+	}
+	if n := len(graph.Sent()); n != 1 {
+		t.Errorf("Graph sent %d messages, want 1", n)
+	}
 }
