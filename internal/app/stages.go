@@ -16,6 +16,7 @@ import (
 	"github.com/postern/postern/internal/lambdafn/webhookfn"
 	"github.com/postern/postern/internal/parse"
 	"github.com/postern/postern/internal/relay"
+	"github.com/postern/postern/internal/relay/sendas"
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/webhook"
@@ -84,6 +85,11 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 		}
 		if id.AllowRecipient, err = lambdafn.AnyOf(c.AllowedRecipients); err != nil {
 			return nil, fmt.Errorf("config: identities %s allowed_recipients: %w", c.Name, err)
+		}
+		if c.RefuseUndeliverableSenders {
+			if id.Senders, err = sendas.NewPolicy(cfg, c.Name); err != nil {
+				return nil, fmt.Errorf("config: identities %s refuse_undeliverable_senders: %w", c.Name, err)
+			}
 		}
 		ids = append(ids, id)
 	}

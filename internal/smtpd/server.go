@@ -88,6 +88,9 @@ type Identity struct {
 	// AllowSender and AllowRecipient check envelope addresses; nil allows any.
 	AllowSender    func(addr string) bool
 	AllowRecipient func(addr string) bool
+	// Senders, when set, refuses senders no route could deliver (550
+	// 5.7.1 at MAIL, or at RCPT for a recipient whose route cannot).
+	Senders SenderPolicy
 	// Per-identity limits; zero means the server's. Limiter (shared by all
 	// listeners) bounds messages per minute; nil means none.
 	MaxMessageBytes int64

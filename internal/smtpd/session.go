@@ -167,6 +167,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		s.log.Info("sender refused", slog.String("stage", "gateway"), slog.String("identity", id.Name), slog.Int("smtp_code", 553))
 		return errSenderDenied
 	}
+	if rerr := s.checkSender(id, from); rerr != nil {
+		return rerr
+	}
 	if opts != nil && opts.Size > 0 && opts.Size > s.maxBytes(id) {
 		return errTooBig
 	}
@@ -209,6 +212,9 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.srv.router.Accepts(to, s.from, s.identity.Name) {
 		s.log.Info("recipient refused: no route", slog.String("stage", "gateway"), slog.String("identity", s.identity.Name), slog.Int("smtp_code", 550))
 		return errNoSuchRecipient
+	}
+	if rerr := s.checkSenderRcpt(to); rerr != nil {
+		return rerr
 	}
 	r := postern.Recipient{Addr: to}
 	if opts != nil {
