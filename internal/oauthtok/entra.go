@@ -139,7 +139,13 @@ func (e *Entra) clientAssertion(ctx context.Context, aud string) (string, error)
 		}
 		return "", postern.Permanent(err)
 	}
-	return cred.assertion(e.ClientID, aud, now)
+	a, err := cred.assertion(e.ClientID, aud, now)
+	if err != nil {
+		// Signing with a parsed key fails only for keys crypto/rsa refuses
+		// (under 1024 bits): the same on every retry.
+		return "", postern.Permanent(fmt.Errorf("oauthtok: entra app %s: certificate: %w", e.ClientID, err))
+	}
+	return a, nil
 }
 
 // Error is an error answer from a token endpoint.

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
 	"reflect"
 	"slices"
 	"strings"
@@ -227,6 +228,43 @@ func TestCertificateKeyEncodings(t *testing.T) {
 	}
 }
 
+// smallKeyPEM is a 512-bit RSA key and a certificate for it issued by a
+// normal key: crypto/rsa parses such a key but refuses to sign with it (and to
+// generate it, so the primes are drawn here).
+func smallKeyPEM(t *testing.T) []byte {
+	t.Helper()
+	var k *rsa.PrivateKey
+	for k == nil {
+		p, err := rand.Prime(rand.Reader, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := rand.Prime(rand.Reader, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := new(big.Int).Mul(p, q)
+		phi := new(big.Int).Mul(new(big.Int).Sub(p, big.NewInt(1)), new(big.Int).Sub(q, big.NewInt(1)))
+		d := new(big.Int).ModInverse(big.NewInt(65537), phi)
+		if d == nil || n.BitLen() != 512 {
+			continue
+		}
+		k = &rsa.PrivateKey{PublicKey: rsa.PublicKey{N: n, E: 65537}, D: d, Primes: []*big.Int{p, q}}
+		k.Precompute()
+	}
+	issuer, issuerKey := entratest.NewCertificateKey(t, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2028, 1, 1, 0, 0, 0, 0, time.UTC))
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: issuer.NotBefore, NotAfter: issuer.NotAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &k.PublicKey, issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return encodePEM(t, cert, k, true, false)
+}
+
 func TestCertificateUnusablePEM(t *testing.T) {
 	at := func(y int) time.Time { return time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC) }
 	cert, key := entratest.NewCertificateKey(t, at(2026), at(2028))
@@ -268,6 +306,7 @@ func TestCertificateUnusablePEM(t *testing.T) {
 		{"garbled certificate", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("nonsense")})) + string(keyOnly), "certificate 1"},
 		{"two keys", string(good) + string(keyOnly), "more than one private key"},
 		{"expired certificate", string(encodePEM(t, expired, expiredKey, false, false)), "expired on 2025-01-01T00:00:00Z"},
+		{"512-bit key", string(smallKeyPEM(t)), "sign client assertion"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, e, c, _, h, _ := certSetup(t)
