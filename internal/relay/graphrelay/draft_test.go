@@ -309,7 +309,7 @@ func TestLargeLimit(t *testing.T) {
 	accepted(t, send(t, e, msg(body, "a@contoso.com")))
 	wantEndpoints(t, e.graph.Requests(), graphtest.CreateMessage, graphtest.UpdateMessage,
 		graphtest.CreateUploadSession, graphtest.UploadRange, graphtest.UploadRange, graphtest.UploadRange, // a.bin
-		graphtest.AddAttachment, // b.txt, 40 KiB: its JSON fits 64 KiB
+		graphtest.AddAttachment,                                                     // b.txt, 40 KiB: its JSON fits 64 KiB
 		graphtest.CreateUploadSession, graphtest.UploadRange, graphtest.UploadRange, // c.jpg
 		graphtest.SendDraft)
 	checkDelivered(t, body, e.graph.Sent()[0])

@@ -89,7 +89,9 @@ func (t *Transport) plan(head, body []byte) (*plan, relay.Reply, bool) {
 		}
 		cut = append(cut, l)
 		size -= l.end - l.start
-		l.parent.cut++
+		if l.parent.cut++; l.parent.cut == l.parent.parts {
+			size += len(placeholder(l.parent.boundary))
+		}
 	}
 	if size > t.maxDraft {
 		return nil, relay.Reply{Status: "5.3.4", Type: relay.DiagLocal,
@@ -105,7 +107,7 @@ func (t *Transport) plan(head, body []byte) (*plan, relay.Reply, bool) {
 		if l.parent.cut == l.parent.parts {
 			// A multipart with no part left is not MIME; keep an empty
 			// text part in the place of its last attachment.
-			out = append(out, "--"+l.parent.boundary+"\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\r\n"...)
+			out = append(out, placeholder(l.parent.boundary)...)
 			l.parent.cut = -1
 		}
 		at = l.end
@@ -113,6 +115,12 @@ func (t *Transport) plan(head, body []byte) (*plan, relay.Reply, bool) {
 	}
 	p.mime = append(out, body[at:]...)
 	return p, relay.Reply{}, true
+}
+
+// placeholder is an empty text part, with its delimiter line, for a
+// multipart whose every part was cut.
+func placeholder(boundary string) string {
+	return "--" + boundary + "\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\r\n"
 }
 
 // walk returns the attachment leaves of the multipart body b (at offset

@@ -131,7 +131,7 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		return relay.Uniform(m, t.s.Name, tooLarge(t.maxTotal)), nil
 	}
 	var buf bytes.Buffer
-	buf.Grow(int(m.Size) + 4096)
+	buf.Grow(int(max(m.Size, 0)) + 4096)
 	if _, err := buf.ReadFrom(io.LimitReader(crlf.NewReader(m.Body), int64(t.maxTotal)+1)); err != nil {
 		return nil, fmt.Errorf("graphrelay: read message %s: %w", m.ID, err)
 	}
