@@ -161,6 +161,10 @@ func TestMailboxExamplesOnAWS(t *testing.T) {
 		"POSTERN_QUEUE_INBOUND": "https://sqs.invalid/0/inbound", "POSTERN_QUEUE_WEBHOOK": "https://sqs.invalid/0/webhook",
 		"POSTERN_QUEUE_RELAY": "https://sqs.invalid/0/relay", "POSTERN_QUEUE_DSN": "https://sqs.invalid/0/dsn",
 	}
+	deploy, err := os.ReadFile(filepath.Join("..", "..", "infra", "DEPLOY.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	// scripts/deploy's test for secrets no process on AWS has.
 	localRef := regexp.MustCompile(`(^|[[:space:]"'\[,:])(env|file):[A-Za-z0-9_/.]`)
 	for _, ex := range mailboxExamples {
@@ -181,6 +185,9 @@ func TestMailboxExamplesOnAWS(t *testing.T) {
 			text := string(b)
 			for name, sm := range ex.smAWS {
 				text = strings.ReplaceAll(text, "env:"+name, "secretsmanager:"+sm)
+				if !strings.Contains(string(deploy), `"secretsmanager:`+sm+`"`) || !strings.Contains(string(deploy), "--name "+sm+" ") {
+					t.Errorf("DEPLOY.md does not show how to store and name the secret %s", sm)
+				}
 			}
 			for i, line := range strings.Split(text, "\n") {
 				if localRef.MatchString(line) {
