@@ -1,16 +1,18 @@
 package metrics
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/postern/postern/internal/relay"
 )
 
-// Relay counts the relay stage's outcomes per route (relay.Observer).
+// Relay counts the relay stage's attempts per route (relay.Observer).
 type Relay struct {
 	recipients *prometheus.CounterVec
 	attempts   *prometheus.HistogramVec
 }
+
+var _ relay.Observer = (*Relay)(nil)
 
 // Relay registers postern_relay_recipients_total and
 // postern_relay_attempt_seconds and returns the observer that counts into
@@ -31,13 +33,12 @@ func (m *Metrics) Relay() *Relay {
 	return r
 }
 
-func (r *Relay) RelayRecipients(route, outcome string, n int) {
-	if n < 0 {
-		return
+// RelayAttempt counts a's recipients by outcome, and its time.
+func (r *Relay) RelayAttempt(a relay.Attempt) {
+	for outcome, n := range map[string]int{"delivered": a.Delivered, "deferred": a.Deferred, "failed": a.Failed,
+		"expired": a.Expired, "error": a.Error} {
+		// A zero still creates the series once, so rates start at 0.
+		r.recipients.WithLabelValues(a.Route, outcome).Add(float64(max(n, 0)))
 	}
-	r.recipients.WithLabelValues(route, outcome).Add(float64(n))
-}
-
-func (r *Relay) RelayAttempt(route string, d time.Duration) {
-	r.attempts.WithLabelValues(route).Observe(d.Seconds())
+	r.attempts.WithLabelValues(a.Route).Observe(a.Latency.Seconds())
 }

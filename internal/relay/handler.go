@@ -141,22 +141,22 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	if err == nil {
 		err = checkResult(m, res)
 	}
-	latency := h.now().Sub(start)
-	h.obs.RelayAttempt(rj.Route, latency)
+	att := Attempt{Route: rj.Route, Latency: h.now().Sub(start)}
+	defer func() { h.obs.RelayAttempt(att) }()
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "relay attempt failed", slog.String("error", err.Error()),
-			slog.Int64("latency_ms", latency.Milliseconds()))
-		h.obs.RelayRecipients(rj.Route, OutcomeError, len(pending))
+			slog.Int64("latency_ms", att.Latency.Milliseconds()))
+		att.Error = len(pending)
 		return fmt.Errorf("relay %s route %s: %w", rj.ID, rj.Route, err)
 	}
-	return h.settle(ctx, log, rj, route, st, res, job.Attempt, latency)
+	return h.settle(ctx, log, rj, route, st, res, job.Attempt, &att)
 }
 
 // settle acts on one attempt's per-recipient outcome: accepted recipients
 // are done, refused ones are reported, deferred ones are retried until the
-// route's max age and then reported.
+// route's max age and then reported. It counts the outcomes into att.
 func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.RelayJob, route Route, st *state,
-	res *Result, attempt int, latency time.Duration) error {
+	res *Result, attempt int, att *Attempt) error {
 	now := h.now().UTC()
 	age := now.Sub(rj.Created)
 	// A context that ended cut the attempt short: that is not the remote's
@@ -190,17 +190,17 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "relay attempt", slog.String("remote", res.Remote),
 		slog.Int("accepted", len(accepted)), slog.Int("failed", len(failed)), slog.Int("deferred", len(deferred)),
-		slog.Int64("latency_ms", latency.Milliseconds()), slog.String("result", result))
+		slog.Int64("latency_ms", att.Latency.Milliseconds()), slog.String("result", result))
 
 	changed := len(accepted) > 0
 	for _, r := range accepted {
 		st.Done = append(st.Done, r.Addr)
 	}
-	h.obs.RelayRecipients(rj.Route, OutcomeDelivered, len(accepted))
+	att.Delivered = len(accepted)
 	if len(failed) > 0 {
 		if err := h.queueDSN(ctx, rj, res.Remote, failed, now); err != nil {
 			// Not settled: they are tried again with the job.
-			h.obs.RelayRecipients(rj.Route, OutcomeError, len(failed))
+			att.Error = len(failed)
 			// Keep what was accepted, so the retry does not send it again.
 			if changed {
 				if serr := h.saveState(ctx, rj, st); serr != nil {
@@ -210,21 +210,20 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 			return fmt.Errorf("relay %s route %s: queue dsn: %w", rj.ID, rj.Route, err)
 		}
 		log.LogAttrs(ctx, slog.LevelWarn, "relay failed; dsn queued", slog.Int("recipients", len(failed)), slog.Bool("expired", expired))
-		var refused int
 		for _, r := range failed {
 			st.Done = append(st.Done, r.Addr)
 			if r.Reply.Permanent() {
-				refused++
+				att.Failed++
+			} else {
+				att.Expired++
 			}
 		}
-		h.obs.RelayRecipients(rj.Route, OutcomeFailed, refused)
-		h.obs.RelayRecipients(rj.Route, OutcomeExpired, len(failed)-refused)
 		changed = true
 	}
 	if len(deferred) == 0 {
 		return nil
 	}
-	h.obs.RelayRecipients(rj.Route, OutcomeDeferred, len(deferred))
+	att.Deferred = len(deferred)
 
 	if route.DelayNotice > 0 && !st.DelayNotified && age >= route.DelayNotice {
 		// Best effort: if queueing fails, the next attempt tries again.

@@ -532,42 +532,30 @@ func TestRelayRetryAfterIsFloor(t *testing.T) {
 // countObserver records what the handler reports.
 type countObserver struct {
 	mu       sync.Mutex
-	counts   map[string]int // route/outcome
-	attempts map[string]int // route
+	attempts []relay.Attempt
 }
 
-func (o *countObserver) RelayRecipients(route, outcome string, n int) {
+func (o *countObserver) RelayAttempt(a relay.Attempt) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.counts == nil {
-		o.counts = map[string]int{}
-	}
-	o.counts[route+"/"+outcome] += n
+	o.attempts = append(o.attempts, a)
 }
 
-func (o *countObserver) RelayAttempt(route string, d time.Duration) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.attempts == nil {
-		o.attempts = map[string]int{}
-	}
-	o.attempts[route]++
-}
-
+// snapshot sums the counts per route/outcome and counts attempts per route.
 func (o *countObserver) snapshot() (map[string]int, map[string]int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	c := map[string]int{}
-	for k, v := range o.counts {
-		if v != 0 {
-			c[k] = v
+	c, n := map[string]int{}, map[string]int{}
+	for _, a := range o.attempts {
+		n[a.Route]++
+		for outcome, v := range map[string]int{"delivered": a.Delivered, "deferred": a.Deferred, "failed": a.Failed,
+			"expired": a.Expired, "error": a.Error} {
+			if v != 0 {
+				c[a.Route+"/"+outcome] += v
+			}
 		}
 	}
-	a := map[string]int{}
-	for k, v := range o.attempts {
-		a[k] = v
-	}
-	return c, a
+	return c, n
 }
 
 func TestRelayObserverCountsOutcomes(t *testing.T) {

@@ -2,29 +2,31 @@ package relay
 
 import "time"
 
-// Outcomes of a recipient in one attempt, as Observer counts them.
-const (
-	OutcomeDelivered = "delivered" // the remote accepted it
-	OutcomeDeferred  = "deferred"  // refused for now; the job is retried
-	OutcomeFailed    = "failed"    // refused for good; a DSN is queued
-	OutcomeExpired   = "expired"   // still refused at the route's max age; a DSN is queued
-	OutcomeError     = "error"     // the attempt failed on this side (reading the message, queueing the DSN); the job is retried
-)
+// Attempt is what one relay attempt came to: how many of its recipients
+// ended each way, and how long the send took.
+type Attempt struct {
+	// Route is the job's route, one the configuration names: a job for
+	// an unknown route is refused before any attempt, so this is a
+	// bounded label.
+	Route   string
+	Latency time.Duration // the transport's Send
 
-// Observer is told what each relay attempt came to, per route. The Handler
-// calls it only for routes the configuration names (a job for an unknown
-// route is refused first), so its labels stay bounded. Implementations
-// must be safe for concurrent use; metrics.Relay is one.
+	Delivered int // the remote accepted them
+	Deferred  int // refused for now; the job is retried
+	Failed    int // refused for good; a DSN is queued
+	Expired   int // still refused at the route's max age; a DSN is queued
+	// Error counts recipients a fault on this side (reading the message,
+	// queueing the DSN) left unsettled; the job is retried.
+	Error int
+}
+
+// Observer is told of each relay attempt (metrics.Relay counts them for
+// the admin /metrics, EMF writes them for CloudWatch). Implementations
+// must be safe for concurrent use.
 type Observer interface {
-	// RelayRecipients counts n recipients of route with outcome, one of
-	// the Outcome constants. n may be 0.
-	RelayRecipients(route, outcome string, n int)
-	// RelayAttempt is one Send through route's transport and how long it
-	// took.
-	RelayAttempt(route string, d time.Duration)
+	RelayAttempt(a Attempt)
 }
 
 type noObserver struct{}
 
-func (noObserver) RelayRecipients(string, string, int) {}
-func (noObserver) RelayAttempt(string, time.Duration)  {}
+func (noObserver) RelayAttempt(Attempt) {}
