@@ -222,6 +222,11 @@ func classify(provider string, err error) error {
 			return postern.RetryAfter(e, d)
 		}
 		return e
+	case e.ProviderCode == "AADSTS700024":
+		// The assertion's time range: this host's clock is off, which
+		// the operator fixes (NTP) without touching the app; retried,
+		// the mail goes out then instead of bouncing meanwhile.
+		return e
 	case s >= 400 && s < 500 && (e.Code != "" || s == http.StatusUnauthorized || s == http.StatusForbidden):
 		return postern.Permanent(e)
 	}

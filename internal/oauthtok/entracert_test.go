@@ -347,33 +347,34 @@ func TestCertificateEndpointErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, aadsts, text string
 		mod                func(*testing.T, *entratest.Server, *Entra, *clock, *pemHolder)
+		temporary          bool // this host's clock: fixed without touching the app
 	}{
 		{"certificate not registered", "AADSTS700027", "is not registered on application", func(t *testing.T, _ *entratest.Server, _ *Entra, _ *clock, h *pemHolder) {
 			p, _ := entratest.NewCertificate(t) // a good pair the app does not know
 			h.Set(p)
-		}},
+		}, false},
 		{"app has only a secret", "AADSTS700027", "is not registered on application", func(t *testing.T, s *entratest.Server, e *Entra, _ *clock, _ *pemHolder) {
 			e.ClientID = "99999999-0000-0000-0000-000000000000"
 			s.AddApp(tenant, e.ClientID, secret)
-		}},
+		}, false},
 		{"host clock 20 minutes slow", "AADSTS700024", "not within its valid time range", func(_ *testing.T, _ *entratest.Server, e *Entra, clk *clock, _ *pemHolder) {
 			e.now = func() time.Time { return clk.Now().Add(-20 * time.Minute) }
-		}},
+		}, true},
 		{"host clock 20 minutes fast", "AADSTS700024", "not within its valid time range", func(_ *testing.T, _ *entratest.Server, e *Entra, clk *clock, _ *pemHolder) {
 			e.now = func() time.Time { return clk.Now().Add(20 * time.Minute) }
-		}},
+		}, true},
 		{"token URL the endpoint does not call its own", "AADSTS700023", "audience", func(_ *testing.T, s *entratest.Server, e *Entra, _ *clock, _ *pemHolder) {
 			// The assertion's aud is the URL it is posted to; reaching the
 			// endpoint under another name breaks it, as at Entra.
 			e.TokenURL = strings.Replace(s.TokenURL(tenant), "127.0.0.1", "localhost", 1)
-		}},
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, e, c, clk, h, _ := certSetup(t)
 			tc.mod(t, srv, e, clk, h)
 			_, err := c.Token(t.Context(), e)
-			if !postern.IsPermanent(err) {
-				t.Fatalf("error %v not permanent", err)
+			if postern.IsPermanent(err) == tc.temporary {
+				t.Fatalf("error %v: permanent %v, want %v", err, postern.IsPermanent(err), !tc.temporary)
 			}
 			var te *Error
 			if !errors.As(err, &te) {

@@ -1,0 +1,70 @@
+package relayfn
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/oauthtok/entratest"
+	"github.com/postern/postern/internal/relay/graphrelay/graphtest"
+)
+
+// A graph route from config whose app signs in with a certificate (PEM
+// in a file) sends as its mailbox with a Graph token Entra issued on a
+// signed client assertion.
+func TestGraphRouteWithCertificate(t *testing.T) {
+	ent := entratest.New(t)
+	pem, cert := entratest.NewCertificate(t)
+	const tenant, client = "certs.onmicrosoft.com", "22222222-3333-4444-5555-666666666666"
+	ent.AddCertificate(tenant, client, cert)
+	g := graphtest.New(t, ent.Valid)
+	pemFile := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(pemFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := `
+routes:
+  - name: m365
+    match: {recipients: ["*"]}
+    relay:
+      type: graph
+      send_as: scanner@contoso.com
+      save_to_sent_items: true
+      base_url: "` + g.URL + `"
+      oauth:
+        provider: entra
+        tenant: ` + tenant + `
+        client_id: ` + client + `
+        certificate: "file:` + pemFile + `"
+        token_url: "` + ent.TokenURL(tenant) + `"
+`
+	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTransport(context.Background(), cfg, "routes m365 relay", cfg.Routes[0].Relay, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "From: scanner@contoso.com\r\nTo: accounts@example.com\r\nSubject: scan\r\n\r\npage\r\n"
+	res, err := send(t, tr, body)
+	delivered(t, res, err)
+
+	toks := ent.Requests()
+	if len(toks) != 1 || toks[0].Form.Get("client_secret") != "" || toks[0].Assertion == nil ||
+		toks[0].Form.Get("scope") != config.GraphScope {
+		t.Fatalf("token requests %+v", toks)
+	}
+	var sent int
+	for _, r := range g.Requests() {
+		if strings.HasSuffix(r.Path, "/users/scanner@contoso.com/sendMail") && ent.Valid(r.Token) && strings.HasSuffix(string(r.MIME), body) {
+			sent++
+		}
+	}
+	if sent != 1 {
+		t.Fatalf("%d sendMail calls with the message and a valid token; requests %+v", sent, g.Requests())
+	}
+}
