@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime/quotedprintable"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +26,7 @@ import (
 // part is one attachment of a test message.
 type part struct {
 	name, ctype, cid string
-	inline           bool
+	inline, qp       bool // qp: quoted-printable, else base64
 	data             []byte
 }
 
@@ -55,11 +56,22 @@ func mixed(pad int, parts ...part) string {
 		if p.inline {
 			disp = "inline"
 		}
-		fmt.Fprintf(&b, "--b1\r\nContent-Type: %s; name=\"%s\"\r\nContent-Disposition: %s; filename=\"%s\"\r\nContent-Transfer-Encoding: base64\r\n", p.ctype, p.name, disp, p.name)
+		cte := "base64"
+		if p.qp {
+			cte = "quoted-printable"
+		}
+		fmt.Fprintf(&b, "--b1\r\nContent-Type: %s; name=\"%s\"\r\nContent-Disposition: %s; filename=\"%s\"\r\nContent-Transfer-Encoding: %s\r\n", p.ctype, p.name, disp, p.name, cte)
 		if p.cid != "" {
 			fmt.Fprintf(&b, "Content-ID: <%s>\r\n", p.cid)
 		}
 		b.WriteString("\r\n")
+		if p.qp {
+			w := quotedprintable.NewWriter(&b)
+			_, _ = w.Write(p.data)
+			_ = w.Close()
+			b.WriteString("\r\n")
+			continue
+		}
 		enc := base64.StdEncoding.EncodeToString(p.data)
 		for len(enc) > 76 {
 			b.WriteString(enc[:76] + "\r\n")
@@ -495,5 +507,78 @@ func TestDraftDeadline(t *testing.T) {
 	}
 	if r := res.Rcpts[0].Reply; r.Status != "4.4.2" || r.Remote() {
 		t.Fatalf("reply %v", r)
+	}
+}
+
+// TestNestedParts sends what mail clients build: text and HTML
+// alternatives, an inline image in a related part, attachments in base64
+// (quoted-printable in TestQuotedPrintablePart). Cut parts keep their inline flag and Content-ID.
+func TestNestedParts(t *testing.T) {
+	t.Parallel()
+	notes := []byte(strings.Repeat("Line of notes with = signs and trailing space \r\n", 1500))
+	p, err := enmime.Builder().RandSeed(1).From("Scanner", "scanner@contoso.com").To("", "a@contoso.com").Subject("nested").
+		Text([]byte("see attached\r\n")).HTML([]byte(`<p>see <img src="cid:img1@postern"></p>`)).
+		AddInline(randomBytes(11, 90<<10), "image/png", "img.png", "img1@postern").
+		AddAttachment(randomBytes(12, 300<<10), "application/pdf", "scan.pdf").
+		AddAttachment(notes, "text/plain", "notes.txt").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := p.Encode(&b); err != nil {
+		t.Fatal(err)
+	}
+	body := b.String()
+	if !strings.Contains(body, "multipart/related") {
+		t.Fatalf("the builder made no related part:\n%.2000s", body)
+	}
+	e := setupSave(t, false)
+	small(t, e, graphrelay.MaxLargeMessageBytes)
+	accepted(t, send(t, e, msg(body, "a@contoso.com")))
+	sent := e.graph.Sent()[0]
+	checkDelivered(t, body, sent)
+	byName := map[string]graphtest.Attachment{}
+	for _, a := range sent.Attachments {
+		byName[a.Name] = a
+	}
+	if img := byName["img.png"]; !img.IsInline || img.ContentID != "img1@postern" || img.ContentType != "image/png" {
+		t.Errorf("inline image sent as %+v", img)
+	}
+	if n := byName["notes.txt"]; !bytes.Equal(n.Content, notes) || n.IsInline {
+		t.Errorf("notes sent as %d bytes", len(n.Content))
+	}
+	if _, ok := byName["scan.pdf"]; !ok {
+		t.Errorf("scan.pdf not cut: %v", byName)
+	}
+}
+
+func TestDraftRevokedToken(t *testing.T) {
+	t.Parallel()
+	e := setupSave(t, false)
+	accepted(t, send(t, e, msg(stored, "a@contoso.com", "b@fabrikam.com")))
+	first := e.graph.Requests()[0].Token
+	e.entra.Revoke(first)
+	accepted(t, send(t, e, msg(stored, "a@contoso.com", "b@fabrikam.com")))
+	reqs := e.graph.Requests()[3:]
+	wantEndpoints(t, reqs, graphtest.CreateMessage, graphtest.CreateMessage, graphtest.UpdateMessage, graphtest.SendDraft)
+	if reqs[0].Token != first || reqs[1].Token == first || e.fetches.Load() != 1 {
+		t.Fatalf("retried with the revoked token: %v; %d invalidations", reqs[1].Token == first, e.fetches.Load())
+	}
+	if d := e.graph.Drafts(); len(d) != 0 {
+		t.Fatalf("%d drafts left", len(d))
+	}
+}
+
+func TestQuotedPrintablePart(t *testing.T) {
+	t.Parallel()
+	notes := []byte(strings.Repeat("Zeile mit = Zeichen, \xe4\xf6\xfc und Leerzeichen am Ende \r\n", 2000))
+	body := mixed(100, part{name: "notes.txt", ctype: "text/plain; charset=iso-8859-1", qp: true, data: notes})
+	e := setupSave(t, false)
+	small(t, e, graphrelay.MaxLargeMessageBytes)
+	accepted(t, send(t, e, msg(body, "a@contoso.com")))
+	sent := e.graph.Sent()[0]
+	if a := sent.Attachments; len(a) != 1 || !bytes.Equal(a[0].Content, notes) || a[0].ContentType != "text/plain; charset=iso-8859-1" {
+		t.Fatalf("attachments %d", len(a))
 	}
 }
