@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"net"
+	"os/exec"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -100,5 +102,39 @@ func TestRefuseUndeliverableSenders(t *testing.T) {
 				t.Errorf("RSET after a refusal: %v", err)
 			}
 		})
+	}
+}
+
+// pyDevice is a device with a junk sender, as Python's smtplib speaks: it
+// prints each reply line as the wire carried it.
+const pyDevice = `
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=20)
+s.ehlo("scanner-3f")
+for frm, rcpt in (("scanner@printer.local", None), ("dev@lan.test", "boss@contoso.com")):
+    code, text = s.mail(frm)
+    print(code, text.decode())
+    if rcpt:
+        code, text = s.rcpt(rcpt)
+        print(code, text.decode())
+    s.rset()
+s.quit()
+`
+
+// The refusals reach a client as whole RFC 5321 reply lines with their
+// RFC 3463 codes, the mailbox named.
+func TestRefuseUndeliverableSendersSmtplib(t *testing.T) {
+	t.Parallel()
+	py := requireTool(t, "python3")
+	host, port, _ := net.SplitHostPort(sendAsGateway(t, true))
+	out, err := exec.Command(py, "-c", pyDevice, host, port).CombinedOutput()
+	if err != nil {
+		t.Fatalf("smtplib: %v\n%s", err, out)
+	}
+	want := "550 5.7.1 Sender address rejected: mail is sent only as <mailbox@contoso.com>\n" +
+		"250 2.1.0 Sender OK\n" +
+		"550 5.7.1 Sender address rejected for this recipient: its mail is sent only as <mailbox@contoso.com>\n"
+	if string(out) != want {
+		t.Errorf("smtplib saw:\n%s\nwant:\n%s", out, want)
 	}
 }
