@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/postern/postern/internal/oauthtok"
 	"github.com/postern/postern/internal/oauthtok/entratest"
 	"github.com/postern/postern/internal/oauthtok/googletest"
+	"github.com/postern/postern/internal/relay/graphrelay/graphtest"
 )
 
 func TestCheckConfigProbe(t *testing.T) {
@@ -20,6 +22,15 @@ func TestCheckConfigProbe(t *testing.T) {
 	)
 	ent := entratest.NewJWT(t)
 	ent.AddApp(tenant, client, "s3cret~value")
+	// Until consent, Exchange lets the app do nothing with the mailbox.
+	var consented atomic.Bool
+	graph := graphtest.NewFolders(t, func(tok, _ string) (bool, graphtest.Access) {
+		if consented.Load() {
+			return ent.Valid(tok), graphtest.Granted
+		}
+		return ent.Valid(tok), graphtest.NoPermission
+	})
+	graph.AddMailbox(mbox)
 	g := googletest.New(t)
 	acct := g.NewAccount(t, "relay@postern-test.iam.gserviceaccount.com")
 	g.Delegate(acct, oauthtok.ScopeGmailSend)
@@ -41,6 +52,7 @@ func TestCheckConfigProbe(t *testing.T) {
     relay:
       type: graph
       send_as: `+mbox+`
+      base_url: `+graph.URL+`
       oauth:
         provider: entra
         tenant: `+tenant+`
@@ -69,21 +81,25 @@ func TestCheckConfigProbe(t *testing.T) {
 	graphHead := `probe routes[0].relay (route scanners): graph as ` + mbox + `
   token: ok: entra app ` + client + ` in tenant ` + tenant + `, scope https://graph.microsoft.com/.default, valid 3600 s
 `
-	graphMailbox := `  mailbox: not checked: Graph gives an app holding only Mail.Send no way to look up ` + mbox + ` without sending; the first message shows an unknown mailbox (ErrorInvalidUser), one outside Exchange Online (MailboxNotEnabledForRESTAPI) or one the app's access policy excludes (ErrorAccessDenied) in the notice to the identity's owner
-`
 
 	// No admin consent yet: the token carries no roles.
 	code, out, errs := runCLI(t, "", "check-config", "-probe", cfgPath)
-	want := graphHead + `  permission: FAILED: the token for https://graph.microsoft.com does not carry Mail.Send (roles: none); fix: Entra admin center > App registrations > ` + client +
-		` > API permissions > Add a permission > Microsoft Graph > Application permissions > Mail.Send, then Grant admin consent (a grant made only in Exchange Online RBAC for Applications does not show in the token)
-` + graphMailbox + gmail
+	testSP := "Test-ServicePrincipalAuthorization -Identity " + client + " -Resource " + mbox
+	want := graphHead + `  permission: FAILED: the token carries neither Mail.Send nor Mail.ReadWrite (roles: none); fix: grant both for ` + mbox +
+		`, either in Exchange Online (RBAC for Applications: New-ManagementRoleAssignment -App ` + client + ` -Role "Application Mail.Send" -CustomResourceScope <the scope holding ` + mbox +
+		`>; the same with "Application Mail.ReadWrite"; check with ` + testSP + `) or as Microsoft Graph application permissions with admin consent, restricted by an application access policy
+  mailbox: FAILED: 403 ErrorAccessDenied: Access is denied. Check credentials and try again.: app ` + client + ` holds no mail permission Graph honours for ` + mbox +
+		`; fix: grant Mail.Send and Mail.ReadWrite (see the permission line) and check with ` + testSP + `
+` + gmail
 	if code != 1 || !strings.HasPrefix(out, cfgPath+": OK\n") || probeLines(out) != want {
 		t.Fatalf("before consent: exit %d, stderr %q, stdout\n%s\nwant the probe to print\n%s", code, errs, out, want)
 	}
 
-	ent.Grant(client, "https://graph.microsoft.com", "Mail.Send")
+	ent.Grant(client, "https://graph.microsoft.com", "Mail.Send", "Mail.ReadWrite")
+	consented.Store(true)
 	code, out, errs = runCLI(t, "", "check-config", "-probe", cfgPath)
-	want = graphHead + "  permission: ok: the token carries Mail.Send (roles: Mail.Send)\n" + graphMailbox + gmail
+	want = graphHead + "  permission: ok: the token carries Mail.Send and Mail.ReadWrite (roles: Mail.Send, Mail.ReadWrite)\n" +
+		"  mailbox: ok: " + mbox + " is an Exchange Online mailbox the app may use (Graph read its Drafts folder; nothing was sent)\n" + gmail
 	if code != 0 || probeLines(out) != want {
 		t.Fatalf("after consent: exit %d, stderr %q, stdout\n%s\nwant the probe to print\n%s", code, errs, out, want)
 	}

@@ -34,14 +34,6 @@ func mailbox(ctx context.Context, t Target, f oauthtok.Fetcher, tok string, o Op
 	case "gmail":
 		return Check{Name: CheckMailbox, Status: OK,
 			Text: "Google issued a token acting as " + t.Relay.Mailbox() + ", so the mailbox is a user of the domain and delegation reaches it"}
-	case "graph":
-		// Mail.Send lets an app send as a mailbox and read nothing: no
-		// user lookup (User.Read.All), no mailbox settings
-		// (MailboxSettings.Read), and sendMail has no dry run. Asking for
-		// more permissions to probe would defeat least privilege.
-		return Check{Name: CheckMailbox, Status: NotChecked,
-			Text: "Graph gives an app holding only Mail.Send no way to look up " + t.Relay.Mailbox() +
-				" without sending; the first message shows an unknown mailbox (ErrorInvalidUser), one outside Exchange Online (MailboxNotEnabledForRESTAPI) or one the app's access policy excludes (ErrorAccessDenied) in the notice to the identity's owner"}
 	}
 	return Check{Name: CheckMailbox, Status: NotChecked, Text: "relay type " + t.Relay.Type + " has no mailbox check"}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -99,6 +100,8 @@ type Options struct {
 	Fetcher func(key string, r *config.Relay) (oauthtok.Fetcher, error)
 	// LocalName is the EHLO name for smarthosts; "localhost" when empty.
 	LocalName string
+	// HTTPClient reads Graph; http.DefaultClient when nil.
+	HTTPClient *http.Client
 	// SMTPTLS replaces the system roots for smarthosts, for tests.
 	SMTPTLS *tls.Config
 	// Timeout bounds the probe of one relay; 30 s when zero.
@@ -135,6 +138,12 @@ func probeOne(ctx context.Context, t Target, o Options) Report {
 		return rep
 	}
 	add(Check{Name: CheckToken, Status: OK, Text: tokenOK(t, f, tok.ExpiresIn)})
+	if t.Relay.Type == "graph" {
+		perm, mbox := graphChecks(ctx, t, f.Key(), tok.AccessToken, o)
+		add(perm)
+		add(mbox)
+		return rep
+	}
 	add(permission(t, f, tok.AccessToken))
 	add(mailbox(ctx, t, f, tok.AccessToken, o))
 	return rep
