@@ -19,9 +19,11 @@ import (
 	"github.com/postern/postern/internal/relay/apirelay"
 )
 
-// deleteAfterSubmit is PidTagDeleteAfterSubmit (MS-OXPROPS 2.669, property
-// 0x0E01, PtypBoolean) in Graph's extended-property id form.
-const deleteAfterSubmit = "Boolean 0x0E01"
+// deleteAfterSubmit is PidTagDeleteAfterSubmit (MS-OXPROPS 2.669: property
+// id 0x0E01, PtypBoolean 0x000B) in the "{type} {proptag}" id form of
+// Graph's "Outlook extended properties overview", whose proptag is the
+// whole MAPI property tag, id and type.
+const deleteAfterSubmit = "Boolean 0x0E01000B"
 
 // cleanupTimeout bounds the delete of a failed draft, which runs even when
 // the send's own deadline has passed.

@@ -193,7 +193,7 @@ func TestDraftWithoutSentItems(t *testing.T) {
 	var p struct {
 		Props []struct{ ID, Value string } `json:"singleValueExtendedProperties"`
 	}
-	if err := json.Unmarshal(patch.Body, &p); err != nil || len(p.Props) != 1 || p.Props[0].ID != "Boolean 0x0E01" || p.Props[0].Value != "true" {
+	if err := json.Unmarshal(patch.Body, &p); err != nil || len(p.Props) != 1 || p.Props[0].ID != "Boolean 0x0E01000B" || p.Props[0].Value != "true" {
 		t.Errorf("PATCH body %s", patch.Body)
 	}
 	if sendq.Header.Get("Content-Length") != "0" || len(sendq.Body) != 0 {

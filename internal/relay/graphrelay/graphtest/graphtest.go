@@ -42,7 +42,9 @@ const (
 	UploadRange         Endpoint = "uploadRange"         // PUT {uploadUrl}
 )
 
-// DeleteAfterSubmit is the extended-property id of PidTagDeleteAfterSubmit.
+// DeleteAfterSubmit is the key of PidTagDeleteAfterSubmit in
+// Message.ExtendedProperties, which holds proptag ids as "{type} 0x{id}"
+// whether they came with the property id alone or the whole tag.
 const DeleteAfterSubmit = "Boolean 0x0E01"
 
 // Request is one request the server received.
@@ -450,11 +452,13 @@ func (s *Server) update(w http.ResponseWriter, rec Request) {
 		writeErr(w, badRequest("BadRequest", "Unable to read JSON request payload."))
 		return
 	}
-	for _, p := range in.Props {
-		if p.ID == "" || p.Value == "" {
+	for i, p := range in.Props {
+		id, ok := propID(p.ID)
+		if !ok || p.Value == "" {
 			writeErr(w, badRequest("ErrorInvalidExtendedProperty", "The extended property attribute combination is invalid."))
 			return
 		}
+		in.Props[i].ID = id
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -466,6 +470,45 @@ func (s *Server) update(w http.ResponseWriter, rec Request) {
 		m.ExtendedProperties[p.ID] = p.Value
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "isDraft": m.Folder == "Drafts"})
+}
+
+// mapiTypes are the type words of extended-property ids with their MAPI
+// property types (the low word of a property tag).
+var mapiTypes = map[string][]uint32{"Boolean": {0x000B}, "Integer": {0x0003}, "Long": {0x0014}, "String": {0x001F, 0x001E},
+	"SystemTime": {0x0040}, "Binary": {0x0102}, "Double": {0x0005}, "Float": {0x0004}, "Short": {0x0002}, "CLSID": {0x0048}}
+
+// propID checks an id in the "{type} {proptag}" form, the tag with or
+// without its type word, and returns it as "{type} 0x{id}". Named ids
+// ("{type} {guid} Name {name}") are kept as given.
+func propID(id string) (string, bool) {
+	typ, tag, ok := strings.Cut(id, " ")
+	types, known := mapiTypes[typ]
+	if !ok || !known {
+		return "", false
+	}
+	if strings.HasPrefix(tag, "{") {
+		return id, strings.Contains(tag, "} Name ") || strings.Contains(tag, "} Id ")
+	}
+	hex, ok := strings.CutPrefix(strings.ToLower(tag), "0x")
+	n, err := strconv.ParseUint(hex, 16, 32)
+	switch {
+	case !ok || err != nil || len(hex) > 8:
+		return "", false
+	case len(hex) > 4:
+		// A whole tag: its type must be the type word's.
+		matches := false
+		for _, t := range types {
+			matches = matches || uint32(n)&0xFFFF == t
+		}
+		if !matches {
+			return "", false
+		}
+		n >>= 16
+	}
+	if n == 0 || n >= 0x8000 {
+		return "", false // proptags name MAPI's own properties, 0x0001-0x7FFF
+	}
+	return fmt.Sprintf("%s 0x%04X", typ, n), true
 }
 
 func (s *Server) delete(w http.ResponseWriter, rec Request) {

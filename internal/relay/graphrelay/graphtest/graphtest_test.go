@@ -103,7 +103,10 @@ func TestDraftLifecycleContract(t *testing.T) {
 	msg := user + "/messages/" + id
 	want(t, do(t, "PATCH", msg, "application/json", tok, []byte("{")), 400, "BadRequest")
 	want(t, do(t, "PATCH", user+"/messages/AAMkADnope=", "application/json", tok, []byte(`{}`)), 404, "ErrorItemNotFound")
-	want(t, do(t, "PATCH", msg, "application/json", tok, []byte(`{"singleValueExtendedProperties":[{"id":"Boolean 0x0E01","value":"true"}]}`)), 200, "")
+	for _, bad := range []string{"Boolean 0x0E010003", "Flag 0x0E01", "Boolean 0xZZ", "Boolean 0x8001"} {
+		want(t, do(t, "PATCH", msg, "application/json", tok, []byte(`{"singleValueExtendedProperties":[{"id":"`+bad+`","value":"true"}]}`)), 400, "ErrorInvalidExtendedProperty")
+	}
+	want(t, do(t, "PATCH", msg, "application/json", tok, []byte(`{"singleValueExtendedProperties":[{"id":"Boolean 0x0E01000B","value":"true"}]}`)), 200, "")
 	want(t, do(t, "POST", msg+"/send", "", tok, nil, "chunked"), 411, "LengthRequired")
 	s.FailOn(graphtest.SendDraft, graphtest.Throttled(9*time.Second))
 	a := do(t, "POST", msg+"/send", "", tok, nil)
@@ -113,7 +116,7 @@ func TestDraftLifecycleContract(t *testing.T) {
 	}
 	want(t, do(t, "POST", msg+"/send", "", tok, nil), 202, "")
 	// Deleted after submission: neither a draft nor in Sent Items.
-	if d, si, sent := s.Drafts(), s.SentItems(), s.Sent(); len(d) != 0 || len(si) != 0 || len(sent) != 1 || sent[0].ExtendedProperties["Boolean 0x0E01"] != "true" {
+	if d, si, sent := s.Drafts(), s.SentItems(), s.Sent(); len(d) != 0 || len(si) != 0 || len(sent) != 1 || sent[0].ExtendedProperties[graphtest.DeleteAfterSubmit] != "true" {
 		t.Fatalf("%d drafts, %d in Sent Items, %d sent", len(d), len(si), len(sent))
 	}
 	want(t, do(t, "POST", msg+"/send", "", tok, nil), 404, "ErrorItemNotFound")
