@@ -54,8 +54,18 @@ func entraTokenFailure(t Target, k oauthtok.Key, oe *oauthtok.Error) string {
 		what = "admin consent for " + perm + " is not granted to " + app
 		fix = "grant admin consent for " + perm + ": " + where + " > API permissions > Add a permission > " + api + " > Application permissions > " + perm + ", then Grant admin consent"
 	case "AADSTS700027":
-		what = "the certificate is not registered with " + app
-		fix = "upload the certificate of " + o + ".certificate (its public part, .cer or .pem) to " + where + " > Certificates & secrets > Certificates"
+		// One code, three causes; Entra's reason tells them apart.
+		switch d := oe.Description; {
+		case strings.Contains(d, "signature validation"):
+			what = "the private key in " + o + ".certificate does not match the certificate registered with " + app
+			fix = "put the certificate and its own private key together in " + o + ".certificate, or upload the certificate that goes with the key to " + where + " > Certificates & secrets > Certificates"
+		case strings.Contains(d, "expired"):
+			what = "the certificate of " + app + " has expired"
+			fix = "make a new certificate, upload it to " + where + " > Certificates & secrets > Certificates and put it with its key in " + o + ".certificate"
+		default:
+			what = "the certificate is not registered with " + app
+			fix = "upload the certificate of " + o + ".certificate (its public part, .cer or .pem) to " + where + " > Certificates & secrets > Certificates"
+		}
 	default:
 		what = oe.Error()
 		if n, ok := strings.CutPrefix(oe.ProviderCode, "AADSTS"); ok {

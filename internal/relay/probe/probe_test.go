@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/postern/postern/internal/oauthtok"
 	"github.com/postern/postern/internal/oauthtok/entratest"
 	"github.com/postern/postern/internal/oauthtok/googletest"
+	"github.com/postern/postern/internal/relay/graphrelay/graphtest"
 	"github.com/postern/postern/internal/relay/relaytest"
 )
 
@@ -35,8 +38,12 @@ func fetcher(key string, r *config.Relay) (oauthtok.Fetcher, error) {
 	}
 	switch o.Provider {
 	case "entra":
-		return &oauthtok.Entra{Tenant: o.Tenant, ClientID: o.ClientID, Scope: scope, TokenURL: o.TokenURL,
-			Secret: func(context.Context) (string, error) { return o.ClientSecret, nil }}, nil
+		f := &oauthtok.Entra{Tenant: o.Tenant, ClientID: o.ClientID, Scope: scope, TokenURL: o.TokenURL,
+			Secret: func(context.Context) (string, error) { return o.ClientSecret, nil }}
+		if o.Certificate != "" {
+			f.Secret, f.Certificate = nil, func(context.Context) ([]byte, error) { return []byte(o.Certificate), nil }
+		}
+		return f, nil
 	case "google":
 		return &oauthtok.Google{Subject: r.Mailbox(), Scopes: strings.Fields(scope), TokenURL: o.TokenURL,
 			ServiceAccountJSON: func(context.Context) ([]byte, error) { return []byte(o.ServiceAccountKey), nil }}, nil
@@ -362,4 +369,68 @@ func TestGmailSMTP(t *testing.T) {
 	if _, mails := h.counts(); mails != 0 {
 		t.Fatalf("%d MAIL commands", mails)
 	}
+}
+
+func TestEntraCertificate(t *testing.T) {
+	t.Parallel()
+	pemBytes, cert := entratest.NewCertificate(t)
+	other, _ := entratest.NewCertificate(t)
+	where := "Entra admin center > App registrations > " + client
+	for _, tc := range []struct {
+		name       string
+		register   bool
+		credential []byte
+		want       string
+	}{
+		{"registered", true, pemBytes, ""},
+		{"not registered", false, pemBytes, "  token: FAILED: AADSTS700027: the certificate is not registered with app " + client +
+			"; fix: upload the certificate of routes[0].relay.oauth.certificate (its public part, .cer or .pem) to " + where + " > Certificates & secrets > Certificates"},
+		// oauthtok refuses a key that does not match its certificate before
+		// asking, so Entra's answer to one is scripted below.
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ent := entratest.NewJWT(t)
+			ent.Grant(client, "https://graph.microsoft.com", "Mail.Send", "Mail.ReadWrite")
+			if tc.register {
+				ent.AddCertificate(tenant, client, cert)
+			} else {
+				ent.AddCertificate(tenant, client, mustCert(t, other))
+			}
+			f := graph(t, ent, graphtest.Granted)
+			r := &config.Relay{Type: "graph", SendAs: mbox, BaseURL: f.URL, OAuth: &config.OAuth{
+				Provider: "entra", Tenant: tenant, ClientID: client, Certificate: string(tc.credential), TokenURL: ent.TokenURL(tenant)}}
+			lines, failed := probe(t, r, nil)
+			if tc.want == "" {
+				assertLines(t, lines, failed, false, graphHeading, graphTokenOK,
+					"  permission: ok: the token carries Mail.Send and Mail.ReadWrite (roles: Mail.Send, Mail.ReadWrite)", mailboxOK)
+				return
+			}
+			assertLines(t, lines, failed, true, graphHeading, tc.want)
+		})
+	}
+	t.Run("key does not match", func(t *testing.T) {
+		t.Parallel()
+		ent := entratest.NewJWT(t)
+		ent.AddCertificate(tenant, client, cert)
+		ent.FailNext(entratest.BadAssertionSignature("ABCDEF", cert))
+		r := &config.Relay{Type: "graph", SendAs: mbox, OAuth: &config.OAuth{
+			Provider: "entra", Tenant: tenant, ClientID: client, Certificate: string(pemBytes), TokenURL: ent.TokenURL(tenant)}}
+		lines, failed := probe(t, r, nil)
+		assertLines(t, lines, failed, true, graphHeading,
+			"  token: FAILED: AADSTS700027: the private key in routes[0].relay.oauth.certificate does not match the certificate registered with app "+client+
+				"; fix: put the certificate and its own private key together in routes[0].relay.oauth.certificate, or upload the certificate that goes with the key to "+
+				where+" > Certificates & secrets > Certificates")
+	})
+}
+
+// mustCert parses the certificate in a PEM from entratest.NewCertificate.
+func mustCert(t *testing.T, pemBytes []byte) *x509.Certificate {
+	t.Helper()
+	blk, _ := pem.Decode(pemBytes)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
