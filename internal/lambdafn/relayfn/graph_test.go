@@ -68,3 +68,52 @@ routes:
 		t.Fatalf("%d sendMail calls with the message and a valid token; requests %+v", sent, g.Requests())
 	}
 }
+
+// from: rewrite on a route: Graph gets the copy with From the mailbox and
+// the device's address in Reply-To; the Received field and body are the
+// stored bytes.
+func TestGraphRouteRewritesFrom(t *testing.T) {
+	ent := entratest.New(t)
+	const tenant, client = "rewrite.onmicrosoft.com", "33333333-3333-4444-5555-666666666666"
+	ent.AddApp(tenant, client, "app-s3cret")
+	g := graphtest.New(t, ent.Valid)
+	yaml := `
+routes:
+  - name: m365
+    match: {recipients: ["*"]}
+    relay:
+      type: graph
+      send_as: scanner@contoso.com
+      from: rewrite
+      save_to_sent_items: true
+      base_url: "` + g.URL + `"
+      oauth: {provider: entra, tenant: ` + tenant + `, client_id: ` + client + `, client_secret: app-s3cret, token_url: "` + ent.TokenURL(tenant) + `"}
+`
+	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTransport(context.Background(), cfg, "routes m365 relay", cfg.Routes[0].Relay, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := "Received: from scanner-3f by gw.test; Sat, 5 Dec 2026 05:00:00 +0000\r\nFrom: Scanner 3F <scan@printer.local>\r\n" +
+		"To: accounts@example.com\r\nSubject: scan\r\n\r\npage\r\n"
+	res, err := send(t, tr, body)
+	delivered(t, res, err)
+	var mime string
+	for _, r := range g.Requests() {
+		if strings.HasSuffix(r.Path, "/sendMail") {
+			mime = string(r.MIME)
+		}
+	}
+	for _, want := range []string{"Received: from scanner-3f by gw.test; Sat, 5 Dec 2026 05:00:00 +0000\r\n",
+		"From: \"Scanner 3F\" <scanner@contoso.com>\r\n", "Reply-To: \"Scanner 3F\" <scan@printer.local>\r\n", "\r\n\r\npage\r\n"} {
+		if !strings.Contains(mime, want) {
+			t.Errorf("Graph got no %q in:\n%s", want, mime)
+		}
+	}
+	if strings.Contains(mime, "From: Scanner 3F <scan@printer.local>") {
+		t.Errorf("the device's From was sent:\n%s", mime)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,12 +21,12 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/oauthtok"
-	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/relay/apirelay"
 	"github.com/postern/postern/internal/relay/filerelay"
 	"github.com/postern/postern/internal/relay/gmailrelay"
 	"github.com/postern/postern/internal/relay/graphrelay"
+	"github.com/postern/postern/internal/relay/sendas"
 	"github.com/postern/postern/internal/relay/sesrelay"
 	"github.com/postern/postern/internal/relay/smtprelay"
 	"github.com/postern/postern/internal/secrets"
@@ -39,7 +38,19 @@ import (
 // lambdafn.SecretCache), which must then be set; any other is read now.
 // With auth_mechanism xoauth2 the tokens come from the process's one
 // token cache.
+//
+// The transport sends as r says (send_as, from, original_from): only the
+// copy sent changes, never the stored message.
 func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache) (relay.Transport, error) {
+	t, err := newTransport(ctx, cfg, key, r, cache)
+	if err != nil {
+		return nil, err
+	}
+	return sendas.Wrap(t, sendas.Config{SendAs: r.SendAs, RewriteFrom: r.From == "rewrite",
+		OriginalFrom: r.OriginalFrom, Mailbox: r.Mailbox()}), nil
+}
+
+func newTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache) (relay.Transport, error) {
 	switch r.Type {
 	case "file":
 		t, err := filerelay.New(cfg.Path(r.Path))
@@ -112,6 +123,7 @@ var tokens = oauthtok.NewCache()
 var smarthostTLS *tls.Config
 
 // setTokenSource gives sc its XOAUTH2 tokens from r.OAuth through tokens.
+// A token failure is the transport's to report, as apiConfig's.
 func setTokenSource(sc *smtprelay.Config, key string, r *config.Relay, cache *secrets.Cache) error {
 	f, err := TokenFetcher(key, r, cache)
 	if err != nil {
@@ -120,7 +132,7 @@ func setTokenSource(sc *smtprelay.Config, key string, r *config.Relay, cache *se
 	sc.TokenSource = func(ctx context.Context) (string, error) {
 		tok, err := tokens.Token(ctx, f)
 		if err != nil {
-			return "", temporary(err)
+			return "", err
 		}
 		return tok.AccessToken, nil
 	}
@@ -225,19 +237,6 @@ func secretSource(key, ref string, cache *secrets.Cache) (func(context.Context) 
 		return nil, fmt.Errorf("config: %s: %w", key, err)
 	}
 	return func(context.Context) (string, error) { return s, nil }, nil
-}
-
-// temporary drops the permanent mark of a token endpoint's refusal (a
-// wrong secret, no consent). A permanent error from Send would send the
-// job to the dead-letter queue without a notice, for every message, over
-// a fault the operator fixes (the provider's code and text stay in the
-// error and the log); retried, the messages go out once it is fixed.
-func temporary(err error) error {
-	var oe *oauthtok.Error
-	if postern.IsPermanent(err) && errors.As(err, &oe) {
-		return oe
-	}
-	return err
 }
 
 // Budgets per transport type: what one send may take before the record
