@@ -196,7 +196,7 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	for _, r := range accepted {
 		st.Done = append(st.Done, r.Addr)
 	}
-	att.Delivered = len(accepted)
+	att.Delivered, att.Deferred = len(accepted), len(deferred)
 	if len(failed) > 0 {
 		if err := h.queueDSN(ctx, rj, res.Remote, failed, now); err != nil {
 			// Not settled: they are tried again with the job.
@@ -223,7 +223,6 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	if len(deferred) == 0 {
 		return nil
 	}
-	att.Deferred = len(deferred)
 
 	if route.DelayNotice > 0 && !st.DelayNotified && age >= route.DelayNotice {
 		// Best effort: if queueing fails, the next attempt tries again.

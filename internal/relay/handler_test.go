@@ -599,6 +599,17 @@ func TestRelayObserverCountsOutcomes(t *testing.T) {
 	if c, a := obs2.snapshot(); !equalMaps(c, map[string]int{"smarthost/error": 3}) || a["smarthost"] != 1 {
 		t.Errorf("transport error: counts %v attempts %v", c, a)
 	}
+	// The DSN queue down: the refused recipient is not settled, the
+	// deferred one still counts.
+	q := newFixture(t, tr)
+	q.dsnq.SetErr(errors.New("queue down"))
+	obs3 := &countObserver{}
+	if err := q.handle(t, q.handler(t).With(relay.WithObserver(obs3)), 1); err == nil {
+		t.Fatal("Handle succeeded with the dsn queue down")
+	}
+	if c, _ := obs3.snapshot(); !equalMaps(c, map[string]int{"smarthost/delivered": 1, "smarthost/error": 1, "smarthost/deferred": 1}) {
+		t.Errorf("dsn queue down: counts %v", c)
+	}
 	// With leaves the original alone.
 	if err := g.handle(t, g.handler(t), 2); err == nil {
 		t.Fatal("Handle succeeded")
