@@ -2,6 +2,7 @@ package probe
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/postern/postern/internal/config"
@@ -103,6 +104,12 @@ func TestGraph(t *testing.T) {
 			reqs := f.Requests()
 			if len(reqs) != 1 || reqs[0].Method != http.MethodGet || reqs[0].Path != "/v1.0/users/"+r.SendAs+"/mailFolders/drafts" || !ent.Valid(reqs[0].Token) {
 				t.Fatalf("Graph saw %+v", reqs)
+			}
+			// Claims are printed, never the token or any part of it.
+			for _, part := range strings.Split(reqs[0].Token, ".") {
+				if strings.Contains(strings.Join(lines, "\n"), part) {
+					t.Fatalf("the output holds part of the token: %q", part)
+				}
 			}
 		})
 	}
