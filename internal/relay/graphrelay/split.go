@@ -42,7 +42,7 @@ func (a *attachment) open() io.Reader {
 	switch a.cte {
 	case "base64":
 		// Line ends and stray spaces are not base64; Graph wants the bytes.
-		return base64.NewDecoder(base64.StdEncoding, &alphabetOnly{r: bufio.NewReader(r)})
+		return base64.NewDecoder(base64.StdEncoding, &alphabetOnly{r: r})
 	case "quoted-printable":
 		return quotedprintable.NewReader(r)
 	}
@@ -263,22 +263,20 @@ func describe(h textproto.MIMEHeader, mt string, params map[string]string) (atta
 
 // alphabetOnly passes the base64 alphabet and padding, dropping line ends
 // and the white space some senders leave at line ends.
-type alphabetOnly struct{ r *bufio.Reader }
+type alphabetOnly struct{ r io.Reader }
 
 func (a *alphabetOnly) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		c, err := a.r.ReadByte()
-		if err != nil {
-			if n > 0 {
-				return n, nil
+	for {
+		n, err := a.r.Read(p)
+		kept := 0
+		for _, c := range p[:n] {
+			if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
+				p[kept] = c
+				kept++
 			}
-			return 0, err
 		}
-		if c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=' {
-			p[n] = c
-			n++
+		if kept > 0 || err != nil {
+			return kept, err
 		}
 	}
-	return n, nil
 }

@@ -130,8 +130,10 @@ func (t *Transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, 
 		// CRLF only adds bytes: no need to read what cannot be sent.
 		return relay.Uniform(m, t.s.Name, tooLarge(t.maxTotal)), nil
 	}
+	// One buffer, sized up front for the stored size and the CR a device's
+	// bare LFs gain, so reading does not copy the message as it grows.
 	var buf bytes.Buffer
-	buf.Grow(int(max(m.Size, 0)) + 4096)
+	buf.Grow(int(min(max(m.Size, 0), int64(t.maxTotal))*33/32) + 4096)
 	if _, err := buf.ReadFrom(io.LimitReader(crlf.NewReader(m.Body), int64(t.maxTotal)+1)); err != nil {
 		return nil, fmt.Errorf("graphrelay: read message %s: %w", m.ID, err)
 	}
