@@ -200,11 +200,11 @@ func (t *Transport) put(ctx context.Context, uploadURL string, chunk []byte, off
 	if !ok {
 		return 0, r, false
 	}
-	last := off+len(chunk) == size
 	switch {
-	case resp.StatusCode == http.StatusCreated && last:
+	case resp.StatusCode == http.StatusCreated && off+len(chunk) == size:
 		return size, relay.Reply{}, true
-	case resp.StatusCode == http.StatusOK && !last:
+	case resp.StatusCode == http.StatusOK:
+		// Even after the last range: the session may still miss one.
 		var s struct {
 			Next []string `json:"nextExpectedRanges"`
 		}

@@ -168,6 +168,7 @@ func accepted(t *testing.T, res *relay.Result) {
 }
 
 func TestDraftWithoutSentItems(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	accepted(t, send(t, e, msg(stored, "a@contoso.com", "b@fabrikam.com")))
 	reqs := e.graph.Requests()
@@ -212,6 +213,7 @@ func TestDraftWithoutSentItems(t *testing.T) {
 // whose attachment can go apart: exactly 3 MiB is one sendMail, one byte
 // more a draft with the attachment added by POST.
 func TestThreeMiBBoundary(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, true)
 	pdf := part{name: "scan.pdf", ctype: "application/pdf", data: randomBytes(1, 2<<20)}
 	at := mixedSized(t, graphrelay.MaxMessageBytes, pdf)
@@ -247,6 +249,7 @@ func TestThreeMiBBoundary(t *testing.T) {
 // true sizes: the draft keeps the body and the inline image, the PDF goes
 // through an upload session in 3.75 MiB ranges.
 func TestUploadSession(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	pdf := part{name: "scan.pdf", ctype: "application/pdf", data: randomBytes(2, 5<<20+7)}
 	logo := part{name: "logo.png", ctype: "image/png", cid: "logo@postern", inline: true, data: randomBytes(3, 200<<10)}
@@ -309,6 +312,7 @@ func small(t *testing.T, e *env, total int) {
 }
 
 func TestLargeLimit(t *testing.T) {
+	t.Parallel()
 	parts := []part{
 		{name: "a.bin", ctype: "application/octet-stream", data: randomBytes(4, 700<<10)},
 		{name: "b.txt", ctype: "text/plain", data: randomBytes(5, 40<<10)},
@@ -351,6 +355,7 @@ func (f failReader) Read([]byte) (int, error) {
 }
 
 func TestOver150MiBRefusedUnread(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	m := msg("", "a@contoso.com")
 	m.Body, m.Size = failReader{t}, graphrelay.MaxLargeMessageBytes+1
@@ -372,6 +377,7 @@ func bigMessage() string {
 }
 
 func TestFailureDeletesDraft(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		ep     graphtest.Endpoint
 		f      graphtest.Failure
@@ -415,6 +421,7 @@ func TestFailureDeletesDraft(t *testing.T) {
 }
 
 func TestCreateFailureLeavesNothing(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	e.graph.FailOn(graphtest.CreateMessage, graphtest.AccessDenied())
 	res := send(t, e, msg(stored, "a@contoso.com", "b@fabrikam.com"))
@@ -425,6 +432,7 @@ func TestCreateFailureLeavesNothing(t *testing.T) {
 }
 
 func TestDraftUnauthorizedRenewsOnce(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	e.graph.FailOn(graphtest.SendDraft, graphtest.Unauthorized())
 	accepted(t, send(t, e, msg(stored, "a@contoso.com", "b@fabrikam.com")))
@@ -451,6 +459,7 @@ func TestDraftUnauthorizedRenewsOnce(t *testing.T) {
 }
 
 func TestUploadResumesWhereSessionAsks(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	small(t, e, graphrelay.MaxLargeMessageBytes)
 	e.graph.LoseRanges(1)
@@ -468,9 +477,19 @@ func TestUploadResumesWhereSessionAsks(t *testing.T) {
 		t.Fatalf("ranges %q, want %q", ranges, want)
 	}
 	checkDelivered(t, body, e.graph.Sent()[0])
+
+	// The last range lost: the session's 200 asks for it again.
+	e.graph.LoseRanges(1)
+	one := part{name: "one.bin", ctype: "application/octet-stream", data: randomBytes(13, 300<<10)}
+	body = mixed(100, one)
+	accepted(t, send(t, e, msg(body, "a@contoso.com")))
+	reqs := e.graph.Requests()
+	wantEndpoints(t, reqs[len(reqs)-4:], graphtest.CreateUploadSession, graphtest.UploadRange, graphtest.UploadRange, graphtest.SendDraft)
+	checkDelivered(t, body, e.graph.Sent()[1])
 }
 
 func TestOnlyAttachmentKeepsMIME(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	small(t, e, graphrelay.MaxLargeMessageBytes)
 	body := mixed(-1, part{name: "a.bin", ctype: "application/octet-stream", data: randomBytes(9, 100<<10)})
@@ -485,6 +504,7 @@ func TestOnlyAttachmentKeepsMIME(t *testing.T) {
 }
 
 func TestBodyTooLargeForDraft(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	small(t, e, graphrelay.MaxLargeMessageBytes)
 	res := send(t, e, msg(mixed(60<<10, part{name: "a.bin", ctype: "application/octet-stream", data: randomBytes(10, 100<<10)}), "a@contoso.com"))
@@ -497,6 +517,7 @@ func TestBodyTooLargeForDraft(t *testing.T) {
 }
 
 func TestDraftDeadline(t *testing.T) {
+	t.Parallel()
 	e := setupSave(t, false)
 	e.graph.SetDelay(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
