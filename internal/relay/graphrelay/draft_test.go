@@ -603,3 +603,20 @@ func TestQuotedPrintablePart(t *testing.T) {
 		t.Fatalf("attachments %d", len(a))
 	}
 }
+
+func TestSignedNotCut(t *testing.T) {
+	t.Parallel()
+	inner := mixed(100, part{name: "a.bin", ctype: "application/octet-stream", data: randomBytes(14, 100<<10)})
+	_, innerBody, _ := strings.Cut(inner, "\r\n\r\n")
+	signed := "From: s@contoso.com\r\nTo: a@contoso.com\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"s1\"\r\n\r\n" +
+		"--s1\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n" + innerBody + "\r\n--s1\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--s1--\r\n"
+	e := setupSave(t, false)
+	small(t, e, graphrelay.MaxLargeMessageBytes)
+	res := send(t, e, msg(signed, "a@contoso.com"))
+	if r := res.Rcpts[0].Reply; r.Status != "5.3.4" {
+		t.Fatalf("reply %v", r)
+	}
+	if n := len(e.graph.Requests()); n != 0 {
+		t.Fatalf("%d requests", n)
+	}
+}

@@ -77,7 +77,7 @@ func (t *Transport) plan(head, body []byte) (*plan, relay.Reply, bool) {
 	}
 	var leaves []*leaf
 	mt, params, _ := mime.ParseMediaType(hdr.Get("Content-Type"))
-	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
+	if splittable(mt) && params["boundary"] != "" {
 		leaves = walk(body, 0, params["boundary"], 1)
 	}
 	slices.SortStableFunc(leaves, func(a, b *leaf) int { return (b.end - b.start) - (a.end - a.start) })
@@ -95,7 +95,7 @@ func (t *Transport) plan(head, body []byte) (*plan, relay.Reply, bool) {
 	}
 	if size > t.maxDraft {
 		return nil, relay.Reply{Status: "5.3.4", Type: relay.DiagLocal,
-			Text: fmt.Sprintf("message without its attachment parts still exceeds the %d bytes (3 MiB) Microsoft Graph takes for a draft's MIME; only attachment parts of a multipart message can be uploaded apart", t.maxDraft)}, false
+			Text: fmt.Sprintf("message without its attachment parts still exceeds the %d bytes (3 MiB) Microsoft Graph takes for a draft's MIME; only attachment parts of a multipart message, not signed or encrypted, can be uploaded apart", t.maxDraft)}, false
 	}
 	slices.SortFunc(cut, func(a, b *leaf) int { return a.start - b.start })
 	out := make([]byte, 0, size+64)
@@ -115,6 +115,13 @@ func (t *Transport) plan(head, body []byte) (*plan, relay.Reply, bool) {
 	}
 	p.mime = append(out, body[at:]...)
 	return p, relay.Reply{}, true
+}
+
+// splittable says whether parts may be cut out of a multipart of type mt.
+// Not out of a signed or encrypted one: the signature covers the bytes
+// as stored, and a cut would deliver it broken rather than refused.
+func splittable(mt string) bool {
+	return strings.HasPrefix(mt, "multipart/") && mt != "multipart/signed" && mt != "multipart/encrypted"
 }
 
 // placeholder is an empty text part, with its delimiter line, for a
@@ -172,7 +179,7 @@ func walk(b []byte, off int, boundary string, depth int) []*leaf {
 		}
 		mt, params, _ := mime.ParseMediaType(h.Get("Content-Type"))
 		if strings.HasPrefix(mt, "multipart/") {
-			if params["boundary"] != "" {
+			if splittable(mt) && params["boundary"] != "" {
 				leaves = append(leaves, walk(part[bodyAt:], off+partStart+bodyAt, params["boundary"], depth+1)...)
 			}
 			continue
