@@ -10,9 +10,11 @@
 //   - Otherwise a draft: POST /users/{mailbox}/messages with the MIME, then
 //     POST .../messages/{id}/send (202). Without SaveToSentItems the draft
 //     is first PATCHed with the MAPI property PidTagDeleteAfterSubmit
-//     (singleValueExtendedProperties "Boolean 0x0E01" = "true", MS-OXOMSG
-//     2.2.3.8), so Exchange deletes it once submitted instead of keeping it
-//     in Sent Items ("message: send" saves there by default).
+//     (singleValueExtendedProperties "Boolean 0x0E01000B" = "true",
+//     MS-OXOMSG 2.2.3.8), so Exchange deletes it once submitted instead of
+//     keeping it in Sent Items, where "message: send" puts it. Graph has no
+//     parameter of its own for this; extended properties are its documented
+//     way to set a MAPI property it does not expose.
 //   - Over 3 MiB: the largest attachment parts are cut out of the MIME copy
 //     until the rest fits the 4 MB request; the draft is made from the rest
 //     and each cut part is added back as a file attachment, by a JSON POST
@@ -20,6 +22,9 @@
 //     at most 3.75 MiB to the pre-authenticated upload URL, no
 //     Authorization header). The recipient sees the same headers, body
 //     parts and attachment bytes; Exchange rebuilds the MIME structure.
+//     A multipart left with no part keeps an empty text part. Nothing is
+//     cut out of a signed or encrypted multipart, and a single-part
+//     message has nothing to cut: over 3 MiB, those are refused, 5.3.4.
 //   - Over 150 MiB (the limit Microsoft documents for attachments through
 //     upload sessions; Exchange Online's message size limit is 150 MB at
 //     most, 35 MB by default, which Graph answers with
