@@ -620,3 +620,26 @@ func TestSignedNotCut(t *testing.T) {
 		t.Fatalf("%d requests", n)
 	}
 }
+
+// TestThreeMiBBoundaryDraft: without Sent Items, exactly 3 MiB is a draft
+// made of the whole message; one byte more has its attachment cut.
+func TestThreeMiBBoundaryDraft(t *testing.T) {
+	t.Parallel()
+	e := setupSave(t, false)
+	pdf := part{name: "scan.pdf", ctype: "application/pdf", data: randomBytes(15, 2<<20)}
+	at := mixedSized(t, graphrelay.MaxMessageBytes, pdf)
+	accepted(t, send(t, e, msg(at, "a@contoso.com")))
+	reqs := e.graph.Requests()
+	wantEndpoints(t, reqs, graphtest.CreateMessage, graphtest.UpdateMessage, graphtest.SendDraft)
+	if string(reqs[0].MIME) != at || len(reqs[0].Body) != graphrelay.MaxRequestBytes {
+		t.Fatalf("draft of %d bytes", len(reqs[0].Body))
+	}
+
+	over := mixedSized(t, graphrelay.MaxMessageBytes+1, pdf)
+	accepted(t, send(t, e, msg(over, "a@contoso.com")))
+	wantEndpoints(t, e.graph.Requests()[3:], graphtest.CreateMessage, graphtest.UpdateMessage, graphtest.AddAttachment, graphtest.SendDraft)
+	checkDelivered(t, over, e.graph.Sent()[1])
+	if d, s := e.graph.Drafts(), e.graph.SentItems(); len(d) != 0 || len(s) != 0 {
+		t.Fatalf("%d drafts and %d in Sent Items left", len(d), len(s))
+	}
+}
