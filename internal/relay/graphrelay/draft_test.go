@@ -643,3 +643,38 @@ func TestThreeMiBBoundaryDraft(t *testing.T) {
 		t.Fatalf("%d drafts and %d in Sent Items left", len(d), len(s))
 	}
 }
+
+// TestAttachmentRequestBoundary: an attachment whose JSON request is
+// exactly the request limit goes by POST, one byte of content more by an
+// upload session (limits lowered to 64 KiB).
+func TestAttachmentRequestBoundary(t *testing.T) {
+	t.Parallel()
+	const limit = 64 << 10
+	var name string
+	var n int
+	for _, nm := range []string{"a.bin", "ab.bin", "abc.bin", "abcd.bin"} {
+		overhead, _ := json.Marshal(map[string]any{"@odata.type": "#microsoft.graph.fileAttachment", "name": nm,
+			"contentType": "application/octet-stream", "isInline": false, "contentBytes": []byte{}})
+		if (limit-len(overhead))%4 == 0 {
+			name, n = nm, (limit-len(overhead))/4*3
+			break
+		}
+	}
+	if name == "" {
+		t.Fatal("no name makes the request limit a whole number of base64 quanta")
+	}
+	for _, c := range []struct {
+		size int
+		via  graphtest.Endpoint
+	}{{n, graphtest.AddAttachment}, {n + 1, graphtest.CreateUploadSession}} {
+		e := setupSave(t, false)
+		small(t, e, graphrelay.MaxLargeMessageBytes)
+		body := mixed(100, part{name: name, ctype: "application/octet-stream", data: randomBytes(16, c.size)})
+		accepted(t, send(t, e, msg(body, "a@contoso.com")))
+		reqs := e.graph.Requests()
+		if reqs[2].Endpoint != c.via || (c.via == graphtest.AddAttachment && len(reqs[2].Body) != limit) {
+			t.Fatalf("%d bytes: attached by %s with %d bytes", c.size, reqs[2].Endpoint, len(reqs[2].Body))
+		}
+		checkDelivered(t, body, e.graph.Sent()[0])
+	}
+}
