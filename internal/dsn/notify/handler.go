@@ -211,6 +211,12 @@ func (h *Handler) send(ctx context.Context, log *slog.Logger, j *dsn.Job, n Noti
 			}
 		}
 		return nil
+	case rep.Permanent() && !rep.Remote():
+		// Our side refused for good (the dsn relay's app has no consent,
+		// its key is wrong): the notice is fine, the relay is not. Kept in
+		// the dead-letter queue, it can be redriven once that is fixed.
+		log.LogAttrs(ctx, slog.LevelError, "dsn not sent: the dsn relay refuses; dead-lettered", append(attrs, slog.String("diagnostic", rep.Diagnostic()))...)
+		return postern.Permanent(fmt.Errorf("notice to %s: %s", n.To, rep.Diagnostic()))
 	case rep.Permanent():
 		log.LogAttrs(ctx, slog.LevelError, "dsn undeliverable; dropped", append(attrs, slog.String("diagnostic", rep.Diagnostic()))...)
 		return nil

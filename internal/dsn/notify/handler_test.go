@@ -265,6 +265,26 @@ func TestNoticeTransportDownIsTemporary(t *testing.T) {
 	}
 }
 
+// The dsn relay itself refuses for good (its app lost consent): that is
+// not the notice's fault, so it is dead-lettered to be redriven, not dropped.
+func TestNoticeLocalRefusalIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, relaytest.Options{})
+	f.tr = refusingTransport{}
+	err := f.handle(t, f.handler(t), 1)
+	if !postern.IsPermanent(err) || !strings.Contains(err.Error(), "AADSTS65001") {
+		t.Fatalf("Handle = %v, want a permanent error with the relay's reason", err)
+	}
+}
+
+// refusingTransport is a relay whose token the provider refuses for good.
+type refusingTransport struct{}
+
+func (refusingTransport) Send(_ context.Context, m *relay.Message) (*relay.Result, error) {
+	return relay.Uniform(m, "graph.microsoft.com", relay.Reply{Status: "5.7.0", Type: relay.DiagLocal,
+		Text: "no Graph token: AADSTS65001: The user or administrator has not consented"}), nil
+}
+
 type failingTransport struct{}
 
 func (failingTransport) Send(context.Context, *relay.Message) (*relay.Result, error) {

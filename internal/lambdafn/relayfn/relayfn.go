@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -324,5 +325,8 @@ func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	if err != nil {
 		return lambdafn.Stage{}, err
 	}
-	return lambdafn.Stage{Handler: New(d, routes), Budget: Budget(d.Config)}, nil
+	// On Lambda each attempt is an EMF line on stdout: CloudWatch metrics
+	// per route and outcome.
+	h := New(d, routes).With(relay.WithObserver(relay.NewEMF(os.Stdout)))
+	return lambdafn.Stage{Handler: h, Budget: Budget(d.Config)}, nil
 }
