@@ -3,12 +3,14 @@ package relayfn
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -77,6 +79,9 @@ func (m *m365) snapshot() (presented []string, txs [][]byte) {
 	defer m.mu.Unlock()
 	return append([]string(nil), m.presented...), append([][]byte(nil), m.txs...)
 }
+
+// runs numbers test runs, for names the process-wide cache must not share.
+var runs atomic.Int64
 
 type quiet struct{}
 
@@ -208,9 +213,12 @@ func delivered(t *testing.T, res *relay.Result, err error) {
 // fetches one new token and delivers on a second connection.
 func TestXOAUTH2EndToEnd(t *testing.T) {
 	ent := entratest.New(t)
-	ent.AddApp("contoso.example", "app-e2e", "right-secret")
+	// The process's one token cache outlives a run: a tenant per run
+	// keeps -count=N runs apart.
+	tenant := fmt.Sprintf("e2e%d.example", runs.Add(1))
+	ent.AddApp(tenant, "app-e2e", "right-secret")
 	m := newM365(t, ent, "scanner@example.com")
-	cfg := xoauthConfig(t, ent, m.addr, "contoso.example", "app-e2e", "right-secret")
+	cfg := xoauthConfig(t, ent, m.addr, tenant, "app-e2e", "right-secret")
 	routes, err := Routes(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +234,7 @@ func TestXOAUTH2EndToEnd(t *testing.T) {
 		t.Fatalf("token requests for two messages = %d, want 1 (the cached token reused)", len(reqs))
 	}
 	f := reqs[0].Form
-	if reqs[0].Path != "/contoso.example/oauth2/v2.0/token" || f.Get("client_id") != "app-e2e" ||
+	if reqs[0].Path != "/"+tenant+"/oauth2/v2.0/token" || f.Get("client_id") != "app-e2e" ||
 		f.Get("scope") != oauthtok.ScopeOutlook || f.Get("grant_type") != "client_credentials" {
 		t.Errorf("token request = %s %v", reqs[0].Path, f)
 	}
