@@ -138,7 +138,12 @@ func (s *Sender) token(ctx context.Context) (string, relay.Reply, bool) {
 	case err != nil && postern.IsPermanent(err):
 		return "", relay.Reply{Status: "5.7.0", Text: "no " + s.API + " token: " + err.Error(), Type: relay.DiagLocal}, false
 	case err != nil:
-		return "", relay.LocalReply("4.7.0", "no "+s.API+" token: "+err.Error()), false
+		r := relay.LocalReply("4.7.0", "no "+s.API+" token: "+err.Error())
+		// A throttled token endpoint's Retry-After paces the next try.
+		if d, ok := postern.RetryDelay(err); ok {
+			r.RetryAfter = min(d, maxRetryAfter)
+		}
+		return "", r, false
 	case tok == "" || strings.ContainsFunc(tok, func(r rune) bool { return r < 0x21 || r > 0x7e }):
 		return "", relay.LocalReply("4.7.0", "the token source gave an empty or malformed token"), false
 	}

@@ -129,16 +129,19 @@ func TestSenderTokenAndSize(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, status, text string
 		tok                      func(context.Context) (string, error)
+		after                    time.Duration
 	}{
 		{"permanent", "To: a@x\n\nhi\n", "5.7.0", "no API token: consent",
-			func(context.Context) (string, error) { return "", postern.Permanent(errors.New("consent")) }},
+			func(context.Context) (string, error) { return "", postern.Permanent(errors.New("consent")) }, 0},
+		{"throttled", "To: a@x\n\nhi\n", "4.7.0", "no API token: slow down",
+			func(context.Context) (string, error) { return "", postern.RetryAfter(errors.New("slow down"), 42*time.Second) }, 42 * time.Second},
 		{"temporary", "To: a@x\n\nhi\n", "4.7.0", "no API token: down",
-			func(context.Context) (string, error) { return "", errors.New("down") }},
+			func(context.Context) (string, error) { return "", errors.New("down") }, 0},
 		{"malformed", "To: a@x\n\nhi\n", "4.7.0", "malformed",
-			func(context.Context) (string, error) { return "a b", nil }},
+			func(context.Context) (string, error) { return "a b", nil }, 0},
 		// 15 bytes with LF, 18 with CRLF: the limit counts CRLF.
 		{"crlf size", "To: a@x\n\nhello\n", "5.3.4", "too large",
-			func(context.Context) (string, error) { return "t", nil }},
+			func(context.Context) (string, error) { return "t", nil }, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.TokenSource = tc.tok
@@ -146,8 +149,8 @@ func TestSenderTokenAndSize(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := res.Rcpts[0].Reply; r.Status != tc.status || !strings.Contains(r.Text, tc.text) {
-				t.Fatalf("reply %v", r)
+			if r := res.Rcpts[0].Reply; r.Status != tc.status || !strings.Contains(r.Text, tc.text) || r.RetryAfter != tc.after {
+				t.Fatalf("reply %v (retry after %s)", r, r.RetryAfter)
 			}
 			if posted {
 				t.Fatal("posted")
