@@ -134,7 +134,9 @@ func TestSenderTokenAndSize(t *testing.T) {
 		{"permanent", "To: a@x\n\nhi\n", "5.7.0", "no API token: consent",
 			func(context.Context) (string, error) { return "", postern.Permanent(errors.New("consent")) }, 0},
 		{"throttled", "To: a@x\n\nhi\n", "4.7.0", "no API token: slow down",
-			func(context.Context) (string, error) { return "", postern.RetryAfter(errors.New("slow down"), 42*time.Second) }, 42 * time.Second},
+			func(context.Context) (string, error) {
+				return "", postern.RetryAfter(errors.New("slow down"), 42*time.Second)
+			}, 42 * time.Second},
 		{"temporary", "To: a@x\n\nhi\n", "4.7.0", "no API token: down",
 			func(context.Context) (string, error) { return "", errors.New("down") }, 0},
 		{"malformed", "To: a@x\n\nhi\n", "4.7.0", "malformed",
