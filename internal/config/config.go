@@ -115,6 +115,9 @@ type Admin struct {
 	// Token guards the operations API (/v1/...): a literal, env:NAME or
 	// file:PATH. Without one, only loopback clients may use it.
 	Token string `yaml:"token"`
+	// PProf serves /debug/pprof (behind the admin token) for profiling a
+	// live gateway; off by default, since profiles expose memory and code.
+	PProf bool `yaml:"pprof"`
 }
 
 // MaxRecipientsLimit bounds limits.max_recipients. The one-machine
