@@ -77,3 +77,27 @@ func TestBudgets(t *testing.T) {
 		t.Errorf("relay budget via smtp = %s, want %s (above ses's)", got, want)
 	}
 }
+
+// A function's Go heap is held under its Lambda memory; GOMEMLIMIT wins,
+// and outside Lambda nothing is set.
+func TestMemoryLimit(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	if n, ok := lambdafn.MemoryLimit(env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")); !ok || n != 256<<20*85/100 {
+		t.Errorf("256 MB function: limit %d %v", n, ok)
+	}
+	if _, ok := lambdafn.MemoryLimit(env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256", "GOMEMLIMIT", "100MiB")); ok {
+		t.Error("GOMEMLIMIT set, yet a limit was chosen")
+	}
+	if _, ok := lambdafn.MemoryLimit(env()); ok {
+		t.Error("a limit outside Lambda")
+	}
+}

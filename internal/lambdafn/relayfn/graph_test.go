@@ -117,3 +117,13 @@ routes:
 		t.Errorf("the device's From was sent:\n%s", mime)
 	}
 }
+
+// The API transports' memory gate is half a Lambda function's memory,
+// 1 GiB elsewhere.
+func TestAPIMemoryBudget(t *testing.T) {
+	for in, want := range map[string]int64{"256": 128 << 20, "1024": 512 << 20, "": 1 << 30, "x": 1 << 30} {
+		if got := apiMemoryBudget(in); got != want {
+			t.Errorf("apiMemoryBudget(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

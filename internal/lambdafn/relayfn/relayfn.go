@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,7 +105,7 @@ func newTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %w", key, err)
 		}
-		return t, nil
+		return apiGate.Wrap(t), nil
 	case "ses":
 		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
 		if err != nil {
@@ -140,6 +141,18 @@ func setTokenSource(sc *smtprelay.Config, key string, r *config.Relay, cache *se
 	k := f.Key()
 	sc.InvalidateToken = func(token string) { tokens.Invalidate(k, token) }
 	return nil
+}
+
+// apiGate bounds what the Graph and Gmail transports, which hold each
+// message whole (up to 150 MiB for Graph), hold at once in this process:
+// half a Lambda function's memory, 1 GiB elsewhere.
+var apiGate = relay.NewGate(apiMemoryBudget(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")))
+
+func apiMemoryBudget(lambdaMB string) int64 {
+	if mb, err := strconv.ParseInt(lambdaMB, 10, 64); err == nil && mb > 0 {
+		return mb << 20 / 2
+	}
+	return 1 << 30
 }
 
 // apiHTTPClient replaces http.DefaultClient for the Graph and Gmail APIs,
