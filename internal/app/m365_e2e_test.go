@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -52,7 +53,7 @@ var tenants atomic.Int64
 // devices to Microsoft 365: a TLS 1.0 listener, a password identity with
 // an owner, and a route relaying by Graph as one mailbox with tokens from
 // Entra ID (both stand-ins on loopback).
-func m365Gateway(t *testing.T) (cfg *config.Config, addr string, ent *entratest.Server, g *graphtest.Server) {
+func m365Gateway(t *testing.T, saveToSentItems bool) (cfg *config.Config, addr string, ent *entratest.Server, g *graphtest.Server) {
 	t.Helper()
 	ent = entratest.New(t)
 	// The process shares one token cache, keyed by tenant, app and scope:
@@ -70,7 +71,7 @@ func m365Gateway(t *testing.T) (cfg *config.Config, addr string, ent *entratest.
 	cfg.Identities = []config.Identity{{Name: "scanner3f", PasswordHash: string(h), Owner: "it@contoso.com"}}
 	cfg.DSN.OwnerOnly = true
 	cfg.Routes = []config.Route{{Name: "m365", Match: config.Match{Identities: []string{"scanner3f"}}, Relay: &config.Relay{
-		Type: "graph", SendAs: "scanner@contoso.com", SaveToSentItems: true, BaseURL: g.URL, MaxAge: config.Duration(time.Minute),
+		Type: "graph", SendAs: "scanner@contoso.com", SaveToSentItems: saveToSentItems, BaseURL: g.URL, MaxAge: config.Duration(time.Minute),
 		OAuth: &config.OAuth{Provider: "entra", Tenant: tenant, ClientID: "11111111-2222-3333-4444-555555555555",
 			ClientSecret: "app-s3cret", TokenURL: ent.TokenURL(tenant)},
 	}}}
@@ -112,7 +113,7 @@ const scanMsg = "From: Scanner 3F <scan@printer.local>\r\nTo: accounts@fabrikam.
 // first) and the envelope recipient.
 func TestLegacyDeviceToGraph(t *testing.T) {
 	t.Parallel()
-	_, addr, ent, g := m365Gateway(t)
+	_, addr, ent, g := m365Gateway(t, true)
 	scan(t, addr, []byte(scanMsg))
 
 	var sent []graphtest.Request
@@ -148,7 +149,7 @@ func TestLegacyDeviceToGraph(t *testing.T) {
 // device's junk sender gets nothing, and nothing is retried.
 func TestGraphRefusalNotifiesOwner(t *testing.T) {
 	t.Parallel()
-	cfg, addr, _, g := m365Gateway(t)
+	cfg, addr, _, g := m365Gateway(t, true)
 	g.FailNext(graphtest.AccessDenied())
 	scan(t, addr, []byte(scanMsg))
 
@@ -182,5 +183,60 @@ func TestGraphRefusalNotifiesOwner(t *testing.T) {
 	}
 	if n := len(dsnFiles(dir)); n != 1 {
 		t.Errorf("%d notices, want 1", n)
+	}
+}
+
+// The default, no copy in Sent Items, goes by a draft made from the
+// stored MIME and marked to be deleted once submitted; a scan with a 5 MiB
+// PDF goes the same way, the PDF through an upload session, and what Graph
+// sends carries the stored headers and the attachment's bytes.
+func TestLegacyDeviceToGraphDraft(t *testing.T) {
+	t.Parallel()
+	_, addr, _, g := m365Gateway(t, false)
+	pdf := bytes.Repeat([]byte("%PDF-1.4 scanned page \x00\x01\x02\xff\n"), 5<<20/32)
+	var b bytes.Buffer
+	b.WriteString("From: Scanner 3F <scan@printer.local>\r\nTo: accounts@fabrikam.example\r\nSubject: Scan 0043\r\n" +
+		"Message-ID: <0043@printer.local>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n" +
+		"--b1\r\nContent-Type: text/plain\r\n\r\nScanned document attached.\r\n" +
+		"--b1\r\nContent-Type: application/pdf; name=\"scan0043.pdf\"\r\nContent-Disposition: attachment; filename=\"scan0043.pdf\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n\r\n")
+	enc := base64.StdEncoding.EncodeToString(pdf)
+	for len(enc) > 76 {
+		b.WriteString(enc[:76] + "\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc + "\r\n--b1--\r\n")
+	scan(t, addr, b.Bytes())
+
+	var sent []graphtest.Message
+	deadline := time.Now().Add(60 * time.Second)
+	for len(sent) == 0 {
+		sent = g.Sent()
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing sent through Graph; %d requests", len(g.Requests()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := sent[0]
+	if m.Via != graphtest.CreateMessage || len(g.SentItems()) != 0 || len(g.Drafts()) != 0 {
+		t.Errorf("sent via %s; %d in Sent Items, %d drafts left", m.Via, len(g.SentItems()), len(g.Drafts()))
+	}
+	if !strings.EqualFold(m.ExtendedProperties[graphtest.DeleteAfterSubmit], "true") {
+		t.Errorf("the draft was not marked to be deleted after submission: %v", m.ExtendedProperties)
+	}
+	if !bytes.HasPrefix(m.MIME, []byte("Received: ")) || !bytes.Contains(m.MIME, []byte("Subject: Scan 0043\r\n")) {
+		t.Errorf("the draft is not the stored message:\n%.600s", m.MIME)
+	}
+	if len(m.Attachments) != 1 || !bytes.Equal(m.Attachments[0].Content, pdf) || m.Attachments[0].Name != "scan0043.pdf" {
+		t.Fatalf("attachments %d, want the PDF's bytes whole", len(m.Attachments))
+	}
+	var sessions int
+	for _, r := range g.Requests() {
+		if r.Endpoint == graphtest.CreateUploadSession {
+			sessions++
+		}
+	}
+	if sessions != 1 {
+		t.Errorf("%d upload sessions, want 1 for the 5 MiB PDF", sessions)
 	}
 }
