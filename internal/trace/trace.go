@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -28,7 +29,7 @@ import (
 type Event struct {
 	Time      time.Time `json:"time"`
 	Stage     string    `json:"stage"` // gateway, parse, webhook, relay, dsn
-	Event     string    `json:"event"` // received, done, retry, failed
+	Event     string    `json:"event"` // received, done, retry, failed, expired; or a side event (EventDSNQueued, ...)
 	Route     string    `json:"route,omitempty"`
 	Attempt   int       `json:"attempt,omitempty"`
 	Status    int       `json:"status,omitempty"` // e.g. the webhook's HTTP status, when the stage noted one
@@ -50,7 +51,16 @@ func key(id postern.MsgID, stage, route string) string {
 
 // Append adds ev to the message's record.
 func Append(ctx context.Context, store blob.Store, id postern.MsgID, ev Event) error {
-	k := key(id, ev.Stage, ev.Route)
+	return appendEvents(ctx, store, id, []Event{ev})
+}
+
+// appendEvents adds evs, which share a stage and route, to the message's
+// record in one read and one write.
+func appendEvents(ctx context.Context, store blob.Store, id postern.MsgID, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	k := key(id, evs[0].Stage, evs[0].Route)
 	var buf bytes.Buffer
 	rc, err := store.Get(ctx, k)
 	switch {
@@ -63,12 +73,14 @@ func Append(ctx context.Context, store blob.Store, id postern.MsgID, ev Event) e
 	case !errors.Is(err, blob.ErrNotFound):
 		return fmt.Errorf("trace %s: read: %w", id, err)
 	}
-	line, err := json.Marshal(ev)
-	if err != nil {
-		return err
+	for _, ev := range evs {
+		line, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		buf.Write(line)
+		buf.WriteByte('\n')
 	}
-	buf.Write(line)
-	buf.WriteByte('\n')
 	if err := store.Put(ctx, k, &buf, &blob.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
 		return fmt.Errorf("trace %s: write: %w", id, err)
 	}
@@ -111,13 +123,54 @@ func Read(ctx context.Context, store blob.Store, id postern.MsgID, routes []stri
 	return out, nil
 }
 
+// Events a job can end in, and side events a handler notes besides its
+// job's outcome. A webhook refused for good ends its job without error once
+// the DSN is queued, but the message failed: the handler says so with
+// NoteOutcome, and the failure notices it sent are lines of their own, so
+// the status of a failure_url POST never passes for the delivery's.
+const (
+	EventDone    = "done"    // delivered, or the stage's work is done
+	EventRetry   = "retry"   // tried, to be tried again
+	EventFailed  = "failed"  // refused for good (or a job that can never run)
+	EventExpired = "expired" // still failing at the route's max age
+
+	EventDSNQueued         = "dsn_queued"          // a failure notice (DSN) queued; Detail its status
+	EventDelayNoticeQueued = "delay_notice_queued" // a delay notice (DSN, action delayed) queued
+	EventFailureNotice     = "failure_notice"      // the route's failure_url POSTed; Status its answer
+)
+
 // noteKey carries a Notes into a handler's context.
 type noteKey struct{}
 
-// Notes lets a handler tell the tracer facts only it knows (an HTTP status).
+// Notes lets a handler tell the tracer (and the worker's metrics) facts only
+// it knows: the status its attempt got, how the job ended for the message,
+// and side events. It is safe for concurrent use.
 type Notes struct {
-	mu     sync.Mutex
-	status int
+	mu      sync.Mutex
+	status  int
+	outcome *Event  // set by NoteOutcome
+	side    []Event // NoteEvent's, in order
+}
+
+// WithNotes returns ctx carrying a Notes, or the one ctx already carries,
+// so a worker that wraps a traced handler reads what the handler noted.
+func WithNotes(ctx context.Context) (context.Context, *Notes) {
+	if n, ok := ctx.Value(noteKey{}).(*Notes); ok {
+		return ctx, n
+	}
+	n := &Notes{}
+	return context.WithValue(ctx, noteKey{}, n), n
+}
+
+// Outcome returns the event the handler noted with NoteOutcome, "" when
+// it noted none (its error then tells).
+func (n *Notes) Outcome() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.outcome == nil {
+		return ""
+	}
+	return n.outcome.Event
 }
 
 // NoteStatus records the status a handler's last attempt got. It does
@@ -126,6 +179,29 @@ func NoteStatus(ctx context.Context, status int) {
 	if n, ok := ctx.Value(noteKey{}).(*Notes); ok {
 		n.mu.Lock()
 		n.status = status
+		n.mu.Unlock()
+	}
+}
+
+// NoteOutcome records how the job ended for the message (EventDone,
+// EventRetry, EventFailed or EventExpired), the status that decided it (0
+// for none) and a short detail (a diagnostic, never a secret or body). It
+// wins over the handler's error and over NoteStatus; the last call counts.
+func NoteOutcome(ctx context.Context, event string, status int, detail string) {
+	if n, ok := ctx.Value(noteKey{}).(*Notes); ok {
+		n.mu.Lock()
+		n.outcome = &Event{Time: time.Now().UTC(), Event: event, Status: status, Detail: detail}
+		n.mu.Unlock()
+	}
+}
+
+// NoteEvent records a side event of the job (EventDSNQueued,
+// EventFailureNotice, ...) as a line of its own, after the job's outcome.
+// Stage, Route and Attempt are the job's; Time is now.
+func NoteEvent(ctx context.Context, event string, status int, detail string) {
+	if n, ok := ctx.Value(noteKey{}).(*Notes); ok {
+		n.mu.Lock()
+		n.side = append(n.side, Event{Time: time.Now().UTC(), Event: event, Status: status, Detail: detail})
 		n.mu.Unlock()
 	}
 }
@@ -181,13 +257,13 @@ func decodeObject(ctx context.Context, store blob.Store, key string, v any) erro
 // and never fails the job. It costs a GET and a PUT per job: the local
 // mode's tracer; on AWS use Log.
 func Wrap(stage string, h postern.Handler, store blob.Store, log *slog.Logger) postern.Handler {
-	return observe(stage, h, func(ctx context.Context, id postern.MsgID, ev Event) {
+	return observe(stage, h, func(ctx context.Context, id postern.MsgID, evs []Event) {
 		// Stages are idempotent, so a Put here after the stage's own work is
 		// safe to repeat; a detached context lets it land even when the
 		// job's own deadline has just passed.
 		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if terr := Append(tctx, store, id, ev); terr != nil {
+		if terr := appendEvents(tctx, store, id, evs); terr != nil {
 			log.Warn("trace not recorded", slog.String("msg_id", string(id)), slog.String("stage", stage), slog.String("error", terr.Error()))
 		}
 	})
@@ -204,18 +280,20 @@ const OutcomeMessage = "stage outcome"
 // tracer, whose lines CloudWatch Logs keeps. A retry is logged at Warn and a
 // failure at Error; FromLog reads a line back.
 func Log(stage string, h postern.Handler, log *slog.Logger) postern.Handler {
-	return observe(stage, h, func(ctx context.Context, id postern.MsgID, ev Event) {
-		level := slog.LevelInfo
-		switch ev.Event {
-		case "retry":
-			level = slog.LevelWarn
-		case "failed":
-			level = slog.LevelError
+	return observe(stage, h, func(ctx context.Context, id postern.MsgID, evs []Event) {
+		for _, ev := range evs {
+			level := slog.LevelInfo
+			switch ev.Event {
+			case EventRetry:
+				level = slog.LevelWarn
+			case EventFailed, EventExpired:
+				level = slog.LevelError
+			}
+			log.LogAttrs(ctx, level, OutcomeMessage,
+				slog.String("msg_id", string(id)), slog.String("stage", ev.Stage), slog.String("route", ev.Route),
+				slog.String("event", ev.Event), slog.Int("attempt", ev.Attempt), slog.Int("status", ev.Status),
+				slog.Int64("latency_ms", ev.LatencyMS), slog.String("detail", ev.Detail))
 		}
-		log.LogAttrs(ctx, level, OutcomeMessage,
-			slog.String("msg_id", string(id)), slog.String("stage", ev.Stage), slog.String("route", ev.Route),
-			slog.String("event", ev.Event), slog.Int("attempt", ev.Attempt), slog.Int("status", ev.Status),
-			slog.Int64("latency_ms", ev.LatencyMS), slog.String("detail", ev.Detail))
 	})
 }
 
@@ -246,14 +324,15 @@ func FromLog(line []byte) (id postern.MsgID, ev Event, ok bool) {
 		Status: l.Status, LatencyMS: l.LatencyMS, Detail: l.Detail}, true
 }
 
-// observe runs h and hands record the event of each job whose body names a
-// message (the stage's outcome: done, retry or failed), then returns h's
-// error unchanged.
-func observe(stage string, h postern.Handler, record func(ctx context.Context, id postern.MsgID, ev Event)) postern.Handler {
+// observe runs h and hands record the events of each job whose body names
+// a message: the job's outcome (done, retry, failed or expired; what the
+// handler noted with NoteOutcome, else what its error says), then the side
+// events it noted. It returns h's error unchanged.
+func observe(stage string, h postern.Handler, record func(ctx context.Context, id postern.MsgID, evs []Event)) postern.Handler {
 	return postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
-		notes := &Notes{}
+		hctx, notes := WithNotes(ctx)
 		start := time.Now()
-		err := h.Handle(context.WithValue(ctx, noteKey{}, notes), job)
+		err := h.Handle(hctx, job)
 		var ref jobRef
 		if json.Unmarshal(job.Body, &ref) != nil || ref.ID == "" {
 			return err
@@ -261,19 +340,42 @@ func observe(stage string, h postern.Handler, record func(ctx context.Context, i
 		if _, perr := postern.ParseMsgID(string(ref.ID)); perr != nil {
 			return err
 		}
-		ev := Event{Time: time.Now().UTC(), Stage: stage, Event: "done", Route: ref.Route, Attempt: job.Attempt,
+		ev := Event{Time: time.Now().UTC(), Stage: stage, Event: EventDone, Route: ref.Route, Attempt: job.Attempt,
 			LatencyMS: time.Since(start).Milliseconds()}
 		notes.mu.Lock()
 		ev.Status = notes.status
+		noted, side := notes.outcome, slices.Clone(notes.side)
 		notes.mu.Unlock()
 		switch {
-		case err == nil:
-		case postern.IsPermanent(err):
-			ev.Event, ev.Detail = "failed", err.Error()
-		default:
-			ev.Event, ev.Detail = "retry", err.Error()
+		case err != nil && postern.IsPermanent(err):
+			// A job that can never run: whatever was noted before, it is
+			// dead-lettered.
+			ev.Event, ev.Detail = EventFailed, err.Error()
+		case err != nil && (noted == nil || noted.Event != EventRetry):
+			ev.Event, ev.Detail = EventRetry, err.Error()
+			if noted != nil {
+				// The handler decided, but could not settle it (the DSN did
+				// not queue): the job is retried.
+				ev.Status = noted.Status
+			}
+		case noted != nil:
+			// The handler's own verdict, with the status that decided it
+			// rather than the last one any request got.
+			ev.Event, ev.Status, ev.Detail = noted.Event, noted.Status, noted.Detail
+			if err != nil && ev.Detail == "" {
+				ev.Detail = err.Error()
+			}
 		}
-		record(ctx, ref.ID, ev)
+		evs := []Event{ev}
+		for _, s := range side {
+			s.Stage, s.Route, s.Attempt = stage, ref.Route, job.Attempt
+			// Side events happen after the verdict; a line never sorts before it.
+			if s.Time.Before(ev.Time) {
+				s.Time = ev.Time
+			}
+			evs = append(evs, s)
+		}
+		record(ctx, ref.ID, evs)
 		return err
 	})
 }

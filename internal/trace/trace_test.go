@@ -170,3 +170,89 @@ func TestEnvelopeFromParsed(t *testing.T) {
 		t.Fatalf("LoadEnvelope with both = %+v, %v", got, err)
 	}
 }
+
+// A delivery refused for good ends its job without error (the DSN is
+// queued), yet the message failed: the trace says failed with the status
+// that decided it, and the failure notices are lines of their own with
+// their own statuses.
+func TestOutcomeIsTheHandlersOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := fsblob.New(filepath.Join(t.TempDir(), "s"), fsblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	id := postern.NewMsgID()
+	env, _ := json.Marshal(postern.Envelope{ID: id, Sender: "cam@lan", Recipients: []postern.Recipient{{Addr: "a@app"}}, ReceivedAt: time.Now().Add(-time.Minute)})
+	store.Put(ctx, id.EnvelopeKey(), bytes.NewReader(env), nil)
+
+	h := trace.Wrap("webhook", postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		trace.NoteStatus(ctx, 410)
+		trace.NoteOutcome(ctx, trace.EventFailed, 410, "http; 410 Gone")
+		trace.NoteEvent(ctx, trace.EventDSNQueued, 0, "5.0.0")
+		// The failure_url POST's status is its own; it must not become the
+		// delivery's.
+		trace.NoteStatus(ctx, 200)
+		trace.NoteEvent(ctx, trace.EventFailureNotice, 200, "")
+		return nil
+	}), store, slog.New(slog.DiscardHandler))
+	// The worker reads the handler's verdict through the same notes.
+	wctx, notes := trace.WithNotes(ctx)
+	wj, _ := json.Marshal(postern.WebhookJob{ID: id, Route: "app"})
+	if err := h.Handle(wctx, postern.Job{Body: wj, Attempt: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := notes.Outcome(); got != trace.EventFailed {
+		t.Errorf("Notes.Outcome = %q, want %q", got, trace.EventFailed)
+	}
+	evs, err := trace.Read(ctx, store, id, []string{"app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []trace.Event{
+		{Stage: "gateway", Event: "received"},
+		{Stage: "webhook", Route: "app", Attempt: 4, Event: trace.EventFailed, Status: 410, Detail: "http; 410 Gone"},
+		{Stage: "webhook", Route: "app", Attempt: 4, Event: trace.EventDSNQueued, Detail: "5.0.0"},
+		{Stage: "webhook", Route: "app", Attempt: 4, Event: trace.EventFailureNotice, Status: 200},
+	}
+	if len(evs) != len(want) {
+		t.Fatalf("timeline %+v, want %d events", evs, len(want))
+	}
+	for i, w := range want {
+		g := evs[i]
+		if g.Stage != w.Stage || g.Route != w.Route || g.Event != w.Event || g.Status != w.Status || (i > 0 && (g.Detail != w.Detail || g.Attempt != w.Attempt)) {
+			t.Errorf("event %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// A verdict the handler could not settle (the DSN did not queue) is a
+// retry in the trace; a permanent error is a failure whatever was noted.
+func TestErrorOverridesVerdict(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	errs := []error{errors.New("queue dsn: down"), postern.Permanent(errors.New("route gone"))}
+	calls := 0
+	h := trace.Log("webhook", postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		trace.NoteOutcome(ctx, trace.EventExpired, 503, "http; 503 Service Unavailable")
+		calls++
+		return errs[calls-1]
+	}), log)
+	id := postern.NewMsgID()
+	wj, _ := json.Marshal(postern.WebhookJob{ID: id, Route: "app"})
+	for i := range errs {
+		_ = h.Handle(context.Background(), postern.Job{Body: wj, Attempt: i + 1})
+	}
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2:\n%s", len(lines), buf.Bytes())
+	}
+	for i, want := range []string{trace.EventRetry, trace.EventFailed} {
+		_, ev, ok := trace.FromLog(lines[i])
+		if !ok || ev.Event != want {
+			t.Errorf("line %d: %+v, want %s", i, ev, want)
+		}
+	}
+}
