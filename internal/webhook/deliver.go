@@ -13,7 +13,6 @@ import (
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/postern"
-	"github.com/postern/postern/internal/trace"
 )
 
 // maxResponse is how much of a response body is read (and thrown away):
@@ -38,15 +37,26 @@ func (d *delivery) kind() string {
 	return "http"
 }
 
-// expired reports whether the delivery has been retried past its max age,
-// counted from routing (or from receipt for a job without that time). A
-// job with neither time is bounded by the queue's receive count instead.
-func (d *delivery) expired(now time.Time) bool {
+// deadline is when the delivery stops being retried: its max age after
+// routing (or after receipt, for a job without that time). A job with
+// neither time has none and is bounded by the queue's receive count.
+func (d *delivery) deadline() (time.Time, bool) {
 	created := d.job.Created
 	if created.IsZero() {
 		created = d.job.Envelope.ReceivedAt
 	}
-	return !created.IsZero() && now.Sub(created) > d.target.MaxAge
+	if created.IsZero() {
+		return time.Time{}, false
+	}
+	return created.Add(d.target.MaxAge), true
+}
+
+// expired reports whether a failed attempt at now is the last: the
+// deadline has come. Retries are scheduled no later than the deadline
+// (Handler.retryDelay), so the one that lands on it ends the delivery.
+func (d *delivery) expired(now time.Time) bool {
+	deadline, ok := d.deadline()
+	return ok && !now.Before(deadline)
 }
 
 // attempt makes one delivery. An error means no attempt could be made (the
@@ -227,7 +237,6 @@ func (h *Handler) send(ctx context.Context, t Target, r request) outcome {
 		return classifyError(err)
 	}
 	defer resp.Body.Close()
-	trace.NoteStatus(ctx, resp.StatusCode)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
 	return classifyStatus(resp.StatusCode, resp.Header, h.now())
 }

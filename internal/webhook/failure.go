@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/trace"
 )
 
 // Why a delivery ended without success.
@@ -57,6 +58,7 @@ func (h *Handler) fail(ctx context.Context, d *delivery, o outcome, reason strin
 		// the delivery failure itself was permanent.
 		return fmt.Errorf("webhook %s route %s: %s, and queueing the dsn failed: %w", d.job.ID, d.job.Route, reason, err)
 	}
+	trace.NoteEvent(ctx, trace.EventDSNQueued, 0, status)
 	h.log.LogAttrs(ctx, slog.LevelWarn, "webhook failed; dsn queued",
 		slog.String("msg_id", string(d.job.ID)),
 		slog.String("stage", "webhook"),
@@ -109,6 +111,12 @@ func (h *Handler) notifyFailure(ctx context.Context, d *delivery, f Failed) {
 		body:   bytes.NewReader(body),
 	})
 	attrs = append(attrs, slog.Int("status", o.status), slog.Int64("latency_ms", h.now().Sub(start).Milliseconds()))
+	// Its own line in the trace: this status is the notice's, not the delivery's.
+	detail := ""
+	if o.err != nil {
+		detail = o.diag
+	}
+	trace.NoteEvent(ctx, trace.EventFailureNotice, o.status, detail)
 	if o.err != nil {
 		h.log.LogAttrs(ctx, slog.LevelWarn, "webhook failure notice failed", append(attrs, slog.String("diagnostic", o.diag))...)
 		return

@@ -13,6 +13,7 @@ import (
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/egress"
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/trace"
 )
 
 // Sender enqueues a job body on the dsn queue. queue.Queue satisfies it.
@@ -31,7 +32,18 @@ type Handler struct {
 	log     *slog.Logger
 	now     func() time.Time
 	urls    URLs
+	obs     Observer
+
+	backoffBase, backoffMax time.Duration
 }
+
+// Retry delays when the receiver gives no Retry-After: exponential with
+// jitter from DefaultBackoffBase, capped at DefaultBackoffMax, and never
+// past the route's max age.
+const (
+	DefaultBackoffBase = 5 * time.Second
+	DefaultBackoffMax  = 15 * time.Minute
+)
 
 var _ postern.Handler = (*Handler)(nil)
 
@@ -40,6 +52,30 @@ type Option func(*Handler)
 
 // WithClock replaces time.Now, for tests of timestamps and max age.
 func WithClock(now func() time.Time) Option { return func(h *Handler) { h.now = now } }
+
+// WithObserver reports each attempt's outcome to o (metrics); nil reports
+// nowhere.
+func WithObserver(o Observer) Option {
+	return func(h *Handler) {
+		h.obs = o
+		if o == nil {
+			h.obs = noObserver{}
+		}
+	}
+}
+
+// WithBackoff sets the retry delay: exponential from base, capped at max,
+// with jitter. Zero values keep DefaultBackoffBase and DefaultBackoffMax.
+func WithBackoff(base, max time.Duration) Option {
+	return func(h *Handler) {
+		if base > 0 {
+			h.backoffBase = base
+		}
+		if max > 0 {
+			h.backoffMax = max
+		}
+	}
+}
 
 // WithURLs makes the payload carry links for stored attachments and the raw
 // message besides their keys. Without it the payload has keys only.
@@ -63,11 +99,23 @@ func New(store blob.Store, targets Targets, client *http.Client, dsn Sender, log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{store: store, targets: targets, client: client, private: private, dsn: dsn, log: log, now: time.Now}
+	h := &Handler{store: store, targets: targets, client: client, private: private, dsn: dsn, log: log, now: time.Now,
+		obs: noObserver{}, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax}
 	for _, o := range opts {
 		o(h)
 	}
 	return h
+}
+
+// With returns a copy of h with opts applied, for a caller that adds to a
+// Handler built elsewhere (the metrics of the one-machine process); h is
+// unchanged.
+func (h *Handler) With(opts ...Option) *Handler {
+	c := *h
+	for _, o := range opts {
+		o(&c)
+	}
+	return &c
 }
 
 // clientFor returns the client whose address policy fits t.
@@ -101,13 +149,18 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	start := h.now()
 	o, err := h.attempt(ctx, d)
 	latency := h.now().Sub(start)
+	att := Attempt{Route: wj.Route, Outcome: OutcomeError, Status: o.status, Latency: latency}
+	defer func() { h.obs.WebhookAttempt(att) }()
 	if err != nil {
 		h.logAttempt(ctx, d, slog.LevelWarn, "prepare failed", o, latency, slog.String("error", err.Error()))
 		return fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, err)
 	}
+	now := h.now()
 	switch {
 	case o.err == nil:
 		h.logAttempt(ctx, d, slog.LevelInfo, "delivered", o, latency)
+		trace.NoteOutcome(ctx, trace.EventDone, o.status, "")
+		att.Outcome = OutcomeDelivered
 		return nil
 	case ctx.Err() != nil:
 		// Shutting down or out of time: not the receiver's fault.
@@ -115,17 +168,46 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 		return fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, ctx.Err())
 	case o.permanent:
 		h.logAttempt(ctx, d, slog.LevelWarn, "rejected", o, latency)
-		return h.fail(ctx, d, o, reasonRejected)
-	case d.expired(h.now()):
+		// The verdict is the receiver's status, whatever the failure
+		// notices that follow get.
+		trace.NoteOutcome(ctx, trace.EventFailed, o.status, o.diag)
+		if err := h.fail(ctx, d, o, reasonRejected); err != nil {
+			return err
+		}
+		att.Outcome = OutcomeFailed
+		return nil
+	case d.expired(now):
 		h.logAttempt(ctx, d, slog.LevelWarn, "expired", o, latency)
-		return h.fail(ctx, d, o, reasonExpired)
+		trace.NoteOutcome(ctx, trace.EventExpired, o.status, o.diag)
+		if err := h.fail(ctx, d, o, reasonExpired); err != nil {
+			return err
+		}
+		att.Outcome = OutcomeExpired
+		return nil
 	}
 	h.logAttempt(ctx, d, slog.LevelWarn, "retry", o, latency)
-	err = fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, o.err)
-	if o.after > 0 {
-		return postern.RetryAfter(err, o.after)
+	trace.NoteOutcome(ctx, trace.EventRetry, o.status, o.diag)
+	att.Outcome = OutcomeRetry
+	return postern.RetryAfter(fmt.Errorf("webhook %s route %s: %w", wj.ID, wj.Route, o.err), h.retryDelay(d, o, now))
+}
+
+// retryDelay is when to try d again after outcome o at now: the receiver's
+// Retry-After, else backoff; but never later than the route's max age, so
+// the attempt at the deadline is the last and the expiry notice leaves
+// then, not a whole backoff later.
+func (h *Handler) retryDelay(d *delivery, o outcome, now time.Time) time.Duration {
+	delay := o.after
+	if delay <= 0 {
+		delay = postern.Backoff(d.attempt, h.backoffBase, h.backoffMax)
 	}
-	return err
+	if deadline, ok := d.deadline(); ok {
+		if left := deadline.Sub(now); left < delay {
+			// A second at least: queues count delays in whole seconds, and
+			// an attempt just short of the deadline must not come back at once.
+			delay = max(left, time.Second)
+		}
+	}
+	return delay
 }
 
 // decodeJob reads and checks a job body. Every failure is permanent: the

@@ -196,8 +196,8 @@ func TestRetryThenSuccessKeepsWebhookID(t *testing.T) {
 
 	err := h.Handle(t.Context(), f.jobBody(t, 1))
 	mustTemporary(t, err)
-	if d, ok := postern.RetryDelay(err); ok {
-		t.Errorf("RetryDelay = %v without Retry-After; want the queue's backoff", d)
+	if d, ok := postern.RetryDelay(err); !ok || d < 0 || d > DefaultBackoffBase {
+		t.Errorf("RetryDelay = %v, %v without Retry-After; want the first backoff, at most %v", d, ok, DefaultBackoffBase)
 	}
 	if err := h.Handle(t.Context(), f.jobBody(t, 2)); err != nil {
 		t.Fatalf("second Handle: %v", err)
