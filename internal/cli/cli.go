@@ -57,6 +57,8 @@ func Main(ctx context.Context, e Env) int {
 			return checkConfig(ctx, e, e.Args[1:])
 		case "hash-password":
 			return hashPassword(e, e.Args[1:])
+		case "dkim-keygen":
+			return dkimKeygen(e, e.Args[1:])
 		case "trace":
 			return traceCmd(ctx, e)
 		case "replay":

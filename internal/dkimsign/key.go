@@ -167,12 +167,17 @@ func (k *Key) PublicRecord() string {
 //
 //	SELECTOR._domainkey.DOMAIN. IN TXT "v=DKIM1; k=rsa; p=..." "..."
 //
-// The value is cut into strings of at most 255 bytes, the most one DNS
+// The domain is written in A-labels (xn--), as DNS holds it. The value is
+// cut into strings of at most 255 bytes, the most one DNS
 // character-string holds (RFC 1035 section 3.3); verifiers join them.
 func TXTRecord(domain, selector string, k *Key) string {
 	v := k.PublicRecord()
 	var b strings.Builder
-	b.WriteString(strings.ToLower(selector) + "._domainkey." + strings.TrimSuffix(strings.ToLower(domain), ".") + ". IN TXT")
+	d, err := normDomain(domain)
+	if err != nil {
+		d = strings.TrimSuffix(strings.ToLower(domain), ".") // CheckSelector says what is wrong with it
+	}
+	b.WriteString(strings.ToLower(selector) + "._domainkey." + d + ". IN TXT")
 	for len(v) > 0 {
 		n := min(len(v), 255)
 		b.WriteString(" " + strconv.Quote(v[:n])) // the record is base64 and ASCII tags: nothing to escape but quotes

@@ -84,13 +84,10 @@ func NewSigner(sels []Selector, opts Options) (*Signer, error) {
 		s.opts.MemoryLimit = DefaultMemoryLimit
 	}
 	for i, sel := range sels {
-		d, err := normDomain(sel.Domain)
-		if err != nil {
-			return nil, fmt.Errorf("dkim selector %d: domain %q: %w", i, sel.Domain, err)
+		if err := CheckSelector(sel.Domain, sel.Selector); err != nil {
+			return nil, fmt.Errorf("dkim selector %d: %w", i, err)
 		}
-		if !validSelector(sel.Selector) {
-			return nil, fmt.Errorf("dkim selector %d: %q is not a valid selector (DNS labels of letters, digits and '-', joined by '.')", i, sel.Selector)
-		}
+		d, _ := normDomain(sel.Domain)
 		if sel.Key == nil {
 			return nil, fmt.Errorf("dkim selector %d (%s._domainkey.%s): no key", i, sel.Selector, d)
 		}
@@ -103,6 +100,19 @@ func NewSigner(sels []Selector, opts Options) (*Signer, error) {
 		s.byDomain[d] = append(s.byDomain[d], sel)
 	}
 	return s, nil
+}
+
+// CheckSelector reports whether domain and selector can name a key record,
+// SELECTOR._domainkey.DOMAIN: a fully qualified domain (IDNs are fine)
+// and a selector of DNS labels.
+func CheckSelector(domain, selector string) error {
+	if _, err := normDomain(domain); err != nil {
+		return fmt.Errorf("domain %q: %w", domain, err)
+	}
+	if !validSelector(selector) {
+		return fmt.Errorf("selector %q: want DNS labels of letters, digits and '-', joined by '.'", selector)
+	}
+	return nil
 }
 
 // Why a message went out unsigned (Signed.Unsigned).
