@@ -44,7 +44,7 @@ func New() *Metrics {
 		acceptErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_accept_errors_total",
 			Help: "Failed accepts by listener (out of file descriptors, say); each is retried with backoff."}, []string{"listener"}),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_sessions_total",
-			Help: "Ended SMTP sessions by listener, TLS use and authentication outcome."}, []string{"listener", "tls", "auth"}),
+			Help: "Ended SMTP sessions, one per connection that greeted, by listener, TLS use at the end (after any STARTTLS) and authentication outcome."}, []string{"listener", "tls", "auth"}),
 		replies: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_smtp_replies_total",
 			Help: "Replies to MAIL, RCPT, DATA and AUTH by command and code."}, []string{"command", "code"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_messages_accepted_total",
@@ -59,7 +59,7 @@ func New() *Metrics {
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_rate_limited_total",
 			Help: "Transactions refused by an identity's messages-per-minute limit."}, []string{"identity"}),
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "postern_jobs_total",
-			Help: "Stage jobs by stage and outcome (done, retry, dead_letter)."}, []string{"stage", "outcome"}),
+			Help: "Stage jobs by stage and outcome: done, retry, dead_letter (the job can never run), failed (the message was refused for good; a failure notice is queued), expired (the message ran out of max age; a failure notice is queued)."}, []string{"stage", "outcome"}),
 		jobSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "postern_job_seconds",
 			Help: "Time a stage spent on one job.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"stage"}),
 	}
@@ -104,7 +104,8 @@ func (m *Metrics) AuthFailure(identity string) {
 
 func (m *Metrics) RateLimited(identity string) { m.rateLimited.WithLabelValues(identity).Inc() }
 
-// Job is the worker observer: one handled job.
+// Job is the worker observer: one handled job; outcome is one of the
+// worker's few (see postern_jobs_total's help).
 func (m *Metrics) Job(stage, outcome string, d time.Duration) {
 	m.jobs.WithLabelValues(stage, outcome).Inc()
 	m.jobSeconds.WithLabelValues(stage).Observe(d.Seconds())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue"
+	"github.com/postern/postern/internal/trace"
 )
 
 // DeadLetter takes jobs that can never succeed.
@@ -42,7 +43,9 @@ type Worker struct {
 	Grace time.Duration
 
 	// Observe, when set, is told each job's outcome (done, retry,
-	// dead_letter) and duration, for metrics.
+	// dead_letter; failed or expired when the handler settled the job with
+	// a failure notice for the message, see trace.NoteOutcome) and
+	// duration, for metrics.
 	Observe func(stage, outcome string, d time.Duration)
 	// Yield, when set, is called before each job with the time it was
 	// queued; it may hold the job back (the gateway's burst priority).
@@ -101,7 +104,10 @@ func (w *Worker) process(jobs context.Context, m queue.Message) {
 		w.Yield(ctx, m.SentAt)
 	}
 	start := time.Now()
-	err := w.handle(ctx, postern.Job{Body: m.Body, Attempt: m.ReceiveCount})
+	// The handler's verdict on the message: a job that ends without error
+	// may still have failed the message (refused for good, DSN queued).
+	hctx, notes := trace.WithNotes(ctx)
+	err := w.handle(hctx, postern.Job{Body: m.Body, Attempt: m.ReceiveCount})
 	log := w.Log.With(slog.String("stage", w.Stage), slog.String("job_id", m.ID), slog.Int("attempt", m.ReceiveCount))
 	if err != nil && jobs.Err() != nil {
 		// Shutdown's grace is over. The queue still holds the job: it
@@ -118,6 +124,9 @@ func (w *Worker) process(jobs context.Context, m queue.Message) {
 		switch {
 		case err == nil:
 			outcome = "done"
+			if v := notes.Outcome(); v == trace.EventFailed || v == trace.EventExpired {
+				outcome = v
+			}
 		case postern.IsPermanent(err):
 			outcome = "dead_letter"
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue/fsqueue"
+	"github.com/postern/postern/internal/trace"
 )
 
 func queues(t *testing.T) (q, dlq *fsqueue.Queue) {
@@ -229,5 +230,47 @@ func TestGraceBoundsJobsInHand(t *testing.T) {
 				t.Fatalf("dead-letter queue: %+v, %v; want empty", d, err)
 			}
 		})
+	}
+}
+
+// A job the handler settles by queueing a failure notice ends without
+// error, but it is not counted as done: the message failed.
+func TestObservedOutcomeIsTheHandlersVerdict(t *testing.T) {
+	t.Parallel()
+	q, dlq := queues(t)
+	h := postern.HandlerFunc(func(ctx context.Context, job postern.Job) error {
+		switch string(job.Body) {
+		case "refused":
+			trace.NoteOutcome(ctx, trace.EventFailed, 410, "http; 410 Gone")
+		case "expired":
+			trace.NoteOutcome(ctx, trace.EventExpired, 503, "http; 503 Service Unavailable")
+		case "delivered":
+			trace.NoteOutcome(ctx, trace.EventDone, 200, "")
+		}
+		return nil
+	})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	for _, b := range []string{"refused", "expired", "delivered", "plain"} {
+		if _, err := q.Send(t.Context(), []byte(b), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Worker{Stage: "webhook", Queue: q, Handler: h, DeadLetter: dlq, Log: slog.New(slog.DiscardHandler),
+		Wait: 100 * time.Millisecond,
+		Observe: func(stage, outcome string, _ time.Duration) {
+			mu.Lock()
+			seen[outcome]++
+			mu.Unlock()
+		}}
+	run(t, w, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["failed"]+seen["expired"]+seen["done"] >= 4
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["failed"] != 1 || seen["expired"] != 1 || seen["done"] != 2 {
+		t.Fatalf("observed outcomes %v, want failed 1, expired 1, done 2", seen)
 	}
 }
