@@ -374,6 +374,7 @@ func notFound(name string) *net.DNSError {
 // TXT strings in presentation form (\" and \DDD escapes); packing the record
 // undoes that exactly, so the rdata is read back from the wire form.
 func txtData(rr dns.RR) (string, error) {
+	rr = dns.Copy(rr) // PackRR sets Rdlength; the cached record is shared
 	buf := make([]byte, dns.Len(rr)+1)
 	end, err := dns.PackRR(rr, buf, 0, nil, false)
 	if err != nil {

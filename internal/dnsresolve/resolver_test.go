@@ -349,3 +349,33 @@ func TestIsTemporary(t *testing.T) {
 		t.Error("not found is not temporary")
 	}
 }
+
+// TestConcurrent shares cached answers between goroutines; -race checks
+// that reading them changes nothing.
+func TestConcurrent(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.New(t)
+	srv.AddTXT("example.com", "v=DKIM1; p="+strings.Repeat("A", 300))
+	srv.AddA("example.com", "192.0.2.1")
+	r, _ := newResolver(t, Config{Servers: []string{srv.Addr()}})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				if txt, err := r.LookupTXT(context.Background(), "example.com"); err != nil || len(txt) != 1 {
+					t.Errorf("LookupTXT = %q, %v", txt, err)
+				}
+				if ips, err := r.LookupIPAddr(context.Background(), "example.com"); err != nil || len(ips) != 1 {
+					t.Errorf("LookupIPAddr = %v, %v", ips, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Concurrent first lookups share one query per type, or a few at most
+	// when they miss each other; 160 lookups of each must not reach the
+	// server 160 times.
+	if n := srv.CountFor("example.com", dns.TypeTXT); n > 8 {
+		t.Errorf("TXT asked %d times", n)
+	}
+}
