@@ -121,6 +121,12 @@ func FuzzCheck(f *testing.F) {
 		if a.Is4() && Classify(netip.AddrFrom16(a.As16())) != c {
 			t.Fatalf("%s and its IPv4-mapped form classify differently", a)
 		}
+		// Allowing every network opens everything but the always-refused
+		// classes.
+		all := Allow{Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}
+		if err := all.Permits("", a); (err == nil) != (c == "" || c.Allowable()) {
+			t.Fatalf("Permits(%s) with every network allowed = %v for class %q", a, err, c)
+		}
 		for _, allow := range []bool{false, true} {
 			g := Guard{AllowPrivate: allow}
 			err := g.Check(a)

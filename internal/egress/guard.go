@@ -33,16 +33,28 @@ const minDialTimeout = 2 * time.Second
 type Guard struct {
 	// AllowPrivate lets connections reach loopback, private (RFC 1918,
 	// fc00::/7) and shared (100.64.0.0/10) addresses, for on-premises
-	// applications. Link-local, cloud metadata, unspecified, multicast,
-	// broadcast and reserved addresses are refused all the same.
+	// applications: Allow.Private, kept for callers that need no more.
 	AllowPrivate bool
+
+	// Allow opens the networks and host names a route lists. Link-local,
+	// cloud metadata, unspecified, multicast and broadcast addresses are
+	// refused whatever it and AllowPrivate say.
+	Allow Allow
 
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver Resolver
 }
 
-// Check returns a *RefusedError when the guard would refuse a.
-func (g Guard) Check(a netip.Addr) error { return check("", a, g.AllowPrivate) }
+// policy is g.Allow with AllowPrivate folded in.
+func (g Guard) policy() Allow {
+	p := g.Allow
+	p.Private = p.Private || g.AllowPrivate
+	return p
+}
+
+// Check returns a *RefusedError when the guard would refuse a, reached as
+// a literal address (no allowed host name applies).
+func (g Guard) Check(a netip.Addr) error { return g.policy().Permits("", a) }
 
 // DialContext resolves address, refuses it if any address it resolves to is
 // refused (a name that mixes public and internal answers is not trusted for
@@ -68,12 +80,17 @@ func (g Guard) DialContext(ctx context.Context, network, address string) (net.Co
 	if err != nil {
 		return nil, err
 	}
+	policy := g.policy()
 	for _, a := range addrs {
-		if err := check(host, a, g.AllowPrivate); err != nil {
+		if err := policy.Permits(host, a); err != nil {
 			return nil, err
 		}
 	}
-	d := net.Dialer{Control: g.control}
+	// The hook knows the name dialled, so an allowed host name opens the
+	// addresses it resolved to and nothing else.
+	d := net.Dialer{Control: func(network, address string, _ syscall.RawConn) error {
+		return policy.control(host, address)
+	}}
 	var firstErr error
 	for i, a := range addrs {
 		dctx, cancel := partialDeadline(ctx, len(addrs)-i)
@@ -112,13 +129,20 @@ func (g Guard) resolve(ctx context.Context, ipNet, host string) ([]netip.Addr, e
 }
 
 // control is the last check, on the address the socket is about to connect
-// to, whatever path led there.
+// to, whatever path led there; with no host name, only the policy's
+// networks and allow_private can open a non-public address.
 func (g Guard) control(network, address string, _ syscall.RawConn) error {
+	return g.policy().control("", address)
+}
+
+// control checks the address a socket is about to connect to, reached by
+// dialling host.
+func (a Allow) control(host, address string) error {
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("egress: connect to %q: %w", address, errors.Join(ErrRefused, err))
 	}
-	return check("", ap.Addr(), g.AllowPrivate)
+	return a.Permits(host, ap.Addr())
 }
 
 // partialDeadline gives one of n remaining addresses its share of ctx's
