@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/egress"
 	"github.com/postern/postern/internal/logbuf"
 )
 
@@ -127,5 +128,51 @@ func TestGivenClientUsedAsIs(t *testing.T) {
 	}
 	if n := len(rec.requests()); n != 1 {
 		t.Fatalf("%d requests, want 1", n)
+	}
+}
+
+// webhook.allow: a route allowed one address reaches it, and no other
+// private address, not even another port's service on the same host named
+// differently: the list is checked on the address each connection goes to.
+func TestAllowListPerRoute(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rec := &recorder{}
+	srv := serve(t, rec) // on 127.0.0.1
+	only := func(entries ...string) egress.Allow {
+		a, err := egress.ParseAllow(entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	var buf logbuf.Buffer
+	target := Target{URL: srv.URL + "/hook", Secrets: [][]byte{testSecret}, Allow: only("127.0.0.1")}
+	if err := guardedHandler(t, f, target, &fakeSender{}, testNow, &buf).Handle(t.Context(), f.jobBody(t, 1)); err != nil {
+		t.Fatalf("allowed address: %v", err)
+	}
+	for _, allow := range []egress.Allow{only("127.0.0.2/32", "10.0.0.0/8"), only("app.internal"), only("192.168.0.0/16")} {
+		target.Allow = allow
+		err := guardedHandler(t, f, target, &fakeSender{}, testNow, &buf).Handle(t.Context(), f.jobBody(t, 2))
+		mustTemporary(t, err)
+		if !strings.Contains(err.Error(), "address refused (loopback)") {
+			t.Errorf("allow %s: %v, want loopback refused", allow, err)
+		}
+	}
+	if n := len(rec.requests()); n != 1 {
+		t.Fatalf("receiver got %d requests, want 1", n)
+	}
+	// Two targets with different lists in one Handler keep their own.
+	targets := map[string]Target{
+		"scans": {URL: srv.URL, Secrets: [][]byte{testSecret}, Allow: only("127.0.0.0/8")},
+		"other": {URL: srv.URL, Secrets: [][]byte{testSecret}, Allow: only("10.0.0.0/8")},
+	}
+	h := New(f.store, func(r string) (Target, bool) { t, ok := targets[r]; return t, ok }, nil, &fakeSender{}, testLogger(t),
+		WithClock(func() time.Time { return testNow }))
+	if err := h.Handle(t.Context(), f.jobBody(t, 3)); err != nil {
+		t.Fatalf("scans: %v", err)
+	}
+	if h.clientFor(targets["scans"]) == h.clientFor(targets["other"]) || h.clientFor(targets["scans"]) != h.clientFor(targets["scans"]) {
+		t.Error("clients are not one per policy")
 	}
 }

@@ -3,8 +3,11 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
+
+	"github.com/postern/postern/internal/egress"
 )
 
 // Payload forms a route can ask for.
@@ -46,10 +49,45 @@ type Target struct {
 	FailureURL string
 	// AllowPrivate lets URL and FailureURL reach loopback, private and
 	// shared (CGNAT) addresses, for applications on the same host or
-	// network. Link-local and cloud metadata addresses stay refused. It
-	// applies when the Handler was built with its own guarded clients (a nil
-	// client in New).
+	// network: the allow_private: true shorthand, as Allow.Private.
+	// Link-local and cloud metadata addresses stay refused.
 	AllowPrivate bool
+	// Allow opens the networks and host names the route's webhook.allow
+	// lists, checked on the address each connection is made to. Like
+	// AllowPrivate it applies when the Handler was built with its own
+	// guarded clients (a nil client in New).
+	Allow egress.Allow
+}
+
+// egressPolicy is the target's address policy, AllowPrivate folded in.
+func (t Target) egressPolicy() egress.Allow {
+	a := t.Allow
+	a.Private = a.Private || t.AllowPrivate
+	return a
+}
+
+// guardedClients holds one guarded client per address policy, so targets
+// that share a policy share connections. The routes bound how many there
+// are.
+type guardedClients struct {
+	mu      sync.Mutex
+	clients map[string]*http.Client // by egress.Allow.Key; only grows
+}
+
+// get returns the client for policy a, building it on first use.
+func (g *guardedClients) get(a egress.Allow) *http.Client {
+	key := a.Key()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.clients[key]; ok {
+		return c
+	}
+	if g.clients == nil {
+		g.clients = map[string]*http.Client{}
+	}
+	c := egress.NewClient(egress.Guard{Allow: a})
+	g.clients[key] = c
+	return c
 }
 
 // Targets looks up a route's target by name. It reports false for a route

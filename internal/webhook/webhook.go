@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/blob"
-	"github.com/postern/postern/internal/egress"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
 )
@@ -26,8 +25,8 @@ type Sender interface {
 type Handler struct {
 	store   blob.Store
 	targets Targets
-	client  *http.Client // for targets that may not reach private addresses
-	private *http.Client // for targets with AllowPrivate
+	client  *http.Client    // given to New: used for every target
+	guarded *guardedClients // without a client given: one per address policy
 	dsn     Sender
 	log     *slog.Logger
 	now     func() time.Time
@@ -84,22 +83,21 @@ func WithURLs(u URLs) Option { return func(h *Handler) { h.urls = u } }
 // New builds the webhook stage. store holds the parsed and raw messages,
 // targets resolves route names, dsn is the dsn queue; a nil log discards.
 //
-// A nil client is the normal case: the Handler then makes two guarded
-// clients (package egress), one per address policy, and picks by each
-// target's AllowPrivate. Neither follows redirects: a webhook URL that
-// redirects is a failed attempt, not silently re-aimed. A non-nil client is
-// used as given for every target, and its owner decides where it may
-// connect; AllowPrivate then has no effect.
+// A nil client is the normal case: the Handler then makes guarded clients
+// (package egress), one per address policy (each target's AllowPrivate and
+// Allow). None follows redirects: a webhook URL that redirects is a failed
+// attempt, not silently re-aimed. A non-nil client is used as given for
+// every target, and its owner decides where it may connect; AllowPrivate
+// and Allow then have no effect.
 func New(store blob.Store, targets Targets, client *http.Client, dsn Sender, log *slog.Logger, opts ...Option) *Handler {
-	private := client
+	var guarded *guardedClients
 	if client == nil {
-		client = egress.NewClient(egress.Guard{})
-		private = egress.NewClient(egress.Guard{AllowPrivate: true})
+		guarded = &guardedClients{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{store: store, targets: targets, client: client, private: private, dsn: dsn, log: log, now: time.Now,
+	h := &Handler{store: store, targets: targets, client: client, guarded: guarded, dsn: dsn, log: log, now: time.Now,
 		obs: noObserver{}, backoffBase: DefaultBackoffBase, backoffMax: DefaultBackoffMax}
 	for _, o := range opts {
 		o(h)
@@ -120,8 +118,8 @@ func (h *Handler) With(opts ...Option) *Handler {
 
 // clientFor returns the client whose address policy fits t.
 func (h *Handler) clientFor(t Target) *http.Client {
-	if t.AllowPrivate {
-		return h.private
+	if h.guarded != nil {
+		return h.guarded.get(t.egressPolicy())
 	}
 	return h.client
 }
