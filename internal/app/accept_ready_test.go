@@ -69,7 +69,9 @@ func TestReadyzReportsAListenerThatCannotAccept(t *testing.T) {
 	admin := "http://" + a.AdminAddr().String()
 	get := func(path string) (int, string) {
 		t.Helper()
-		resp, err := http.Get(admin + path)
+		req, _ := http.NewRequest(http.MethodGet, admin+path, nil)
+		req.Header.Set("Authorization", "Bearer "+a.adminToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -89,6 +89,7 @@ func testConfig(t *testing.T, hookURL string) *config.Config {
 	cfg.DataDir = t.TempDir()
 	cfg.Listeners[0].Addr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Admin.Token = testAdminToken
 	cfg.Routes = []config.Route{
 		{Name: "files", Match: config.Match{Recipients: []string{"*@files.test"}}, Directory: &config.Directory{Path: "outbox"}},
 		{Name: "app", Match: config.Match{Recipients: []string{"*@app.test"}}, Webhook: &config.Webhook{URL: hookURL, Secrets: []string{testSecret}, AllowPrivate: true}},

@@ -83,7 +83,7 @@ func Replay(ctx context.Context, cfg *config.Config, log *slog.Logger, id poster
 	if err != nil {
 		return "", err
 	}
-	return replay(ctx, be, st.table, id, route)
+	return replay(ctx, be, st.table, cfg.Limits.MaxHeaderBytes, id, route)
 }
 
 // Redrive moves a local queue's dead-lettered jobs back to it. On AWS use

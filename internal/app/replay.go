@@ -5,18 +5,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/route"
 	"github.com/postern/postern/internal/trace"
+)
+
+// Replay refusals the operator can act on (the admin API answers them with
+// 400 and 409; replayStatus is the table).
+var (
+	errNoSuchRoute        = errors.New("no such route")
+	errRouteNotForMessage = errors.New("route does not take this message")
 )
 
 // replay re-enqueues a stored message: to the inbound queue (parsed and
 // routed again), or straight to one route. Deliveries keep their webhook-id
 // (message id and route), so an application that de-duplicates sees a
 // replay as what it is. Safe to repeat.
-func replay(ctx context.Context, be *backend, table *route.Table, id postern.MsgID, routeName string) (string, error) {
+//
+// A route is taken only for the recipients the parse stage would give it:
+// the route table's first match on each recipient, sender, identity and
+// (where rules look at headers) the stored message's header. A route none
+// of them match is refused, so a replay never hands a message (signed, to
+// a webhook) to an application it was not addressed to. maxHeader is
+// limits.max_header_bytes, the most header the gateway accepts.
+func replay(ctx context.Context, be *backend, table *route.Table, maxHeader int64, id postern.MsgID, routeName string) (string, error) {
 	// envelope.json, or on AWS (where the gateway writes none) the copy in
 	// parsed.json: a message never parsed has its envelope only in the
 	// dead-lettered ParseJob, which a redrive replays instead.
@@ -34,18 +51,26 @@ func replay(ctx context.Context, be *backend, table *route.Table, id postern.Msg
 	}
 	rule, ok := table.Rule(routeName)
 	if !ok {
-		return "", fmt.Errorf("no route named %q in the configuration", routeName)
+		return "", fmt.Errorf("%w: no route named %q in the configuration; the routes are %s", errNoSuchRoute, routeName, strings.Join(table.Names(), ", "))
+	}
+	if rule.Target.Kind == route.KindReject {
+		return "", fmt.Errorf("%w: route %s rejects mail; nothing to replay to", errRouteNotForMessage, routeName)
+	}
+	var header func(string) []string
+	if table.HasHeaderRules() {
+		if header, err = storedHeader(ctx, be.store, id, maxHeader); err != nil {
+			return "", err
+		}
 	}
 	var rcpts []string
 	for _, r := range env.Recipients {
-		if m, ok := table.Match(route.Meta{Recipient: r.Addr, Sender: env.Sender, Identity: env.Identity}); ok && m.Name == routeName {
+		if m, ok := table.Match(route.Meta{Recipient: r.Addr, Sender: env.Sender, Identity: env.Identity, Header: header}); ok && m.Name == routeName {
 			rcpts = append(rcpts, r.Addr)
 		}
 	}
 	if len(rcpts) == 0 {
-		// Routes chosen by header conditions do not match without the
-		// headers: replaying to such a route goes to every recipient.
-		rcpts = env.RecipientAddrs()
+		return "", fmt.Errorf("%w: route %s matches none of message %s's %d recipient(s); replay without a route to route it as the parse stage does",
+			errRouteNotForMessage, routeName, id, len(env.Recipients))
 	}
 	now := time.Now().UTC()
 	var (
@@ -60,10 +85,37 @@ func replay(ctx context.Context, be *backend, table *route.Table, id postern.Msg
 		body, _ = json.Marshal(postern.RelayJob{V: postern.JobVersion, ID: id, Route: routeName, Recipients: rcpts, Envelope: env, Created: now})
 		q = QueueRelay
 	default:
-		return "", errors.New("route " + routeName + " rejects mail; nothing to replay to")
+		return "", fmt.Errorf("route %s: target kind %q cannot be replayed to", routeName, rule.Target.Kind)
 	}
 	if _, err := be.queues[q].Send(ctx, body, 0); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("queued for route %s (%d recipient(s))", routeName, len(rcpts)), nil
+}
+
+// storedHeader reads the stored message's header the way the parse stage
+// sees it (route.HeaderLookup answers as the parsed form's headers do).
+func storedHeader(ctx context.Context, st blob.Store, id postern.MsgID, maxHeader int64) (func(string) []string, error) {
+	rc, err := st.Get(ctx, id.RawKey())
+	if err != nil {
+		return nil, fmt.Errorf("message %s: raw message: %w", id, err)
+	}
+	defer rc.Close()
+	// The gateway's own Received field comes on top of what the client
+	// sent, so allow some room above the limit.
+	limit := maxHeader + 64<<10
+	raw, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("message %s: raw message: %w", id, err)
+	}
+	lookup, err := route.HeaderLookup(raw)
+	if errors.Is(err, route.ErrHeaderIncomplete) && int64(len(raw)) <= limit {
+		// The whole message and no empty line: all header, as the parse
+		// stage reads it.
+		lookup, err = route.HeaderLookup(append(raw, "\r\n\r\n"...))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("message %s: header longer than %d bytes, so its header routes cannot be checked: %w", id, limit, err)
+	}
+	return lookup, nil
 }

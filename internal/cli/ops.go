@@ -1,12 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,8 +48,10 @@ func opsFlags(e Env, name, usage string, extra func(*flag.FlagSet)) (*config.Con
 }
 
 // adminCall asks a running local gateway; ok is false when none answers,
-// so the caller can act on the files itself.
-func adminCall(ctx context.Context, cfg *config.Config, method, path string, out any) (ok bool, err error) {
+// so the caller can act on the files itself. A POST carries in (or {}) as
+// JSON, the only kind of body the admin API takes for a change. The token
+// is admin.token, or the one the gateway generated into data_dir.
+func adminCall(ctx context.Context, cfg *config.Config, method, path string, in, out any) (ok bool, err error) {
 	if cfg.Backend.Type != "local" || cfg.Admin.Addr == "" {
 		return false, nil
 	}
@@ -58,16 +62,32 @@ func adminCall(ctx context.Context, cfg *config.Config, method, path string, out
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+net.JoinHostPort(host, port)+path, nil)
+	var body io.Reader
+	if method != http.MethodGet {
+		if in == nil {
+			in = struct{}{}
+		}
+		b, err := json.Marshal(in)
+		if err != nil {
+			return false, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+net.JoinHostPort(host, port)+path, body)
 	if err != nil {
 		return false, err
 	}
-	if cfg.Admin.Token != "" {
-		tok, err := config.ResolveSecret(cfg.Admin.Token)
-		if err != nil {
-			return false, fmt.Errorf("admin.token: %w", err)
-		}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	// No token file means no gateway has started on this data_dir: if one
+	// answers all the same, its 401 below says what to do.
+	tok, err := app.AdminToken(cfg)
+	switch {
+	case err == nil:
 		req.Header.Set("Authorization", "Bearer "+tok)
+	case !errors.Is(err, fs.ErrNotExist):
+		return false, fmt.Errorf("%w (the commands that ask the gateway need its admin token: run them as the gateway's user, or set admin.token)", err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -77,11 +97,14 @@ func adminCall(ctx context.Context, cfg *config.Config, method, path string, out
 		return false, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return true, fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	got, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == http.StatusUnauthorized {
+		return true, fmt.Errorf("gateway answered %s: its admin token is neither admin.token nor in %s; use the gateway's own configuration (-config) or data_dir", resp.Status, app.AdminTokenPath(cfg))
 	}
-	return true, json.Unmarshal(body, out)
+	if resp.StatusCode != http.StatusOK {
+		return true, fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(got)))
+	}
+	return true, json.Unmarshal(got, out)
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -143,7 +166,7 @@ func replayCmd(ctx context.Context, e Env) int {
 		return code
 	}
 	var res map[string]string
-	ok, err := adminCall(ctx, cfg, http.MethodPost, "/v1/replay/"+string(id)+"?route="+url.QueryEscape(routeName), &res)
+	ok, err := adminCall(ctx, cfg, http.MethodPost, "/v1/replay/"+string(id), app.ReplayRequest{Route: routeName}, &res)
 	msg := res["result"]
 	if err == nil && !ok {
 		msg, err = app.Replay(ctx, cfg, quietLog(), id, routeName)
@@ -166,7 +189,7 @@ func redriveCmd(ctx context.Context, e Env) int {
 		return 2
 	}
 	var res map[string]int
-	ok, err := adminCall(ctx, cfg, http.MethodPost, "/v1/redrive/"+url.PathEscape(fs.Arg(0)), &res)
+	ok, err := adminCall(ctx, cfg, http.MethodPost, "/v1/redrive/"+url.PathEscape(fs.Arg(0)), nil, &res)
 	n := res["moved"]
 	if err == nil && !ok {
 		n, err = app.Redrive(ctx, cfg, quietLog(), fs.Arg(0))
@@ -185,7 +208,7 @@ func devicesCmd(ctx context.Context, e Env) int {
 		return max(code, 0)
 	}
 	var devs []app.Device
-	ok, err := adminCall(ctx, cfg, http.MethodGet, "/v1/devices", &devs)
+	ok, err := adminCall(ctx, cfg, http.MethodGet, "/v1/devices", nil, &devs)
 	if err == nil && !ok {
 		err = errors.New("no running gateway answered on admin.addr; devices are tracked by the running gateway")
 	}
