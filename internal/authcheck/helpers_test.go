@@ -94,7 +94,7 @@ func message(fromDomain, body string) []byte {
 
 // sign returns msg with a relaxed/relaxed DKIM signature of domain and
 // selector prepended.
-func sign(t *testing.T, msg []byte, domain, selector string, key crypto.Signer) []byte {
+func sign(t testing.TB, msg []byte, domain, selector string, key crypto.Signer) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	err := dkim.Sign(&out, bytes.NewReader(msg), &dkim.SignOptions{
