@@ -12,6 +12,7 @@ import (
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/dsn"
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/trace"
 )
 
 // Sender enqueues a job body on the dsn queue. queue.Queue satisfies it.
@@ -188,6 +189,7 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	case len(failed) > 0:
 		result = "failed"
 	}
+	noteOutcome(ctx, result, accepted, failed, deferred)
 	log.LogAttrs(ctx, slog.LevelInfo, "relay attempt", slog.String("remote", res.Remote),
 		slog.Int("accepted", len(accepted)), slog.Int("failed", len(failed)), slog.Int("deferred", len(deferred)),
 		slog.Int64("latency_ms", att.Latency.Milliseconds()), slog.String("result", result))
@@ -210,6 +212,7 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 			return fmt.Errorf("relay %s route %s: queue dsn: %w", rj.ID, rj.Route, err)
 		}
 		log.LogAttrs(ctx, slog.LevelWarn, "relay failed; dsn queued", slog.Int("recipients", len(failed)), slog.Bool("expired", expired))
+		trace.NoteEvent(ctx, trace.EventDSNQueued, 0, fmt.Sprintf("%d recipient(s)", len(failed)))
 		for _, r := range failed {
 			st.Done = append(st.Done, r.Addr)
 			if r.Reply.Permanent() {
@@ -230,6 +233,7 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 			log.LogAttrs(ctx, slog.LevelWarn, "relay delay notice not queued", slog.String("error", err.Error()))
 		} else {
 			log.LogAttrs(ctx, slog.LevelInfo, "relay delayed; delay notice queued", slog.Int("recipients", len(deferred)))
+			trace.NoteEvent(ctx, trace.EventDelayNoticeQueued, 0, fmt.Sprintf("%d recipient(s)", len(deferred)))
 			st.DelayNotified = true
 			changed = true
 		}
@@ -250,11 +254,59 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, rj *postern.Rela
 	for _, r := range deferred {
 		delay = max(delay, r.Reply.RetryAfter)
 	}
-	// Come back no later than the expiry, so the last try happens then.
-	if left := rj.Created.Add(route.maxAge()).Sub(now); left < delay {
-		delay = max(left, time.Second)
+	return postern.RetryAfter(err, nextDelay(delay, now, rj.Created, route, st.DelayNotified))
+}
+
+// nextDelay caps a retry delay so the next attempt comes no later than the
+// route's max age (the attempt then is the last, and the expiry notice
+// leaves with it) nor, while a delay notice is still owed, its time (the
+// notice goes out with an attempt). The cap wins over the remote's
+// Retry-After: a deadline kept matters more than one more refusal. A
+// second is the floor: queues count delays in whole seconds, and an
+// attempt just short of a deadline must not come back at once.
+func nextDelay(delay time.Duration, now, created time.Time, route Route, notified bool) time.Duration {
+	capAt := func(at time.Time) {
+		if left := at.Sub(now); left < delay {
+			delay = max(left, time.Second)
+		}
 	}
-	return postern.RetryAfter(err, delay)
+	capAt(created.Add(route.maxAge()))
+	if route.DelayNotice > 0 && !notified {
+		if at := created.Add(route.DelayNotice); at.After(now) {
+			capAt(at)
+		}
+	}
+	return delay
+}
+
+// noteOutcome tells the tracer how the attempt ended for the message (see
+// settle's result), with the reply that decided it: the first deferred one
+// while any recipient is retried, else the first failed one.
+func noteOutcome(ctx context.Context, result string, accepted, failed, deferred []RcptResult) {
+	var (
+		event  = trace.EventDone
+		decide []RcptResult
+	)
+	switch result {
+	case "deferred":
+		event, decide = trace.EventRetry, deferred
+	case "expired":
+		event, decide = trace.EventExpired, failed
+	case "failed":
+		event, decide = trace.EventFailed, failed
+	default:
+		decide = accepted
+	}
+	if len(decide) == 0 {
+		trace.NoteOutcome(ctx, event, 0, "")
+		return
+	}
+	r := decide[0].Reply
+	detail := ""
+	if event != trace.EventDone {
+		detail = fmt.Sprintf("%d recipient(s): %s", len(decide), r.Diagnostic())
+	}
+	trace.NoteOutcome(ctx, event, r.Code, detail)
 }
 
 // pending lists the job's recipients not yet settled, with their RFC 3461
