@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/postern/postern/internal/config"
@@ -111,5 +112,8 @@ func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	if err != nil {
 		return lambdafn.Stage{}, err
 	}
-	return lambdafn.Stage{Handler: New(d, targets), Budget: Budget(targets)}, nil
+	// On Lambda each attempt is an EMF line on stdout: CloudWatch metrics
+	// per route and outcome.
+	h := New(d, targets).With(webhook.WithObserver(webhook.NewEMF(os.Stdout)))
+	return lambdafn.Stage{Handler: h, Budget: Budget(targets)}, nil
 }
