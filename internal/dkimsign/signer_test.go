@@ -319,6 +319,19 @@ func TestSpoolToFile(t *testing.T) {
 	}
 	checkPass(t, out, records(sel), "example.com", 1)
 
+	// A size known to pass the limit goes to the file from the start.
+	s = newSigner(t, Options{SpoolDir: dir}, sel)
+	m, err = s.sign(strings.NewReader(raw), DefaultMemoryLimit+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.spool.f == nil || m.spool.mem.Cap() != 0 {
+		t.Errorf("memory used for a message bound for the file: cap %d", m.spool.mem.Cap())
+	}
+	out2, _ := io.ReadAll(m)
+	m.Close()
+	checkPass(t, out2, records(sel), "example.com", 1)
+
 	// An unwritable spool directory is an error (retried), not a silent
 	// unsigned send.
 	s = newSigner(t, Options{MemoryLimit: -1, SpoolDir: "/nonexistent/dkimsign"}, sel)

@@ -37,7 +37,7 @@ type transport struct {
 var _ relay.Transport = (*transport)(nil)
 
 func (t *transport) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
-	signed, err := t.s.Sign(blob.ContextReader(ctx, m.Body))
+	signed, err := t.s.sign(blob.ContextReader(ctx, m.Body), m.Size)
 	if err != nil {
 		// A read or spool fault on this side: the relay stage retries.
 		return nil, err
