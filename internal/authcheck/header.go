@@ -42,7 +42,7 @@ func readHeader(r io.Reader) (header, *stream, error) {
 	if r == nil {
 		r = bytes.NewReader(nil)
 	}
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReader(r)
 	var raw []byte
 	start := 0 // offset in raw of the line being read
 	for {

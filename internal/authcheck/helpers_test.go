@@ -57,6 +57,12 @@ func (e *env) check(t *testing.T, in Input) Result {
 // publishKey puts the public key of signer in DNS under selector._domainkey.domain.
 func (e *env) publishKey(t *testing.T, domain, selector string, signer crypto.Signer) {
 	t.Helper()
+	e.dns.AddTXT(selector+"._domainkey."+domain, keyRecord(t, signer))
+}
+
+// keyRecord is the DKIM key record (RFC 6376 section 3.6.1) of signer.
+func keyRecord(t testing.TB, signer crypto.Signer) string {
+	t.Helper()
 	var rec string
 	switch pub := signer.Public().(type) {
 	case *rsa.PublicKey:
@@ -70,7 +76,7 @@ func (e *env) publishKey(t *testing.T, domain, selector string, signer crypto.Si
 	default:
 		t.Fatalf("key type %T", pub)
 	}
-	e.dns.AddTXT(selector+"._domainkey."+domain, rec)
+	return rec
 }
 
 func newEd25519(t *testing.T) ed25519.PrivateKey {
