@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/standin"
 )
 
 // The durability test runs the real gateway as a child process (this test
@@ -29,7 +31,7 @@ func TestMain(m *testing.M) {
 			Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
 		}))
 	}
-	os.Exit(m.Run())
+	standin.Main(m) // stops the S3 stand-in TestGatewayReadsConfigURI starts
 }
 
 func freePort(t *testing.T) string {
