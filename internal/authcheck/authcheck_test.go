@@ -110,6 +110,10 @@ func TestAuthenticationResults(t *testing.T) {
 	if got := helo.AuthenticationResults("h"); !strings.Contains(got, "spf=none smtp.helo=mx.example;") {
 		t.Errorf("HELO scope: %q", got)
 	}
+	var zero Result
+	if got, want := zero.AuthenticationResults("h"), "h;\r\n\tspf=none;\r\n\tdmarc=none"; got != want {
+		t.Errorf("zero Result: %q, want %q", got, want)
+	}
 }
 
 func TestAuthenticationResultsHostileText(t *testing.T) {

@@ -29,7 +29,7 @@ func (r Result) AuthenticationResults(authservID string) string {
 		id = "localhost"
 	}
 	results := []authres.Result{&authres.SPFResult{
-		Value:  authres.ResultValue(r.SPF.Result),
+		Value:  value(r.SPF.Result),
 		Reason: reason(r.SPF.Reason),
 		From:   pick(r.SPF.Scope == ScopeMailFrom, domainParam(r.SPF.Domain)),
 		Helo:   pick(r.SPF.Scope == ScopeHELO, domainParam(r.SPF.Domain)),
@@ -37,7 +37,7 @@ func (r Result) AuthenticationResults(authservID string) string {
 	for _, d := range r.DKIM {
 		results = append(results, &authres.GenericResult{
 			Method: "dkim",
-			Value:  authres.ResultValue(d.Result),
+			Value:  value(d.Result),
 			Params: map[string]string{
 				"reason":   reason(d.Reason),
 				"header.d": domainParam(d.Domain),
@@ -47,7 +47,7 @@ func (r Result) AuthenticationResults(authservID string) string {
 		})
 	}
 	results = append(results, &authres.DMARCResult{
-		Value:  authres.ResultValue(r.DMARC.Result),
+		Value:  value(r.DMARC.Result),
 		Reason: reason(r.DMARC.Reason),
 		From:   domainParam(r.DMARC.Domain),
 	})
@@ -61,6 +61,16 @@ func (r Result) AuthenticationResults(authservID string) string {
 		b.WriteString(strings.TrimRight(s[len(id)+2:], " "))
 	}
 	return b.String()
+}
+
+// value is v as a result value, none when v is not one of the verdicts (a
+// zero Result, or one decoded from elsewhere).
+func value(v Verdict) authres.ResultValue {
+	switch v {
+	case Pass, Fail, SoftFail, Neutral, Policy, TempError, PermError:
+		return authres.ResultValue(v)
+	}
+	return authres.ResultNone
 }
 
 // reason is a reason made safe for a quoted string that naive parsers split
