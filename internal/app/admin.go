@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/internal/atomicfile"
@@ -290,36 +291,80 @@ func decodeBody(r *http.Request, v any) error {
 //     without a CORS preflight, which this listener never grants.
 func (a *App) adminGate(next http.Handler) http.Handler {
 	hosts := a.adminHosts()
+	refused := &refusalLog{log: a.log}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if !hosts.allows(r.Host) {
-			http.Error(w, "misdirected request: Host must name the admin listener (admin.addr, localhost or 127.0.0.1 with its port)", http.StatusMisdirectedRequest)
+			refused.write(w, r, http.StatusMisdirectedRequest, "host", "misdirected request: Host must name the admin listener (admin.addr, localhost or 127.0.0.1 with its port)")
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && !hosts.allowsOrigin(o) {
-			http.Error(w, "forbidden: cross-origin requests are refused", http.StatusForbidden)
+			refused.write(w, r, http.StatusForbidden, "origin", "forbidden: cross-origin requests are refused")
 			return
 		}
 		if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
-			http.Error(w, "forbidden: cross-site requests are refused", http.StatusForbidden)
+			refused.write(w, r, http.StatusForbidden, "sec_fetch_site", "forbidden: cross-site requests are refused")
 			return
 		}
 		if !a.tokenOK(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="postern admin"`)
-			http.Error(w, "unauthorized: send Authorization: Bearer <admin token> (admin.token, or the file admin-token in data_dir)", http.StatusUnauthorized)
+			refused.write(w, r, http.StatusUnauthorized, "token", "unauthorized: send Authorization: Bearer <admin token> (admin.token, or the file admin-token in data_dir)")
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-				http.Error(w, "unsupported media type: send a JSON body with Content-Type: application/json", http.StatusUnsupportedMediaType)
+				refused.write(w, r, http.StatusUnsupportedMediaType, "content_type", "unsupported media type: send a JSON body with Content-Type: application/json")
 				return
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refusalLog answers and logs the gate's refusals at WARN, since one can
+// be a page or a process trying the API: the first, then at most one line
+// every refusalLogEvery with the number left out, so that a page that
+// loops cannot flood the log.
+type refusalLog struct {
+	log *slog.Logger
+
+	mu sync.Mutex
+	// Guarded by mu: last is when the last line was written (zero before
+	// the first); skipped counts the refusals since then that were not.
+	last    time.Time
+	skipped int
+}
+
+const refusalLogEvery = 10 * time.Second
+
+func (l *refusalLog) write(w http.ResponseWriter, r *http.Request, status int, reason, text string) {
+	http.Error(w, text, status)
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < refusalLogEvery {
+		l.skipped++
+		l.mu.Unlock()
+		return
+	}
+	skipped := l.skipped
+	l.last, l.skipped = now, 0
+	l.mu.Unlock()
+	// Host and Origin are the sender's words: cut short; never the
+	// Authorization header.
+	l.log.Warn("admin request refused", slog.String("stage", "admin"), slog.String("reason", reason), slog.Int("status", status),
+		slog.String("method", r.Method), slog.String("path", clip(r.URL.Path)), slog.String("remote", r.RemoteAddr),
+		slog.String("host", clip(r.Host)), slog.String("origin", clip(r.Header.Get("Origin"))),
+		slog.String("sec_fetch_site", clip(r.Header.Get("Sec-Fetch-Site"))), slog.Int("refused_since_last_line", skipped))
+}
+
+func clip(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "..."
+	}
+	return s
 }
 
 func (a *App) tokenOK(r *http.Request) bool {

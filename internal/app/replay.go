@@ -15,12 +15,26 @@ import (
 	"github.com/postern/postern/internal/trace"
 )
 
-// Replay refusals the operator can act on (the admin API answers them with
-// 400 and 409; replayStatus is the table).
+// Kinds of replay refusal the operator can act on (the admin API answers
+// them with 400 and 409; replayStatus is the table).
 var (
 	errNoSuchRoute        = errors.New("no such route")
 	errRouteNotForMessage = errors.New("route does not take this message")
 )
+
+// refusal is a replay refused for a reason of kind; its text is the whole
+// explanation, for the operator.
+type refusal struct {
+	kind error
+	msg  string
+}
+
+func (r *refusal) Error() string { return r.msg }
+func (r *refusal) Unwrap() error { return r.kind }
+
+func refuse(kind error, format string, args ...any) error {
+	return &refusal{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
 
 // replay re-enqueues a stored message: to the inbound queue (parsed and
 // routed again), or straight to one route. Deliveries keep their webhook-id
@@ -51,10 +65,10 @@ func replay(ctx context.Context, be *backend, table *route.Table, maxHeader int6
 	}
 	rule, ok := table.Rule(routeName)
 	if !ok {
-		return "", fmt.Errorf("%w: no route named %q in the configuration; the routes are %s", errNoSuchRoute, routeName, strings.Join(table.Names(), ", "))
+		return "", refuse(errNoSuchRoute, "no route named %q in the configuration; the routes are %s", routeName, strings.Join(table.Names(), ", "))
 	}
 	if rule.Target.Kind == route.KindReject {
-		return "", fmt.Errorf("%w: route %s rejects mail; nothing to replay to", errRouteNotForMessage, routeName)
+		return "", refuse(errRouteNotForMessage, "route %s rejects mail; nothing to replay to", routeName)
 	}
 	var header func(string) []string
 	if table.HasHeaderRules() {
@@ -69,8 +83,8 @@ func replay(ctx context.Context, be *backend, table *route.Table, maxHeader int6
 		}
 	}
 	if len(rcpts) == 0 {
-		return "", fmt.Errorf("%w: route %s matches none of message %s's %d recipient(s); replay without a route to route it as the parse stage does",
-			errRouteNotForMessage, routeName, id, len(env.Recipients))
+		return "", refuse(errRouteNotForMessage, "route %s matches none of message %s's %d recipient(s); replay without a route to route it as the parse stage does",
+			routeName, id, len(env.Recipients))
 	}
 	now := time.Now().UTC()
 	var (
