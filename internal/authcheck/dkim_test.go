@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -193,5 +195,31 @@ func TestHeaderReadError(t *testing.T) {
 	res := e.check(t, in)
 	if res.DKIM[0].Result != PermError || res.DMARC.Result != PermError {
 		t.Errorf("unreadable header: DKIM %+v DMARC %+v", res.DKIM, res.DMARC)
+	}
+}
+
+// TestDKIMIndependentSigner verifies the example of RFC 8463 appendix A,
+// signed by another implementation with Ed25519 and RSA, keys as the RFC
+// publishes them.
+func TestDKIMIndependentSigner(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.dns.AddTXT("brisbane._domainkey.football.example.com", "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
+	e.dns.AddTXT("test._domainkey.football.example.com", "v=DKIM1; k=rsa; "+
+		"p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBTzWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3FutACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC3Ip3G+2kryOTIKT+l/K4w3QIDAQAB")
+	msg, err := os.ReadFile("testdata/rfc8463.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.check(t, input("joe@football.example.com", msg))
+	want := []DKIM{
+		{Result: Pass, Domain: "football.example.com", Selector: "brisbane", Algorithm: "ed25519-sha256"},
+		{Result: Pass, Domain: "football.example.com", Selector: "test", Algorithm: "rsa-sha256"},
+	}
+	if !slices.Equal(res.DKIM, want) {
+		t.Errorf("DKIM = %+v\nwant %+v", res.DKIM, want)
+	}
+	if !res.DMARC.AlignedDKIM || res.DMARC.Domain != "football.example.com" {
+		t.Errorf("DMARC = %+v", res.DMARC)
 	}
 }
