@@ -4,16 +4,15 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/postern/postern/internal/egress"
 )
 
 // Config is the whole configuration.
@@ -364,10 +363,31 @@ type Webhook struct {
 	Timeout    Duration `yaml:"timeout"`
 	MaxAge     Duration `yaml:"max_age"`
 	FailureURL string   `yaml:"failure_url"`
-	// AllowPrivate lets the webhook reach loopback and private addresses
-	// (an application on the same host or the office LAN). Link-local and
-	// cloud metadata addresses are refused whatever it says.
+	// Allow lists what url and failure_url may reach besides public
+	// addresses: CIDR networks ("10.1.0.0/16"), addresses ("127.0.0.1")
+	// and host names ("app.internal", "*.corp.example": the addresses
+	// those names resolve to). It is checked on the address each
+	// connection is made to, after DNS. Link-local and cloud metadata
+	// addresses are refused whatever it says.
+	Allow []string `yaml:"allow"`
+	// AllowPrivate: true is shorthand for allowing every loopback, private
+	// and shared (CGNAT) address; prefer allow, which opens only the
+	// application's own.
 	AllowPrivate bool `yaml:"allow_private"`
+}
+
+// EgressAllow is the webhook's address policy (package egress): allow and
+// allow_private together. Entries Validate refuses are left out.
+func (w *Webhook) EgressAllow() egress.Allow {
+	var a egress.Allow
+	for _, e := range w.Allow {
+		if one, err := egress.ParseAllow([]string{e}); err == nil {
+			a.Prefixes = append(a.Prefixes, one.Prefixes...)
+			a.Hosts = append(a.Hosts, one.Hosts...)
+		}
+	}
+	a.Private = w.AllowPrivate
+	return a
 }
 
 // Directory is a route target that writes each webhook payload to a
@@ -475,8 +495,8 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 	c := Default()
 	if inline := getenvOr(getenv, "POSTERN_CONFIG_YAML"); path == "" && inline != "" {
 		// Lambda functions get their configuration inline from the template.
-		if err := decode(c, []byte(inline)); err != nil {
-			return nil, fmt.Errorf("config POSTERN_CONFIG_YAML: %w", err)
+		if err := decodeInto(c, "POSTERN_CONFIG_YAML", []byte(inline), true); err != nil {
+			return nil, err
 		}
 	}
 	if path != "" {
@@ -484,8 +504,8 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: read %s: %w", path, err)
 		}
-		if err := decode(c, b); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+		if err := decodeInto(c, path, b, true); err != nil {
+			return nil, err
 		}
 	}
 	return c.finish(getenv)
@@ -497,8 +517,8 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 // names where data came from (an s3:// or ssm: URI) in errors.
 func Parse(source string, data []byte, getenv func(string) string) (*Config, error) {
 	c := Default()
-	if err := decode(c, data); err != nil {
-		return nil, fmt.Errorf("config %s: %w", source, err)
+	if err := decodeInto(c, source, data, true); err != nil {
+		return nil, err
 	}
 	return c.finish(getenv)
 }
@@ -511,37 +531,10 @@ func (c *Config) finish(getenv func(string) string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if err := c.checkStrength(); err != nil {
+		return nil, err
+	}
 	return c, nil
-}
-
-func decode(c *Config, b []byte) error {
-	// Lists replace the defaults rather than merge into them.
-	var probe map[string]any
-	if err := yaml.Unmarshal(b, &probe); err != nil {
-		return fmt.Errorf("not valid YAML: %w", err)
-	}
-	for _, k := range []string{"listeners", "identities", "routes"} {
-		if _, ok := probe[k]; ok {
-			switch k {
-			case "listeners":
-				c.Listeners = nil
-			case "identities":
-				c.Identities = nil
-			case "routes":
-				c.Routes = nil
-			}
-		}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		msg := err.Error()
-		if strings.Contains(msg, "not found in type") {
-			return fmt.Errorf("%s (unknown key: check its spelling and indentation against the Configuration section of README.md)", msg)
-		}
-		return err
-	}
-	return nil
 }
 
 // Env overrides, applied after the file.

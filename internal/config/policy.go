@@ -71,7 +71,11 @@ func (c *Config) DescribePolicy(w io.Writer) {
 		target := "reject"
 		switch {
 		case r.Webhook != nil:
-			target = "webhook " + r.Webhook.URL
+			// The URL may carry a token in its query or user part.
+			target = "webhook " + RedactURL(r.Webhook.URL)
+			if a := r.Webhook.EgressAllow(); !a.IsZero() {
+				target += " (may reach " + a.String() + ")"
+			}
 		case r.Directory != nil:
 			target = "directory " + c.Path(r.Directory.Path)
 		case r.Relay != nil:

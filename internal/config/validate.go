@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/postern/postern/internal/egress"
 )
 
 // Validate checks every key and returns all problems at once, each naming
@@ -37,7 +39,7 @@ func (c *Config) Validate() error {
 		}
 		for key, u := range map[string]string{"inbound": a.Queues.Inbound, "webhook": a.Queues.Webhook, "relay": a.Queues.Relay, "dsn": a.Queues.DSN} {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
-				bad("backend.aws.queues."+key, "%q is not an SQS queue URL; set it (or POSTERN_QUEUE_%s)", u, strings.ToUpper(key))
+				bad("backend.aws.queues."+key, "%q is not an SQS queue URL; set it (or POSTERN_QUEUE_%s)", RedactURL(u), strings.ToUpper(key))
 			}
 		}
 		switch a.SSE {
@@ -142,8 +144,10 @@ func (c *Config) Validate() error {
 		if len(id.Networks) == 0 && id.PasswordHash == "" {
 			bad(key, "has neither networks nor password_hash, so nothing could use it; add networks (CIDR) or a password_hash from `gateway hash-password`")
 		}
-		if id.PasswordHash != "" && !strings.HasPrefix(id.PasswordHash, "$2") {
-			bad(key+".password_hash", "is not a bcrypt hash; make one with `gateway hash-password`")
+		if id.PasswordHash != "" {
+			if err := checkBcryptHash(id.PasswordHash); err != nil {
+				bad(key+".password_hash", "%v; make one with `gateway hash-password`", err)
+			}
 		}
 		if id.MaxMessageBytes < 0 || id.MaxRecipients < 0 || id.MessagesPerMinute < 0 {
 			bad(key, "limits must not be negative")
@@ -355,7 +359,7 @@ func validateSender(key string, r *Relay, bad func(key, format string, args ...a
 
 func checkURL(key, u, fix string, bad func(key, format string, args ...any)) {
 	if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-		bad(key, "%q is not an http(s) URL; %s", u, fix)
+		bad(key, "%q is not an http(s) URL; %s", RedactURL(u), fix)
 	}
 }
 
@@ -435,9 +439,17 @@ func validTLSVersion(v string) bool {
 }
 
 func validateWebhook(key string, w *Webhook, onAWS bool, bad func(key, format string, args ...any)) {
+	for i, e := range w.Allow {
+		if _, err := egress.ParseAllow([]string{e}); err != nil {
+			bad(fmt.Sprintf("%s.allow[%d]", key, i), "%s", strings.TrimPrefix(err.Error(), "[0] "))
+		}
+	}
+	policy := w.EgressAllow()
 	u, err := url.Parse(w.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad(key+".url", "%q is not an http(s) URL; write e.g. \"https://app.example.com/inbound\"", w.URL)
+		bad(key+".url", "%q is not an http(s) URL; write e.g. \"https://app.example.com/inbound\"", RedactURL(w.URL))
+	} else {
+		checkEgress(key+".url", key+".allow", u, policy, bad)
 	}
 	if len(w.Secrets) == 0 {
 		bad(key+".secrets", "is empty; add a signing secret (e.g. \"env:POSTERN_WEBHOOK_SECRET\") so the application can verify requests")
@@ -458,8 +470,42 @@ func validateWebhook(key string, w *Webhook, onAWS bool, bad func(key, format st
 	}
 	if w.FailureURL != "" {
 		if u, err := url.Parse(w.FailureURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(key+".failure_url", "%q is not an http(s) URL", w.FailureURL)
+			bad(key+".failure_url", "%q is not an http(s) URL", RedactURL(w.FailureURL))
+		} else {
+			checkEgress(key+".failure_url", key+".allow", u, policy, bad)
 		}
+	}
+}
+
+// checkEgress refuses a URL the webhook's egress rules would refuse at
+// every attempt: a literal address of a refused class, or localhost, which
+// resolves to loopback (127.0.0.1 and often ::1, each of which must be
+// allowed). Other names are judged when they are resolved, at connect
+// time; they are not looked up here.
+func checkEgress(key, allowKey string, u *url.URL, policy egress.Allow, bad func(key, format string, args ...any)) {
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+	}
+	for _, a := range addrs {
+		err := policy.Permits(host, a)
+		var re *egress.RefusedError
+		if !errors.As(err, &re) {
+			continue
+		}
+		shown := RedactURL(u.String())
+		switch {
+		case !re.Class.Allowable():
+			bad(key, "%q is a %s address, which is never reached whatever %s says; point the webhook at the application's own address", shown, re.Class, allowKey)
+		case host == "localhost" || strings.HasSuffix(host, ".localhost"):
+			bad(key, "%q names %s, which resolves to the loopback address %s, and %s does not allow it; add %q to %s (or \"127.0.0.1\" and \"::1\")", shown, host, a, allowKey, host, allowKey)
+		default:
+			bad(key, "%q is a %s address, which the egress rules refuse, so every delivery would fail until max_age; add %q to %s", shown, re.Class, a.WithZone("").Unmap().String(), allowKey)
+		}
+		return
 	}
 }
 

@@ -33,7 +33,8 @@ func Targets(cfg *config.Config, resolve bool, cache *secrets.Cache) (map[string
 		switch {
 		case r.Webhook != nil:
 			t := webhook.Target{URL: r.Webhook.URL, Payload: r.Webhook.Payload, Timeout: r.Webhook.Timeout.D(),
-				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL, AllowPrivate: r.Webhook.AllowPrivate}
+				MaxAge: r.Webhook.MaxAge.D(), FailureURL: r.Webhook.FailureURL, AllowPrivate: r.Webhook.AllowPrivate,
+				Allow: r.Webhook.EgressAllow()}
 			switch refs := r.Webhook.Secrets; {
 			case !resolve:
 			case lambdafn.UsesSecretsManager(refs...):
