@@ -33,6 +33,18 @@ func TestSPF(t *testing.T) {
 	e.dns.ServFail("broken.example")
 	e.dns.AddTXT("incslow.example", "v=spf1 include:slow.example -all")
 	e.dns.AddTXT("helo.example", "v=spf1 ip4:192.0.2.1 -all")
+	// Mechanisms that ask MX, PTR and AAAA through the resolver.
+	e.dns.AddTXT("mx.example", "v=spf1 mx -all")
+	e.dns.AddMX("mx.example", "mail.mx.example", 10)
+	e.dns.AddA("mail.mx.example", "192.0.2.1")
+	e.dns.AddTXT("ptr.example", "v=spf1 ptr -all")
+	e.dns.AddPTR("192.0.2.1", "host.ptr.example")
+	e.dns.AddA("host.ptr.example", "192.0.2.1")
+	e.dns.AddTXT("v6.example", "v=spf1 a:host.v6.example -all")
+	e.dns.AddAAAA("host.v6.example", "2001:db8::25")
+	// Three lookups that find nothing: more than the two void lookups
+	// RFC 7208 section 4.6.4 allows.
+	e.dns.AddTXT("void.example", "v=spf1 a:n1.void.example a:n2.void.example a:n3.void.example -all")
 
 	for _, tc := range []struct {
 		mailFrom, helo, client string
@@ -54,6 +66,12 @@ func TestSPF(t *testing.T) {
 		{"a@slow.example", "", "192.0.2.1", TempError, "slow.example", ScopeMailFrom, "timeout"},
 		{"a@broken.example", "", "192.0.2.1", TempError, "broken.example", ScopeMailFrom, ""},
 		{"a@incslow.example", "", "192.0.2.1", TempError, "incslow.example", ScopeMailFrom, ""},
+		{"a@mx.example", "", "192.0.2.1", Pass, "mx.example", ScopeMailFrom, "matched mx"},
+		{"a@mx.example", "", "192.0.2.2", Fail, "mx.example", ScopeMailFrom, ""},
+		{"a@ptr.example", "", "192.0.2.1", Pass, "ptr.example", ScopeMailFrom, "matched ptr"},
+		{"a@v6.example", "", "2001:db8::25", Pass, "v6.example", ScopeMailFrom, "matched a"},
+		{"a@v6.example", "", "2001:db8::26", Fail, "v6.example", ScopeMailFrom, ""},
+		{"a@void.example", "", "192.0.2.1", PermError, "void.example", ScopeMailFrom, "void lookup"},
 		// The null reverse-path: HELO is checked (RFC 7208 section 2.4).
 		{"", "helo.example", "192.0.2.1", Pass, "helo.example", ScopeHELO, ""},
 		{"", "helo.example", "192.0.2.2", Fail, "helo.example", ScopeHELO, ""},
