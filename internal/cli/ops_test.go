@@ -18,8 +18,10 @@ import (
 )
 
 // One message meets a failing webhook, then a working one: trace shows the
-// whole timeline, replay delivers it once more under the same webhook-id,
-// and devices shows who sent it.
+// whole timeline, replay delivers it once more under the same webhook-id
+// (and refuses a route the message does not match), and devices shows who
+// sent it. The commands use the admin token the gateway generated into
+// data_dir, and say what to do when theirs is not the gateway's.
 func TestTraceReplayDevices(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
@@ -61,10 +63,13 @@ data_dir: %s
 listeners: [{name: smtp, addr: %q}]
 admin: {addr: %q}
 routes:
+  - name: other
+    match: {recipients: ["*@other.test"]}
+    webhook: {url: %q, secrets: ["s"], allow_private: true}
   - name: app
     match: {recipients: ["*"]}
     webhook: {url: %q, secrets: ["s"], allow_private: true}
-`, filepath.Join(dir, "data"), smtpAddr, adminAddr, hook.URL)), 0o600)
+`, filepath.Join(dir, "data"), smtpAddr, adminAddr, hook.URL, hook.URL)), 0o600)
 	startChild(t, cfgPath, smtpAddr)
 
 	c, err := smtp.Dial(smtpAddr)
@@ -89,14 +94,25 @@ routes:
 		t.Fatalf("webhook ids %v", got)
 	}
 
-	run := func(args ...string) string {
+	call := func(args ...string) (int, string, string) {
 		t.Helper()
 		var out, errb bytes.Buffer
 		code := Main(context.Background(), Env{Args: args, Getenv: func(string) string { return "" }, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+		return code, out.String(), errb.String()
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		code, out, errs := call(args...)
 		if code != 0 {
-			t.Fatalf("gateway %v: exit %d: %s", args, code, errb.String())
+			t.Fatalf("gateway %v: exit %d: %s", args, code, errs)
 		}
-		return out.String()
+		return out
+	}
+	fail := func(want string, args ...string) {
+		t.Helper()
+		if code, out, errs := call(args...); code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("gateway %v: exit %d, stdout %q, stderr %q; want exit 1 and %q", args, code, out, errs, want)
+		}
 	}
 	var timeline string
 	deadline := time.Now().Add(10 * time.Second)
@@ -118,11 +134,31 @@ routes:
 	if got := waitHooks(3); got[2] != id+".app" {
 		t.Fatalf("replayed delivery carried webhook-id %q", got[2])
 	}
+	fail("409 Conflict: route other matches none of message", "replay", "-config", cfgPath, "-route", "other", id)
 	devs := run("devices", "-config", cfgPath)
 	if !strings.Contains(devs, "local") || !strings.Contains(devs, "plaintext") || !strings.Contains(devs, "network") {
 		t.Errorf("devices:\n%s", devs)
 	}
 	if out := run("redrive", "-config", cfgPath, "webhook"); !strings.Contains(out, "moved 0 job(s)") {
 		t.Errorf("redrive: %s", out)
+	}
+
+	// A configuration with another data_dir has no token, or another one:
+	// the gateway refuses, and the command says where it looked.
+	otherData := filepath.Join(dir, "other")
+	otherCfg := filepath.Join(dir, "other.yaml")
+	os.WriteFile(otherCfg, []byte(fmt.Sprintf("hostname: gw.test\ndata_dir: %s\nadmin: {addr: %q}\n", otherData, adminAddr)), 0o600)
+	want401 := "401 Unauthorized: its admin token is neither admin.token nor in " + filepath.Join(otherData, "admin-token")
+	fail(want401, "devices", "-config", otherCfg)
+	os.MkdirAll(otherData, 0o700)
+	tokenFile := filepath.Join(otherData, "admin-token")
+	os.WriteFile(tokenFile, []byte(strings.Repeat("x", 43)+"\n"), 0o600)
+	fail(want401, "devices", "-config", otherCfg)
+	fail(want401, "redrive", "-config", otherCfg, "webhook")
+	os.Chmod(tokenFile, 0o644)
+	fail("chmod 600 "+tokenFile, "devices", "-config", otherCfg)
+	// The token file is only for the gateway's user.
+	if fi, err := os.Stat(filepath.Join(dir, "data", "admin-token")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the gateway's token file: %v, %v", fi, err)
 	}
 }
