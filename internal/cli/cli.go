@@ -153,12 +153,10 @@ func checkConfig(ctx context.Context, e Env, args []string) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := config.Load(fs.Arg(0), e.Getenv)
-	if err != nil {
-		fmt.Fprintln(e.Stderr, err)
+	cfg, ok := checkFile(e, fs.Arg(0))
+	if !ok {
 		return 1
 	}
-	fmt.Fprintf(e.Stdout, "%s: OK\n", fs.Arg(0))
 	cfg.DescribePolicy(e.Stdout)
 	if *probe {
 		return probeRelays(ctx, e, cfg)

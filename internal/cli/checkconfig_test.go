@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCheck(t *testing.T, env map[string]string, yaml string) (code int, stdout, stderr string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "postern.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code = Main(context.Background(), Env{Args: []string{"check-config", p}, Getenv: func(k string) string { return env[k] },
+		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+// check-config cannot say OK for a file the gateway would refuse at start
+// or that is unsafe: every problem at once, by key path, with no secret or
+// URL token printed.
+func TestCheckConfigReportsEverything(t *testing.T) {
+	t.Parallel()
+	yaml := `admin:
+  token: env:ADMIN_TOKEN
+routes:
+  - name: app
+    match: {recipients: ["*"]}
+    webhook:
+      url: "http://127.0.0.1:8080/in?token=t0ps3cret"
+      secrets: ["env:HOOK_SECRET", "whsec_%%%"]
+      alow: ["127.0.0.1"]
+`
+	code, out, errs := runCheck(t, map[string]string{"ADMIN_TOKEN": "letmein"}, yaml)
+	if code != 1 || strings.Contains(out, "OK") {
+		t.Fatalf("exit %d, stdout %q: want 1 and no OK", code, out)
+	}
+	for _, want := range []string{
+		"routes[0].webhook.alow: unknown key; did you mean allow?",
+		`routes[0].webhook.url: "http://127.0.0.1:8080/in?…" is a loopback address`,
+		"routes[0].webhook.secrets[0]: environment variable HOOK_SECRET is not set",
+		"routes[0].webhook.secrets[1]: webhook secret starts with whsec_ but the rest is not standard base64",
+		"admin.token: holds about",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "t0ps3cret") || strings.Contains(errs, "letmein") {
+		t.Errorf("stderr prints a secret:\n%s", errs)
+	}
+}
+
+// What cannot be read offline is said, not passed over in silence.
+func TestCheckConfigNotesSecretsManager(t *testing.T) {
+	t.Parallel()
+	yaml := `backend:
+  type: aws
+  aws:
+    bucket: mail
+    queues: {inbound: "https://sqs.eu-west-1.amazonaws.com/1/in", webhook: "https://sqs.eu-west-1.amazonaws.com/1/wh", relay: "https://sqs.eu-west-1.amazonaws.com/1/rl", dsn: "https://sqs.eu-west-1.amazonaws.com/1/dsn"}
+routes:
+  - name: app
+    match: {recipients: ["*"]}
+    webhook:
+      url: "https://bot:pa55@app.example/in?token=t0ps3cret"
+      secrets: ["secretsmanager:postern/app", "env:HOOK_SECRET"]
+`
+	code, out, errs := runCheck(t, map[string]string{"HOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, yaml)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, ": OK\nnot checked: routes[0].webhook.secrets[0]: secretsmanager:postern/app is read at run time") {
+		t.Errorf("stdout does not note the secretsmanager reference:\n%s", out)
+	}
+	if !strings.Contains(out, "-> webhook https://app.example/in?…") || strings.Contains(out, "pa55") || strings.Contains(out, "t0ps3cret") {
+		t.Errorf("policy prints the URL's credentials or not the URL:\n%s", out)
+	}
+}
