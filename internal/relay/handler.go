@@ -284,7 +284,7 @@ func nextDelay(delay time.Duration, now, created time.Time, route Route, notifie
 // while any recipient is retried, else the first failed one.
 func noteOutcome(ctx context.Context, result string, accepted, failed, deferred []RcptResult) {
 	var (
-		event  = trace.EventDone
+		event  = trace.EventDelivered
 		decide []RcptResult
 	)
 	switch result {
@@ -303,7 +303,7 @@ func noteOutcome(ctx context.Context, result string, accepted, failed, deferred 
 	}
 	r := decide[0].Reply
 	detail := ""
-	if event != trace.EventDone {
+	if event != trace.EventDelivered {
 		detail = fmt.Sprintf("%d recipient(s): %s", len(decide), r.Diagnostic())
 	}
 	trace.NoteOutcome(ctx, event, r.Code, detail)

@@ -129,10 +129,11 @@ func Read(ctx context.Context, store blob.Store, id postern.MsgID, routes []stri
 // NoteOutcome, and the failure notices it sent are lines of their own, so
 // the status of a failure_url POST never passes for the delivery's.
 const (
-	EventDone    = "done"    // delivered, or the stage's work is done
-	EventRetry   = "retry"   // tried, to be tried again
-	EventFailed  = "failed"  // refused for good (or a job that can never run)
-	EventExpired = "expired" // still failing at the route's max age
+	EventDone      = "done"      // the stage's work is done
+	EventDelivered = "delivered" // a delivery stage's target took the message
+	EventRetry     = "retry"     // tried, to be tried again
+	EventFailed    = "failed"    // refused for good (or a job that can never run)
+	EventExpired   = "expired"   // still failing at the route's max age
 
 	EventDSNQueued         = "dsn_queued"          // a failure notice (DSN) queued; Detail its status
 	EventDelayNoticeQueued = "delay_notice_queued" // a delay notice (DSN, action delayed) queued
@@ -183,8 +184,8 @@ func NoteStatus(ctx context.Context, status int) {
 	}
 }
 
-// NoteOutcome records how the job ended for the message (EventDone,
-// EventRetry, EventFailed or EventExpired), the status that decided it (0
+// NoteOutcome records how the job ended for the message (EventDelivered,
+// EventDone, EventRetry, EventFailed or EventExpired), the status that decided it (0
 // for none) and a short detail (a diagnostic, never a secret or body). It
 // wins over the handler's error and over NoteStatus; the last call counts.
 func NoteOutcome(ctx context.Context, event string, status int, detail string) {

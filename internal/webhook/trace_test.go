@@ -118,3 +118,26 @@ func TestObserverOutcomes(t *testing.T) {
 		t.Errorf("prepare failure observed as %+v, want error", a)
 	}
 }
+
+// A delivered webhook is "delivered" in the trace, with the receiver's status.
+func TestTraceShowsDelivered(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	env, err := json.Marshal(f.job.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, f.job.ID.EnvelopeKey(), env)
+	srv := serve(t, &recorder{statuses: []int{202}})
+	h := f.handler(t, Target{URL: srv.URL, Secrets: [][]byte{testSecret}}, &fakeSender{}, testNow)
+	if err := trace.Wrap("webhook", h, f.store, slog.New(slog.DiscardHandler)).Handle(t.Context(), f.jobBody(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := trace.Read(t.Context(), f.store, f.job.ID, []string{"scans"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[1].Event != trace.EventDelivered || evs[1].Status != 202 || evs[1].Detail != "" {
+		t.Fatalf("trace %+v, want received then delivered 202", evs)
+	}
+}

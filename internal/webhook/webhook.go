@@ -157,7 +157,7 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	switch {
 	case o.err == nil:
 		h.logAttempt(ctx, d, slog.LevelInfo, "delivered", o, latency)
-		trace.NoteOutcome(ctx, trace.EventDone, o.status, "")
+		trace.NoteOutcome(ctx, trace.EventDelivered, o.status, "")
 		att.Outcome = OutcomeDelivered
 		return nil
 	case ctx.Err() != nil:
