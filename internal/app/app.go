@@ -29,6 +29,7 @@ import (
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/trace"
+	"github.com/postern/postern/internal/webhook"
 	"github.com/postern/postern/internal/worker"
 )
 
@@ -102,6 +103,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 	// Locally every stage runs in-process; on AWS they are Lambda functions.
 	if a.be.local {
 		st.relay = st.relay.With(relay.WithObserver(a.metrics.Relay()))
+		st.webhook = st.webhook.With(webhook.WithObserver(a.metrics.Webhook()))
 		for _, w := range []*worker.Worker{
 			{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
 			{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},
