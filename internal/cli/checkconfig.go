@@ -1,19 +1,29 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/webhook"
 )
 
-// checkFile runs config.Check on path and prints its findings: every
-// problem on stderr, one per line with the key and the fix, or "OK" on
-// stdout. What it could not check (secretsmanager: references, read at run
-// time) is said either way, so silence never passes for a check. It
-// returns the configuration when there was no problem.
+// checkFile runs config.Check on path, and loads the TLS certificate
+// files as start does, and prints the findings: every problem on stderr,
+// one per line with the key and the fix, or "OK" on stdout. What it could
+// not check (secretsmanager: references, read at run time) is said either
+// way, so silence never passes for a check. It returns the configuration
+// when there was no problem.
 func checkFile(e Env, path string) (*config.Config, bool) {
 	cfg, notes, err := config.Check(path, e.Getenv, webhook.ParseSecret)
+	if cfg != nil && !cfg.TLS.Disable && cfg.TLS.CertFile != "" && cfg.TLS.KeyFile != "" {
+		// The same loader as start, so a certificate start would refuse
+		// (unreadable, not a pair) is refused here.
+		if _, terr := tlsconf.New(tlsconf.Options{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, MinVersion: cfg.TLS.MinVersion}); terr != nil {
+			err = errors.Join(err, fmt.Errorf("config: tls.cert_file, tls.key_file: %w", terr))
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(e.Stderr, err)
 		for _, n := range notes {

@@ -82,3 +82,16 @@ routes:
 		t.Errorf("policy prints the URL's credentials or not the URL:\n%s", out)
 	}
 }
+
+// The certificate files are loaded as start loads them.
+func TestCheckConfigLoadsCertificate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert := filepath.Join(dir, "cert.pem")
+	os.WriteFile(cert, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), 0o600)
+	yaml := "tls:\n  cert_file: " + cert + "\n  key_file: " + filepath.Join(dir, "missing-key.pem") + "\n"
+	code, out, errs := runCheck(t, nil, yaml)
+	if code != 1 || strings.Contains(out, "OK") || !strings.Contains(errs, "config: tls.cert_file, tls.key_file: ") || !strings.Contains(errs, "missing-key.pem") {
+		t.Fatalf("exit %d, stdout %q, stderr %q: want the key file named", code, out, errs)
+	}
+}
