@@ -47,8 +47,8 @@ func ParseKey(pemBytes []byte) (*Key, error) {
 	if block == nil {
 		return nil, errors.New("dkim key: no PEM block found (want -----BEGIN PRIVATE KEY-----)")
 	}
-	//nolint:staticcheck // legacy PEM encryption is detected to refuse it with a clear error.
-	if x509.IsEncryptedPEMBlock(block) || block.Type == "ENCRYPTED PRIVATE KEY" {
+	// PKCS#8 encryption, or OpenSSL's legacy PEM encryption (a Proc-Type header).
+	if block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
 		return nil, errors.New("dkim key: the PEM key is encrypted; give it unencrypted (keep it in a secret store instead)")
 	}
 	var priv any

@@ -63,12 +63,14 @@ func TestParseKeyRefuses(t *testing.T) {
 		pem  []byte
 		want string
 	}{
-		"empty":         {nil, "no PEM block"},
-		"not PEM":       {[]byte("p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"), "no PEM block"},
-		"RSA 1024":      {pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(small)}), "at least 2048"},
-		"ECDSA":         {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER}), "ECDSA keys cannot sign DKIM"},
-		"public key":    {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), `"PUBLIC KEY" is not a private key`},
-		"encrypted":     {pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: edBlock.Bytes}), "encrypted"},
+		"empty":      {nil, "no PEM block"},
+		"not PEM":    {[]byte("p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"), "no PEM block"},
+		"RSA 1024":   {pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(small)}), "at least 2048"},
+		"ECDSA":      {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER}), "ECDSA keys cannot sign DKIM"},
+		"public key": {pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), `"PUBLIC KEY" is not a private key`},
+		"encrypted":  {pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: edBlock.Bytes}), "encrypted"},
+		"legacy encrypted": {pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF"},
+			Bytes: x509.MarshalPKCS1PrivateKey(rsaKey().signer.(*rsa.PrivateKey))}), "encrypted"},
 		"corrupt PKCS8": {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: corrupt}), "not a valid PKCS#8 key"},
 		"PKCS8 as 1":    {pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: edBlock.Bytes}), "not a valid PKCS#1 key"},
 	} {
