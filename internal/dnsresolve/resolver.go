@@ -253,7 +253,7 @@ func (r *Resolver) LookupAddr(ctx context.Context, addr string) ([]string, error
 // caller whose ctx ends stops waiting without cancelling the others.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	fqdn := dns.CanonicalName(name)
-	if _, ok := dns.IsDomainName(fqdn); !ok || len(fqdn) > 254 || strings.Contains(fqdn, "..") {
+	if _, ok := dns.IsDomainName(fqdn); !ok || len(fqdn) > 254 || strings.Contains(fqdn, "..") || !plain(fqdn) {
 		// As net.Resolver: a name that cannot be asked does not exist.
 		return nil, notFound(name)
 	}
@@ -280,6 +280,21 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 		}
 		return res.Val.(*answer).result(name)
 	}
+}
+
+// plain says whether name holds only letters, digits, hyphens, underscores
+// and dots, as net.Resolver requires. miekg/dns would take more (address
+// literals from HELO, backslashes it reads as escapes, so a DKIM selector
+// ending in one would join two labels of the name asked); none of it names
+// a record SPF, DKIM or DMARC can use.
+func plain(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // exchange asks the servers in turn until one gives a usable answer

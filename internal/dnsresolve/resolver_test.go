@@ -92,11 +92,9 @@ func TestNotFound(t *testing.T) {
 	ctx := context.Background()
 
 	for _, name := range []string{
-		"nx.example.com",    // NXDOMAIN
-		"host.example.com",  // NODATA: has A, no TXT
-		"example.com",       // empty non-terminal
-		"bad..name.example", // cannot be asked
-		"[192.0.2.1]",       // cannot be asked
+		"nx.example.com",   // NXDOMAIN
+		"host.example.com", // NODATA: has A, no TXT
+		"example.com",      // empty non-terminal
 	} {
 		_, err := r.LookupTXT(ctx, name)
 		de := dnsErr(t, err)
@@ -107,8 +105,24 @@ func TestNotFound(t *testing.T) {
 			t.Errorf("%s: error names %q", name, de.Name)
 		}
 	}
-	if n := srv.CountFor("bad..name.example", dns.TypeTXT); n != 0 {
-		t.Errorf("an invalid name was asked %d times", n)
+
+	// Names that cannot be asked do not exist, and are not asked.
+	asked := srv.Count()
+	for _, name := range []string{
+		"bad..name.example",
+		"[192.0.2.1]",
+		`sel\._domainkey.example.com`, // an escape would join two labels
+		"a b.example.com",
+		"caf\xc3\xa9.example",
+		strings.Repeat("a.", 130) + "example",
+	} {
+		_, err := r.LookupTXT(ctx, name)
+		if de := dnsErr(t, err); !de.IsNotFound || de.Name != name {
+			t.Errorf("%q: err %+v: want not found", name, de)
+		}
+	}
+	if n := srv.Count(); n != asked {
+		t.Errorf("names that cannot be asked were asked: %v", srv.Queries()[asked:])
 	}
 }
 
