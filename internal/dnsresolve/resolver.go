@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -76,6 +77,31 @@ type Resolver struct {
 	cache     *cache // nil when caching is off
 	flight    singleflight.Group
 	now       func() time.Time // a field so tests can move the clock
+	stats     counters
+}
+
+// Stats counts what a Resolver did since it was made, for metrics.
+type Stats struct {
+	Lookups    uint64 // questions asked of the Resolver (A and AAAA count apart)
+	CacheHits  uint64 // of those, answered from the cache
+	Exchanges  uint64 // questions sent to a server (UDP, and TCP again when truncated)
+	TCPRetries uint64 // of those, over TCP after a truncated UDP answer
+	Failures   uint64 // lookups that ended in a temporary error
+}
+
+type counters struct {
+	lookups, cacheHits, exchanges, tcpRetries, failures atomic.Uint64
+}
+
+// Stats returns the counts so far.
+func (r *Resolver) Stats() Stats {
+	return Stats{
+		Lookups:    r.stats.lookups.Load(),
+		CacheHits:  r.stats.cacheHits.Load(),
+		Exchanges:  r.stats.exchanges.Load(),
+		TCPRetries: r.stats.tcpRetries.Load(),
+		Failures:   r.stats.failures.Load(),
+	}
 }
 
 // New builds a Resolver. It fails when a server is not "host:port" or, with
@@ -257,9 +283,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 		// As net.Resolver: a name that cannot be asked does not exist.
 		return nil, notFound(name)
 	}
+	r.stats.lookups.Add(1)
 	k := cacheKey{name: fqdn, qtype: qtype}
 	if r.cache != nil {
 		if a, ok := r.cache.get(k, r.now()); ok {
+			r.stats.cacheHits.Add(1)
 			return a.result(name)
 		}
 	}
@@ -273,9 +301,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 	})
 	select {
 	case <-ctx.Done():
+		r.stats.failures.Add(1)
 		return nil, ctxError(name, ctx.Err())
 	case res := <-ch:
 		if res.Err != nil {
+			r.stats.failures.Add(1)
 			return nil, withName(res.Err, name)
 		}
 		return res.Val.(*answer).result(name)
@@ -339,8 +369,11 @@ func (r *Resolver) exchange(fqdn string, qtype uint16) (*answer, error) {
 // exchangeOne asks one server over UDP and, when the answer is truncated,
 // over TCP.
 func (r *Resolver) exchangeOne(ctx context.Context, q *dns.Msg, srv string) (*dns.Msg, error) {
+	r.stats.exchanges.Add(1)
 	resp, _, err := r.udp.ExchangeContext(ctx, q, srv)
 	if err == nil && resp.Truncated {
+		r.stats.exchanges.Add(1)
+		r.stats.tcpRetries.Add(1)
 		resp, _, err = r.tcp.ExchangeContext(ctx, q, srv)
 	}
 	if err != nil {

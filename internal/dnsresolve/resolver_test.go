@@ -145,6 +145,9 @@ func TestTemporary(t *testing.T) {
 	if !IsTemporary(err) || IsNotFound(err) {
 		t.Error("SERVFAIL must be temporary, not not-found")
 	}
+	if f := r.Stats().Failures; f != 2 {
+		t.Errorf("Stats.Failures = %d, want 2", f)
+	}
 	// Temporary failures are not cached: each lookup asks again.
 	before := srv.CountFor("broken.example.com", dns.TypeTXT)
 	r.LookupTXT(ctx, "broken.example.com")
@@ -191,6 +194,9 @@ func TestTruncatedFallsBackToTCP(t *testing.T) {
 	if want := []string{"big/udp", "big/tcp", "small/udp"}; !slices.Equal(nets, want) {
 		t.Errorf("queries %v, want %v", nets, want)
 	}
+	if got, want := r.Stats(), (Stats{Lookups: 2, Exchanges: 3, TCPRetries: 1}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
 }
 
 func TestNextServer(t *testing.T) {
@@ -232,6 +238,9 @@ func TestCache(t *testing.T) {
 	}
 	if count("example.com") != 1 || count("nx.example.com") != 1 {
 		t.Fatalf("asked %d and %d times, want once each", count("example.com"), count("nx.example.com"))
+	}
+	if got, want := r.Stats(), (Stats{Lookups: 6, CacheHits: 4, Exchanges: 2}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
 	}
 
 	// The negative answer is kept MaxNegativeTTL (30s), not the SOA's 60s.
