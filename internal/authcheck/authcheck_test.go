@@ -173,3 +173,18 @@ func (nxResolver) LookupIPAddr(_ context.Context, n string) ([]net.IPAddr, error
 func (nxResolver) LookupAddr(_ context.Context, n string) ([]string, error)       { return nil, nx(n) }
 
 var _ Resolver = (*net.Resolver)(nil)
+
+func TestContextEnded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	k := newEd25519(t)
+	e.publishKey(t, "example.com", "s", k)
+	e.dns.AddTXT("example.com", "v=spf1 ip4:192.0.2.0/24 -all")
+	e.dns.AddTXT("_dmarc.example.com", "v=DMARC1; p=reject")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := Check(ctx, e.r, input("a@example.com", sign(t, message("example.com", "hi\r\n"), "example.com", "s", k)))
+	if res.SPF.Result != TempError || res.DKIM[0].Result != TempError || res.DMARC.Result != TempError {
+		t.Errorf("after the deadline: %+v", res)
+	}
+}
