@@ -239,3 +239,38 @@ func TestAdminChromiumPageCannotDriveAPI(t *testing.T) {
 		t.Errorf("webhook got %d requests, want only the first delivery", n)
 	}
 }
+
+// After DNS rebinding, a page's requests reach the admin listener under the
+// page's own name: chromium, told that rebind.test is 127.0.0.1, opens the
+// API under that name and gets the 421, not the devices.
+func TestAdminChromiumRebindingSeesNothing(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	browser := needChromium(t)
+	var logs logbuf.Buffer
+	admin, _, _ := bootDefaultAdmin(t, &logs)
+	_, port, _ := net.SplitHostPort(admin)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := []string{"--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+		"--user-data-dir=" + t.TempDir(), "--host-resolver-rules=MAP rebind.test 127.0.0.1",
+		"--dump-dom", "http://rebind.test:" + port + "/v1/devices"}
+	if os.Geteuid() == 0 {
+		args = append([]string{"--no-sandbox"}, args...)
+	}
+	var stderr logbuf.Buffer
+	cmd := exec.CommandContext(ctx, browser, args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(string(out), "misdirected request") || strings.Contains(string(out), `"identity"`) {
+		t.Errorf("the rebound page saw:\n%s", out)
+	}
+	if !strings.Contains(logs.String(), `"reason":"host"`) {
+		t.Errorf("no refusal for the Host logged:\n%s", logs.String())
+	}
+}
