@@ -86,15 +86,18 @@ func ensureTokenFile(path string) (tok string, created bool, err error) {
 		return tok, false, err
 	}
 	dir := filepath.Dir(path)
+	cannot := func(err error) error {
+		return fmt.Errorf("admin token: cannot write %s: %w; make data_dir writable by the gateway's user, or set admin.token", path, err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", false, err
+		return "", false, cannot(err)
 	}
 	var b [32]byte
 	rand.Read(b[:]) // never fails (crypto/rand)
 	tok = base64.RawURLEncoding.EncodeToString(b[:])
 	f, err := os.CreateTemp(dir, ".admin-token.tmp-*") // 0600
 	if err != nil {
-		return "", false, err
+		return "", false, cannot(err)
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp)
@@ -106,7 +109,7 @@ func ensureTokenFile(path string) (tok string, created bool, err error) {
 		err = cerr
 	}
 	if err != nil {
-		return "", false, err
+		return "", false, cannot(err)
 	}
 	// Linked, not renamed, into place: of two gateways starting on one
 	// data_dir at once, the second keeps the first one's token rather than
@@ -115,9 +118,12 @@ func ensureTokenFile(path string) (tok string, created bool, err error) {
 		tok, err = readTokenFile(path)
 		return tok, false, err
 	} else if err != nil {
-		return "", false, err
+		return "", false, cannot(err)
 	}
-	return tok, true, atomicfile.SyncDir(dir)
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return "", false, cannot(err)
+	}
+	return tok, true, nil
 }
 
 // loadAdminToken sets the token every admin request but /healthz and
@@ -139,7 +145,7 @@ func (a *App) loadAdminToken() error {
 	path := AdminTokenPath(a.cfg)
 	tok, created, err := ensureTokenFile(path)
 	if err != nil {
-		return fmt.Errorf("admin.token is not set, so the gateway keeps a generated one in data_dir: %w; make data_dir writable by the gateway's user, or set admin.token", err)
+		return fmt.Errorf("admin.token is not set, so the gateway uses a generated one: %w", err)
 	}
 	a.adminToken = tok
 	msg := "admin API token in use"
