@@ -26,14 +26,30 @@ import (
 	"github.com/postern/postern/internal/mailheader"
 )
 
-// SignedHeaders are the fields each signature covers, in h= order: those a
-// reader sees or that change how the body reads (RFC 6376 section 5.4.1).
-// From is listed twice: the second, matching no field, makes the signature
-// fail if a From is added later (over-signing, RFC 6376 section 8.15), so
-// nobody can put a second From, the one a mail client shows, above ours.
-var SignedHeaders = []string{
-	"From", "From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+// signedHeaders are the fields a signature covers, in h= order, each as
+// often as the message has it: those a reader sees or that change how the
+// body reads (RFC 6376 section 5.4.1). A field the message lacks is left
+// out of h=, since a name in h= with no field seals its absence and the next
+// hop commonly adds a missing Date or Message-ID, which would break the
+// signature. From alone is named once more than it occurs (over-signing,
+// RFC 6376 section 8.15): a From added later, the one a mail client might
+// show, breaks the signature.
+var signedHeaders = []string{
+	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
 	"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "In-Reply-To", "References",
+}
+
+// headerKeys is the h= list for a header with fields fs.
+func headerKeys(fs []mailheader.Field) []string {
+	var keys []string
+	for _, name := range signedHeaders {
+		for _, f := range fs {
+			if strings.EqualFold(f.Name, name) {
+				keys = append(keys, name)
+			}
+		}
+	}
+	return append(keys, "From")
 }
 
 // MaxHeaderBytes bounds the header block read into memory to find From,
@@ -199,6 +215,7 @@ func (s *Signer) sign(r io.Reader, sizeHint int64) (*Signed, error) {
 		header = append(header, "\r\n"...)
 	}
 	sels := s.byDomain[domain]
+	keys := headerKeys(mailheader.Fields(header))
 	now := time.Now()
 	signers := make([]*dkim.Signer, 0, len(sels))
 	defer func() {
@@ -214,7 +231,7 @@ func (s *Signer) sign(r io.Reader, sizeHint int64) (*Signed, error) {
 			Hash:                   crypto.SHA256,
 			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
 			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-			HeaderKeys:             SignedHeaders,
+			HeaderKeys:             keys,
 		}
 		if s.opts.Expiry > 0 {
 			o.Expiration = now.Add(s.opts.Expiry)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -143,10 +144,10 @@ func TestSignVerifies(t *testing.T) {
 			recs := records(c.sels...)
 
 			vs := dkimsigntest.VerifyGo(t, out, recs)
-			if h := strings.Join(vs[0].HeaderKeys, ":"); !strings.HasPrefix(strings.ToLower(h), "from:from:to:cc:subject") {
-				t.Errorf("h=%s: From is not over-signed", h)
+			if h := strings.Join(vs[0].HeaderKeys, ":"); h != "From:To:Subject:Date:Message-ID:MIME-Version:Content-Type:From" {
+				t.Errorf("h=%s: want the fields present and From over-signed", h)
 			}
-			f := strings.ReplaceAll(string(fields), "\r\n ", "")
+			f := strings.ReplaceAll(string(fields), "\r\n ", " ")
 			for _, tag := range []string{"c=relaxed/relaxed;", "d=example.com;", " t="} {
 				if !strings.Contains(f, tag) {
 					t.Errorf("signature lacks %q: %s", tag, f)
@@ -183,6 +184,34 @@ func TestSignVerifies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A hop that adds a missing Date or Message-ID, as smarthosts do, keeps
+// the signature valid; one that adds a From does not.
+func TestFieldsAddedDownstream(t *testing.T) {
+	t.Parallel()
+	sel := Selector{"example.com", "ed1", edKey()}
+	recs := records(sel)
+	out, _ := sign(t, newSigner(t, Options{}, sel), "From: a@example.com\nTo: b@example.net\nTo: c@example.net\nSubject: s\n\nbody\n")
+	fields, rest := splitSig(t, out, 1)
+	end := bytes.Index(rest, []byte("\r\n\r\n")) + 2
+	insert := func(f string) []byte {
+		return slices.Concat([]byte("Received: by smarthost\r\n"), fields, rest[:end], []byte(f), rest[end:])
+	}
+	if vs := dkimsigntest.VerifyGo(t, out, recs); strings.Join(vs[0].HeaderKeys, ":") != "From:To:To:Subject:From" {
+		t.Errorf("h=%s", strings.Join(vs[0].HeaderKeys, ":"))
+	}
+	for _, v := range dkimsigntest.VerifyGo(t, insert("From: ceo@example.com\r\n"), recs) {
+		if v.Err == nil {
+			t.Error("a From added below passes")
+		}
+	}
+	for _, v := range dkimsigntest.VerifyGo(t, insert("To: x@evil.test\r\n"), recs) {
+		if v.Err == nil {
+			t.Error("a To added below passes")
+		}
+	}
+	checkPass(t, insert("Date: Sat, 05 Dec 2026 05:00:00 +0000\r\nMessage-ID: <x@smarthost>\r\n"), recs, "example.com", 1)
 }
 
 func TestSignExpiry(t *testing.T) {
