@@ -304,7 +304,7 @@ func (a *App) adminGate(next http.Handler) http.Handler {
 			return
 		}
 		if !hosts.allows(r.Host) {
-			refused.write(w, r, http.StatusMisdirectedRequest, "host", "misdirected request: Host must name the admin listener (admin.addr, localhost or 127.0.0.1 with its port)")
+			refused.write(w, r, http.StatusMisdirectedRequest, "host", "misdirected request: Host must name the admin listener: admin.addr's host, hostname, localhost, 127.0.0.1 or [::1], with the admin port")
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && !hosts.allowsOrigin(o) {
