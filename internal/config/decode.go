@@ -22,11 +22,21 @@ func keyErrors(b []byte) []error {
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return []error{fmt.Errorf("not valid YAML: %w", err)}
 	}
-	var errs []error
+	w := walker{budget: maxWalkNodes}
 	if len(doc.Content) > 0 {
-		walkNode(doc.Content[0], reflect.TypeFor[Config](), "", &errs, 0)
+		w.node(doc.Content[0], reflect.TypeFor[Config](), "", 0)
 	}
-	return errs
+	return w.errs
+}
+
+// maxWalkNodes bounds the walk: aliases may repeat a subtree many times
+// over ("billion laughs"), and no configuration has this many values.
+const maxWalkNodes = 100_000
+
+// walker collects the problems of one walk.
+type walker struct {
+	errs   []error
+	budget int // nodes left to visit
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
@@ -35,11 +45,17 @@ var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 // path replaces it.
 var linePrefix = regexp.MustCompile(`^(yaml: )?line \d+: `)
 
-// walkNode checks n against t at path. depth bounds alias chains.
-func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth int) {
-	if depth > 64 {
+// node checks n against t at path. depth bounds alias chains.
+func (w *walker) node(n *yaml.Node, t reflect.Type, path string, depth int) {
+	if depth > 64 || w.budget <= 0 {
 		return
 	}
+	w.budget--
+	if w.budget == 0 {
+		w.errs = append(w.errs, errors.New("(top level): too many values, or aliases that repeat them too often; write the configuration out plainly"))
+		return
+	}
+	errs := &w.errs
 	bad := func(format string, args ...any) {
 		key := path
 		if key == "" {
@@ -49,7 +65,7 @@ func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth in
 	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias != nil {
-			walkNode(n.Alias, t, path, errs, depth+1)
+			w.node(n.Alias, t, path, depth+1)
 		}
 		return
 	}
@@ -72,10 +88,11 @@ func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth in
 			return
 		}
 		fields := yamlFields(t)
+		dupKeys(n, path, errs)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Value == "<<" && k.Tag == "!!merge" {
-				walkMerge(v, t, path, errs, depth)
+				w.merge(v, t, path, depth)
 				continue
 			}
 			sub := joinKey(path, k.Value)
@@ -84,7 +101,7 @@ func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth in
 				*errs = append(*errs, fmt.Errorf("%s: unknown key; %s", sub, suggest(k.Value, fields)))
 				continue
 			}
-			walkNode(v, f.Type, sub, errs, depth+1)
+			w.node(v, f.Type, sub, depth+1)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
@@ -92,15 +109,16 @@ func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth in
 			return
 		}
 		for i, item := range n.Content {
-			walkNode(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs, depth+1)
+			w.node(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			bad("want a section of name: value lines, got %s", describe(n))
 			return
 		}
+		dupKeys(n, path, errs)
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			walkNode(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), errs, depth+1)
+			w.node(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value), depth+1)
 		}
 	case reflect.Interface:
 	default:
@@ -114,15 +132,32 @@ func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error, depth in
 	}
 }
 
-// walkMerge checks a "<<" merge value: a mapping or a list of them.
-func walkMerge(v *yaml.Node, t reflect.Type, path string, errs *[]error, depth int) {
+// dupKeys reports a key a mapping holds twice: YAML refuses it, and which
+// value was meant is the operator's call.
+func dupKeys(n *yaml.Node, path string, errs *[]error) {
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind != yaml.ScalarNode || k.Value == "<<" && k.Tag == "!!merge" {
+			continue
+		}
+		if line, ok := seen[k.Value]; ok {
+			*errs = append(*errs, fmt.Errorf("%s: is set twice (lines %d and %d); keep one", joinKey(path, k.Value), line, k.Line))
+			continue
+		}
+		seen[k.Value] = k.Line
+	}
+}
+
+// merge checks a "<<" merge value: a mapping or a list of them.
+func (w *walker) merge(v *yaml.Node, t reflect.Type, path string, depth int) {
 	if v.Kind == yaml.SequenceNode {
 		for _, m := range v.Content {
-			walkNode(m, t, path, errs, depth+1)
+			w.node(m, t, path, depth+1)
 		}
 		return
 	}
-	walkNode(v, t, path, errs, depth+1)
+	w.node(v, t, path, depth+1)
 }
 
 func joinKey(path, k string) string {
