@@ -92,6 +92,13 @@ identities:
 			t.Errorf("line %q does not start with the source", l)
 		}
 	}
+	// A value in the wrong place is described, not printed: it may be a
+	// secret.
+	_, err = Load(write(t, "routes:\n  - name: a\n    match: {recipients: [\"*\"]}\n    webhook: \"https://app.example/?token=t0ps3cret\"\n  - name: b\n    match: {recipients: [\"*\"]}\n    webhook: {url: \"https://app.example/\", secrets: \"whsec_s3cr3tk3y\"}\n"), noenv)
+	mustContainLines(t, err, "routes[0].webhook: want a section of key: value lines, got a single value", "routes[1].webhook.secrets: want a list")
+	if strings.Contains(err.Error(), "t0ps3cret") || strings.Contains(err.Error(), "s3cr3tk3y") {
+		t.Errorf("a misplaced value is printed:\n%v", err)
+	}
 	// Far from any key: the keys of the section are listed.
 	_, err = Load(write(t, "admin:\n  zzzzzz: 1\n"), noenv)
 	mustContainLines(t, err, "admin.zzzzzz: unknown key; the keys here are addr,")

@@ -227,6 +227,8 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
+// describe names what n is without its value, which may be a secret or
+// a URL with a token (secrets: "whsec_..." where a list belongs).
 func describe(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -234,7 +236,7 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	}
-	return fmt.Sprintf("%q", n.Value)
+	return "a single value"
 }
 
 func kindWord(t reflect.Type) string {
