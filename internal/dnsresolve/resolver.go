@@ -284,6 +284,12 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 		return nil, notFound(name)
 	}
 	r.stats.lookups.Add(1)
+	if err := ctx.Err(); err != nil {
+		// Checked first: the select below picks at random when the
+		// answer is also ready.
+		r.stats.failures.Add(1)
+		return nil, ctxError(name, err)
+	}
 	k := cacheKey{name: fqdn, qtype: qtype}
 	if r.cache != nil {
 		if a, ok := r.cache.get(k, r.now()); ok {
