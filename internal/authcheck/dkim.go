@@ -17,7 +17,7 @@ const dkimSignature = "DKIM-Signature"
 func checkDKIM(ctx context.Context, r Resolver, h header, herr error, msg *stream) []DKIM {
 	sigs := h.values(dkimSignature)
 	if herr != nil {
-		return []DKIM{{Result: PermError, Reason: "message header unreadable: " + herr.Error()}}
+		return []DKIM{{Result: headerVerdict(herr), Reason: "message header unreadable: " + herr.Error()}}
 	}
 	if len(sigs) == 0 {
 		return []DKIM{{Result: None, Reason: "no signature"}}

@@ -193,8 +193,14 @@ func TestHeaderReadError(t *testing.T) {
 	in := input("a@example.com", nil)
 	in.Message = io.MultiReader(strings.NewReader("From: a@example.com\r\n"), &failingReader{})
 	res := e.check(t, in)
-	if res.DKIM[0].Result != PermError || res.DMARC.Result != PermError {
+	if res.DKIM[0].Result != TempError || res.DMARC.Result != TempError {
 		t.Errorf("unreadable header: DKIM %+v DMARC %+v", res.DKIM, res.DMARC)
+	}
+
+	in.Message = strings.NewReader("From: a@example.com\r\nX-Big: " + strings.Repeat("x", maxHeader) + "\r\n\r\nbody\r\n")
+	res = e.check(t, in)
+	if res.DKIM[0].Result != PermError || res.DMARC.Result != PermError || !strings.Contains(res.DMARC.Reason, "larger than") {
+		t.Errorf("header too large: DKIM %+v DMARC %+v", res.DKIM, res.DMARC)
 	}
 }
 

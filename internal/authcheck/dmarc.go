@@ -73,7 +73,7 @@ func aligned(authDomain, from string, mode dmarc.AlignmentMode) bool {
 
 func checkDMARC(ctx context.Context, r Resolver, h header, herr error, spfRes SPF, dkims []DKIM) DMARC {
 	if herr != nil {
-		return DMARC{Result: PermError, Reason: "message header unreadable: " + herr.Error()}
+		return DMARC{Result: headerVerdict(herr), Reason: "message header unreadable: " + herr.Error()}
 	}
 	domain, err := fromDomain(h)
 	if err != nil {

@@ -14,6 +14,16 @@ const maxHeader = 1 << 20
 
 var errHeaderTooLarge = errors.New("message header larger than 1 MiB")
 
+// headerVerdict is the verdict when the header could not be read: the
+// message's fault when it is too large, else the reader's, which a retry may
+// not meet.
+func headerVerdict(err error) Verdict {
+	if errors.Is(err, errHeaderTooLarge) {
+		return PermError
+	}
+	return TempError
+}
+
 // field is one header field, unfolded (CRLF before WSP removed, as RFC 5322
 // section 2.2.3 says), its value stripped of surrounding white space.
 type field struct {
