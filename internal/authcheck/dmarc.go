@@ -48,6 +48,21 @@ func fromDomain(h header) (string, error) {
 	return domain, nil
 }
 
+var errMultiple = errors.New("several DMARC records")
+
+// countDMARC counts the records of a policy lookup that are DMARC records:
+// more than one and policy discovery ends with none (RFC 7489 section 6.6.3,
+// step 5).
+func countDMARC(txts []string) int {
+	n := 0
+	for _, t := range txts {
+		if strings.HasPrefix(t, "v=DMARC1") {
+			n++
+		}
+	}
+	return n
+}
+
 // orgDomain is the organizational domain of RFC 7489 section 3.2: one label
 // below the public suffix. A name that is itself a public suffix is its own.
 func orgDomain(d string) string {
@@ -84,14 +99,24 @@ func checkDMARC(ctx context.Context, r Resolver, h header, herr error, spfRes SP
 
 	// Policy discovery (RFC 7489 section 6.6.3): the From domain, then its
 	// organizational domain, whose sp= applies to its subdomains.
+	multiple := false
 	opts := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) {
-		return r.LookupTXT(ctx, name)
+		txts, err := r.LookupTXT(ctx, name)
+		if n := countDMARC(txts); n > 1 {
+			// go-msgauth takes the first; the RFC says none applies.
+			multiple = true
+			return nil, nil
+		}
+		return txts, err
 	}}
 	rec, err := dmarc.LookupWithOptions(domain, opts)
 	atOrg := false
-	if org := orgDomain(domain); errors.Is(err, dmarc.ErrNoPolicy) && org != domain {
+	if org := orgDomain(domain); errors.Is(err, dmarc.ErrNoPolicy) && org != domain && !multiple {
 		rec, err = dmarc.LookupWithOptions(org, opts)
 		atOrg = true
+	}
+	if multiple {
+		rec, err = nil, errMultiple
 	}
 	var spfMode, dkimMode dmarc.AlignmentMode = dmarc.AlignmentRelaxed, dmarc.AlignmentRelaxed
 	if rec != nil {
@@ -118,6 +143,9 @@ func checkDMARC(ctx context.Context, r Resolver, h header, herr error, spfRes SP
 		return out
 	case errors.Is(err, dmarc.ErrNoPolicy):
 		out.Result, out.Reason = None, "no DMARC record"
+		return out
+	case errors.Is(err, errMultiple):
+		out.Result, out.Reason = None, err.Error()
 		return out
 	case err != nil:
 		out.Result, out.Reason = PermError, err.Error()

@@ -32,6 +32,8 @@ func TestDMARC(t *testing.T) {
 	// own.parent.example has its own record, whose p= applies, not sp=.
 	e.dns.AddTXT("_dmarc.own.parent.example", "v=DMARC1; p=none")
 	e.dns.AddTXT("_dmarc.broken.example", "v=DMARC1; p=bogus")
+	e.dns.AddTXT("_dmarc.two.example", "v=DMARC1; p=none", "v=DMARC1; p=reject")
+	e.dns.AddTXT("_dmarc.sub.two.example", "v=DMARC1; p=none", "v=DMARC1; p=reject", "v=spf1 -all")
 	e.dns.Timeout("_dmarc.slow.example")
 	// spfslow.example: the only aligned identity's SPF times out.
 	e.dns.AddTXT("_dmarc.spfslow.example", "v=DMARC1; p=reject")
@@ -65,6 +67,8 @@ func TestDMARC(t *testing.T) {
 		{"subdomain's own record", "b@other.example", unsigned("own.parent.example"), Fail, "none", "own.parent.example", false, false, "", None},
 		{"organizational domain fallback", "b@other.example", unsigned("a.b.example.co.uk"), Fail, "none", "a.b.example.co.uk", false, false, "", None},
 		{"no record", "b@other.example", unsigned("other.example"), None, "", "other.example", true, false, "no DMARC record", None},
+		{"several records", "b@other.example", unsigned("two.example"), None, "", "two.example", false, false, "several DMARC records", None},
+		{"several records, not at the organizational domain", "b@other.example", unsigned("sub.two.example"), None, "", "sub.two.example", false, false, "several DMARC records", None},
 		{"record syntax error", "b@other.example", unsigned("broken.example"), PermError, "", "broken.example", false, false, "invalid policy", None},
 		{"policy lookup timeout", "b@other.example", unsigned("slow.example"), TempError, "", "slow.example", false, false, "", None},
 		{"aligned SPF temperror", "b@spfslow.example", unsigned("spfslow.example"), TempError, "reject", "spfslow.example", false, false, "temporary", None},
