@@ -118,12 +118,12 @@ routes:
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		timeline = run("trace", "-config", cfgPath, id)
-		if strings.Contains(timeline, " done ") && strings.Count(timeline, "webhook") >= 2 || time.Now().After(deadline) {
+		if strings.Contains(timeline, "webhook  delivered") || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, want := range []string{"gateway  received", "parse    done", "webhook  retry", "502", "webhook  done", "200"} {
+	for _, want := range []string{"gateway  received", "parse    done", "webhook  retry", "502", "webhook  delivered", "200"} {
 		if !strings.Contains(timeline, want) {
 			t.Errorf("trace lacks %q:\n%s", want, timeline)
 		}
