@@ -23,8 +23,8 @@ var _ Resolver = (*net.Resolver)(nil)
 const minDialTimeout = 2 * time.Second
 
 // Guard decides which addresses outbound connections may reach, and dials
-// only those. The zero value refuses private ranges and uses the system
-// resolver.
+// only those. The zero value refuses every address that is not public
+// (see Classify) and uses the system resolver.
 //
 // Every address is checked after resolution and again by the socket's
 // Control hook just before connect, so neither DNS rebinding (a name that
@@ -86,8 +86,9 @@ func (g Guard) DialContext(ctx context.Context, network, address string) (net.Co
 			return nil, err
 		}
 	}
-	// The hook knows the name dialled, so an allowed host name opens the
-	// addresses it resolved to and nothing else.
+	// The hook checks again with the name dialled (an allowed name's
+	// addresses pass there too); the dialer connects only to the addresses
+	// just checked, never resolving again.
 	d := net.Dialer{Control: func(network, address string, _ syscall.RawConn) error {
 		return policy.control(host, address)
 	}}
