@@ -203,6 +203,22 @@ dsn:
 			t.Errorf("a secret's value is in %q", l)
 		}
 	}
+	if len(notes) != 0 {
+		t.Errorf("notes = %q, want none: off AWS a secretsmanager: reference is an error", notes)
+	}
+	// On AWS it is noted as not checked, never passed over.
+	aws := `backend:
+  type: aws
+  aws:
+    bucket: mail
+    queues: {inbound: "https://sqs.example/1/in", webhook: "https://sqs.example/1/wh", relay: "https://sqs.example/1/rl", dsn: "https://sqs.example/1/dsn"}
+dsn:
+  relay: {type: smtp, addr: "smtp.example:587", username: u, password: "secretsmanager:postern/dsn"}
+`
+	_, notes, err = Check(write(t, aws), noenv, whsecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(notes) != 1 || !strings.HasPrefix(notes[0], "dsn.relay.password: secretsmanager:postern/dsn is read at run time") {
 		t.Errorf("notes = %q, want the secretsmanager reference noted", notes)
 	}
