@@ -3,8 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/oauthtok"
 	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/webhook"
 )
@@ -16,7 +18,11 @@ import (
 // way, so silence never passes for a check. It returns the configuration
 // when there was no problem.
 func checkFile(e Env, path string) (*config.Config, bool) {
-	cfg, notes, err := config.Check(path, e.Getenv, webhook.ParseSecret)
+	cfg, notes, err := config.Check(path, e.Getenv, config.SecretDecoders{
+		WebhookKey:        webhook.ParseSecret,
+		Certificate:       func(pem []byte) error { return oauthtok.CheckCertificate(pem, time.Now()) },
+		ServiceAccountKey: oauthtok.CheckServiceAccountKey,
+	})
 	if cfg != nil && !cfg.TLS.Disable && cfg.TLS.CertFile != "" && cfg.TLS.KeyFile != "" {
 		// The same loader as start, so a certificate start would refuse
 		// (unreadable, not a pair) is refused here.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/oauthtok/entratest"
 )
 
 func runCheck(t *testing.T, env map[string]string, yaml string) (code int, stdout, stderr string) {
@@ -93,5 +95,40 @@ func TestCheckConfigLoadsCertificate(t *testing.T) {
 	code, out, errs := runCheck(t, nil, yaml)
 	if code != 1 || strings.Contains(out, "OK") || !strings.Contains(errs, "config: tls.cert_file, tls.key_file: ") || !strings.Contains(errs, "missing-key.pem") {
 		t.Fatalf("exit %d, stdout %q, stderr %q: want the key file named", code, out, errs)
+	}
+}
+
+// OAuth credentials are decoded as the relays decode them.
+func TestCheckConfigDecodesOAuthCredentials(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	goodPEM, _ := entratest.NewCertificate(t)
+	good := filepath.Join(dir, "good.pem")
+	os.WriteFile(good, goodPEM, 0o600)
+	badPEM := filepath.Join(dir, "bad.pem")
+	os.WriteFile(badPEM, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
+	sa := filepath.Join(dir, "sa.json")
+	os.WriteFile(sa, []byte(`{"type": "authorized_user", "client_email": "x@y", "private_key": "k"}`), 0o600)
+	relay := func(name, typ, oauth string) string {
+		return "  - name: " + name + "\n    match: {recipients: [\"*@" + name + ".example\"]}\n    relay: {type: " + typ + ", send_as: \"scanner@example.com\", oauth: " + oauth + "}\n"
+	}
+	yaml := "routes:\n" +
+		relay("good", "graph", "{provider: entra, tenant: t, client_id: c, certificate: \"file:"+good+"\"}") +
+		relay("bad", "graph", "{provider: entra, tenant: t, client_id: c, certificate: \"file:"+badPEM+"\"}") +
+		relay("gm", "gmail", "{provider: google, service_account_key: \"file:"+sa+"\"}")
+	code, _, errs := runCheck(t, nil, yaml)
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"routes[1].relay.oauth.certificate: the PRIVATE KEY block is not a valid key",
+		`routes[2].relay.oauth.service_account_key: "type" is "authorized_user", want "service_account"`,
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if strings.Contains(errs, "routes[0]") {
+		t.Errorf("the good certificate was refused:\n%s", errs)
 	}
 }

@@ -65,9 +65,8 @@ func (c *Config) checkStrength() error {
 // overrides applied, then Validate, the strength rules and CheckSecrets
 // all run, and every problem of every step comes back at once. cfg is nil
 // only when the file cannot be read. notes says what could not be checked
-// here (secretsmanager: references). webhookKey decodes a webhook secret
-// as the webhook stage does (webhook.ParseSecret).
-func Check(path string, getenv func(string) string, webhookKey func(string) ([]byte, error)) (cfg *Config, notes []string, err error) {
+// here (secretsmanager: references).
+func Check(path string, getenv func(string) string, dec SecretDecoders) (cfg *Config, notes []string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("config: read %s: %w", path, err)
@@ -78,19 +77,28 @@ func Check(path string, getenv func(string) string, webhookKey func(string) ([]b
 	errs = append(errs, c.applyEnv(getenv))
 	errs = append(errs, c.Validate())
 	errs = append(errs, c.checkStrength())
-	notes, err = c.CheckSecrets(getenv, webhookKey)
+	notes, err = c.CheckSecrets(getenv, dec)
 	errs = append(errs, err)
 	return c, notes, errors.Join(errs...)
 }
 
+// SecretDecoders read secrets as the stages that use them do, so that
+// check-config refuses what they would refuse; config itself does not
+// import the stages. A nil decoder skips its kind.
+type SecretDecoders struct {
+	WebhookKey        func(text string) ([]byte, error) // webhook.ParseSecret
+	Certificate       func(pem []byte) error            // relay oauth.certificate (Entra)
+	ServiceAccountKey func(json []byte) error           // relay oauth.service_account_key (Google)
+}
+
 // CheckSecrets reads every secret written as a literal, env:NAME or
 // file:PATH, as the stages will: an unset variable or a missing, unreadable
-// or empty file is an error naming the key. Webhook secrets are decoded
-// with webhookKey, and they and admin.token must hold MinSecretBytes of
-// entropy (see secretBytes). secretsmanager: references cannot be read
-// offline: each gets a note instead, never a silent pass. No error or note
-// holds a secret's value.
-func (c *Config) CheckSecrets(getenv func(string) string, webhookKey func(string) ([]byte, error)) (notes []string, err error) {
+// or empty file is an error naming the key. Each is decoded as its stage
+// does (dec), and webhook secrets and admin.token must hold MinSecretBytes
+// of entropy (see secretBytes). secretsmanager: references cannot be read
+// offline: on AWS each gets a note instead, never a silent pass. No error
+// or note holds a secret's value.
+func (c *Config) CheckSecrets(getenv func(string) string, dec SecretDecoders) (notes []string, err error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...)))
@@ -130,12 +138,23 @@ func (c *Config) CheckSecrets(getenv func(string) string, webhookKey func(string
 		if r.Password != "" {
 			read(key+".password", r.Password)
 		}
-		if r.OAuth != nil {
-			for _, s := range []struct{ name, ref string }{
-				{"client_secret", r.OAuth.ClientSecret}, {"certificate", r.OAuth.Certificate}, {"service_account_key", r.OAuth.ServiceAccountKey},
-			} {
-				if s.ref != "" {
-					read(key+".oauth."+s.name, s.ref)
+		if r.OAuth == nil {
+			return
+		}
+		for _, s := range []struct {
+			name, ref string
+			decode    func([]byte) error
+		}{
+			{"client_secret", r.OAuth.ClientSecret, nil},
+			{"certificate", r.OAuth.Certificate, dec.Certificate},
+			{"service_account_key", r.OAuth.ServiceAccountKey, dec.ServiceAccountKey},
+		} {
+			if s.ref == "" {
+				continue
+			}
+			if text, ok := read(key+".oauth."+s.name, s.ref); ok && s.decode != nil {
+				if err := s.decode([]byte(text)); err != nil {
+					bad(key+".oauth."+s.name, "%v", err)
 				}
 			}
 		}
@@ -154,14 +173,16 @@ func (c *Config) CheckSecrets(getenv func(string) string, webhookKey func(string
 			if !ok {
 				continue
 			}
-			raw, err := webhookKey(text)
-			if err != nil {
-				bad(k, "%v; write whsec_ and the key in standard base64, or the secret as plain text", err)
-				continue
-			}
 			n := secretBytes(text)
-			if strings.HasPrefix(text, "whsec_") {
-				n = float64(len(raw)) // the form generators use for random keys
+			if dec.WebhookKey != nil {
+				raw, err := dec.WebhookKey(text)
+				if err != nil {
+					bad(k, "%v; write whsec_ and the key in standard base64, or the secret as plain text", err)
+					continue
+				}
+				if strings.HasPrefix(text, "whsec_") {
+					n = float64(len(raw)) // the form generators use for random keys
+				}
 			}
 			if n < MinSecretBytes {
 				weak(k, n, "make one with `echo whsec_$(openssl rand -base64 32)` and give it to the application too")

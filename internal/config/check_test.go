@@ -179,7 +179,7 @@ dsn:
 		}
 		return ""
 	}
-	cfg, notes, err := Check(write(t, yaml), getenv, whsecKey)
+	cfg, notes, err := Check(write(t, yaml), getenv, SecretDecoders{WebhookKey: whsecKey})
 	if cfg == nil {
 		t.Fatal("no configuration returned")
 	}
@@ -215,7 +215,7 @@ dsn:
 dsn:
   relay: {type: smtp, addr: "smtp.example:587", username: u, password: "secretsmanager:postern/dsn"}
 `
-	_, notes, err = Check(write(t, aws), noenv, whsecKey)
+	_, notes, err = Check(write(t, aws), noenv, SecretDecoders{WebhookKey: whsecKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +315,7 @@ func TestURLsPrintedWithoutCredentials(t *testing.T) {
     match: {recipients: ["*"]}
     webhook: {url: "gopher://bot:pa55w0rd@app.example/in?token=t0ps3cret", failure_url: "ftp://bot:pa55w0rd@x/?token=t0ps3cret", secrets: ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]}
 `
-	cfg, _, err := Check(write(t, yaml), noenv, whsecKey)
+	cfg, _, err := Check(write(t, yaml), noenv, SecretDecoders{WebhookKey: whsecKey})
 	if err == nil || strings.Contains(err.Error(), "pa55w0rd") || strings.Contains(err.Error(), "t0ps3cret") {
 		t.Errorf("errors print credentials, or no error: %v", err)
 	}
