@@ -38,6 +38,36 @@ type Config struct {
 	// dead-lettered job are kept whatever their age. On AWS, S3 lifecycle
 	// rules do this instead.
 	Retention Duration `yaml:"retention"`
+	// DNS is the resolver for sender authentication (SPF, DKIM, DMARC).
+	DNS DNS `yaml:"dns"`
+	// DKIM holds the keys Postern signs with (dsn.dkim_sign, a relay's
+	// dkim_sign).
+	DKIM DKIM `yaml:"dkim"`
+}
+
+// DNS configures the one resolver the sender-authentication checks share.
+type DNS struct {
+	// Servers are "host:port" of the resolvers to ask; empty: the
+	// system's (/etc/resolv.conf).
+	Servers []string `yaml:"servers"`
+	// Timeout bounds one lookup across servers; default 3s. A lookup
+	// that times out gives temperror, never a delay of delivery.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// DKIM holds signing keys, one per domain and selector.
+type DKIM struct {
+	Keys []DKIMKey `yaml:"keys"`
+}
+
+// DKIMKey is one signing key: a message whose From is in Domain (or a
+// subdomain with no key of its own) is signed with it.
+type DKIMKey struct {
+	Domain   string `yaml:"domain"`
+	Selector string `yaml:"selector"`
+	// Key is the private key PEM (RSA of 2048 bits or more, or Ed25519;
+	// from `gateway dkim-keygen`): env:NAME, file:PATH or secretsmanager:ID.
+	Key string `yaml:"key"`
 }
 
 // Backend selects where messages and jobs are kept.
@@ -182,6 +212,11 @@ type Identity struct {
 	// and at RCPT a recipient whose route cannot; instead of accepting mail
 	// the provider would refuse later.
 	RefuseUndeliverableSenders bool `yaml:"refuse_undeliverable_senders"`
+	// Internet marks an identity that admits mail from the open internet
+	// (networks such as 0.0.0.0/0 and ::/0 on a port 25 listener): its
+	// messages get SPF, DKIM and DMARC verdicts. Mail from any other
+	// identity is trusted: verdicts "none", reason "trusted", no DNS asked.
+	Internet bool `yaml:"internet"`
 	// Owner receives failure notices for this identity's mail.
 	Owner string `yaml:"owner"`
 	// Per-identity limits; zero means the global limit (or none for rate).
@@ -258,6 +293,10 @@ type Relay struct {
 
 	MaxAge      Duration `yaml:"max_age"`      // default 24h
 	DelayNotice Duration `yaml:"delay_notice"` // 0: no delay notices
+
+	// DKIMSign signs each message sent with the dkim key of its From
+	// domain (after any From rewrite), when there is one.
+	DKIMSign bool `yaml:"dkim_sign"`
 }
 
 // Mailbox is the mailbox a relay signs in or sends as: SendAs, or for
@@ -341,6 +380,8 @@ type DSN struct {
 	MaxReturnBytes int64 `yaml:"max_return_bytes"`
 	// Relay is how notices are sent; default: files under data_dir/dsn-outbox.
 	Relay Relay `yaml:"relay"`
+	// DKIMSign signs notices with the dkim key of Domain.
+	DKIMSign bool `yaml:"dkim_sign"`
 }
 
 // Match holds a route's conditions; every condition given must hold.
@@ -349,6 +390,13 @@ type Match struct {
 	Senders    []string          `yaml:"senders"`
 	Identities []string          `yaml:"identities"`
 	Headers    map[string]string `yaml:"headers"`
+	// SPF, DKIM and DMARC match the message's verdicts (pass, fail,
+	// softfail, neutral, none, temperror, permerror; policy for DKIM);
+	// a route with one matches only mail from internet identities. DKIM
+	// matches when any signature's result is listed.
+	SPF   []string `yaml:"spf"`
+	DKIM  []string `yaml:"dkim"`
+	DMARC []string `yaml:"dmarc"`
 }
 
 // Webhook is a route target that POSTs signed JSON.

@@ -206,11 +206,13 @@ func (c *Config) Validate() error {
 		if r.Retention != 0 && r.Retention.D() < minRetention {
 			bad(key+".retention", "%s is too short; set at least 1h, e.g. \"2160h\" (90 days), or leave it out for the top-level retention", r.Retention.D())
 		}
-		if len(r.Match.Recipients) == 0 && len(r.Match.Senders) == 0 && len(r.Match.Identities) == 0 && len(r.Match.Headers) == 0 {
+		if len(r.Match.Recipients) == 0 && len(r.Match.Senders) == 0 && len(r.Match.Identities) == 0 && len(r.Match.Headers) == 0 &&
+			len(r.Match.SPF) == 0 && len(r.Match.DKIM) == 0 && len(r.Match.DMARC) == 0 {
 			bad(key+".match", "is empty; say what the route takes, e.g. {recipients: [\"*@example.com\"]} or [\"*\"] for everything")
 		}
 	}
 	validateRelay("dsn.relay", &c.DSN.Relay, onAWS, bad)
+	validateAuth(c, onAWS, bad)
 	if c.DSN.MaxReturnBytes <= 0 {
 		bad("dsn.max_return_bytes", "%d must be positive: the largest original a RET=FULL notice returns whole (larger ones go back as headers only); the default is 10485760 (10 MiB)", c.DSN.MaxReturnBytes)
 	}
