@@ -14,8 +14,9 @@ import (
 // checkFile runs config.Check on path, and loads the TLS certificate
 // files as start does, and prints the findings: every problem on stderr,
 // one per line with the key and the fix, or "OK" on stdout. What it could
-// not check (secretsmanager: references, read at run time) is said either
-// way, so silence never passes for a check. It returns the configuration
+// not check (secretsmanager: references, read at run time) and what is
+// allowed but unwise are said either way as notes, so silence never passes
+// for a check. It returns the configuration
 // when there was no problem.
 func checkFile(e Env, path string) (*config.Config, bool) {
 	cfg, notes, err := config.Check(path, e.Getenv, config.SecretDecoders{
@@ -33,13 +34,13 @@ func checkFile(e Env, path string) (*config.Config, bool) {
 	if err != nil {
 		fmt.Fprintln(e.Stderr, err)
 		for _, n := range notes {
-			fmt.Fprintln(e.Stderr, "not checked:", n)
+			fmt.Fprintln(e.Stderr, "note:", n)
 		}
 		return nil, false
 	}
 	fmt.Fprintf(e.Stdout, "%s: OK\n", path)
 	for _, n := range notes {
-		fmt.Fprintln(e.Stdout, "not checked:", n)
+		fmt.Fprintln(e.Stdout, "note:", n)
 	}
 	return cfg, true
 }

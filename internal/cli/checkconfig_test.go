@@ -77,7 +77,7 @@ routes:
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	if !strings.Contains(out, ": OK\nnot checked: routes[0].webhook.secrets[0]: secretsmanager:postern/app is read at run time") {
+	if !strings.Contains(out, ": OK\nnote: routes[0].webhook.secrets[0]: secretsmanager:postern/app is read at run time") {
 		t.Errorf("stdout does not note the secretsmanager reference:\n%s", out)
 	}
 	if !strings.Contains(out, "-> webhook https://app.example/in?…") || strings.Contains(out, "pa55") || strings.Contains(out, "t0ps3cret") {

@@ -65,7 +65,8 @@ func (c *Config) checkStrength() error {
 // overrides applied, then Validate, the strength rules and CheckSecrets
 // all run, and every problem of every step comes back at once. cfg is nil
 // only when the file cannot be read. notes says what could not be checked
-// here (secretsmanager: references).
+// here (secretsmanager: references) and what is allowed but unwise
+// (allow_private).
 func Check(path string, getenv func(string) string, dec SecretDecoders) (cfg *Config, notes []string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -79,6 +80,11 @@ func Check(path string, getenv func(string) string, dec SecretDecoders) (cfg *Co
 	errs = append(errs, c.checkStrength())
 	notes, err = c.CheckSecrets(getenv, dec)
 	errs = append(errs, err)
+	for i, r := range c.Routes {
+		if r.Webhook != nil && r.Webhook.AllowPrivate {
+			notes = append(notes, fmt.Sprintf("routes[%d].webhook.allow_private: true lets this route reach every loopback, private and shared address, the admin API's included; list only the application's address or name in routes[%d].webhook.allow instead", i, i))
+		}
+	}
 	return c, notes, errors.Join(errs...)
 }
 

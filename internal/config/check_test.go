@@ -250,6 +250,19 @@ func TestSecretBytes(t *testing.T) {
 	}
 }
 
+// allow_private passes, with a note that says what it opens.
+func TestAllowPrivateNoted(t *testing.T) {
+	t.Parallel()
+	yaml := "routes:\n  - name: app\n    match: {recipients: [\"*\"]}\n    webhook: {url: \"http://127.0.0.1:9/\", secrets: [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"], allow_private: true}\n"
+	_, notes, err := Check(write(t, yaml), noenv, SecretDecoders{WebhookKey: whsecKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "routes[0].webhook.allow_private: true lets this route reach every loopback, private and shared address") {
+		t.Errorf("notes = %q", notes)
+	}
+}
+
 // A webhook URL the egress rules refuse fails validation instead of
 // retrying for max_age; webhook.allow and allow_private open it.
 func TestWebhookURLAgainstEgressRules(t *testing.T) {
