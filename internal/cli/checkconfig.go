@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/dkimsign"
 	"github.com/postern/postern/internal/oauthtok"
 	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/webhook"
@@ -23,6 +24,7 @@ func checkFile(e Env, path string) (*config.Config, bool) {
 		WebhookKey:        webhook.ParseSecret,
 		Certificate:       func(pem []byte) error { return oauthtok.CheckCertificate(pem, time.Now()) },
 		ServiceAccountKey: oauthtok.CheckServiceAccountKey,
+		DKIMKey:           func(pem []byte) error { _, err := dkimsign.ParseKey(pem); return err },
 	})
 	if cfg != nil && !cfg.TLS.Disable && cfg.TLS.CertFile != "" && cfg.TLS.KeyFile != "" {
 		// The same loader as start, so a certificate start would refuse

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/postern/postern/internal/dkimsign"
 	"github.com/postern/postern/internal/oauthtok/entratest"
 )
 
@@ -130,5 +131,29 @@ func TestCheckConfigDecodesOAuthCredentials(t *testing.T) {
 	}
 	if strings.Contains(errs, "routes[0]") {
 		t.Errorf("the good certificate was refused:\n%s", errs)
+	}
+}
+
+// DKIM keys are read and parsed as the signer does.
+func TestCheckConfigParsesDKIMKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	k, err := dkimsign.GenerateKey("ed25519", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := k.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.pem")
+	os.WriteFile(good, pemBytes, 0o600)
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600)
+	yaml := "dkim:\n  keys:\n    - {domain: example.com, selector: s1, key: \"file:" + good + "\"}\n    - {domain: example.org, selector: s1, key: \"file:" + bad + "\"}\n    - {domain: example.net, selector: s1, key: \"env:DKIM_UNSET\"}\n"
+	code, _, errs := runCheck(t, nil, yaml)
+	if code != 1 || !strings.Contains(errs, "dkim.keys[1].key: dkim key: PRIVATE KEY block is not a valid PKCS#8 key") ||
+		!strings.Contains(errs, "dkim.keys[2].key: environment variable DKIM_UNSET is not set") || strings.Contains(errs, "dkim.keys[0]") {
+		t.Fatalf("exit %d:\n%s", code, errs)
 	}
 }

@@ -95,6 +95,7 @@ type SecretDecoders struct {
 	WebhookKey        func(text string) ([]byte, error) // webhook.ParseSecret
 	Certificate       func(pem []byte) error            // relay oauth.certificate (Entra)
 	ServiceAccountKey func(json []byte) error           // relay oauth.service_account_key (Google)
+	DKIMKey           func(pem []byte) error            // dkim.keys[].key
 }
 
 // CheckSecrets reads every secret written as a literal, env:NAME or
@@ -196,6 +197,14 @@ func (c *Config) CheckSecrets(getenv func(string) string, dec SecretDecoders) (n
 		}
 	}
 	relay("dsn.relay", &c.DSN.Relay)
+	for i, k := range c.DKIM.Keys {
+		key := fmt.Sprintf("dkim.keys[%d].key", i)
+		if text, ok := read(key, k.Key); ok && dec.DKIMKey != nil {
+			if err := dec.DKIMKey([]byte(text)); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
 	return notes, errors.Join(errs...)
 }
 
