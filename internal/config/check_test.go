@@ -342,3 +342,12 @@ func TestURLsPrintedWithoutCredentials(t *testing.T) {
 		t.Errorf("policy does not show the redacted URL and its allow list:\n%s", out)
 	}
 }
+
+// Every bad environment override is reported, not only the first.
+func TestEnvOverrideErrorsAllReported(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"POSTERN_S3_PATH_STYLE": "maybe", "POSTERN_MAX_MESSAGE_BYTES": "lots"}
+	_, err := Load("", func(k string) string { return env[k] })
+	mustContainLines(t, err, "POSTERN_S3_PATH_STYLE (overrides backend.aws.s3_path_style): want true or false",
+		"POSTERN_MAX_MESSAGE_BYTES (overrides limits.max_message_bytes): want a whole number of bytes")
+}

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -646,16 +647,17 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	if getenv == nil {
 		return nil
 	}
+	var errs []error // every bad override, not only the first
 	for _, e := range envKeys {
 		v := getenv(e.name)
 		if v == "" {
 			continue
 		}
 		if err := e.set(c, v); err != nil {
-			return fmt.Errorf("config: %s (overrides %s): %w", e.name, e.key, err)
+			errs = append(errs, fmt.Errorf("config: %s (overrides %s): %w", e.name, e.key, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func getenvOr(getenv func(string) string, k string) string {
