@@ -242,6 +242,22 @@ func (a *App) SMTPAddrs() []net.Addr {
 	return out
 }
 
+// startedAttrs are the startup log's fields: each listener's bound
+// address as host:port under its name (a net.Addr would log as a Go struct,
+// and port 0 in the config says nothing), and the admin address, so an
+// operator can copy them into a client.
+func (a *App) startedAttrs() []any {
+	smtp := make(map[string]string, len(a.listeners))
+	for i, l := range a.listeners {
+		smtp[a.cfg.Listeners[i].Name] = l.Addr().String()
+	}
+	attrs := []any{slog.String("stage", "gateway"), slog.Any("smtp", smtp)}
+	if ad := a.AdminAddr(); ad != nil {
+		attrs = append(attrs, slog.String("admin", ad.String()))
+	}
+	return append(attrs, slog.String("data_dir", a.cfg.DataDir))
+}
+
 // AdminAddr returns the bound admin address, or nil.
 func (a *App) AdminAddr() net.Addr {
 	if a.adminLn == nil {
@@ -278,8 +294,7 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 		wg.Go(func() { w.Run(wctx) })
 	}
 	a.housekeep(wctx, &wg)
-	a.log.Info("postern started", slog.String("stage", "gateway"), slog.Any("smtp", a.SMTPAddrs()),
-		slog.String("data_dir", a.cfg.DataDir))
+	a.log.Info("postern started", a.startedAttrs()...)
 
 	var runErr error
 	select {
