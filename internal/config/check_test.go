@@ -286,6 +286,9 @@ func TestWebhookURLAgainstEgressRules(t *testing.T) {
 		{`url: "https://app.example/in", failure_url: "http://192.168.1.9/failed"`, "routes[0].webhook.failure_url: \"http://192.168.1.9/failed\" is a private address"},
 		{`url: "https://app.example/in", allow: ["10.0.0.0/33", "bad host"]`, "routes[0].webhook.allow[0]: \"10.0.0.0/33\" is neither"},
 		{`url: "https://app.example/in", allow: ["10.0.0.1/8"]`, "routes[0].webhook.allow[0]: \"10.0.0.1/8\" has host bits set"},
+		{`url: "https://app.example/in", allow: ["10.0.0.0/8", "0.0.0.0/0"]`, "routes[0].webhook.allow[1]: \"0.0.0.0/0\" is wider than any private range"},
+		{`url: "https://app.example/in", allow: ["::/0"]`, "routes[0].webhook.allow[0]: \"::/0\" is wider"},
+		{`url: "https://app.example/in", allow: ["fc00::/7", "10.0.0.0/8"]`, ""},
 	} {
 		_, err := Load(write(t, route(tc.webhook)), noenv)
 		switch {

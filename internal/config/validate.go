@@ -442,8 +442,18 @@ func validTLSVersion(v string) bool {
 
 func validateWebhook(key string, w *Webhook, onAWS bool, bad func(key, format string, args ...any)) {
 	for i, e := range w.Allow {
-		if _, err := egress.ParseAllow([]string{e}); err != nil {
+		a, err := egress.ParseAllow([]string{e})
+		if err != nil {
 			bad(fmt.Sprintf("%s.allow[%d]", key, i), "%s", strings.TrimPrefix(err.Error(), "[0] "))
+			continue
+		}
+		// Wider than 10.0.0.0/8 or fc00::/7, the widest private ranges, a
+		// network is a way to switch the guard off, not an application's
+		// address.
+		for _, p := range a.Prefixes {
+			if p.Addr().Is4() && p.Bits() < 8 || p.Addr().Is6() && p.Bits() < 7 {
+				bad(fmt.Sprintf("%s.allow[%d]", key, i), "%q is wider than any private range; list the application's address or network, e.g. \"10.1.2.3\" or \"10.1.0.0/16\"", e)
+			}
 		}
 	}
 	policy := w.EgressAllow()
