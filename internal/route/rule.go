@@ -38,6 +38,16 @@ type Rule struct {
 	// matches; an absent header never matches. Empty = any.
 	Headers map[string]string
 
+	// SPF, DKIM and DMARC list sender-authentication results (RFC 8601
+	// names, such as pass or fail); the condition holds when the message's
+	// verdict is listed, for DKIM when some signature's is. Verdicts are
+	// known only at the parse stage and only for mail that gets them (see
+	// WithInternet); before that such a rule may match, as a header rule
+	// may. Empty = any.
+	SPF   []string
+	DKIM  []string
+	DMARC []string
+
 	Target Target
 }
 

@@ -14,6 +14,7 @@ type Table struct {
 	rules       []Rule
 	compiled    []compiledRule
 	headerRules bool // some rule has header conditions
+	internet    func(identity string) bool
 }
 
 // Meta is what a message offers to matching.
@@ -26,6 +27,12 @@ type Meta struct {
 	// the name case-insensitively. It is nil before DATA, when no header is
 	// known; rules with header conditions then do not match.
 	Header func(name string) []string
+
+	// Auth holds the message's sender-authentication verdicts. It is nil
+	// where none apply: before the parse stage has checked, and for mail
+	// from identities that get none (trusted ones); rules with verdict
+	// conditions then do not match.
+	Auth *Verdicts
 }
 
 type compiledRule struct {
@@ -33,6 +40,9 @@ type compiledRule struct {
 	senders    []Pattern
 	identities []Pattern
 	headers    []headerCond
+	spf        []string // lower-case result names
+	dkim       []string
+	dmarc      []string
 }
 
 type headerCond struct {
@@ -46,8 +56,11 @@ const nullSender = "<>"
 // New validates rules and builds a table that keeps their order. All problems
 // are reported at once, each naming the rule's index and name and the fix.
 // The rules are copied: later changes to the slice do not affect the table.
-func New(rules []Rule) (*Table, error) {
+func New(rules []Rule, opts ...Option) (*Table, error) {
 	t := &Table{rules: make([]Rule, len(rules)), compiled: make([]compiledRule, len(rules))}
+	for _, o := range opts {
+		o(t)
+	}
 	var errs []error
 	seen := make(map[string]int, len(rules))
 	for i, r := range rules {
@@ -67,6 +80,9 @@ func New(rules []Rule) (*Table, error) {
 		c.recipients = compileList(where, "recipients", r.Recipients, &errs)
 		c.senders = compileList(where, "senders", r.Senders, &errs)
 		c.identities = compileList(where, "identities", r.Identities, &errs)
+		c.spf = compileVerdicts(where, "spf", r.SPF, &errs)
+		c.dkim = compileVerdicts(where, "dkim", r.DKIM, &errs)
+		c.dmarc = compileVerdicts(where, "dmarc", r.DMARC, &errs)
 		// Sorted, so errors come out in the same order on every run.
 		for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
 			if !mailheader.ValidName(name) {
@@ -97,7 +113,10 @@ func New(rules []Rule) (*Table, error) {
 func (t *Table) Match(m Meta) (*Rule, bool) {
 	for i := range t.compiled {
 		c := &t.compiled[i]
-		if c.matchEnvelope(m.Recipient, m.Sender, m.Identity) && c.matchHeaders(m.Header) {
+		if c.hasVerdicts() && !t.mayHaveVerdicts(m.Identity) {
+			continue
+		}
+		if c.matchEnvelope(m.Recipient, m.Sender, m.Identity) && c.matchHeaders(m.Header) && c.matchVerdicts(m.Auth) {
 			return &t.rules[i], true
 		}
 	}
@@ -105,19 +124,23 @@ func (t *Table) Match(m Meta) (*Rule, bool) {
 }
 
 // Accepts reports whether a recipient may be accepted at RCPT time, before
-// any header is known. Rules are taken in order among those whose envelope
-// conditions match: one with header conditions might match later, so a
-// non-reject one of them is enough to accept; the first one without header
-// conditions settles it, and if it is a reject rule the recipient is refused.
-// With no such rule the recipient is refused, as Match would find no route.
+// any header or verdict is known. Rules are taken in order among those whose
+// envelope conditions match: one with header or verdict conditions might
+// match later, so a non-reject one of them is enough to accept; the first
+// one without such conditions settles it, and if it is a reject rule the
+// recipient is refused. With no such rule the recipient is refused, as Match
+// would find no route.
 func (t *Table) Accepts(rcpt, sender, identity string) bool {
 	for i := range t.compiled {
 		c := &t.compiled[i]
 		if !c.matchEnvelope(rcpt, sender, identity) {
 			continue
 		}
+		if c.hasVerdicts() && !t.mayHaveVerdicts(identity) {
+			continue // never matches this identity's mail
+		}
 		reject := t.rules[i].Target.Kind == KindReject
-		if len(c.headers) > 0 {
+		if len(c.headers) > 0 || c.hasVerdicts() {
 			if !reject {
 				return true
 			}
@@ -129,22 +152,43 @@ func (t *Table) Accepts(rcpt, sender, identity string) bool {
 }
 
 // HasHeaderRules reports whether some rule has header conditions. Without
-// one, Accepts already gives Match's answer at RCPT time and the header
-// need not be looked at.
+// one, Accepts already gives AcceptsMessage's answer at RCPT time and the
+// header need not be looked at (verdicts are not known before the parse
+// stage, so verdict rules alone do not call for it).
 func (t *Table) HasHeaderRules() bool { return t.headerRules }
 
 // AcceptsMessage reports whether a recipient is routed once the message's
-// header is known: exactly the parse stage's decision, which refuses a
-// recipient that Match finds no rule for or whose rule is a reject rule.
-// header is as in Meta (HeaderLookup builds it from the header bytes the
-// same way the parse stage does); nil means no header, so header rules do
-// not match.
+// header is known: the parse stage's decision, which refuses a recipient
+// that Match finds no rule for or whose rule is a reject rule. header is as
+// in Meta (HeaderLookup builds it from the header bytes the same way the
+// parse stage does); nil means no header, so header rules do not match.
+//
+// Verdicts are still unknown here (the parse stage checks them after the
+// 250), so a non-reject rule with verdict conditions may take the
+// recipient, as at RCPT: the answer is true when some verdicts could make
+// the parse stage route it. Without verdict rules it is exactly Match's.
 //
 // A recipient Accepts refuses is refused here for every header: the gateway
 // may accept at RCPT on Accepts and settle at the end of DATA on this.
 func (t *Table) AcceptsMessage(rcpt, sender, identity string, header func(name string) []string) bool {
-	r, ok := t.Match(Meta{Recipient: rcpt, Sender: sender, Identity: identity, Header: header})
-	return ok && r.Target.Kind != KindReject
+	for i := range t.compiled {
+		c := &t.compiled[i]
+		if !c.matchEnvelope(rcpt, sender, identity) || !c.matchHeaders(header) {
+			continue
+		}
+		if c.hasVerdicts() && !t.mayHaveVerdicts(identity) {
+			continue
+		}
+		reject := t.rules[i].Target.Kind == KindReject
+		if c.hasVerdicts() {
+			if !reject {
+				return true
+			}
+			continue
+		}
+		return !reject
+	}
+	return false
 }
 
 // RoutesMessage reports whether some recipient of rcpts is routed given the
@@ -245,6 +289,9 @@ func copyRule(r Rule) Rule {
 	r.Senders = slices.Clone(r.Senders)
 	r.Identities = slices.Clone(r.Identities)
 	r.Headers = maps.Clone(r.Headers)
+	r.SPF = slices.Clone(r.SPF)
+	r.DKIM = slices.Clone(r.DKIM)
+	r.DMARC = slices.Clone(r.DMARC)
 	return r
 }
 
