@@ -27,11 +27,12 @@ type Ingester struct {
 	store blob.Store
 	queue Sender
 	log   *slog.Logger
+	now   func() time.Time // the clock durable_ms is read from; tests set it
 }
 
 // New returns an Ingester writing to store and queue.
 func New(store blob.Store, queue Sender, log *slog.Logger) *Ingester {
-	return &Ingester{store: store, queue: queue, log: log}
+	return &Ingester{store: store, queue: queue, log: log, now: time.Now}
 }
 
 // Accept streams body into the store under env.ID, fills env.Size and
@@ -59,9 +60,8 @@ func New(store blob.Store, queue Sender, log *slog.Logger) *Ingester {
 // Errors from reading body (for example go-smtp's size limit) are returned
 // wrapped, so the caller can still recognise them with errors.Is.
 func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.Reader) error {
-	start := time.Now()
 	h := sha256.New()
-	cr := &countingReader{r: body, h: h}
+	cr := &countingReader{r: body, h: h, now: in.now}
 	if err := in.store.Put(ctx, env.ID.RawKey(), cr, &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
 		return fmt.Errorf("store raw %s: %w", env.ID, err)
 	}
@@ -72,13 +72,16 @@ func (in *Ingester) Accept(ctx context.Context, env *postern.Envelope, body io.R
 	if _, err := in.queue.Send(ctx, jb, 0); err != nil {
 		return fmt.Errorf("enqueue parse job %s: %w", env.ID, err)
 	}
-	logAccepted(ctx, in.log, env, start)
+	logAccepted(ctx, in.log, env, cr, in.now())
 	return nil
 }
 
 // seal fills the envelope's size and digest from what cr read and encodes
 // its ParseJob.
 func seal(env *postern.Envelope, cr *countingReader) ([]byte, error) {
+	if cr.eof.IsZero() { // a store that stopped reading right at the end
+		cr.eof = cr.now()
+	}
 	env.Size = cr.n
 	env.SHA256 = hex.EncodeToString(cr.h.Sum(nil))
 	env.V = postern.EnvelopeVersion
@@ -89,17 +92,23 @@ func seal(env *postern.Envelope, cr *countingReader) ([]byte, error) {
 	return job, nil
 }
 
-func logAccepted(ctx context.Context, log *slog.Logger, env *postern.Envelope, start time.Time) {
+// logAccepted logs the acceptance. durable_ms counts from the end of DATA
+// (the body's EOF, the client's final ".") to now: the time the gateway
+// itself needs to make the message safe, which a slow client's upload would
+// otherwise hide.
+func logAccepted(ctx context.Context, log *slog.Logger, env *postern.Envelope, cr *countingReader, now time.Time) {
 	log.LogAttrs(ctx, slog.LevelInfo, "message accepted",
 		slog.String("msg_id", env.ID.String()), slog.String("stage", "gateway"),
 		slog.Int64("size", env.Size), slog.Int("rcpts", len(env.Recipients)),
-		slog.String("identity", env.Identity), slog.Int64("durable_ms", time.Since(start).Milliseconds()))
+		slog.String("identity", env.Identity), slog.Int64("durable_ms", now.Sub(cr.eof).Milliseconds()))
 }
 
 type countingReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
+	r   io.Reader
+	h   hash.Hash
+	n   int64
+	now func() time.Time
+	eof time.Time // when r first said io.EOF: the end of DATA
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -107,6 +116,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.h.Write(p[:n])
 		c.n += int64(n)
+	}
+	if err == io.EOF && c.eof.IsZero() {
+		c.eof = c.now()
 	}
 	return n, err
 }

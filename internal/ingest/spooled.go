@@ -21,21 +21,21 @@ import (
 type Spooled struct {
 	spool *spool.Spool
 	log   *slog.Logger
+	now   func() time.Time // the clock durable_ms is read from; tests set it
 }
 
 // NewSpooled returns an ingester writing to s.
 func NewSpooled(s *spool.Spool, log *slog.Logger) *Spooled {
-	return &Spooled{spool: s, log: log}
+	return &Spooled{spool: s, log: log, now: time.Now}
 }
 
 // Accept has Ingester.Accept's contract.
 func (in *Spooled) Accept(ctx context.Context, env *postern.Envelope, body io.Reader) error {
-	start := time.Now()
 	m, err := in.spool.Begin(env.ID.String())
 	if err != nil {
 		return err
 	}
-	cr := &countingReader{r: body, h: sha256.New()}
+	cr := &countingReader{r: body, h: sha256.New(), now: in.now}
 	// The message reads straight into the spool's chunk buffer (Msg.ReadFrom).
 	if _, err := io.Copy(m, blob.ContextReader(ctx, cr)); err != nil {
 		m.Abort()
@@ -56,6 +56,6 @@ func (in *Spooled) Accept(ctx context.Context, env *postern.Envelope, body io.Re
 	if err := m.Commit(ctx, eb, jb); err != nil {
 		return fmt.Errorf("spool %s: %w", env.ID, err)
 	}
-	logAccepted(ctx, in.log, env, start)
+	logAccepted(ctx, in.log, env, cr, in.now())
 	return nil
 }
