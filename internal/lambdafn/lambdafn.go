@@ -205,6 +205,9 @@ func RouteTable(cfg *config.Config) (*route.Table, error) {
 			Senders:    r.Match.Senders,
 			Identities: r.Match.Identities,
 			Headers:    r.Match.Headers,
+			SPF:        r.Match.SPF,
+			DKIM:       r.Match.DKIM,
+			DMARC:      r.Match.DMARC,
 		}
 		switch {
 		case r.Webhook != nil:
@@ -218,11 +221,23 @@ func RouteTable(cfg *config.Config) (*route.Table, error) {
 		}
 		rules = append(rules, rule)
 	}
-	table, err := route.New(rules)
+	table, err := route.New(rules, route.WithInternet(Internet(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("config: routes: %w", err)
 	}
 	return table, nil
+}
+
+// Internet reports, by identity name, whose mail gets sender-authentication
+// verdicts (identities[].internet); any other identity's mail is trusted.
+func Internet(cfg *config.Config) func(identity string) bool {
+	names := map[string]bool{}
+	for _, id := range cfg.Identities {
+		if id.Internet {
+			names[id.Name] = true
+		}
+	}
+	return func(identity string) bool { return names[identity] }
 }
 
 // AnyOf compiles address patterns into a matcher; no patterns is nil,
