@@ -33,6 +33,10 @@ type WebhookJob struct {
 	// route). Empty means: read ParsedKey. parsed.json is written all the
 	// same, as the archive.
 	Parsed json.RawMessage `json:"parsed,omitempty"`
+	// AuthResults is the value of the Authentication-Results field a raw
+	// payload starts with (AuthResultsField); empty for none, as for mail
+	// from trusted identities and jobs made before it existed.
+	AuthResults string `json:"auth_results,omitempty"`
 }
 
 // MaxInlineParsed bounds WebhookJob.Parsed: with the envelope and the
@@ -52,6 +56,9 @@ type RelayJob struct {
 	Recipients []string  `json:"recipients"`
 	Envelope   Envelope  `json:"envelope"`
 	Created    time.Time `json:"created"`
+	// AuthResults is the value of the Authentication-Results field the
+	// relayed message starts with (AuthResultsField); empty for none.
+	AuthResults string `json:"auth_results,omitempty"`
 }
 
 // DSNJob asks the dsn stage to report failed recipients to the sender.

@@ -49,6 +49,10 @@ type Parsed struct {
 	// Errors are problems the parser met; Severe ones mean the structure above
 	// may be incomplete. The message is delivered all the same.
 	Errors []ParseError `json:"errors"`
+
+	// Auth is the sender-authentication verdicts; absent in parsed forms
+	// written before the parse stage checked them.
+	Auth *Auth `json:"auth,omitempty"`
 }
 
 // Header is one header field.
