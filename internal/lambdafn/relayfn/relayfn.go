@@ -13,14 +13,17 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/dkimsign"
 	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/oauthtok"
 	"github.com/postern/postern/internal/relay"
@@ -43,13 +46,198 @@ import (
 //
 // The transport sends as r says (send_as, from, original_from): only the
 // copy sent changes, never the stored message.
+//
+// It does not sign: NewSignedTransport does, for the relays whose
+// configuration asks for it.
 func NewTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache) (relay.Transport, error) {
+	return NewSignedTransport(ctx, cfg, key, r, cache, nil)
+}
+
+// NewSignedTransport is NewTransport with each message DKIM-signed by dk
+// (nil signs nothing). Signing is the last change to the bytes, inside
+// the send_as and From rewrites, so the rewritten From picks the signing
+// domain and nothing changes the message after the signature is made.
+func NewSignedTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache, dk *DKIM) (relay.Transport, error) {
 	t, err := newTransport(ctx, cfg, key, r, cache)
 	if err != nil {
 		return nil, err
 	}
+	if dk != nil {
+		t = dk.wrap(t)
+	}
 	return sendas.Wrap(t, sendas.Config{SendAs: r.SendAs, RewriteFrom: r.From == "rewrite",
 		OriginalFrom: r.OriginalFrom, Mailbox: r.Mailbox()}), nil
+}
+
+// DKIM signs what one process's transports send with keys of dkim.keys:
+// one is built per stage, shared by all its transports.
+//
+// env: and file: keys are read and parsed when it is built, so a missing
+// or bad key stops the start, as a bad password does. secretsmanager:
+// keys are read at each send through the secrets cache, as passwords are:
+// a rotated key applies within the cache's TTL, and a Secrets Manager
+// outage fails the send (the job is retried; the cache serves the last
+// value through short outages) instead of the function's start.
+type DKIM struct {
+	static *dkimsign.Signer // every key read at build; nil when some are read at run time
+	keys   []dkimKey
+	cache  *secrets.Cache
+	opts   dkimsign.Options
+
+	// mu guards pems and signer: signer was built from pems, the key
+	// texts as last read, in keys' order; both nil until the first send.
+	mu     sync.Mutex
+	pems   []string
+	signer *dkimsign.Signer
+}
+
+// dkimKey is one dkim.keys entry: its PEM read at build, or ref, the
+// secretsmanager: reference read at each send.
+type dkimKey struct {
+	name             string // "dkim.keys[i].key", for errors
+	domain, selector string
+	pem, ref         string
+}
+
+// DKIMKeyRefs lists the key references (as written) NewDKIM reads for
+// domain, for finding secretsmanager: ones.
+func DKIMKeyRefs(cfg *config.Config, domain string) []string {
+	var refs []string
+	for _, k := range cfg.DKIM.Keys {
+		if signs(k.Domain, domain) {
+			refs = append(refs, k.Key)
+		}
+	}
+	return refs
+}
+
+// signs reports whether a key of keyDomain signs mail From domain: its
+// own or a subdomain's ("" stands for every domain). Relays send From any
+// domain, so they take every key; notices come From one, so the dsn stage
+// reads (and may be granted) only that domain's keys.
+func signs(keyDomain, domain string) bool {
+	if domain == "" {
+		return true
+	}
+	kd := strings.ToLower(strings.TrimSuffix(keyDomain, "."))
+	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	return d == kd || strings.HasSuffix(d, "."+kd)
+}
+
+// NewDKIM builds the signer over the dkim.keys that sign domain ("" for
+// all), logging to log what it signs (and why not) per message. A
+// secretsmanager: key needs cache; see DKIM for when keys are read.
+func NewDKIM(cfg *config.Config, domain string, cache *secrets.Cache, log *slog.Logger) (*DKIM, error) {
+	d := &DKIM{cache: cache, opts: dkimsign.Options{Logger: log}}
+	lazy := false
+	for i, k := range cfg.DKIM.Keys {
+		if !signs(k.Domain, domain) {
+			continue
+		}
+		dk := dkimKey{name: fmt.Sprintf("dkim.keys[%d].key", i), domain: k.Domain, selector: k.Selector}
+		if lambdafn.UsesSecretsManager(k.Key) {
+			if cache == nil {
+				return nil, fmt.Errorf("config: %s: secretsmanager: secrets are read by the AWS functions only; set backend.type aws or write \"env:NAME\" or \"file:PATH\"", dk.name)
+			}
+			dk.ref, lazy = k.Key, true
+		} else {
+			pem, err := config.ResolveSecret(k.Key)
+			if err != nil {
+				return nil, fmt.Errorf("config: %s: %w", dk.name, err)
+			}
+			dk.pem = pem
+		}
+		d.keys = append(d.keys, dk)
+	}
+	if lazy {
+		return d, nil
+	}
+	pems := make([]string, len(d.keys))
+	for i, k := range d.keys {
+		pems[i] = k.pem
+	}
+	s, err := d.build(pems)
+	if err != nil {
+		return nil, err
+	}
+	d.static = s
+	return d, nil
+}
+
+// build parses pems, one per key, into a Signer.
+func (d *DKIM) build(pems []string) (*dkimsign.Signer, error) {
+	sels := make([]dkimsign.Selector, len(d.keys))
+	for i, k := range d.keys {
+		key, err := dkimsign.ParseKey([]byte(pems[i]))
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", k.name, err)
+		}
+		sels[i] = dkimsign.Selector{Domain: k.domain, Selector: k.selector, Key: key}
+	}
+	s, err := dkimsign.NewSigner(sels, d.opts)
+	if err != nil {
+		return nil, fmt.Errorf("config: dkim.keys: %w", err)
+	}
+	return s, nil
+}
+
+// current is the Signer over the keys as they are now: the one built at
+// start, or one built from the secretsmanager: keys as the cache gives
+// them, rebuilt only when one of them has changed.
+func (d *DKIM) current(ctx context.Context) (*dkimsign.Signer, error) {
+	if d.static != nil {
+		return d.static, nil
+	}
+	pems := make([]string, len(d.keys))
+	for i, k := range d.keys {
+		if k.ref == "" {
+			pems[i] = k.pem
+			continue
+		}
+		p, err := d.cache.Resolve(ctx, k.ref)
+		if err != nil {
+			return nil, fmt.Errorf("dkim: %s: %w", k.name, err)
+		}
+		pems[i] = p
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.signer != nil && slices.Equal(pems, d.pems) {
+		return d.signer, nil
+	}
+	s, err := d.build(pems)
+	if err != nil {
+		return nil, err
+	}
+	d.pems, d.signer = pems, s
+	return s, nil
+}
+
+// wrap signs what t sends.
+func (d *DKIM) wrap(t relay.Transport) relay.Transport {
+	if d.static != nil {
+		return dkimsign.WrapTransport(t, d.static)
+	}
+	return &lazySigned{dk: d, next: t}
+}
+
+// lazySigned signs with the keys as current gives them at each send.
+type lazySigned struct {
+	dk   *DKIM
+	next relay.Transport
+}
+
+var _ relay.Transport = (*lazySigned)(nil)
+
+// Send fails, as this side's fault (the job is retried), when a key
+// cannot be read: sending unsigned would fail DMARC at receivers that
+// the signature was configured for.
+func (l *lazySigned) Send(ctx context.Context, m *relay.Message) (*relay.Result, error) {
+	s, err := l.dk.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return dkimsign.WrapTransport(l.next, s).Send(ctx, m)
 }
 
 func newTransport(ctx context.Context, cfg *config.Config, key string, r *config.Relay, cache *secrets.Cache) (relay.Transport, error) {
@@ -275,20 +463,43 @@ func TransportBudget(typ string) time.Duration {
 	return transportBudget["smtp"] + Margin
 }
 
-// Routes builds a transport for each relay route (cache: see NewTransport).
+// Routes builds a transport for each relay route (cache: see
+// NewTransport); those with dkim_sign share one DKIM over every key.
 func Routes(ctx context.Context, cfg *config.Config, cache *secrets.Cache) (map[string]relay.Route, error) {
+	var dk *DKIM
+	if routesSign(cfg) {
+		var err error
+		// NewTransport takes no logger: the process default.
+		if dk, err = NewDKIM(cfg, "", cache, slog.Default()); err != nil {
+			return nil, err
+		}
+	}
 	relays := map[string]relay.Route{}
 	for _, r := range cfg.Routes {
 		if r.Relay == nil {
 			continue
 		}
-		t, err := NewTransport(ctx, cfg, "routes "+r.Name+" relay", r.Relay, cache)
+		var sign *DKIM
+		if r.Relay.DKIMSign {
+			sign = dk
+		}
+		t, err := NewSignedTransport(ctx, cfg, "routes "+r.Name+" relay", r.Relay, cache, sign)
 		if err != nil {
 			return nil, err
 		}
 		relays[r.Name] = relay.Route{Transport: t, MaxAge: r.Relay.MaxAge.D(), DelayNotice: r.Relay.DelayNotice.D()}
 	}
 	return relays, nil
+}
+
+// routesSign reports whether some relay route has dkim_sign.
+func routesSign(cfg *config.Config) bool {
+	for _, r := range cfg.Routes {
+		if r.Relay != nil && r.Relay.DKIMSign {
+			return true
+		}
+	}
+	return false
 }
 
 // New builds the relay stage over routes.
@@ -326,12 +537,15 @@ func Budget(cfg *config.Config) func(body []byte) time.Duration {
 func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	var err error
 	var cache *secrets.Cache
+	needCache := routesSign(d.Config) && lambdafn.UsesSecretsManager(DKIMKeyRefs(d.Config, "")...)
 	for _, r := range d.Config.Routes {
 		if r.Relay != nil && lambdafn.UsesSecretsManager(r.Relay.SecretRefs()...) {
-			if cache, err = lambdafn.SecretCache(ctx, d.Config, d.Log); err != nil {
-				return lambdafn.Stage{}, err
-			}
-			break
+			needCache = true
+		}
+	}
+	if needCache {
+		if cache, err = lambdafn.SecretCache(ctx, d.Config, d.Log); err != nil {
+			return lambdafn.Stage{}, err
 		}
 	}
 	routes, err := Routes(ctx, d.Config, cache)
