@@ -4,10 +4,12 @@
 package dsnfn
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
 
+	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dsn/notify"
 	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/lambdafn/relayfn"
@@ -16,10 +18,18 @@ import (
 
 // New builds the dsn stage: the notice policy from the identities (owner,
 // allowed senders) and the dsn.relay transport (cache: see
-// relayfn.NewTransport).
+// relayfn.NewTransport), signing notices with the keys of their From
+// domain when dsn.dkim_sign is set.
 func New(ctx context.Context, d *lambdafn.Deps, cache *secrets.Cache) (*notify.Handler, error) {
 	cfg := d.Config
-	t, err := relayfn.NewTransport(ctx, cfg, "dsn.relay", &cfg.DSN.Relay, cache)
+	var dk *relayfn.DKIM
+	if cfg.DSN.DKIMSign {
+		var err error
+		if dk, err = relayfn.NewDKIM(cfg, noticeDomain(cfg), cache, d.Log); err != nil {
+			return nil, err
+		}
+	}
+	t, err := relayfn.NewSignedTransport(ctx, cfg, "dsn.relay", &cfg.DSN.Relay, cache, dk)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +59,11 @@ func New(ctx context.Context, d *lambdafn.Deps, cache *secrets.Cache) (*notify.H
 // dsn.relay's transport.
 func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	var cache *secrets.Cache
-	if lambdafn.UsesSecretsManager(d.Config.DSN.Relay.SecretRefs()...) {
+	refs := d.Config.DSN.Relay.SecretRefs()
+	if d.Config.DSN.DKIMSign {
+		refs = append(refs, relayfn.DKIMKeyRefs(d.Config, noticeDomain(d.Config))...)
+	}
+	if lambdafn.UsesSecretsManager(refs...) {
 		c, err := lambdafn.SecretCache(ctx, d.Config, d.Log)
 		if err != nil {
 			return lambdafn.Stage{}, err
@@ -62,4 +76,11 @@ func Build(ctx context.Context, d *lambdafn.Deps) (lambdafn.Stage, error) {
 	}
 	budget := relayfn.TransportBudget(d.Config.DSN.Relay.Type)
 	return lambdafn.Stage{Handler: h, Budget: func([]byte) time.Duration { return budget }}, nil
+}
+
+// noticeDomain is the domain notices come From (MAILER-DAEMON@domain):
+// only its keys (its own or a parent's) can sign them, so only those are
+// read.
+func noticeDomain(cfg *config.Config) string {
+	return cmp.Or(cfg.DSN.Domain, cfg.Hostname)
 }
