@@ -153,7 +153,10 @@ func printTrace(w io.Writer, evs []trace.Event) {
 		if ev.Attempt != 0 {
 			attempt = fmt.Sprint(ev.Attempt)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ev.Time.UTC().Format(time.RFC3339Nano), ev.Stage, ev.Event, ev.Route, attempt, status, ev.LatencyMS, ev.Detail)
+		// Every text field is escaped: on AWS the events are read back
+		// from log lines, and details quote what senders and remote
+		// servers wrote.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", ev.Time.UTC().Format(time.RFC3339Nano), termSafe(ev.Stage), termSafe(ev.Event), termSafe(ev.Route), attempt, status, ev.LatencyMS, termSafe(ev.Detail))
 	}
 	tw.Flush()
 }
