@@ -30,7 +30,10 @@ type delivery struct {
 // route (in order of first recipient) and one DSN job for the rest. parsed
 // is p as stored in parsed.json: webhook jobs carry it inline when it is
 // small enough, so the webhook stage need not read it back.
-func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed, parsed []byte) error {
+//
+// v decides verdict rules, and its Authentication-Results value goes in
+// every webhook and relay job, for the view of the message they send.
+func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed, parsed []byte, v *verdicts) error {
 	env := pj.Envelope
 	now := h.cfg.Now().UTC()
 	lookup := route.FieldLookup(p.Headers) // the values the gateway decides on at the end of DATA (route.HeaderLookup)
@@ -39,7 +42,7 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 	byRoute := map[string]*delivery{}
 	var failed []postern.Failure
 	for _, rcpt := range env.RecipientAddrs() {
-		r, ok := h.table.Match(route.Meta{Recipient: rcpt, Sender: env.Sender, Identity: env.Identity, Header: lookup})
+		r, ok := h.table.Match(route.Meta{Recipient: rcpt, Sender: env.Sender, Identity: env.Identity, Header: lookup, Auth: v.route})
 		switch {
 		case !ok:
 			failed = append(failed, postern.Failure{
@@ -70,14 +73,14 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 		)
 		switch d.rule.Target.Kind {
 		case route.KindWebhook, route.KindDirectory:
-			wj := postern.WebhookJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now}
+			wj := postern.WebhookJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now, AuthResults: v.header}
 			if len(parsed) <= postern.MaxInlineParsed {
 				wj.Parsed = parsed
 			}
 			job = wj
 			q = h.out.Webhook
 		case route.KindRelay:
-			job = postern.RelayJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now}
+			job = postern.RelayJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now, AuthResults: v.header}
 			q = h.out.Relay
 		default:
 			// route.New admits no other kind, so retrying cannot help; fail

@@ -49,6 +49,7 @@ type Handler struct {
 	out   Outbox
 	log   *slog.Logger
 	mem   *semaphore.Weighted // bytes of parse memory, shared by concurrent jobs
+	auth  Auth                // sender-authentication checks (auth.go)
 }
 
 var _ postern.Handler = (*Handler)(nil)
@@ -56,7 +57,7 @@ var _ postern.Handler = (*Handler)(nil)
 // New builds the stage. store, table and every Outbox queue are required,
 // and New panics without them, at wiring time rather than on the first job;
 // a nil log discards.
-func New(cfg Config, store blob.Store, table *route.Table, out Outbox, log *slog.Logger) *Handler {
+func New(cfg Config, store blob.Store, table *route.Table, out Outbox, log *slog.Logger, opts ...Option) *Handler {
 	if store == nil || table == nil || out.Webhook == nil || out.Relay == nil || out.DSN == nil {
 		panic("parse.New: store, table and every Outbox queue are required")
 	}
@@ -64,7 +65,11 @@ func New(cfg Config, store blob.Store, table *route.Table, out Outbox, log *slog
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
-	return &Handler{cfg: cfg, store: store, table: table, out: out, log: log, mem: semaphore.NewWeighted(cfg.MemoryBudget)}
+	h := &Handler{cfg: cfg, store: store, table: table, out: out, log: log, mem: semaphore.NewWeighted(cfg.MemoryBudget)}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
 // Handle parses and routes the message a ParseJob names. A job that cannot be
@@ -94,6 +99,13 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	// The envelope goes into the archive with the parsed form: on AWS there
 	// is no envelope.json (see postern.Parsed.Envelope).
 	p.Envelope = &pj.Envelope
+	// The sender checks run here, after the gateway's 250, so DNS never
+	// delays it; their verdicts go into parsed.json and decide routing.
+	v, err := h.verify(ctx, log, &pj.Envelope)
+	if err != nil {
+		return err
+	}
+	p.Auth = v.stored
 	if err := h.storeAttachments(ctx, p); err != nil {
 		return err
 	}
@@ -103,7 +115,7 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	}
 	log.InfoContext(ctx, "parsed",
 		"attachments", len(p.Attachments), "parse_errors", len(p.Errors), "severe", hasSevere(p.Errors))
-	return h.route(ctx, log, pj, p, body)
+	return h.route(ctx, log, pj, p, body, v)
 }
 
 // parse parses the stored message: a large one without holding it, any
