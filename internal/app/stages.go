@@ -98,7 +98,10 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 	if !be.local {
 		return st, nil
 	}
-	st.parse, st.webhook, st.relay = parsefn.New(d, table), webhookfn.New(d, targets), relayfn.New(d, relays)
+	if st.parse, err = parsefn.New(d, table); err != nil {
+		return nil, err
+	}
+	st.webhook, st.relay = webhookfn.New(d, targets), relayfn.New(d, relays)
 	if !need("dsn") {
 		return st, nil
 	}

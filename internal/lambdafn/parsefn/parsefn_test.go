@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/dnstest"
 	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/lambdafn/parsefn"
 	"github.com/postern/postern/internal/postern"
@@ -137,5 +140,56 @@ func TestBuildBadRoutes(t *testing.T) {
 	_, err := parsefn.Build(context.Background(), &lambdafn.Deps{Config: cfg, Store: memblob.New(), Log: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.HasPrefix(err.Error(), "config: routes") || !strings.Contains(err.Error(), "name already used") {
 		t.Errorf("duplicate route names: %v, want an error starting \"config: routes\" saying the name is used", err)
+	}
+}
+
+// With an internet identity the built stage asks dns.servers for the
+// sender checks of that identity's mail, and the verdicts reach
+// parsed.json; another identity's mail asks nothing.
+func TestBuildChecksInternetMail(t *testing.T) {
+	srv := dnstest.New(t)
+	srv.AddTXT("good.example", "v=spf1 ip4:192.0.2.10 -all")
+	cfg := config.Default()
+	cfg.Hostname = "mx.corp.example"
+	cfg.DNS.Servers = []string{srv.Addr()}
+	cfg.Identities = []config.Identity{{Name: "mx", Internet: true, Networks: []string{"0.0.0.0/0"}}, {Name: "printer", Networks: []string{"10.0.0.0/8"}}}
+	cfg.Routes = []config.Route{
+		{Name: "app", Match: config.Match{Recipients: []string{"*"}}, Webhook: &config.Webhook{URL: "https://app.example.com/in"}},
+	}
+	store := memblob.New()
+	st, err := parsefn.Build(context.Background(), &lambdafn.Deps{Config: cfg, Store: store, Queues: queues(t), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handle := func(identity string) postern.Parsed {
+		ctx := context.Background()
+		id := postern.NewMsgID()
+		raw := "From: a@good.example\r\nTo: ops@corp.example\r\nSubject: hi\r\n\r\nhello\r\n"
+		if err := store.Put(ctx, id.RawKey(), strings.NewReader(raw), nil); err != nil {
+			t.Fatal(err)
+		}
+		body, _ := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: postern.Envelope{
+			V: postern.EnvelopeVersion, ID: id, Sender: "a@good.example", Identity: identity, ClientIP: "192.0.2.10",
+			HELO: "mx.good.example", Size: int64(len(raw)), Recipients: []postern.Recipient{{Addr: "ops@corp.example"}},
+		}})
+		if err := st.Handler.Handle(ctx, postern.Job{Body: body, Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		rc, err := store.Get(ctx, id.ParsedKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		var p postern.Parsed
+		if err := json.NewDecoder(rc).Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if p := handle("printer"); p.Auth == nil || p.Auth.SPF.Result != "none" || p.Auth.SPF.Reason != "trusted" || srv.Count() != 0 {
+		t.Errorf("trusted mail: auth %+v after %d DNS queries, want none (trusted) and none asked", p.Auth, srv.Count())
+	}
+	if p := handle("mx"); p.Auth == nil || p.Auth.SPF.Result != "pass" || srv.CountFor("good.example", dns.TypeTXT) == 0 {
+		t.Errorf("internet mail: auth %+v, want spf pass from the configured server", p.Auth)
 	}
 }
