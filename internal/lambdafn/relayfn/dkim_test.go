@@ -63,14 +63,20 @@ func checkSigned(t *testing.T, msg []byte, recs dkimsigntest.Records, domain str
 	}
 }
 
-// sendVia sends a device's message through tr to a recipient and returns
-// the one transaction srv received.
-func sendVia(t *testing.T, tr relay.Transport, srv *relaytest.Server, id string) relaytest.Tx {
-	t.Helper()
+// relayMessage is a device's message to one recipient, as the relay
+// stage hands it to a transport (LF line ends, as devices write them).
+func relayMessage(id string) *relay.Message {
 	raw := "From: Scanner 3F <scanner@printer.example>\nTo: boss@contoso.test\nSubject: scan " + id +
 		"\nMessage-ID: <" + id + "@printer.example>\n\nline 1\n.\nline 3\n"
-	res, err := tr.Send(context.Background(), &relay.Message{ID: postern.MsgID("01JDKIMTEST" + strings.ToUpper(id)), From: "scanner@printer.example",
-		To: []relay.Rcpt{{Addr: "boss@contoso.test"}}, Body: strings.NewReader(raw), Size: int64(len(raw))})
+	return &relay.Message{ID: postern.MsgID("01JDKIMTEST" + strings.ToUpper(id)), From: "scanner@printer.example",
+		To: []relay.Rcpt{{Addr: "boss@contoso.test"}}, Body: strings.NewReader(raw), Size: int64(len(raw))}
+}
+
+// sendVia sends relayMessage(id) through tr and returns the transaction
+// srv received last.
+func sendVia(t *testing.T, tr relay.Transport, srv *relaytest.Server, id string) relaytest.Tx {
+	t.Helper()
+	res, err := tr.Send(context.Background(), relayMessage(id))
 	if err != nil {
 		t.Fatalf("send %s: %v", id, err)
 	}
