@@ -3,7 +3,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -37,7 +35,8 @@ const usage = `Usage:
   gateway check-config [-probe] FILE
                                    validate a configuration file and exit; with
                                    -probe also sign in to each OAuth relay (no mail sent)
-  gateway hash-password            read a password on stdin, print its bcrypt hash
+  gateway hash-password            ask for a password (no echo, twice; or one line on
+                                   stdin from a pipe), print its bcrypt hash
   gateway trace [-config FILE] ID  print a message's timeline
   gateway replay [-config FILE] [-route NAME] ID
                                    queue a stored message again
@@ -169,7 +168,7 @@ func hashPassword(e Env, args []string) int {
 	fs.SetOutput(e.Stderr)
 	cost := fs.Int("cost", 12, "bcrypt cost (10-16)")
 	fs.Usage = func() {
-		fmt.Fprintln(e.Stderr, "Usage: gateway hash-password [-cost N] < password\n\nReads one line (the password) on stdin and prints a bcrypt hash for an identity's password_hash.")
+		fmt.Fprintln(e.Stderr, "Usage: gateway hash-password [-cost N] [< password]\n\nPrints a bcrypt hash for an identity's password_hash. On a terminal it asks for the password twice, without echo; otherwise it reads one line on stdin.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -182,15 +181,9 @@ func hashPassword(e Env, args []string) int {
 		fmt.Fprintln(e.Stderr, "hash-password: -cost must be between 10 and 16")
 		return 2
 	}
-	line, err := bufio.NewReader(e.Stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(e.Stderr, "hash-password: read stdin:", err)
-		return 1
-	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		fmt.Fprintln(e.Stderr, "hash-password: empty password; type it on stdin, e.g. echo -n 's3cret' | gateway hash-password")
-		return 2
+	pw, code := readPassword(e)
+	if code != 0 {
+		return code
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(pw), *cost)
 	if err != nil {
