@@ -2,13 +2,19 @@ package dsnfn_test
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/config"
@@ -17,6 +23,7 @@ import (
 	"github.com/postern/postern/internal/lambdafn"
 	"github.com/postern/postern/internal/lambdafn/dsnfn"
 	"github.com/postern/postern/internal/postern"
+	"github.com/postern/postern/internal/standin"
 )
 
 // notice runs one failure through the dsn stage built from cfg and
@@ -120,5 +127,46 @@ func TestNoticeKeyErrorsNameKey(t *testing.T) {
 				t.Errorf("error %v, want one naming dkim.keys[0].key", err)
 			}
 		})
+	}
+}
+
+// On AWS the notice domain's key may be a secretsmanager: secret: the dsn
+// function's Build makes its Secrets Manager client for it (moto's server
+// here) even when dsn.relay holds no secret, and the notice is signed with
+// the secret's key.
+func TestBuildSignsWithSecretsManagerKey(t *testing.T) {
+	moto := standin.Moto(t)
+	standin.IsolateAWSEnv(t, standin.Region)
+	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto)
+	k, err := dkimsign.GenerateKey(dkimsign.Ed25519, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := k.MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.New(secretsmanager.Options{
+		Region: standin.Region, BaseEndpoint: aws.String(moto),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+		HTTPClient:  &http.Client{Timeout: 30 * time.Second},
+	})
+	name := "postern/dsn-dkim/" + strings.ToLower(rand.Text()[:10])
+	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(string(pem))}); err != nil {
+		t.Fatalf("CreateSecret: %v", err)
+	}
+
+	cfg := cfgDSN(t)
+	cfg.DSN.Domain = "notices.example.com"
+	cfg.DKIM.Keys = []config.DKIMKey{{Domain: "notices.example.com", Selector: "aws1", Key: "secretsmanager:" + name}}
+	cfg.DSN.DKIMSign = true
+	msg := notice(t, cfg)
+	recs := dkimsigntest.Records{"aws1._domainkey.notices.example.com": k.PublicRecord()}
+	vs := dkimsigntest.VerifyGo(t, msg, recs)
+	if len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "notices.example.com" {
+		t.Fatalf("go-msgauth: %d signatures (%+v), want one passing with d=notices.example.com:\n%s", len(vs), vs, msg)
+	}
+	if rs := dkimsigntest.VerifyDkimpy(t, msg, recs); len(rs) != 1 || !rs[0].Pass {
+		t.Errorf("dkimpy: %+v, want one passing signature", rs)
 	}
 }
