@@ -53,6 +53,7 @@ func buildReceived(ctx context.Context, job *postern.WebhookJob, p *postern.Pars
 			Identity:   env.Identity,
 			ReceivedAt: env.ReceivedAt.UTC(),
 		},
+		Auth: payloadAuth(p.Auth),
 	}
 	if len(p.Sender) > 0 {
 		d.Sender = addresses(p.Sender)

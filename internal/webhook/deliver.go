@@ -97,13 +97,14 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 // read twice rather than held.
 const rawInMemoryMax = 1 << 20
 
-// attemptRaw delivers the message as received. A message of up to
+// attemptRaw delivers the message as received, after the job's
+// Authentication-Results field when it has one. A message of up to
 // rawInMemoryMax bytes is read from the store once; a larger one twice, once
 // to sign and once to send, rather than held in memory.
 func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) {
 	key := d.job.ID.RawKey()
 	if d.target.Dir != "" {
-		rc, err := h.get(ctx, key)
+		rc, err := h.getRaw(ctx, d.job)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -111,7 +112,7 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".eml"), rc)), nil
 	}
 	ts := h.now()
-	rc, err := h.get(ctx, key)
+	rc, err := h.getRaw(ctx, d.job)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -133,7 +134,7 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 	if err != nil {
 		return outcome{}, fmt.Errorf("read %s: %w", key, err)
 	}
-	getBody := func() (io.ReadCloser, error) { return h.get(ctx, key) }
+	getBody := func() (io.ReadCloser, error) { return h.getRaw(ctx, d.job) }
 	body, err := getBody()
 	if err != nil {
 		return outcome{}, err

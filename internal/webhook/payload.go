@@ -60,6 +60,74 @@ type Received struct {
 	// delivered all the same, and Raw has all of it.
 	ParseErrors []ParseError `json:"parse_errors"`
 	Client      Client       `json:"client"`
+	// Auth is the sender-authentication verdicts. Absent only for a
+	// message parsed before Postern checked senders (a replay of old mail).
+	Auth *Auth `json:"auth,omitempty"`
+}
+
+// Auth is what the parse stage found about the sender: SPF, every DKIM
+// signature and DMARC, with RFC 8601 result names (none, pass, fail,
+// softfail, neutral, policy, temperror, permerror). Mail from a trusted
+// identity (one that authenticated or came from its networks, not marked
+// internet) is none everywhere with reason "trusted": nothing was checked.
+// DNS trouble is temperror, never a delay.
+type Auth struct {
+	SPF SPF `json:"spf"`
+	// DKIM has one entry per DKIM-Signature field, in header order; an
+	// unsigned message has one entry with result none.
+	DKIM  []DKIM `json:"dkim"`
+	DMARC DMARC  `json:"dmarc"`
+	// ARC lists the ARC sets the message carries, as earlier hops claim
+	// them (not verified: result is none); absent without ARC fields.
+	ARC *ARC `json:"arc,omitempty"`
+}
+
+// SPF is the SPF verdict (RFC 7208) for the client address and the MAIL
+// FROM domain, or the HELO name for the null sender.
+type SPF struct {
+	Result string `json:"result"`
+	Domain string `json:"domain"`          // the domain checked; "" when there was none
+	Scope  string `json:"scope,omitempty"` // "mailfrom" or "helo"
+	Reason string `json:"reason,omitempty"`
+}
+
+// DKIM is the verdict (RFC 6376) for one signature.
+type DKIM struct {
+	Result    string `json:"result"`
+	Domain    string `json:"domain"`    // d=
+	Selector  string `json:"selector"`  // s=
+	Algorithm string `json:"algorithm"` // a=, e.g. rsa-sha256, ed25519-sha256
+	Reason    string `json:"reason,omitempty"`
+}
+
+// DMARC is the verdict (RFC 7489) for the From header's domain.
+type DMARC struct {
+	Result string `json:"result"`
+	// Policy is the published policy that applies (none, quarantine,
+	// reject); "" when no record was found.
+	Policy string `json:"policy"`
+	Domain string `json:"domain"` // the From header's domain
+	// AlignedSPF and AlignedDKIM say whether an SPF or a DKIM pass was for
+	// a domain aligned with Domain.
+	AlignedSPF  bool   `json:"aligned_spf"`
+	AlignedDKIM bool   `json:"aligned_dkim"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// ARC reports ARC sets, unverified.
+type ARC struct {
+	Result string   `json:"result"`
+	Reason string   `json:"reason,omitempty"`
+	Sets   []ARCSet `json:"sets"`
+}
+
+// ARCSet is one ARC instance: its ARC-Authentication-Results and the cv=
+// of its ARC-Seal.
+type ARCSet struct {
+	Instance        int    `json:"instance"`
+	AuthServID      string `json:"authserv_id"`
+	Results         string `json:"results"`
+	ChainValidation string `json:"cv,omitempty"`
 }
 
 // Envelope is the SMTP envelope as it concerns this route.
