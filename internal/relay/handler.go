@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/internal/blob"
@@ -135,6 +137,12 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	m := &Message{
 		ID: rj.ID, From: rj.Envelope.Sender, To: pending, Body: body, Size: rj.Envelope.Size,
 		SMTPUTF8: rj.Envelope.SMTPUTF8, Ret: rj.Envelope.Ret, EnvID: rj.Envelope.EnvID,
+	}
+	// The sent copy starts with the parse stage's verdicts; the stored
+	// message stays as received.
+	if field := postern.AuthResultsField(rj.AuthResults); field != "" {
+		m.Body = io.MultiReader(strings.NewReader(field), body)
+		m.Size += int64(len(field))
 	}
 	start := h.now()
 	res, err := route.Transport.Send(ctx, m)
