@@ -37,6 +37,8 @@ const usage = `Usage:
                                    -probe also sign in to each OAuth relay (no mail sent)
   gateway hash-password            ask for a password (no echo, twice; or one line on
                                    stdin from a pipe), print its bcrypt hash
+  gateway dkim-keygen DOMAIN SELECTOR
+                                   make a DKIM signing key, print it and its DNS record
   gateway trace [-config FILE] ID  print a message's timeline
   gateway replay [-config FILE] [-route NAME] ID
                                    queue a stored message again
