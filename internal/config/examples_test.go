@@ -1,7 +1,13 @@
 package config_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/postern/postern/internal/cli"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/lambdafn/relayfn"
 	"github.com/postern/postern/internal/secrets"
@@ -24,9 +31,9 @@ import (
 // through, with what the README says about it.
 type mailboxExample struct {
 	file string
-	// env is what the file's "Run with:" line exports; values are
-	// placeholders of the right shape.
-	env map[string]string
+	// env is what the file's header exports, with placeholder values of
+	// the right shape.
+	env func(t *testing.T) map[string]string
 	// relays are the relay types the README shows in this file, route by
 	// route, and scopes the token scope each one asks for (the README
 	// tells the administrator to grant these).
@@ -37,15 +44,19 @@ type mailboxExample struct {
 
 var mailboxExamples = []mailboxExample{
 	{
-		file:   "m365.yaml",
-		env:    map[string]string{"POSTERN_M365_CLIENT_SECRET": "Xy7~placeholder.client.secret"},
+		file: "m365.yaml",
+		env: func(*testing.T) map[string]string {
+			return map[string]string{"POSTERN_M365_CLIENT_SECRET": "Xy7~placeholder.client.secret"}
+		},
 		relays: []string{"graph", "smtp"},
 		scopes: []string{config.GraphScope, config.OutlookScope},
 		smAWS:  map[string]string{"POSTERN_M365_CLIENT_SECRET": "postern/m365-client-secret"},
 	},
 	{
-		file:   "google.yaml",
-		env:    map[string]string{"POSTERN_GOOGLE_SA_KEY": `{"type":"service_account","client_email":"postern@example.iam.gserviceaccount.com"}`},
+		file: "google.yaml",
+		env: func(t *testing.T) map[string]string {
+			return map[string]string{"POSTERN_GOOGLE_SA_KEY": serviceAccountKey(t)}
+		},
 		relays: []string{"gmail", "smtp"},
 		scopes: []string{config.GmailSendScope, config.GoogleMailScope},
 		smAWS:  map[string]string{"POSTERN_GOOGLE_SA_KEY": "postern/google-service-account"},
@@ -54,17 +65,33 @@ var mailboxExamples = []mailboxExample{
 
 func examplePath(name string) string { return filepath.Join("..", "..", "infra", "examples", name) }
 
-// TestMailboxExamplesLoadAndBuild loads each example with the environment
-// its header names, as `gateway -config` does, and builds every relay in
-// it (routes and dsn.relay) as the relay and dsn stages do, so a key, a
+// TestMailboxExamplesLoadAndBuild runs `gateway check-config` on each
+// example with the environment its header names (and without it, which
+// must fail naming the variable: the secrets really come from there),
+// loads it as `gateway -config` does, and builds every relay in it
+// (routes and dsn.relay) as the relay and dsn stages do, so a key, a
 // secret reference or a scope the docs rely on cannot drift away from the
-// code. Without the environment, building must fail and name the
-// variable: the examples' secrets really come from there.
+// code.
 func TestMailboxExamplesLoadAndBuild(t *testing.T) {
 	for _, ex := range mailboxExamples {
 		t.Run(ex.file, func(t *testing.T) {
 			path := examplePath(ex.file)
-			for k := range ex.env {
+			env := ex.env(t)
+			for k := range env {
+				if !strings.Contains(header(t, path), k+"=") {
+					t.Errorf("the header does not say to set %s", k)
+				}
+			}
+			if !strings.Contains(header(t, path), "go run ./gateway check-config infra/examples/"+ex.file) {
+				t.Errorf("the header does not say how to validate %s", ex.file)
+			}
+			if code, out, errs := checkConfig(path, env); code != 0 || !strings.HasPrefix(out, path+": OK\n") {
+				t.Fatalf("gateway check-config %s: exit %d\n%s%s", ex.file, code, out, errs)
+			}
+			for k := range env {
+				if code, _, errs := checkConfig(path, nil); code == 0 || !strings.Contains(errs, k+" is not set") {
+					t.Errorf("gateway check-config %s without %s: exit %d, %s", ex.file, k, code, errs)
+				}
 				t.Setenv(k, "")
 			}
 			bare, err := config.Load(path, os.Getenv)
@@ -75,20 +102,12 @@ func TestMailboxExamplesLoadAndBuild(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "is not set") {
 				t.Fatalf("built a relay without its secret's variable; err = %v", err)
 			}
-			for k, v := range ex.env {
+			for k, v := range env {
 				t.Setenv(k, v)
 			}
 			cfg, err := config.Load(path, os.Getenv)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if !strings.Contains(header(t, path), "go run ./gateway check-config infra/examples/"+ex.file) {
-				t.Errorf("the header does not say how to validate %s", ex.file)
-			}
-			for k := range ex.env {
-				if !strings.Contains(header(t, path), k+"=") {
-					t.Errorf("the header's Run with: line does not set %s", k)
-				}
 			}
 
 			// The device side: a TLS 1.0 listener and password identities.
@@ -198,6 +217,16 @@ func TestMailboxExamplesOnAWS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// What scripts/deploy runs: check-config says OK, and that
+			// each secretsmanager: secret is read at run time.
+			onAWS := filepath.Join(t.TempDir(), "postern.yaml")
+			if err := os.WriteFile(onAWS, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if code, out, errs := checkConfig(onAWS, deployEnv); code != 0 || !strings.HasPrefix(out, onAWS+": OK\n") ||
+				strings.Count(out, "is read at run time by the AWS functions") != 3 {
+				t.Errorf("gateway check-config as scripts/deploy runs it: exit %d\n%s%s", code, out, errs)
+			}
 			sm := &fakeSecrets{}
 			cache := secrets.New(sm, secrets.DefaultTTL)
 			relays := []*config.Relay{&cfg.DSN.Relay}
@@ -221,6 +250,39 @@ func TestMailboxExamplesOnAWS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkConfig runs `gateway check-config path` with env as its
+// environment.
+func checkConfig(path string, env map[string]string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = cli.Main(context.Background(), cli.Env{Args: []string{"check-config", path}, Getenv: func(k string) string { return env[k] },
+		Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb})
+	return code, out.String(), errb.String()
+}
+
+// serviceAccountKey is a Google service account key file of the shape
+// Google issues, with a new RSA key.
+func serviceAccountKey(t *testing.T) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "example-project", "private_key_id": "0123456789abcdef",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "postern@example-project.iam.gserviceaccount.com", "client_id": "123456789012345678901",
+		"token_uri": "https://oauth2.googleapis.com/token",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(js)
 }
 
 // fakeSecrets stands in for Secrets Manager; building a relay must not
