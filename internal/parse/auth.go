@@ -93,7 +93,10 @@ func (h *Handler) verify(ctx context.Context, log *slog.Logger, env *postern.Env
 	dkim := make([]string, len(res.DKIM))
 	for i, d := range res.DKIM {
 		v.route.DKIM = append(v.route.DKIM, string(d.Result))
-		dkim[i] = d.Domain + "=" + string(d.Result)
+		dkim[i] = string(d.Result)
+		if d.Domain != "" {
+			dkim[i] = d.Domain + "=" + dkim[i]
+		}
 	}
 	id := h.auth.AuthServID
 	if id == "" {
