@@ -7,9 +7,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -252,5 +256,53 @@ func TestAuthDNSTimeoutIsTempError(t *testing.T) {
 	}
 	if wj := decode[postern.WebhookJob](t, w.wh.sent()[0]); wj.Route != "inbox" || !strings.Contains(wj.AuthResults, "spf=temperror") {
 		t.Errorf("routed to %q with %q; want inbox, spf=temperror", wj.Route, wj.AuthResults)
+	}
+}
+
+// flakyRaw fails reading the raw message after its first bytes on every
+// Get after the first: the parse reads it whole, the sender checks do not.
+type flakyRaw struct {
+	*memStore
+	mu   sync.Mutex
+	gets int
+}
+
+func (s *flakyRaw) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := s.memStore.Get(ctx, key)
+	if err != nil || !strings.HasSuffix(key, "/raw.eml") {
+		return rc, err
+	}
+	s.mu.Lock()
+	s.gets++
+	n := s.gets
+	s.mu.Unlock()
+	if n == 1 {
+		return rc, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(io.LimitReader(rc, 40), iotest.ErrReader(errors.New("connection reset"))), rc}, nil
+}
+
+// A store that fails while the checks read the message fails the job
+// (retried), rather than delivering verdicts the store made up.
+func TestAuthStoreFailureRetries(t *testing.T) {
+	t.Parallel()
+	w := newAuthWorld(t, authRules)
+	flaky := &flakyRaw{memStore: w.store}
+	w.h.store = flaky
+	id, env, _ := w.submit(t, w.message(t, true), "bob@corp.example")
+	env.Identity, env.Sender = "mx", "alice@good.example"
+	body, _ := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: id, Envelope: env})
+	err := w.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1})
+	if err == nil || postern.IsPermanent(err) || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("Handle = %v, want a temporary error from the store", err)
+	}
+	if flaky.gets < 2 {
+		t.Fatalf("%d reads of the raw message; the test did not reach the checks", flaky.gets)
+	}
+	if n := len(w.wh.sent()); n != 0 {
+		t.Errorf("%d webhook jobs sent", n)
 	}
 }
