@@ -20,6 +20,9 @@ import (
 // sooner; this keeps a slow DNS from holding a job much longer.
 const DefaultAuthTimeout = 20 * time.Second
 
+// maxHeaderSignatures bounds the DKIM results in Authentication-Results.
+const maxHeaderSignatures = 10
+
 // Auth configures the sender-authentication checks. Without it (WithAuth
 // not given) every message is trusted: verdicts none, reason trusted.
 type Auth struct {
@@ -102,7 +105,15 @@ func (h *Handler) verify(ctx context.Context, log *slog.Logger, env *postern.Env
 	if id == "" {
 		id = env.Gateway
 	}
-	v.header = res.AuthenticationResults(id)
+	// The value travels in every job, and SQS caps a job's size: a message
+	// with thousands of DKIM-Signature fields must not make it unsendable.
+	// The first signatures are the ones verified (authcheck verifies ten);
+	// parsed.json keeps every verdict.
+	hdr := res
+	if len(hdr.DKIM) > maxHeaderSignatures {
+		hdr.DKIM = hdr.DKIM[:maxHeaderSignatures]
+	}
+	v.header = hdr.AuthenticationResults(id)
 	log.InfoContext(ctx, "sender checked",
 		"spf", string(res.SPF.Result), "spf_domain", res.SPF.Domain,
 		"dkim", strings.Join(dkim, ","), "dmarc", string(res.DMARC.Result), "dmarc_domain", res.DMARC.Domain,

@@ -306,3 +306,24 @@ func TestAuthStoreFailureRetries(t *testing.T) {
 		t.Errorf("%d webhook jobs sent", n)
 	}
 }
+
+// Thousands of DKIM-Signature fields keep the jobs small: the
+// Authentication-Results value names the first few, parsed.json all.
+func TestAuthManySignaturesKeepJobsSmall(t *testing.T) {
+	t.Parallel()
+	w := newAuthWorld(t, authRules)
+	sig := "DKIM-Signature: v=1; a=rsa-sha256; d=good.example; s=sel; c=relaxed/relaxed; h=From; bh=AAAA; b=AAAA\r\n"
+	raw := w.message(t, false)
+	raw = append([]byte(strings.Repeat(sig, 2000)), raw...)
+	p := w.handle(t, raw, "mx", "192.0.2.10", "alice@good.example", "bob@corp.example")
+	if len(p.Auth.DKIM) != 2000 {
+		t.Errorf("parsed.json has %d DKIM verdicts, want 2000", len(p.Auth.DKIM))
+	}
+	wj := decode[postern.WebhookJob](t, w.wh.sent()[0])
+	if n := strings.Count(wj.AuthResults, "dkim="); n != maxHeaderSignatures {
+		t.Errorf("Authentication-Results names %d signatures, want %d", n, maxHeaderSignatures)
+	}
+	if n := len(w.wh.sent()[0]); n > 200<<10 {
+		t.Errorf("webhook job is %d bytes", n)
+	}
+}
