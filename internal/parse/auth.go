@@ -92,10 +92,10 @@ func (h *Handler) verify(ctx context.Context, log *slog.Logger, env *postern.Env
 	if src.err != nil {
 		return nil, fmt.Errorf("read raw %s for sender checks: %w", key, src.err)
 	}
-	v := &verdicts{stored: storedAuth(res), route: &route.Verdicts{SPF: string(res.SPF.Result), DMARC: string(res.DMARC.Result)}}
+	v := &verdicts{stored: storedAuth(res)}
+	v.route = route.VerdictsOf(v.stored)
 	dkim := make([]string, len(res.DKIM))
 	for i, d := range res.DKIM {
-		v.route.DKIM = append(v.route.DKIM, string(d.Result))
 		dkim[i] = string(d.Result)
 		if d.Domain != "" {
 			dkim[i] = d.Domain + "=" + dkim[i]

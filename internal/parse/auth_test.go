@@ -144,6 +144,9 @@ func TestAuthPassGoesToInbox(t *testing.T) {
 			t.Errorf("webhook job's Authentication-Results lacks %q:\n%s", want, wj.AuthResults)
 		}
 	}
+	if p.AuthResults != wj.AuthResults {
+		t.Errorf("parsed.json keeps Authentication-Results %q, the job carries %q", p.AuthResults, wj.AuthResults)
+	}
 	if !strings.HasPrefix(wj.AuthResults, "mx.corp.example;") {
 		t.Errorf("Authentication-Results does not start with the authserv-id: %q", wj.AuthResults)
 	}

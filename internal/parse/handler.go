@@ -105,7 +105,7 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	if err != nil {
 		return err
 	}
-	p.Auth = v.stored
+	p.Auth, p.AuthResults = v.stored, v.header
 	if err := h.storeAttachments(ctx, p); err != nil {
 		return err
 	}

@@ -53,6 +53,10 @@ type Parsed struct {
 	// Auth is the sender-authentication verdicts; absent in parsed forms
 	// written before the parse stage checked them.
 	Auth *Auth `json:"auth,omitempty"`
+	// AuthResults is the Authentication-Results value the outgoing view
+	// starts with (see WebhookJob.AuthResults), kept so that a replay to a
+	// route sends what the first delivery sent; empty for trusted mail.
+	AuthResults string `json:"auth_results,omitempty"`
 }
 
 // Header is one header field.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/postern/postern/internal/postern"
 )
 
 // Verdicts are a message's sender-authentication results as rules match
@@ -13,6 +15,20 @@ type Verdicts struct {
 	SPF   string
 	DKIM  []string
 	DMARC string
+}
+
+// VerdictsOf is what rules match of the verdicts the parse stage stored
+// (parsed.json's auth): the parse stage routes on it, and a replay to a
+// route decides on the same values. nil stays nil: no verdicts known.
+func VerdictsOf(a *postern.Auth) *Verdicts {
+	if a == nil {
+		return nil
+	}
+	v := &Verdicts{SPF: a.SPF.Result, DMARC: a.DMARC.Result, DKIM: make([]string, len(a.DKIM))}
+	for i, d := range a.DKIM {
+		v.DKIM[i] = d.Result
+	}
+	return v
 }
 
 // Option changes a Table built by New.
