@@ -148,6 +148,28 @@ func TestGatewayChecksSenders(t *testing.T) {
 		if bytes.Contains(stored, []byte("Authentication-Results")) {
 			t.Error("the stored message holds the Authentication-Results field; it must stay as received")
 		}
+
+		// A replay to a route decides on the stored verdicts, as the parse
+		// stage did, and sends what it sent.
+		admin := a.AdminAddr().String()
+		if code, body := doAdmin(t, admin, replayReq(spoofID, "app")); code != 409 || !strings.Contains(body, "matches none") {
+			t.Errorf("replay of the spoof to app: %d %q, want 409: its verdicts route it to quarantine", code, body)
+		}
+		if code, body := doAdmin(t, admin, replayReq(spoofID, "quarantine")); code != 200 {
+			t.Errorf("replay of the spoof to quarantine: %d %q", code, body)
+		}
+		if code, body := doAdmin(t, admin, replayReq(goodID, "mx")); code != 200 {
+			t.Fatalf("replay of the good message to mx: %d %q", code, body)
+		}
+		again := waitFor(t, func() []string {
+			if txs := smarthost.Txs(); len(txs) > 1 {
+				return []string{string(txs[1].Data)}
+			}
+			return nil
+		})
+		if again[0] != txs[0] {
+			t.Errorf("the replay relayed\n%.400s\nthe first delivery\n%.400s", again[0], txs[0])
+		}
 	})
 
 	t.Run("trusted", func(t *testing.T) {

@@ -76,9 +76,13 @@ func replay(ctx context.Context, be *backend, table *route.Table, maxHeader int6
 			return "", err
 		}
 	}
+	verdicts, authResults, err := storedAuth(ctx, be.store, id)
+	if err != nil {
+		return "", err
+	}
 	var rcpts []string
 	for _, r := range env.Recipients {
-		if m, ok := table.Match(route.Meta{Recipient: r.Addr, Sender: env.Sender, Identity: env.Identity, Header: header}); ok && m.Name == routeName {
+		if m, ok := table.Match(route.Meta{Recipient: r.Addr, Sender: env.Sender, Identity: env.Identity, Header: header, Auth: verdicts}); ok && m.Name == routeName {
 			rcpts = append(rcpts, r.Addr)
 		}
 	}
@@ -93,10 +97,10 @@ func replay(ctx context.Context, be *backend, table *route.Table, maxHeader int6
 	)
 	switch rule.Target.Kind {
 	case route.KindWebhook, route.KindDirectory:
-		body, _ = json.Marshal(postern.WebhookJob{V: postern.JobVersion, ID: id, Route: routeName, Recipients: rcpts, Envelope: env, Created: now})
+		body, _ = json.Marshal(postern.WebhookJob{V: postern.JobVersion, ID: id, Route: routeName, Recipients: rcpts, Envelope: env, Created: now, AuthResults: authResults})
 		q = QueueWebhook
 	case route.KindRelay:
-		body, _ = json.Marshal(postern.RelayJob{V: postern.JobVersion, ID: id, Route: routeName, Recipients: rcpts, Envelope: env, Created: now})
+		body, _ = json.Marshal(postern.RelayJob{V: postern.JobVersion, ID: id, Route: routeName, Recipients: rcpts, Envelope: env, Created: now, AuthResults: authResults})
 		q = QueueRelay
 	default:
 		return "", fmt.Errorf("route %s: target kind %q cannot be replayed to", routeName, rule.Target.Kind)
