@@ -97,7 +97,10 @@ func TestGatewayChecksSenders(t *testing.T) {
 			t.Errorf("quarantined auth = %+v", ev.Data.Auth)
 		}
 
+		// The sender forged a field in the gateway's name: it must not go out.
+		forged := "Authentication-Results: gw.test; dkim=pass; dmarc=pass (forged)\r\n"
 		good := signed(t, "From: Alice <alice@good.example>\r\nTo: bob@app.test, carol@relay.test\r\nSubject: invoice\r\nMessage-ID: <i1@good.example>\r\n\r\nPlease pay.\r\n")
+		good = append([]byte(forged), good...)
 		reply, err = send(t, addr, "alice@good.example", []string{"bob@app.test", "carol@relay.test"}, good)
 		if err != nil {
 			t.Fatalf("send good: %v", err)
@@ -138,15 +141,18 @@ func TestGatewayChecksSenders(t *testing.T) {
 				t.Errorf("relayed message does not start with an Authentication-Results field holding %q:\n%.600s", want, txs[0])
 			}
 		}
-		if !strings.Contains(txs[0], string(good)) {
-			t.Errorf("relayed message does not carry the message as sent:\n%s", txs[0])
+		if !strings.Contains(txs[0], strings.Replace(string(good), forged, "", 1)) || strings.Contains(txs[0], "forged") {
+			t.Errorf("relayed message is not the message as sent less the forged field:\n%s", txs[0])
+		}
+		if n := strings.Count(txs[0], "Authentication-Results:"); n != 1 {
+			t.Errorf("relayed message has %d Authentication-Results fields, want the gateway's alone", n)
 		}
 		stored, err := os.ReadFile(rawPath(t, cfg, goodID))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bytes.Contains(stored, []byte("Authentication-Results")) {
-			t.Error("the stored message holds the Authentication-Results field; it must stay as received")
+		if !bytes.HasSuffix(stored, good) || bytes.Count(stored, []byte("Authentication-Results")) != 1 {
+			t.Error("the stored message is not the message as received (the forged field included, no other)")
 		}
 
 		// A replay to a route decides on the stored verdicts, as the parse

@@ -54,14 +54,3 @@ type AuthARCSet struct {
 	Results         string `json:"results"`
 	ChainValidation string `json:"cv,omitempty"`
 }
-
-// AuthResultsField is the Authentication-Results header field (name, value
-// and CRLF) that the outgoing view of a message starts with, for a value
-// carried in a job (WebhookJob.AuthResults, RelayJob.AuthResults); "" for
-// none. The stored message never holds it.
-func AuthResultsField(value string) string {
-	if value == "" {
-		return ""
-	}
-	return "Authentication-Results: " + value + "\r\n"
-}

@@ -34,7 +34,7 @@ type WebhookJob struct {
 	// same, as the archive.
 	Parsed json.RawMessage `json:"parsed,omitempty"`
 	// AuthResults is the value of the Authentication-Results field a raw
-	// payload starts with (AuthResultsField); empty for none, as for mail
+	// payload starts with (see package authview); empty for none, as for mail
 	// from trusted identities and jobs made before it existed.
 	AuthResults string `json:"auth_results,omitempty"`
 }
@@ -57,7 +57,7 @@ type RelayJob struct {
 	Envelope   Envelope  `json:"envelope"`
 	Created    time.Time `json:"created"`
 	// AuthResults is the value of the Authentication-Results field the
-	// relayed message starts with (AuthResultsField); empty for none.
+	// relayed message starts with (see package authview); empty for none.
 	AuthResults string `json:"auth_results,omitempty"`
 }
 

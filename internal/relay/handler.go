@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/postern/postern/internal/authview"
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/dsn"
 	"github.com/postern/postern/internal/postern"
@@ -138,11 +137,11 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 		ID: rj.ID, From: rj.Envelope.Sender, To: pending, Body: body, Size: rj.Envelope.Size,
 		SMTPUTF8: rj.Envelope.SMTPUTF8, Ret: rj.Envelope.Ret, EnvID: rj.Envelope.EnvID,
 	}
-	// The sent copy starts with the parse stage's verdicts; the stored
-	// message stays as received.
-	if field := postern.AuthResultsField(rj.AuthResults); field != "" {
-		m.Body = io.MultiReader(strings.NewReader(field), body)
-		m.Size += int64(len(field))
+	// The sent copy starts with the parse stage's verdicts, and carries
+	// no field forged in our name; the stored message stays as received.
+	if rj.AuthResults != "" {
+		m.Body = authview.Reader(rj.AuthResults, body)
+		m.Size += int64(len(authview.Field(rj.AuthResults)))
 	}
 	start := h.now()
 	res, err := route.Transport.Send(ctx, m)

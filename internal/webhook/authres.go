@@ -3,8 +3,8 @@ package webhook
 import (
 	"context"
 	"io"
-	"strings"
 
+	"github.com/postern/postern/internal/authview"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -32,18 +32,18 @@ func payloadAuth(a *postern.Auth) *Auth {
 }
 
 // getRaw opens the message as a raw payload sends it: the job's
-// Authentication-Results field first, then the stored bytes (which stay as
-// received).
+// Authentication-Results field first, then the stored message without
+// fields forged in our name (authview.Reader); the stored message stays as
+// received.
 func (h *Handler) getRaw(ctx context.Context, job *postern.WebhookJob) (io.ReadCloser, error) {
 	rc, err := h.get(ctx, job.ID.RawKey())
 	if err != nil {
 		return nil, err
 	}
-	field := postern.AuthResultsField(job.AuthResults)
-	if field == "" {
+	if job.AuthResults == "" {
 		return rc, nil
 	}
-	return prefixed{Reader: io.MultiReader(strings.NewReader(field), rc), Closer: rc}, nil
+	return prefixed{Reader: authview.Reader(job.AuthResults, rc), Closer: rc}, nil
 }
 
 type prefixed struct {
