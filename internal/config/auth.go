@@ -59,6 +59,9 @@ func validateAuth(c *Config, onAWS bool, bad func(key, format string, args ...an
 		seen[id] = true
 		checkSecret(key+".key", k.Key, onAWS, bad)
 	}
+	if c.DSN.Relay.DKIMSign {
+		bad("dsn.relay.dkim_sign", "notices are signed by dsn.dkim_sign; move it there")
+	}
 	if c.DSN.DKIMSign {
 		domain := c.DSN.Domain
 		if domain == "" {

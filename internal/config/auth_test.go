@@ -51,6 +51,7 @@ func TestAuthKeyErrors(t *testing.T) {
 		{"key ref", `key: "file:/etc/postern/dkim.pem"`, `key: "file:"`, `dkim.keys[0].key: "file:" names no file`},
 		{"dsn without key", "hostname: mx.example.com", "hostname: mx.example.org", "dsn.dkim_sign: no dkim.keys entry signs mx.example.org"},
 		{"verdict", "dmarc: [fail]", "dmarc: [failed]", `routes[0].match.dmarc[0]: "failed" is not one of pass, fail, none, temperror, permerror`},
+		{"dsn relay sign", "  dkim_sign: true\n", "  dkim_sign: true\n  relay: {type: file, path: dsn, dkim_sign: true}\n", "dsn.relay.dkim_sign: notices are signed by dsn.dkim_sign"},
 		{"relay without keys", "    - {domain: example.com, selector: postern2026, key: \"file:/etc/postern/dkim.pem\"}\n", "", "routes[1].relay.dkim_sign: is set but dkim.keys is empty"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
