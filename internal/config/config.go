@@ -126,6 +126,12 @@ type Listener struct {
 	// with proxy protocol v2). Their connections must carry one; nobody
 	// else's may.
 	ProxyProtocol []string `yaml:"proxy_protocol"`
+	// DMARCReject refuses at the end of DATA (550 5.7.1), and does not
+	// keep, mail from internet identities whose DMARC verdict is fail
+	// under a p=reject policy (RFC 7489 section 6.6.3). The check runs
+	// before the reply, so such mail waits for DNS; without it the
+	// verdicts come after the 250 and routes act on them.
+	DMARCReject bool `yaml:"dmarc_reject"`
 }
 
 // TLS is the server certificate. With no files, a self-signed certificate
