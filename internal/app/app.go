@@ -21,6 +21,7 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/diskspace"
 	"github.com/postern/postern/internal/ingest"
+	"github.com/postern/postern/internal/lambdafn/parsefn"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/relay"
@@ -133,7 +134,23 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 	if a.be.ingester != nil {
 		in = a.be.ingester
 	}
+	// Listeners that refuse DMARC failures at the end of DATA share one
+	// resolver, made only when some listener does.
+	var dmarc *smtpd.DMARCReject
 	for _, l := range cfg.Listeners {
+		if l.DMARCReject && dmarc == nil {
+			r, err := parsefn.Resolver(cfg)
+			if err != nil {
+				return nil, err
+			}
+			dmarc = &smtpd.DMARCReject{Resolver: r}
+		}
+	}
+	for _, l := range cfg.Listeners {
+		var reject *smtpd.DMARCReject
+		if l.DMARCReject {
+			reject = dmarc
+		}
 		var proxies []netip.Prefix
 		for _, n := range l.ProxyProtocol {
 			p, err := netip.ParsePrefix(n)
@@ -174,6 +191,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 			ProxyTrusted:     proxies,
 			Observer:         observers{a.metrics, a.devices},
 			StorageLow:       a.storageLow(),
+			DMARCReject:      reject,
 		}, st.identities, st.table, in, log))
 	}
 	if a.be.spool != nil {

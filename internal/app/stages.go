@@ -63,7 +63,8 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 
 	var ids []smtpd.Identity
 	for _, c := range cfg.Identities {
-		id := smtpd.Identity{Name: c.Name, AllowPlaintext: c.AllowPlaintext, MaxMessageBytes: c.MaxMessageBytes, MaxRecipients: c.MaxRecipients, Transcript: c.Transcript}
+		id := smtpd.Identity{Name: c.Name, AllowPlaintext: c.AllowPlaintext, MaxMessageBytes: c.MaxMessageBytes, MaxRecipients: c.MaxRecipients, Transcript: c.Transcript,
+			Internet: c.Internet}
 		if c.PasswordHash != "" {
 			id.Username = cmp.Or(c.Username, c.Name)
 			id.PasswordHash = []byte(c.PasswordHash)

@@ -99,6 +99,9 @@ type Identity struct {
 	// Transcript logs this identity's commands and replies (AUTH payloads
 	// redacted, no bodies), to debug one device.
 	Transcript bool
+	// Internet marks an identity that takes mail from the open internet:
+	// on a listener with DMARCReject its mail is checked before it is kept.
+	Internet bool
 }
 
 // Mode is a listener's kind.
@@ -145,6 +148,10 @@ type Config struct {
 	// 4.3.1 and the client retries later. It is called once per MAIL, so it
 	// must be cheap (cached). nil means never.
 	StorageLow func() bool
+
+	// DMARCReject, when set, refuses at the end of DATA internet mail that
+	// fails DMARC under p=reject (see DMARCReject); nil checks nothing.
+	DMARCReject *DMARCReject
 }
 
 // Server serves SMTP on one listener.
@@ -181,6 +188,16 @@ func New(cfg Config, identities []Identity, router Router, ingest Ingester, log 
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
+	}
+	if d := cfg.DMARCReject; d != nil {
+		if d.Resolver == nil {
+			panic("smtpd.New: DMARCReject needs a Resolver")
+		}
+		c := *d
+		if c.Timeout <= 0 {
+			c.Timeout = DefaultDMARCTimeout
+		}
+		cfg.DMARCReject = &c
 	}
 	s := &Server{cfg: cfg, identities: identities, router: router, ingest: ingest, log: log, now: time.Now, authFails: cfg.AuthFailures}
 	if s.authFails == nil {

@@ -281,7 +281,28 @@ func (s *session) data(r io.Reader) error {
 	if hr, ok := s.srv.router.(HeaderRouter); ok && hr.HasHeaderRules() {
 		scan.onHeader = func(block []byte) error { return s.routeByHeader(hr, env, trace, block) }
 	}
-	watch := &storeWatch{r: scan, d: s.srv.cfg.StoreTimeout,
+	notAccepted := func(err error) error {
+		rep := dataError(err, id)
+		s.log.Warn("message not accepted", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
+			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
+		return rep
+	}
+	// A listener that refuses DMARC failures under p=reject holds the
+	// message and checks it before the store sees a byte: a refused
+	// message leaves nothing behind.
+	var msg io.Reader = scan
+	if s.dmarcChecked() {
+		held, err := holdMessage(scan, s.srv.cfg.DMARCReject.TempDir)
+		if err != nil {
+			return notAccepted(err)
+		}
+		defer held.Close()
+		if rep := s.dmarcRefusal(env, held.reader()); rep != nil {
+			return rep
+		}
+		msg = held.reader()
+	}
+	watch := &storeWatch{r: msg, d: s.srv.cfg.StoreTimeout,
 		t: time.AfterFunc(s.srv.cfg.StoreTimeout, func() { cancel(context.DeadlineExceeded) })}
 	defer watch.t.Stop()
 	body := io.MultiReader(strings.NewReader(trace), watch)
@@ -290,10 +311,7 @@ func (s *session) data(r io.Reader) error {
 		if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
 		}
-		rep := dataError(err, id)
-		s.log.Warn("message not accepted", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),
-			slog.String("identity", env.Identity), slog.Int("smtp_code", rep.Code), slog.String("error", err.Error()))
-		return rep
+		return notAccepted(err)
 	}
 	s.srv.cfg.Observer.Accepted(env, time.Since(start))
 	s.log.Info("message queued", slog.String("msg_id", id.String()), slog.String("stage", "gateway"),

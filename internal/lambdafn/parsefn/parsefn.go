@@ -42,15 +42,27 @@ func authOptions(cfg *config.Config) ([]parse.Option, error) {
 	if !slices.ContainsFunc(cfg.Identities, func(id config.Identity) bool { return id.Internet }) {
 		return nil, nil
 	}
-	r, err := dnsresolve.New(dnsresolve.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()})
+	r, err := Resolver(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("config: dns: %w", err)
+		return nil, err
 	}
 	return []parse.Option{parse.WithAuth(parse.Auth{
 		Resolver:   r,
 		Internet:   lambdafn.Internet(cfg),
 		AuthServID: cfg.Hostname,
 	})}, nil
+}
+
+// Resolver builds the DNS resolver the sender checks ask (dns.servers,
+// dns.timeout): the parse stage's, and the gateway's for listeners that
+// refuse DMARC failures at the end of DATA. Build one per process, or per
+// cold start on Lambda, so its cache serves every message.
+func Resolver(cfg *config.Config) (*dnsresolve.Resolver, error) {
+	r, err := dnsresolve.New(dnsresolve.Config{Servers: cfg.DNS.Servers, Timeout: cfg.DNS.Timeout.D()})
+	if err != nil {
+		return nil, fmt.Errorf("config: dns: %w", err)
+	}
+	return r, nil
 }
 
 // Build is the parse function's lambdafn.Build.
