@@ -1,51 +1,31 @@
 package relay
 
 import (
-	"encoding/json"
 	"io"
-	"sync"
-	"time"
+
+	"github.com/postern/postern/internal/emf"
 )
 
 // EMF is an Observer that writes each attempt as one CloudWatch Embedded
 // Metric Format line, for the relay function on Lambda: Lambda ships stdout
 // to CloudWatch Logs, which turns the line into metrics in the Postern
 // namespace by Stage and Route, with no extra service calls.
-type EMF struct {
-	mu  sync.Mutex // one line at a time; records run concurrently
-	w   io.Writer
-	now func() time.Time
-}
+type EMF struct{ *emf.Writer }
 
 var _ Observer = (*EMF)(nil)
 
 // NewEMF writes to w (os.Stdout in Lambda).
-func NewEMF(w io.Writer) *EMF { return &EMF{w: w, now: time.Now} }
+func NewEMF(w io.Writer) *EMF { return &EMF{emf.New(w, emfMetrics)} }
 
-type emfMetric struct {
-	Name string `json:"Name"`
-	Unit string `json:"Unit"`
-}
-
-var emfMetrics = []emfMetric{
-	{"RelayDelivered", "Count"}, {"RelayDeferred", "Count"}, {"RelayFailed", "Count"},
-	{"RelayExpired", "Count"}, {"RelayError", "Count"}, {"RelayAttemptDuration", "Milliseconds"},
+var emfMetrics = []emf.Metric{
+	{Name: "RelayDelivered", Unit: "Count"}, {Name: "RelayDeferred", Unit: "Count"}, {Name: "RelayFailed", Unit: "Count"},
+	{Name: "RelayExpired", Unit: "Count"}, {Name: "RelayError", Unit: "Count"}, {Name: "RelayAttemptDuration", Unit: "Milliseconds"},
 }
 
 // RelayAttempt writes a's line. A write that fails loses one data point,
 // which is not worth failing the job for.
 func (e *EMF) RelayAttempt(a Attempt) {
-	b, err := json.Marshal(map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": e.now().UnixMilli(),
-			"CloudWatchMetrics": []map[string]any{{
-				"Namespace":  "Postern",
-				"Dimensions": [][]string{{"Stage", "Route"}},
-				"Metrics":    emfMetrics,
-			}},
-		},
-		"Stage":                "relay",
-		"Route":                a.Route,
+	e.Line("relay", a.Route, map[string]any{
 		"RelayDelivered":       a.Delivered,
 		"RelayDeferred":        a.Deferred,
 		"RelayFailed":          a.Failed,
@@ -53,10 +33,4 @@ func (e *EMF) RelayAttempt(a Attempt) {
 		"RelayError":           a.Error,
 		"RelayAttemptDuration": a.Latency.Milliseconds(),
 	})
-	if err != nil {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.w.Write(append(b, '\n'))
 }

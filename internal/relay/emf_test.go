@@ -12,7 +12,7 @@ func TestEMFLinePerAttempt(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	e := NewEMF(&buf)
-	e.now = func() time.Time { return time.UnixMilli(1764900000000) }
+	e.Now = func() time.Time { return time.UnixMilli(1764900000000) }
 	e.RelayAttempt(Attempt{Route: "m365", Latency: 1500 * time.Millisecond, Delivered: 2, Failed: 1})
 	e.RelayAttempt(Attempt{Route: "gmail", Deferred: 3})
 	lines := bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))

@@ -1,10 +1,9 @@
 package webhook
 
 import (
-	"encoding/json"
 	"io"
-	"sync"
-	"time"
+
+	"github.com/postern/postern/internal/emf"
 )
 
 // EMF is an Observer that writes each attempt as one CloudWatch Embedded
@@ -13,21 +12,12 @@ import (
 // Postern namespace by Stage and Route, with no extra service calls. Each
 // line counts 1 in its outcome's metric and 0 in the others, so sums and
 // alarms per outcome work.
-type EMF struct {
-	mu  sync.Mutex // one line at a time; records run concurrently
-	w   io.Writer
-	now func() time.Time
-}
+type EMF struct{ *emf.Writer }
 
 var _ Observer = (*EMF)(nil)
 
 // NewEMF writes to w (os.Stdout in Lambda).
-func NewEMF(w io.Writer) *EMF { return &EMF{w: w, now: time.Now} }
-
-type emfMetric struct {
-	Name string `json:"Name"`
-	Unit string `json:"Unit"`
-}
+func NewEMF(w io.Writer) *EMF { return &EMF{emf.New(w, emfMetrics)} }
 
 // emfNames maps each outcome to its metric name.
 var emfNames = map[string]string{
@@ -35,40 +25,22 @@ var emfNames = map[string]string{
 	OutcomeExpired: "WebhookExpired", OutcomeError: "WebhookError",
 }
 
-var emfMetrics = []emfMetric{
-	{"WebhookDelivered", "Count"}, {"WebhookRetry", "Count"}, {"WebhookFailed", "Count"},
-	{"WebhookExpired", "Count"}, {"WebhookError", "Count"}, {"WebhookAttemptDuration", "Milliseconds"},
+var emfMetrics = []emf.Metric{
+	{Name: "WebhookDelivered", Unit: "Count"}, {Name: "WebhookRetry", Unit: "Count"}, {Name: "WebhookFailed", Unit: "Count"},
+	{Name: "WebhookExpired", Unit: "Count"}, {Name: "WebhookError", Unit: "Count"}, {Name: "WebhookAttemptDuration", Unit: "Milliseconds"},
 }
 
 // WebhookAttempt writes a's line. A write that fails loses one data point,
 // which is not worth failing the job for.
 func (e *EMF) WebhookAttempt(a Attempt) {
-	line := map[string]any{
-		"_aws": map[string]any{
-			"Timestamp": e.now().UnixMilli(),
-			"CloudWatchMetrics": []map[string]any{{
-				"Namespace":  "Postern",
-				"Dimensions": [][]string{{"Stage", "Route"}},
-				"Metrics":    emfMetrics,
-			}},
-		},
-		"Stage":                  "webhook",
-		"Route":                  a.Route,
-		"WebhookAttemptDuration": a.Latency.Milliseconds(),
-	}
 	name, ok := emfNames[a.Outcome]
 	if !ok {
 		name = emfNames[OutcomeError]
 	}
+	values := map[string]any{"WebhookAttemptDuration": a.Latency.Milliseconds()}
 	for _, n := range emfNames {
-		line[n] = 0
+		values[n] = 0
 	}
-	line[name] = 1
-	b, err := json.Marshal(line)
-	if err != nil {
-		return
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.w.Write(append(b, '\n'))
+	values[name] = 1
+	e.Line("webhook", a.Route, values)
 }

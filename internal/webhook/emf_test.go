@@ -12,7 +12,7 @@ func TestEMFLinePerAttempt(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	e := NewEMF(&buf)
-	e.now = func() time.Time { return time.UnixMilli(1764900000000) }
+	e.Now = func() time.Time { return time.UnixMilli(1764900000000) }
 	e.WebhookAttempt(Attempt{Route: "scans", Outcome: OutcomeFailed, Status: 410, Latency: 1500 * time.Millisecond})
 	e.WebhookAttempt(Attempt{Route: "erp", Outcome: OutcomeDelivered, Status: 200})
 	lines := bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n"))
