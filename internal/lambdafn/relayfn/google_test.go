@@ -9,6 +9,7 @@ import (
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/oauthtok/googletest"
+	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/relay/gmailrelay/gmailtest"
 )
 
@@ -40,14 +41,7 @@ routes:
       base_url: "` + gm.URL + `"
       oauth: {provider: google, service_account_key: "file:` + googleKey(t, g, acct) + `"}
 `
-	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := NewTransport(context.Background(), cfg, "routes google relay", cfg.Routes[0].Relay, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := firstRouteTransport(t, yaml)
 	body := "From: printer@example.org\r\nTo: accounts@example.com\r\nSubject: scan\r\n\r\npage\r\n"
 	res, err := send(t, tr, body)
 	delivered(t, res, err)
@@ -85,17 +79,26 @@ routes:
       username: printer@example.org
       oauth: {provider: google, service_account_key: "file:` + googleKey(t, g, acct) + `"}
 `
-	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := NewTransport(context.Background(), cfg, "routes google relay", cfg.Routes[0].Relay, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := firstRouteTransport(t, yaml)
 	res, err := send(t, tr, "Subject: scan\r\n\r\npage\r\n")
 	delivered(t, res, err)
 	if _, txs := m.snapshot(); len(txs) != 1 {
 		t.Fatalf("%d transactions", len(txs))
 	}
+}
+
+// firstRouteTransport builds the transport of the first route of the
+// configuration yaml, as the relay stage would.
+func firstRouteTransport(t *testing.T, yaml string) relay.Transport {
+	t.Helper()
+	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Routes[0]
+	tr, err := NewTransport(context.Background(), cfg, "routes "+r.Name+" relay", r.Relay, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }

@@ -1,7 +1,6 @@
 package relayfn
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,14 +40,7 @@ routes:
         certificate: "file:` + pemFile + `"
         token_url: "` + ent.TokenURL(tenant) + `"
 `
-	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := NewTransport(context.Background(), cfg, "routes m365 relay", cfg.Routes[0].Relay, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := firstRouteTransport(t, yaml)
 	body := "From: scanner@contoso.com\r\nTo: accounts@example.com\r\nSubject: scan\r\n\r\npage\r\n"
 	res, err := send(t, tr, body)
 	delivered(t, res, err)
@@ -89,14 +81,7 @@ routes:
       base_url: "` + g.URL + `"
       oauth: {provider: entra, tenant: ` + tenant + `, client_id: ` + client + `, client_secret: app-s3cret, token_url: "` + ent.TokenURL(tenant) + `"}
 `
-	cfg, err := config.Parse("test", []byte(yaml), func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := NewTransport(context.Background(), cfg, "routes m365 relay", cfg.Routes[0].Relay, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr := firstRouteTransport(t, yaml)
 	body := "Received: from scanner-3f by gw.test; Sat, 5 Dec 2026 05:00:00 +0000\r\nFrom: Scanner 3F <scan@printer.local>\r\n" +
 		"To: accounts@example.com\r\nSubject: scan\r\n\r\npage\r\n"
 	res, err := send(t, tr, body)
