@@ -18,12 +18,13 @@ func payloadAuth(a *postern.Auth) *Auth {
 		SPF:   SPF(a.SPF),
 		DKIM:  make([]DKIM, len(a.DKIM)),
 		DMARC: DMARC(a.DMARC),
+		ARC:   ARC{Result: "none", Sets: []ARCSet{}},
 	}
 	for i, d := range a.DKIM {
 		out.DKIM[i] = DKIM(d)
 	}
 	if a.ARC != nil {
-		out.ARC = &ARC{Result: a.ARC.Result, Reason: a.ARC.Reason, Sets: make([]ARCSet, len(a.ARC.Sets))}
+		out.ARC = ARC{Result: a.ARC.Result, Reason: a.ARC.Reason, Sets: make([]ARCSet, len(a.ARC.Sets))}
 		for i, s := range a.ARC.Sets {
 			out.ARC.Sets[i] = ARCSet(s)
 		}

@@ -49,10 +49,10 @@ func TestPayloadAuth(t *testing.T) {
 	json.Unmarshal([]byte(`{
 		"spf": {"result": "fail", "domain": "good.example", "scope": "mailfrom", "reason": "client not permitted"},
 		"dkim": [
-			{"result": "pass", "domain": "good.example", "selector": "sel", "algorithm": "ed25519-sha256"},
+			{"result": "pass", "domain": "good.example", "selector": "sel", "algorithm": "ed25519-sha256", "reason": ""},
 			{"result": "fail", "domain": "other.example", "selector": "s2", "algorithm": "rsa-sha256", "reason": "body hash did not verify"}
 		],
-		"dmarc": {"result": "pass", "policy": "reject", "domain": "good.example", "aligned_spf": false, "aligned_dkim": true},
+		"dmarc": {"result": "pass", "policy": "reject", "domain": "good.example", "aligned_spf": false, "aligned_dkim": true, "reason": ""},
 		"arc": {"result": "none", "reason": "not verified", "sets": [{"instance": 1, "authserv_id": "mx.fwd.example", "results": "spf=pass", "cv": "none"}]}
 	}`), &want)
 	if !reflect.DeepEqual(got, want) {
@@ -61,7 +61,7 @@ func TestPayloadAuth(t *testing.T) {
 }
 
 // A parsed form from before the checks has no verdicts, and the payload
-// says nothing rather than something made up.
+// says null rather than something made up.
 func TestPayloadWithoutAuth(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -70,8 +70,8 @@ func TestPayloadWithoutAuth(t *testing.T) {
 	if err := h.Handle(t.Context(), f.jobBody(t, 1)); err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(rec.requests()[0].body, []byte(`"auth"`)) {
-		t.Errorf("payload has an auth object: %s", rec.requests()[0].body)
+	if !bytes.Contains(rec.requests()[0].body, []byte(`"auth":null`)) {
+		t.Errorf("payload has no null auth: %s", rec.requests()[0].body)
 	}
 }
 

@@ -16,7 +16,8 @@ type URLs interface {
 }
 
 // buildReceived maps the parsed message and the job to the public payload.
-// Slices are never nil so receivers always see arrays, not nulls.
+// Every key is always there: slices are never nil so receivers see arrays,
+// not nulls, and absent values are "" (payload.go).
 func buildReceived(ctx context.Context, job *postern.WebhookJob, p *postern.Parsed, urls URLs) (*ReceivedEvent, error) {
 	env := &job.Envelope
 	d := Received{
@@ -24,17 +25,17 @@ func buildReceived(ctx context.Context, job *postern.WebhookJob, p *postern.Pars
 		ID:       job.ID,
 		Route:    job.Route,
 		Identity: env.Identity,
-		Envelope: Envelope{Sender: env.Sender, Recipients: nonNil(job.Recipients)},
+		Envelope: Envelope{Sender: env.Sender, Recipients: nonNil(job.Recipients), Listener: env.Listener},
 
 		From:       addresses(p.From),
 		To:         addresses(p.To),
 		Cc:         addresses(p.Cc),
 		ReplyTo:    addresses(p.ReplyTo),
 		Subject:    p.Subject,
-		Date:       p.Date,
+		Sender:     addresses(p.Sender),
 		MessageID:  p.MessageID,
-		InReplyTo:  p.InReplyTo,
-		References: p.References,
+		InReplyTo:  nonNil(p.InReplyTo),
+		References: nonNil(p.References),
 		Headers:    make([]Header, len(p.Headers)),
 
 		Text:          p.Text,
@@ -55,11 +56,11 @@ func buildReceived(ctx context.Context, job *postern.WebhookJob, p *postern.Pars
 		},
 		Auth: payloadAuth(p.Auth),
 	}
-	if len(p.Sender) > 0 {
-		d.Sender = addresses(p.Sender)
+	if p.Date != nil {
+		d.Date = p.Date.Format(time.RFC3339Nano)
 	}
 	if env.TLS != nil {
-		d.Client.TLS = &TLS{Version: env.TLS.Version, Cipher: env.TLS.Cipher}
+		d.Client.TLS = TLS{Version: env.TLS.Version, Cipher: env.TLS.Cipher}
 	}
 	for i, h := range p.Headers {
 		d.Headers[i] = Header(h)
@@ -76,7 +77,7 @@ func buildReceived(ctx context.Context, job *postern.WebhookJob, p *postern.Pars
 			SHA256:       a.SHA256,
 			ContentID:    a.ContentID,
 			Disposition:  a.Disposition,
-			Content:      a.Content,
+			Content:      nonNilBytes(a.Content),
 			Key:          a.Key,
 		}
 		if a.Key != "" && urls != nil {
@@ -121,4 +122,11 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+func nonNilBytes(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

@@ -140,6 +140,7 @@ func newFixture(t testing.TB) *fixture {
 				AuthMech:   "PLAIN",
 				ClientIP:   "192.0.2.10",
 				HELO:       "scanner.lan",
+				Listener:   "submission",
 				TLS:        &postern.TLSInfo{Version: "TLS1.3", Cipher: "TLS_AES_128_GCM_SHA256"},
 				ReceivedAt: testNow.Add(-2 * time.Minute),
 				Size:       int64(len(raw)),

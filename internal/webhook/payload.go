@@ -9,6 +9,9 @@ import (
 // The webhook body is a public contract with applications, so it has its own
 // types here rather than reusing the domain types: a change inside Postern
 // cannot change what receivers see without a change to this file and to V.
+// Every key of a received event is always present, empty ("", [], false,
+// an object of empty values) when there is nothing to say, so receivers
+// never test for a key; auth alone may be null (see Received.Auth).
 
 // PayloadVersion is the schema version carried as "v" inside data.
 const PayloadVersion = 1
@@ -33,20 +36,20 @@ type Received struct {
 	V        int           `json:"v"`
 	ID       postern.MsgID `json:"id"`
 	Route    string        `json:"route"`
-	Identity string        `json:"identity,omitempty"`
+	Identity string        `json:"identity"`
 	Envelope Envelope      `json:"envelope"`
 
-	From       []Address  `json:"from"`
-	Sender     []Address  `json:"sender,omitempty"`
-	To         []Address  `json:"to"`
-	Cc         []Address  `json:"cc"`
-	ReplyTo    []Address  `json:"reply_to"`
-	Subject    string     `json:"subject"`
-	Date       *time.Time `json:"date,omitempty"`
-	MessageID  string     `json:"message_id,omitempty"`
-	InReplyTo  []string   `json:"in_reply_to,omitempty"`
-	References []string   `json:"references,omitempty"`
-	Headers    []Header   `json:"headers"`
+	From       []Address `json:"from"`
+	Sender     []Address `json:"sender"`
+	To         []Address `json:"to"`
+	Cc         []Address `json:"cc"`
+	ReplyTo    []Address `json:"reply_to"`
+	Subject    string    `json:"subject"`
+	Date       string    `json:"date"` // RFC 3339; "" when the message has no valid Date
+	MessageID  string    `json:"message_id"`
+	InReplyTo  []string  `json:"in_reply_to"`
+	References []string  `json:"references"`
+	Headers    []Header  `json:"headers"`
 
 	Text          string `json:"text"`
 	HTML          string `json:"html"`
@@ -60,9 +63,9 @@ type Received struct {
 	// delivered all the same, and Raw has all of it.
 	ParseErrors []ParseError `json:"parse_errors"`
 	Client      Client       `json:"client"`
-	// Auth is the sender-authentication verdicts. Absent only for a
+	// Auth is the sender-authentication verdicts. null only for a
 	// message parsed before Postern checked senders (a replay of old mail).
-	Auth *Auth `json:"auth,omitempty"`
+	Auth *Auth `json:"auth"`
 }
 
 // Auth is what the parse stage found about the sender: SPF, every DKIM
@@ -78,17 +81,18 @@ type Auth struct {
 	DKIM  []DKIM `json:"dkim"`
 	DMARC DMARC  `json:"dmarc"`
 	// ARC lists the ARC sets the message carries, as earlier hops claim
-	// them (not verified: result is none); absent without ARC fields.
-	ARC *ARC `json:"arc,omitempty"`
+	// them (not verified: result is none); without ARC fields it has
+	// result none and no sets.
+	ARC ARC `json:"arc"`
 }
 
 // SPF is the SPF verdict (RFC 7208) for the client address and the MAIL
 // FROM domain, or the HELO name for the null sender.
 type SPF struct {
 	Result string `json:"result"`
-	Domain string `json:"domain"`          // the domain checked; "" when there was none
-	Scope  string `json:"scope,omitempty"` // "mailfrom" or "helo"
-	Reason string `json:"reason,omitempty"`
+	Domain string `json:"domain"` // the domain checked; "" when there was none
+	Scope  string `json:"scope"`  // "mailfrom" or "helo"
+	Reason string `json:"reason"`
 }
 
 // DKIM is the verdict (RFC 6376) for one signature.
@@ -97,7 +101,7 @@ type DKIM struct {
 	Domain    string `json:"domain"`    // d=
 	Selector  string `json:"selector"`  // s=
 	Algorithm string `json:"algorithm"` // a=, e.g. rsa-sha256, ed25519-sha256
-	Reason    string `json:"reason,omitempty"`
+	Reason    string `json:"reason"`
 }
 
 // DMARC is the verdict (RFC 7489) for the From header's domain.
@@ -111,13 +115,13 @@ type DMARC struct {
 	// a domain aligned with Domain.
 	AlignedSPF  bool   `json:"aligned_spf"`
 	AlignedDKIM bool   `json:"aligned_dkim"`
-	Reason      string `json:"reason,omitempty"`
+	Reason      string `json:"reason"`
 }
 
 // ARC reports ARC sets, unverified.
 type ARC struct {
 	Result string   `json:"result"`
-	Reason string   `json:"reason,omitempty"`
+	Reason string   `json:"reason"`
 	Sets   []ARCSet `json:"sets"`
 }
 
@@ -127,18 +131,19 @@ type ARCSet struct {
 	Instance        int    `json:"instance"`
 	AuthServID      string `json:"authserv_id"`
 	Results         string `json:"results"`
-	ChainValidation string `json:"cv,omitempty"`
+	ChainValidation string `json:"cv"`
 }
 
 // Envelope is the SMTP envelope as it concerns this route.
 type Envelope struct {
 	Sender     string   `json:"sender"`     // MAIL FROM; "" for the null sender
 	Recipients []string `json:"recipients"` // the RCPT TO addresses this route took
+	Listener   string   `json:"listener"`   // the name of the listener that took the message
 }
 
 // Address is one mailbox from a header.
 type Address struct {
-	Name    string `json:"name,omitempty"`
+	Name    string `json:"name"`
 	Address string `json:"address"`
 }
 
@@ -154,20 +159,20 @@ type Header struct {
 type Attachment struct {
 	Filename     string `json:"filename"`
 	ContentType  string `json:"content_type"`
-	DetectedType string `json:"detected_type,omitempty"`
+	DetectedType string `json:"detected_type"`
 	Size         int64  `json:"size"`
 	SHA256       string `json:"sha256"`
-	ContentID    string `json:"content_id,omitempty"`
-	Disposition  string `json:"disposition,omitempty"`
-	Content      []byte `json:"content,omitempty"`
-	Key          string `json:"key,omitempty"`
-	URL          string `json:"url,omitempty"`
+	ContentID    string `json:"content_id"`
+	Disposition  string `json:"disposition"`
+	Content      []byte `json:"content"` // "" when the part is not inlined
+	Key          string `json:"key"`
+	URL          string `json:"url"`
 }
 
 // Raw points at the message exactly as received.
 type Raw struct {
 	Key    string `json:"key"`
-	URL    string `json:"url,omitempty"`
+	URL    string `json:"url"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
 }
@@ -183,13 +188,13 @@ type ParseError struct {
 type Client struct {
 	IP         string    `json:"ip"`
 	HELO       string    `json:"helo"`
-	TLS        *TLS      `json:"tls,omitempty"`
-	AuthMech   string    `json:"auth_mech,omitempty"`
-	Identity   string    `json:"identity,omitempty"`
+	TLS        TLS       `json:"tls"` // version and cipher "" for plaintext
+	AuthMech   string    `json:"auth_mech"`
+	Identity   string    `json:"identity"`
 	ReceivedAt time.Time `json:"received_at"`
 }
 
-// TLS is the TLS state of the SMTP session; absent for plaintext.
+// TLS is the TLS state of the SMTP session; empty strings for plaintext.
 type TLS struct {
 	Version string `json:"version"`
 	Cipher  string `json:"cipher"`
