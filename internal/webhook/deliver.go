@@ -3,12 +3,14 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/postern/postern/internal/blob"
@@ -112,6 +114,10 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".eml"), rc)), nil
 	}
 	ts := h.now()
+	env, err := rawEnvelope(d.job)
+	if err != nil {
+		return outcome{}, err
+	}
 	rc, err := h.getRaw(ctx, d.job)
 	if err != nil {
 		return outcome{}, err
@@ -123,13 +129,16 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 	}
 	if len(head) <= rawInMemoryMax {
 		rc.Close()
+		header := signedHeader(d.webhookID, ts, signatures(d.target.Secrets, d.webhookID, ts, signedBody(env, head)), "message/rfc822")
+		header.Set(HeaderEnvelope, env)
 		return h.send(ctx, d.target, request{
 			url:    d.target.URL,
-			header: signedHeader(d.webhookID, ts, signatures(d.target.Secrets, d.webhookID, ts, head), "message/rfc822"),
+			header: header,
 			body:   bytes.NewReader(head),
 		}), nil
 	}
-	sig, size, err := signReader(d.target.Secrets, d.webhookID, ts, io.MultiReader(bytes.NewReader(head), rc))
+	sig, size, err := signReader(d.target.Secrets, d.webhookID, ts, io.MultiReader(strings.NewReader(env+"."), bytes.NewReader(head), rc))
+	size -= int64(len(env) + 1)
 	rc.Close()
 	if err != nil {
 		return outcome{}, fmt.Errorf("read %s: %w", key, err)
@@ -139,13 +148,36 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 	if err != nil {
 		return outcome{}, err
 	}
+	header := signedHeader(d.webhookID, ts, sig, "message/rfc822")
+	header.Set(HeaderEnvelope, env)
 	return h.send(ctx, d.target, request{
 		url:     d.target.URL,
-		header:  signedHeader(d.webhookID, ts, sig, "message/rfc822"),
+		header:  header,
 		body:    body,
 		size:    size,
 		getBody: getBody,
 	}), nil
+}
+
+// rawEnvelope is the HeaderEnvelope value of a raw delivery of job.
+func rawEnvelope(job *postern.WebhookJob) (string, error) {
+	e := &job.Envelope
+	b, err := json.Marshal(RawEnvelope{
+		V:          PayloadVersion,
+		ID:         job.ID,
+		Route:      job.Route,
+		Sender:     e.Sender,
+		Recipients: nonNil(job.Recipients),
+		Identity:   e.Identity,
+		ClientIP:   e.ClientIP,
+		HELO:       e.HELO,
+		Listener:   e.Listener,
+		ReceivedAt: e.ReceivedAt.UTC(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode envelope header: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // loadParsed returns the parse stage's output for the job: the copy the job

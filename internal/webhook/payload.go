@@ -200,6 +200,23 @@ type TLS struct {
 	Cipher  string `json:"cipher"`
 }
 
+// RawEnvelope is the SMTP envelope of a raw-payload delivery, sent as
+// base64url JSON (no padding) in the HeaderEnvelope request header, since the
+// body is the message itself. Like the body it is signed (Sign): its value
+// and a "." come before the body in the signed content.
+type RawEnvelope struct {
+	V          int           `json:"v"` // PayloadVersion
+	ID         postern.MsgID `json:"id"`
+	Route      string        `json:"route"`
+	Sender     string        `json:"sender"`     // MAIL FROM; "" for the null sender
+	Recipients []string      `json:"recipients"` // the RCPT TO addresses this delivery is for (this route's)
+	Identity   string        `json:"identity"`
+	ClientIP   string        `json:"client_ip"`
+	HELO       string        `json:"helo"`
+	Listener   string        `json:"listener"`
+	ReceivedAt time.Time     `json:"received_at"`
+}
+
 // FailedEvent is the body sent to a route's failure URL when a delivery
 // fails for good.
 type FailedEvent struct {

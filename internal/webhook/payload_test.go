@@ -1,11 +1,17 @@
 package webhook
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"maps"
+	"net/http"
+	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/postern/postern/internal/postern"
 )
@@ -102,5 +108,96 @@ func TestPayloadStableKeys(t *testing.T) {
 	}
 	if got := shapes[".data.envelope"]; got != "listener,recipients,sender" {
 		t.Errorf("envelope keys = %s", got)
+	}
+}
+
+// A raw payload carries the envelope in webhook-postern-envelope, as ASCII
+// whatever the addresses hold, and signed with the body: over both read
+// paths, Verify and the VERIFY.md code accept the request as sent and
+// refuse it with the header changed or removed.
+func TestRawPayloadEnvelopeHeader(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		size int
+	}{{"small", 0}, {"over the in-memory bound", rawInMemoryMax + 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			if tc.size > 0 {
+				f.raw = append(f.raw, bytes.Repeat([]byte("x"), tc.size)...)
+				f.put(t, f.job.ID.RawKey(), f.raw)
+			}
+			f.job.Envelope.Sender = "jürgen@dev.example"
+			f.job.Envelope.HELO = "scanner.lan\r\nX-Injected: 1"
+			rec := &recorder{}
+			h := f.handler(t, Target{URL: serve(t, rec).URL, Secrets: [][]byte{testSecret}, Payload: PayloadRaw}, &fakeSender{}, testNow)
+			if err := h.Handle(t.Context(), f.jobBody(t, 1)); err != nil {
+				t.Fatal(err)
+			}
+			r := rec.requests()[0]
+			if !bytes.Equal(r.body, f.raw) {
+				t.Fatalf("body is not the message (%d bytes, want %d)", len(r.body), len(f.raw))
+			}
+			if r.header.Get("X-Injected") != "" {
+				t.Error("the HELO name injected a header")
+			}
+			value := r.header.Get(HeaderEnvelope)
+			if !regexp.MustCompile(`^[A-Za-z0-9_-]+$`).MatchString(value) {
+				t.Fatalf("%s = %q, want unpadded base64url", HeaderEnvelope, value)
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got RawEnvelope
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&got); err != nil {
+				t.Fatalf("decode envelope %s: %v", raw, err)
+			}
+			e := f.job.Envelope
+			want := RawEnvelope{V: 1, ID: f.job.ID, Route: "scans", Sender: "jürgen@dev.example", Recipients: f.job.Recipients,
+				Identity: "scanner-2f", ClientIP: "192.0.2.10", HELO: e.HELO, Listener: "submission", ReceivedAt: e.ReceivedAt.UTC()}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("envelope = %+v\nwant       %+v", got, want)
+			}
+
+			secret := "whsec_" + base64.StdEncoding.EncodeToString(testSecret)
+			if err := Verify([][]byte{testSecret}, r.header, r.body, time.Minute, testNow); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+			if err := verifyWebhook(secret, r.header, r.body, testNow); err != nil {
+				t.Errorf("verifyWebhook: %v", err)
+			}
+			other := want
+			other.Recipients = []string{"attacker@evil.example"}
+			ob, _ := json.Marshal(other)
+			tampered, removed := r.header.Clone(), r.header.Clone()
+			tampered.Set(HeaderEnvelope, base64.RawURLEncoding.EncodeToString(ob))
+			removed.Del(HeaderEnvelope)
+			for name, hdr := range map[string]http.Header{"tampered": tampered, "removed": removed} {
+				if err := Verify([][]byte{testSecret}, hdr, r.body, time.Minute, testNow); err == nil {
+					t.Errorf("Verify accepted the envelope header %s", name)
+				}
+				if err := verifyWebhook(secret, hdr, r.body, testNow); err == nil {
+					t.Errorf("verifyWebhook accepted the envelope header %s", name)
+				}
+			}
+		})
+	}
+}
+
+// A JSON payload has the envelope in its body and no envelope header.
+func TestJSONPayloadNoEnvelopeHeader(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	rec := &recorder{}
+	h := f.handler(t, Target{URL: serve(t, rec).URL, Secrets: [][]byte{testSecret}}, &fakeSender{}, testNow)
+	if err := h.Handle(t.Context(), f.jobBody(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if v := rec.requests()[0].header.Get(HeaderEnvelope); v != "" {
+		t.Errorf("JSON payload has %s: %s", HeaderEnvelope, v)
 	}
 }

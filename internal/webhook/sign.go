@@ -19,6 +19,11 @@ const (
 	HeaderID        = "webhook-id"
 	HeaderTimestamp = "webhook-timestamp"
 	HeaderSignature = "webhook-signature"
+	// HeaderEnvelope carries a raw payload's envelope (RawEnvelope) as
+	// base64url JSON: ASCII only, so nothing in an address can break the
+	// header. When present it is signed with the body: the signed content
+	// is id.timestamp.envelope.body (signedBody).
+	HeaderEnvelope = "webhook-postern-envelope"
 )
 
 // DefaultTolerance is the clock skew Verify accepts when given none: the
@@ -96,7 +101,8 @@ func signatures(secrets [][]byte, id string, ts time.Time, body []byte) string {
 // Verify checks a received request against secrets, as a receiver does: the
 // timestamp must be within tolerance of now (DefaultTolerance when tolerance
 // is not positive) and any one of the space-separated v1 signatures must
-// match any one secret. Comparisons are constant-time. Signatures of other
+// match any one secret, over the body preceded by the HeaderEnvelope value
+// and "." when the request has one. Comparisons are constant-time. Signatures of other
 // versions are skipped, as the spec asks.
 func Verify(secrets [][]byte, header http.Header, body []byte, tolerance time.Duration, now time.Time) error {
 	id := header.Get(HeaderID)
@@ -123,6 +129,7 @@ func Verify(secrets [][]byte, header http.Header, body []byte, tolerance time.Du
 	if n := now.Unix(); unix < n-tol || unix > n+tol {
 		return ErrTimestamp
 	}
+	body = signedBody(header.Get(HeaderEnvelope), body)
 	want := make([][]byte, len(secrets))
 	for i, s := range secrets {
 		want[i] = mac(s, id, unix, body)
@@ -147,6 +154,17 @@ func Verify(secrets [][]byte, header http.Header, body []byte, tolerance time.Du
 		}
 	}
 	return ErrSignature
+}
+
+// signedBody is what is signed in the place of the body: the body itself,
+// or, for a request carrying HeaderEnvelope, its value, ".", then the body.
+// base64url has no ".", so the two parts cannot be shifted into each other,
+// and a Standard Webhooks library verifies it given these bytes as payload.
+func signedBody(envelope string, body []byte) []byte {
+	if envelope == "" {
+		return body
+	}
+	return append([]byte(envelope+"."), body...)
 }
 
 // ParseSecret turns a configured secret into key bytes. "whsec_<base64>" is

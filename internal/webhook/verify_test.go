@@ -44,6 +44,9 @@ func verifyWebhook(secret string, header http.Header, body []byte, now time.Time
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id + "." + ts + "."))
+	if env := header.Get("webhook-postern-envelope"); env != "" {
+		mac.Write([]byte(env + ".")) // payload: raw: the envelope is signed too
+	}
 	mac.Write(body)
 	want := mac.Sum(nil)
 	for _, sig := range strings.Fields(header.Get("webhook-signature")) {
@@ -65,9 +68,16 @@ type vector struct {
 	Timestamp string `json:"timestamp"`
 	Body      string `json:"body"`
 	Signature string `json:"signature"`
+	Envelope  string `json:"envelope"` // webhook-postern-envelope; "" for none
 }
 
-func (v vector) header() http.Header { return hdr(v.ID, v.Timestamp, v.Signature) }
+func (v vector) header() http.Header {
+	h := hdr(v.ID, v.Timestamp, v.Signature)
+	if v.Envelope != "" {
+		h.Set(HeaderEnvelope, v.Envelope)
+	}
+	return h
+}
 
 // hdr builds request headers as a server sees them (canonical keys),
 // leaving out empty values.
@@ -105,7 +115,7 @@ func docVectors(t *testing.T, doc string) []vector {
 	t.Helper()
 	fields := map[string]string{
 		"secret": "secret", "`webhook-id`": "id", "`webhook-timestamp`": "timestamp",
-		"body": "body", "`webhook-signature`": "signature",
+		"body": "body", "`webhook-signature`": "signature", "`webhook-postern-envelope`": "envelope",
 	}
 	cols := map[string][]string{}
 	for _, line := range strings.Split(doc, "\n") {
@@ -119,6 +129,10 @@ func docVectors(t *testing.T, doc string) []vector {
 		}
 		for _, c := range cells[1:] {
 			c = strings.TrimSpace(c)
+			if name == "envelope" && c == "none" {
+				cols[name] = append(cols[name], "")
+				continue
+			}
 			if len(c) < 2 || c[0] != '`' || c[len(c)-1] != '`' {
 				t.Fatalf("VERIFY.md: %s value %q is not in backquotes", name, c)
 			}
@@ -128,15 +142,15 @@ func docVectors(t *testing.T, doc string) []vector {
 	n := len(cols["secret"])
 	var out []vector
 	for i := range n {
-		for name := range map[string]bool{"id": true, "timestamp": true, "body": true, "signature": true} {
+		for name := range map[string]bool{"id": true, "timestamp": true, "body": true, "signature": true, "envelope": true} {
 			if len(cols[name]) != n {
 				t.Fatalf("VERIFY.md: %d values for %s, %d secrets", len(cols[name]), name, n)
 			}
 		}
-		out = append(out, vector{cols["secret"][i], cols["id"][i], cols["timestamp"][i], cols["body"][i], cols["signature"][i]})
+		out = append(out, vector{cols["secret"][i], cols["id"][i], cols["timestamp"][i], cols["body"][i], cols["signature"][i], cols["envelope"][i]})
 	}
-	if len(out) < 2 {
-		t.Fatalf("VERIFY.md: %d vectors found, want 2", len(out))
+	if len(out) < 3 || out[2].Envelope == "" {
+		t.Fatalf("VERIFY.md: %d vectors found, want 3, the third with an envelope header", len(out))
 	}
 	return out
 }
@@ -170,18 +184,37 @@ func tamperings(v vector, at time.Time) map[string]struct {
 	otherTS.Set(HeaderTimestamp, strconv.FormatInt(at.Unix()+1, 10))
 	otherVersion := v.header()
 	otherVersion.Set(HeaderSignature, "v2,"+strings.TrimPrefix(v.Signature, "v1,"))
-	return map[string]req{
-		"tampered body":      {v.header(), flipped, at},
-		"other id":           {otherID, body, at},
-		"other timestamp":    {otherTS, body, at},
-		"other version":      {otherVersion, body, at},
-		"six minutes late":   {v.header(), body, at.Add(6 * time.Minute)},
-		"six minutes early":  {v.header(), body, at.Add(-6 * time.Minute)},
-		"no signature":       {hdr(v.ID, v.Timestamp, ""), body, at},
-		"no id":              {hdr("", v.Timestamp, v.Signature), body, at},
-		"signature mangled":  {hdr(v.ID, v.Timestamp, v.Signature+"A"), body, at},
-		"timestamp not unix": {hdr(v.ID, "x"+v.Timestamp, v.Signature), body, at},
+	// The envelope header is signed: a changed, removed or added one fails.
+	otherEnvelope := v.header()
+	if v.Envelope == "" {
+		otherEnvelope.Set(HeaderEnvelope, "e30") // {}
+	} else {
+		otherEnvelope.Del(HeaderEnvelope)
 	}
+	out := map[string]req{
+		"tampered body":                    {v.header(), flipped, at},
+		"other id":                         {otherID, body, at},
+		"other timestamp":                  {otherTS, body, at},
+		"other version":                    {otherVersion, body, at},
+		"six minutes late":                 {v.header(), body, at.Add(6 * time.Minute)},
+		"six minutes early":                {v.header(), body, at.Add(-6 * time.Minute)},
+		"no signature":                     {hdr(v.ID, v.Timestamp, ""), body, at},
+		"no id":                            {hdr("", v.Timestamp, v.Signature), body, at},
+		"signature mangled":                {hdr(v.ID, v.Timestamp, v.Signature+"A"), body, at},
+		"timestamp not unix":               {hdr(v.ID, "x"+v.Timestamp, v.Signature), body, at},
+		"envelope header added or removed": {otherEnvelope, body, at},
+	}
+	if v.Envelope != "" {
+		// Another recipient, as an attacker would write it: valid base64url JSON.
+		raw, err := base64.RawURLEncoding.DecodeString(v.Envelope)
+		if err != nil {
+			panic(err)
+		}
+		changed := v.header()
+		changed.Set(HeaderEnvelope, base64.RawURLEncoding.EncodeToString(bytes.Replace(raw, []byte("inbox@"), []byte("admin@"), 1)))
+		out["tampered envelope"] = req{changed, body, at}
+	}
+	return out
 }
 
 func TestVerifyDocVectors(t *testing.T) {
@@ -192,7 +225,7 @@ func TestVerifyDocVectors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := Sign(key, v.ID, at, []byte(v.Body)); got != v.Signature {
+		if got := Sign(key, v.ID, at, signedBody(v.Envelope, []byte(v.Body))); got != v.Signature {
 			t.Errorf("Sign(%s) = %s, want %s (VERIFY.md)", v.ID, got, v.Signature)
 		}
 		if err := Verify([][]byte{key}, v.header(), []byte(v.Body), 0, at.Add(4*time.Minute)); err != nil {
@@ -203,7 +236,7 @@ func TestVerifyDocVectors(t *testing.T) {
 		}
 		// During a rotation the header has two signatures; either key passes.
 		rotated := v.header()
-		rotated.Set(HeaderSignature, Sign([]byte("the other key"), v.ID, at, []byte(v.Body))+" "+v.Signature)
+		rotated.Set(HeaderSignature, Sign([]byte("the other key"), v.ID, at, signedBody(v.Envelope, []byte(v.Body)))+" "+v.Signature)
 		if err := verifyWebhook(v.Secret, rotated, []byte(v.Body), at); err != nil {
 			t.Errorf("verifyWebhook(%s) with two signatures: %v", v.ID, err)
 		}
