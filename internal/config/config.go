@@ -263,6 +263,14 @@ type Relay struct {
 	Password          string `yaml:"password"`       // literal, env:NAME, file:PATH or secretsmanager:ID
 	AuthMechanism     string `yaml:"auth_mechanism"` // plain | login | xoauth2 (with oauth); default PLAIN when offered, else LOGIN
 	AllowInsecureAuth bool   `yaml:"allow_insecure_auth"`
+	// CAFile (smtp) is a PEM file of the CA certificates the smarthost's
+	// certificate must chain to, for a smarthost with a private CA. They
+	// replace the system roots for this relay only, as Postfix's
+	// smtp_tls_CAfile does (tls_append_default_CA defaults to no); the
+	// certificate must still name the host of Addr. A relative path is
+	// from the working directory, as tls.cert_file's is. Empty: the
+	// system roots.
+	CAFile string `yaml:"ca_file"`
 	// OAuth is where access tokens come from: for graph and gmail always,
 	// for smtp with auth_mechanism xoauth2 (Username is then the mailbox
 	// the relay signs in as).

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -271,6 +274,13 @@ func validateRelay(key string, r *Relay, onAWS bool, bad func(key, format string
 			checkSecret(key+".password", r.Password, onAWS, bad)
 		}
 		validateXOAUTH2(key, r, onAWS, bad)
+		if r.CAFile != "" {
+			if r.TLS == "none" {
+				bad(key+".ca_file", "applies with tls: starttls or implicit only; remove it, or set tls")
+			} else if _, err := CAPool(r.CAFile); err != nil {
+				bad(key+".ca_file", "%v", err)
+			}
+		}
 	case "graph", "gmail":
 		for _, f := range []struct {
 			name string
@@ -312,6 +322,12 @@ func validateRelay(key string, r *Relay, onAWS bool, bad func(key, format string
 	}
 	if r.Type != "graph" && r.SaveToSentItems {
 		bad(key+".save_to_sent_items", "applies to type: graph only; remove it")
+	}
+	if r.Type != "smtp" && r.CAFile != "" {
+		// graph and gmail reach Microsoft's and Google's public endpoints
+		// (base_url is for national clouds and tests), which the system
+		// roots trust.
+		bad(key+".ca_file", "applies to type: smtp only; remove it")
 	}
 	if r.Type != "graph" && r.Type != "gmail" && r.BaseURL != "" {
 		bad(key+".base_url", "applies to type: graph and gmail only; remove it")
@@ -620,4 +636,55 @@ func (c *Config) Path(p string) string {
 		return p
 	}
 	return filepath.Join(c.DataDir, p)
+}
+
+// SmarthostTLS is the TLS configuration for an smtp relay's smarthost:
+// nil (the system roots) without ca_file; with it, ca_file's certificates
+// in place of the system roots, as Postfix's smtp_tls_CAfile is used by
+// default (tls_append_default_CA = no): a smarthost with a private CA
+// needs only that CA, and no public CA is then trusted to vouch for it.
+// The smarthost's name is checked as without it (smtprelay takes it from
+// addr). The error is CAPool's; callers name the key.
+func (r *Relay) SmarthostTLS() (*tls.Config, error) {
+	if r.CAFile == "" {
+		return nil, nil
+	}
+	pool, err := CAPool(r.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// CAPool reads a relay's ca_file: the CA certificates in it, of which
+// there must be at least one. Its errors say what is wrong and how to fix
+// it, for Validate (so start and check-config refuse a bad file) and for
+// the relay that uses the pool.
+func CAPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w; name a PEM file of the smarthost's CA certificates", err)
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := b; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w; export the CA certificate again as PEM", path, n+1, err)
+		}
+		pool.AddCert(cert)
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----); name the file of the smarthost's CA certificate, e.g. one exported with `openssl x509 -outform PEM`", path)
+	}
+	return pool, nil
 }
