@@ -75,6 +75,7 @@ routes:
     relay:
       type: smtp
       addr: "` + m.addr + `"
+      ca_file: "` + m.caFile + `"
       auth_mechanism: xoauth2
       username: printer@example.org
       oauth: {provider: google, service_account_key: "file:` + googleKey(t, g, acct) + `"}

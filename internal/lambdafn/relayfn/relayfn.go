@@ -7,7 +7,6 @@ package relayfn
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -249,8 +248,13 @@ func newTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		}
 		return t, nil
 	case "smtp":
+		// ca_file's CAs in place of the system roots, when it is set.
+		tc, err := r.SmarthostTLS()
+		if err != nil {
+			return nil, fmt.Errorf("config: %s.ca_file: %w", key, err)
+		}
 		sc := smtprelay.Config{
-			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), TLSConfig: smarthostTLS, Username: r.Username,
+			Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), TLSConfig: tc, Username: r.Username,
 			AuthMechanism: r.AuthMechanism, AllowInsecureAuth: r.AllowInsecureAuth, LocalName: cfg.Hostname,
 			Log: slog.Default(), // NewTransport takes no logger: the process default
 		}
@@ -308,9 +312,6 @@ func newTransport(ctx context.Context, cfg *config.Config, key string, r *config
 // dsn.relay) signing in with the same app, tenant and scope shares one
 // token and one renewal.
 var tokens = oauthtok.NewCache()
-
-// smarthostTLS replaces the system roots for the smarthost, in tests only.
-var smarthostTLS *tls.Config
 
 // setTokenSource gives sc its XOAUTH2 tokens from r.OAuth through tokens.
 // A token failure is the transport's to report, as apiConfig's.

@@ -39,7 +39,7 @@ const tokenFailMaxAge = 2 * time.Hour
 func newTokenFail(t *testing.T, ent *entratest.Server, clientID, secret string) *tokenFail {
 	t.Helper()
 	m := newM365(t, ent, "scanner@example.com")
-	return newTokenFailWith(t, m, xoauthConfig(t, ent, m.addr, "contoso.example", clientID, secret))
+	return newTokenFailWith(t, m, xoauthConfig(t, ent, m, "contoso.example", clientID, secret))
 }
 
 // newTokenFailWith is the relay stage for cfg's first route, named m365,
@@ -230,6 +230,7 @@ routes:
     relay:
       type: smtp
       addr: "` + m.addr + `"
+      ca_file: "` + m.caFile + `"
       auth_mechanism: xoauth2
       username: undelegated@example.org
       oauth: {provider: google, service_account_key: "file:` + googleKey(t, g, acct) + `"}

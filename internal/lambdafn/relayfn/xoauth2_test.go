@@ -3,6 +3,7 @@ package relayfn
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -29,8 +30,9 @@ import (
 // token the Entra stand-in issued for the outlook scope and still deems
 // valid; any other draws the 334 error challenge and then 535 5.7.3.
 type m365 struct {
-	addr string
-	user string
+	addr   string
+	caFile string // a PEM file of the CA of its certificate, for the relay's ca_file
+	user   string
 	// accepts decides a presented token: by default, one the Entra
 	// stand-in issued for the outlook scope and still deems valid.
 	accepts func(token string) bool
@@ -42,8 +44,8 @@ type m365 struct {
 
 func newM365(t *testing.T, ent *entratest.Server, user string) *m365 {
 	t.Helper()
-	serverTLS, clientTLS := relaytest.TLSConfigs(t)
-	m := &m365{user: user, accepts: func(tok string) bool {
+	serverTLS, _ := relaytest.TLSConfigs(t)
+	m := &m365{user: user, caFile: filepath.Join(t.TempDir(), "ca.pem"), accepts: func(tok string) bool {
 		is, valid := ent.Lookup(tok)
 		return valid && is.Scope == oauthtok.ScopeOutlook
 	}}
@@ -60,14 +62,16 @@ func newM365(t *testing.T, ent *entratest.Server, user string) *m365 {
 		t.Fatal(err)
 	}
 	m.addr = ln.Addr().String()
+	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverTLS.Certificates[0].Certificate[0]})
+	if err := os.WriteFile(m.caFile, ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		srv.Serve(ln)
 	}()
-	smarthostTLS = clientTLS
 	t.Cleanup(func() {
-		smarthostTLS = nil
 		srv.Close()
 		<-done
 	})
@@ -153,9 +157,9 @@ func (s *m365Session) Data(r io.Reader) error {
 func (s *m365Session) Reset()        {}
 func (s *m365Session) Logout() error { return nil }
 
-// xoauthConfig is a configuration relaying route m365 through addr with
+// xoauthConfig is a configuration relaying route m365 through m with
 // XOAUTH2 as the app clientID of tenant, its secret in a file.
-func xoauthConfig(t *testing.T, ent *entratest.Server, addr, tenant, clientID, secret string) *config.Config {
+func xoauthConfig(t *testing.T, ent *entratest.Server, m *m365, tenant, clientID, secret string) *config.Config {
 	t.Helper()
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
@@ -169,8 +173,9 @@ routes:
     match: {recipients: ["*"]}
     relay:
       type: smtp
-      addr: "` + addr + `"
+      addr: "` + m.addr + `"
       tls: starttls
+      ca_file: "` + m.caFile + `"
       auth_mechanism: xoauth2
       username: scanner@example.com
       oauth:
@@ -218,7 +223,7 @@ func TestXOAUTH2EndToEnd(t *testing.T) {
 	tenant := fmt.Sprintf("e2e%d.example", runs.Add(1))
 	ent.AddApp(tenant, "app-e2e", "right-secret")
 	m := newM365(t, ent, "scanner@example.com")
-	cfg := xoauthConfig(t, ent, m.addr, tenant, "app-e2e", "right-secret")
+	cfg := xoauthConfig(t, ent, m, tenant, "app-e2e", "right-secret")
 	routes, err := Routes(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -276,7 +281,7 @@ func TestXOAUTH2OneCachePerProcess(t *testing.T) {
 	ent.AddApp("contoso.example", "app-shared", "s")
 	ent.AddApp("contoso.example", "app-other", "s")
 	m := newM365(t, ent, "scanner@example.com")
-	cfg := xoauthConfig(t, ent, m.addr, "contoso.example", "app-shared", "s")
+	cfg := xoauthConfig(t, ent, m, "contoso.example", "app-shared", "s")
 	r := *cfg.Routes[0].Relay
 	a, err := NewTransport(context.Background(), cfg, "routes m365 relay", &r, nil)
 	if err != nil {

@@ -42,8 +42,15 @@ func mailbox(ctx context.Context, t Target, f oauthtok.Fetcher, tok string, o Op
 // STARTTLS (or implicit TLS), AUTH XOAUTH2, QUIT, never MAIL.
 func smtpMailbox(ctx context.Context, t Target, f oauthtok.Fetcher, tok string, o Options) Check {
 	r := t.Relay
+	tc := o.SMTPTLS
+	if r.CAFile != "" {
+		var err error
+		if tc, err = r.SmarthostTLS(); err != nil {
+			return Check{Name: CheckMailbox, Status: Failed, Text: "config: " + t.Key + ".ca_file: " + err.Error()}
+		}
+	}
 	tr, err := smtprelay.New(smtprelay.Config{
-		Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), TLSConfig: o.SMTPTLS,
+		Addr: r.Addr, TLS: smtprelay.TLSMode(r.TLS), TLSConfig: tc,
 		Username: r.Username, AuthMechanism: smtprelay.AuthXOAUTH2, AllowInsecureAuth: r.AllowInsecureAuth,
 		TokenSource: func(context.Context) (string, error) { return tok, nil },
 		LocalName:   o.LocalName,

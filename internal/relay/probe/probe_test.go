@@ -8,6 +8,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -357,6 +359,19 @@ func TestGmailSMTP(t *testing.T) {
 		"  token: ok: google, acting as "+mbox+", scope https://mail.google.com/, valid 3599 s",
 		"  permission: ok: domain-wide delegation covers https://mail.google.com/ (Google issued the token)",
 		"  mailbox: ok: "+h.addr+" accepted AUTH XOAUTH2 as "+mbox+" (no MAIL sent)")
+
+	// The relay's ca_file, not a process-wide setting, trusts the
+	// smarthost's private CA: the probe checks what the relay would use.
+	r.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(r.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverTLS.Certificates[0].Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lines, failed = probe(t, r, nil)
+	assertLines(t, lines, failed, false, heading,
+		"  token: ok: google, acting as "+mbox+", scope https://mail.google.com/, valid 3599 s",
+		"  permission: ok: domain-wide delegation covers https://mail.google.com/ (Google issued the token)",
+		"  mailbox: ok: "+h.addr+" accepted AUTH XOAUTH2 as "+mbox+" (no MAIL sent)")
+	r.CAFile = ""
 
 	// The API's scope is delegated too, but smtp.gmail.com wants mail.google.com.
 	r.OAuth.Scope = oauthtok.ScopeGmailSend
