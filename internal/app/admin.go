@@ -234,6 +234,10 @@ func (a *App) adminHandler() http.Handler {
 		}
 		writeJSON(w, map[string]int{"moved": n})
 	})
+	a.mountLinks(mux)
+	a.mountContracts(mux)
+	a.mountMessages(mux)
+	a.mountConsole(mux)
 	// Profiles show memory contents and cost CPU: only on request, and
 	// behind the gate like every operator endpoint.
 	if a.cfg.Admin.PProf {
