@@ -475,6 +475,13 @@ type Delivery struct {
 	// StallAlarm is how long the one-machine gateway's spool mover may fail,
 	// or leave acknowledged messages unmoved, before /readyz reports it.
 	StallAlarm Duration `yaml:"stall_alarm"`
+	// PublicURL is the base URL applications reach the admin listener at,
+	// where the one-machine gateway serves the signed links of webhook
+	// payloads; "" means http://<the admin listener's address> (the
+	// hostname in place of a wildcard host).
+	PublicURL string `yaml:"public_url"`
+	// URLTTL is how long such a link works after the attempt that made it.
+	URLTTL Duration `yaml:"url_ttl"`
 }
 
 // Log configures structured logging.
@@ -541,12 +548,16 @@ func Default() *Config {
 			Directory: &Directory{Path: "outbox"},
 		}},
 		DSN:      DSN{MaxReturnBytes: 10 << 20, Relay: Relay{Type: "file", Path: "dsn-outbox"}},
-		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second), StallAlarm: Duration(time.Minute)},
+		Delivery: Delivery{Workers: 4, InlineAttachmentBytes: 256 << 10, BurstLag: Duration(5 * time.Second), StallAlarm: Duration(time.Minute), URLTTL: Duration(DefaultURLTTL)},
 		Log:      Log{Level: "info", Format: "json"},
 
 		Retention: Duration(DefaultRetention),
 	}
 }
+
+// DefaultURLTTL is how long a link in a local webhook payload works: 7
+// days, as long as S3 lets a pre-signed URL live on AWS.
+const DefaultURLTTL = 7 * 24 * time.Hour
 
 // DefaultRetention is how long local mode keeps messages unless told
 // otherwise: 30 days.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -228,6 +229,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Delivery.Workers < 1 || c.Delivery.Workers > 256 {
 		bad("delivery.workers", "%d must be between 1 and 256 (the default is 4)", c.Delivery.Workers)
+	}
+	validatePublicURL(c, onAWS, bad)
+	if c.Delivery.URLTTL.D() < time.Minute || c.Delivery.URLTTL.D() > 365*24*time.Hour {
+		bad("delivery.url_ttl", "%s must be between 1m and 8760h (a year); the default is 168h (7 days)", c.Delivery.URLTTL.D())
 	}
 	if c.Delivery.InlineAttachmentBytes < 0 {
 		bad("delivery.inline_attachment_bytes", "must not be negative")
@@ -687,4 +692,31 @@ func CAPool(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----); name the file of the smarthost's CA certificate, e.g. one exported with `openssl x509 -outform PEM`", path)
 	}
 	return pool, nil
+}
+
+// validatePublicURL checks delivery.public_url: the http(s) base of the
+// signed links the admin listener serves on one machine.
+func validatePublicURL(c *Config, onAWS bool, bad func(key, format string, args ...any)) {
+	s := c.Delivery.PublicURL
+	if s == "" {
+		return
+	}
+	const key = "delivery.public_url"
+	switch u, err := url.Parse(s); {
+	case onAWS:
+		bad(key, "is for backend.type local only: on aws the payload's links are pre-signed S3 URLs; remove it")
+	case c.Admin.Addr == "":
+		bad(key, "the links it names are served by the admin listener, which admin.addr \"\" turns off; set admin.addr or remove %s", key)
+	case err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "":
+		bad(key, "%q is not an http or https URL; write the base applications reach the admin listener at, e.g. \"https://postern.example.com\" or \"http://10.0.0.5:8025\"", s)
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
+		bad(key, "must be a base URL without user, query or fragment, e.g. \"https://postern.example.com\"")
+	case u.Port() != "" && !validPort(u.Port()):
+		bad(key, "port %q is not a port number", u.Port())
+	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n > 0 && n < 65536
 }
