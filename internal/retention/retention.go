@@ -63,6 +63,9 @@ type Config struct {
 	InUse func(ctx context.Context) (func(postern.MsgID) bool, error)
 	// Purged counts what a run removed, by kind; nil counts nothing.
 	Purged func(kind string, n int)
+	// Forget, when set, is told each message whose objects a run removed,
+	// so what keeps its own view of messages (the search index) drops it.
+	Forget func(id postern.MsgID)
 	Now    func() time.Time // nil: time.Now
 	Log    *slog.Logger
 }
@@ -247,6 +250,9 @@ func (p *Purger) purgeStore(ctx context.Context, now time.Time, inUse func(poste
 				continue
 			}
 			rep.Purged[KindMessage]++
+			if p.cfg.Forget != nil {
+				p.cfg.Forget(id)
+			}
 		}
 	}
 	return errors.Join(errs...)

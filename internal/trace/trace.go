@@ -35,6 +35,10 @@ type Event struct {
 	Status    int       `json:"status,omitempty"` // e.g. the webhook's HTTP status, when the stage noted one
 	LatencyMS int64     `json:"latency_ms"`
 	Detail    string    `json:"detail,omitempty"`
+	// DeadLettered marks the failed event of a job whose handler returned a
+	// permanent error: the worker moves the job to the dead-letter queue
+	// (a redrive runs it again), unlike a message refused for good.
+	DeadLettered bool `json:"dead_lettered,omitempty"`
 }
 
 // key is the object one stage (and route) appends to. Each object has one
@@ -258,7 +262,22 @@ func decodeObject(ctx context.Context, store blob.Store, key string, v any) erro
 // and never fails the job. It costs a GET and a PUT per job: the local
 // mode's tracer; on AWS use Log.
 func Wrap(stage string, h postern.Handler, store blob.Store, log *slog.Logger) postern.Handler {
+	return WrapTee(stage, h, store, log, nil)
+}
+
+// Tee is told the events Wrap recorded for a job, after they were appended
+// (or failed to be). It runs on the job's goroutine, on the hot path of
+// every stage: it must return at once (hand the events on, never wait) and
+// must not keep or change evs' elements beyond copying them.
+type Tee func(id postern.MsgID, evs []Event)
+
+// WrapTee is Wrap that also hands each job's events to tee (nil: none),
+// for a reader that keeps its own view of messages (a search index).
+func WrapTee(stage string, h postern.Handler, store blob.Store, log *slog.Logger, tee Tee) postern.Handler {
 	return observe(stage, h, func(ctx context.Context, id postern.MsgID, evs []Event) {
+		if tee != nil {
+			defer tee(id, evs)
+		}
 		// Stages are idempotent, so a Put here after the stage's own work is
 		// safe to repeat; a detached context lets it land even when the
 		// job's own deadline has just passed.
@@ -351,7 +370,7 @@ func observe(stage string, h postern.Handler, record func(ctx context.Context, i
 		case err != nil && postern.IsPermanent(err):
 			// A job that can never run: whatever was noted before, it is
 			// dead-lettered.
-			ev.Event, ev.Detail = EventFailed, err.Error()
+			ev.Event, ev.Detail, ev.DeadLettered = EventFailed, err.Error(), true
 		case err != nil && (noted == nil || noted.Event != EventRetry):
 			ev.Event, ev.Detail = EventRetry, err.Error()
 			if noted != nil {
