@@ -1,0 +1,356 @@
+package app_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/postern/postern/internal/apispec"
+)
+
+// route is one pattern the admin mux registers, read from the source.
+type route struct {
+	method string // "" for a pattern without one (every method)
+	path   string // as OpenAPI writes it: {name} for every wildcard
+	where  string // file:line of the registration
+}
+
+var wildcard = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
+
+// adminRoutes reads every mux.Handle and mux.HandleFunc call in this
+// package's non-test files: the admin listener's mux is the only one the
+// package has, and every area mounts its routes on it (admin.go and the
+// admin_*.go mount files). A pattern it cannot read (not a constant string)
+// is an error, so a route cannot slip past the comparison with the spec.
+func adminRoutes(t *testing.T) []route {
+	t.Helper()
+	fset := token.NewFileSet()
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []*ast.File
+	consts := map[string]ast.Expr{}
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+		for _, d := range f.Decls {
+			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
+				for _, s := range g.Specs {
+					vs := s.(*ast.ValueSpec)
+					for i, n := range vs.Names {
+						if i < len(vs.Values) {
+							consts[n.Name] = vs.Values[i]
+						}
+					}
+				}
+			}
+		}
+	}
+	var eval func(e ast.Expr) (string, bool)
+	eval = func(e ast.Expr) (string, bool) {
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			if e.Kind == token.STRING {
+				s, err := strconv.Unquote(e.Value)
+				return s, err == nil
+			}
+		case *ast.BinaryExpr:
+			if e.Op == token.ADD {
+				x, ok1 := eval(e.X)
+				y, ok2 := eval(e.Y)
+				return x + y, ok1 && ok2
+			}
+		case *ast.ParenExpr:
+			return eval(e.X)
+		case *ast.Ident:
+			if v, ok := consts[e.Name]; ok {
+				return eval(v)
+			}
+		}
+		return "", false
+	}
+	var out []route
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok || len(call.Args) != 2 {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
+				return true
+			}
+			pos := fset.Position(call.Pos())
+			where := fmt.Sprintf("internal/app/%s:%d", pos.Filename, pos.Line)
+			pattern, ok := eval(call.Args[0])
+			if !ok {
+				if x, isIdent := sel.X.(*ast.Ident); isIdent && strings.Contains(strings.ToLower(x.Name), "mux") {
+					t.Errorf("%s: the route pattern is not a constant string, so this test cannot compare it with %s; write the pattern as a string constant", where, apispec.OpenAPIFile)
+				}
+				return true
+			}
+			method, rest, hasMethod := strings.Cut(pattern, " ")
+			if !hasMethod {
+				method, rest = "", pattern
+			}
+			rest = strings.TrimLeft(rest, " \t")
+			i := strings.Index(rest, "/")
+			if i < 0 {
+				t.Errorf("%s: pattern %q has no path", where, pattern)
+				return true
+			}
+			p := strings.ReplaceAll(rest[i:], "{$}", "")
+			p = wildcard.ReplaceAllString(p, "{$1}")
+			out = append(out, route{method: method, path: p, where: where})
+			return true
+		})
+	}
+	return out
+}
+
+// Every route the admin mux registers is in the OpenAPI document, and
+// every operation the document describes is registered: a handler added
+// without its contract (or a contract left behind by a removed handler)
+// fails here, naming the method, path, file and line.
+func TestAdminRoutesInSpec(t *testing.T) {
+	t.Parallel()
+	routes := adminRoutes(t)
+	if len(routes) < 8 {
+		t.Fatalf("found %d routes in the source, fewer than admin.go alone registers: the reader is broken", len(routes))
+	}
+	ops, err := apispec.Operations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSpec := map[string]bool{}
+	specPaths := map[string]bool{}
+	for _, op := range ops {
+		inSpec[op] = true
+		_, p, _ := strings.Cut(op, " ")
+		specPaths[p] = true
+	}
+	registered := map[string]bool{}
+	for _, r := range routes {
+		if r.method == "" {
+			registered["* "+r.path] = true
+			if !specPaths[r.path] {
+				t.Errorf("%s (every method) is registered at %s but %s does not describe the path: add it there", r.path, r.where, apispec.OpenAPIFile)
+			}
+			continue
+		}
+		registered[r.method+" "+r.path] = true
+		if !inSpec[r.method+" "+r.path] {
+			t.Errorf("%s %s is registered at %s but %s does not describe it: add the path and method there, with its parameters, request body, responses and the gate's 401, 403 and 421 (415 for anything but GET)", r.method, r.path, r.where, apispec.OpenAPIFile)
+		}
+	}
+	for _, op := range ops {
+		_, p, _ := strings.Cut(op, " ")
+		if !registered[op] && !registered["* "+p] {
+			t.Errorf("%s describes %s, which no mux.Handle or mux.HandleFunc in internal/app registers: remove it from the document or register it", apispec.OpenAPIFile, op)
+		}
+	}
+}
+
+// adminCall is one request to the admin listener whose answer is checked
+// against the OpenAPI document's operation specPath.
+type adminCall struct {
+	method, specPath, path string
+	header                 map[string]string // added; Authorization is the admin token unless set here
+	body                   string
+}
+
+func (c adminCall) do(t *testing.T, addr string) (int, http.Header, []byte) {
+	t.Helper()
+	var body io.Reader
+	if c.body != "" {
+		body = strings.NewReader(c.body)
+	}
+	req, err := http.NewRequest(c.method, "http://"+addr+c.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	for k, v := range c.header {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apispec.ValidateResponse(c.method, c.specPath, resp.StatusCode, resp.Header, b); err != nil {
+		t.Errorf("%s %s: %v\nbody: %.300s", c.method, c.path, err, b)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// Every GET under /v1 the document describes, called on a running gateway
+// with a message in it, answers as the document says: the status is one it
+// lists, the Content-Type one it declares, a JSON body matches the schema.
+// So do the error answers of each operation and of the gate, and the
+// health, metrics and POST operations.
+func TestAdminResponsesMatchSpec(t *testing.T) {
+	t.Parallel()
+	h, hs := newHook(t)
+	cfg := testConfig(t, hs.URL)
+	cfg.Admin.PProf = true
+	a := boot(t, cfg)
+	addr := a.AdminAddr().String()
+	reply, err := send(t, a.SMTPAddrs()[0].String(), "scanner@lan.test", []string{"inbox@app.test"}, []byte("From: scanner@lan.test\r\nSubject: contract\r\n\r\nhello\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(reply, "OK ")
+	h.wait(t, 1, 20*time.Second)
+
+	// Values for the path parameters of the document's GET operations; a
+	// new parameter needs one here.
+	samples := map[string]string{"id": id, "name": apispec.SchemaNames()[0], "queue": "webhook"}
+	ops, err := apispec.Operations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		method, p, _ := strings.Cut(op, " ")
+		if method != "GET" || !strings.HasPrefix(p, "/v1/") {
+			continue
+		}
+		path := wildcard.ReplaceAllStringFunc(p, func(w string) string {
+			name := strings.Trim(w, "{}")
+			v, ok := samples[name]
+			if !ok {
+				t.Errorf("%s: no sample value for {%s}: add one to samples in contracts_test.go", op, name)
+			}
+			return v
+		})
+		status, _, _ := adminCall{method: "GET", specPath: p, path: path}.do(t, addr)
+		if status != http.StatusOK {
+			t.Errorf("%s %s: %d, want 200", method, path, status)
+		}
+	}
+
+	unknownID := "01ARZ3NDEKTSV4RRFFQ69G5FAV"
+	_, port, _ := strings.Cut(addr, ":")
+	for _, c := range []struct {
+		adminCall
+		want int
+	}{
+		{adminCall{method: "GET", specPath: "/healthz", path: "/healthz", header: map[string]string{"Authorization": ""}}, 200},
+		{adminCall{method: "GET", specPath: "/metrics", path: "/metrics"}, 200},
+		{adminCall{method: "GET", specPath: "/v1/trace/{id}", path: "/v1/trace/not-an-id"}, 400},
+		{adminCall{method: "GET", specPath: "/v1/trace/{id}", path: "/v1/trace/" + unknownID}, 404},
+		{adminCall{method: "GET", specPath: "/v1/schemas/{name}", path: "/v1/schemas/email.received.v0.json"}, 404},
+		{adminCall{method: "GET", specPath: "/v1/devices", path: "/v1/devices", header: map[string]string{"Authorization": ""}}, 401},
+		{adminCall{method: "GET", specPath: "/v1/devices", path: "/v1/devices", header: map[string]string{"Authorization": "Bearer wrong"}}, 401},
+		{adminCall{method: "GET", specPath: "/v1/openapi.json", path: "/v1/openapi.json", header: map[string]string{"Host": "rebind.example:" + port}}, 421},
+		{adminCall{method: "GET", specPath: "/v1/schemas/{name}", path: "/v1/schemas/email.failed.v1.json", header: map[string]string{"Origin": "https://evil.example"}}, 403},
+		{adminCall{method: "GET", specPath: "/metrics", path: "/metrics", header: map[string]string{"Sec-Fetch-Site": "cross-site"}}, 403},
+		{adminCall{method: "POST", specPath: "/v1/replay/{id}", path: "/v1/replay/" + id, header: map[string]string{"Content-Type": "application/json"}, body: `{"route": "app"}`}, 200},
+		{adminCall{method: "POST", specPath: "/v1/replay/{id}", path: "/v1/replay/" + id, header: map[string]string{"Content-Type": "application/json"}, body: `{"route": "nope"}`}, 400},
+		{adminCall{method: "POST", specPath: "/v1/replay/{id}", path: "/v1/replay/" + id, header: map[string]string{"Content-Type": "application/json"}, body: `{"route": "files"}`}, 409},
+		{adminCall{method: "POST", specPath: "/v1/replay/{id}", path: "/v1/replay/" + unknownID, header: map[string]string{"Content-Type": "application/json"}, body: `{}`}, 404},
+		{adminCall{method: "POST", specPath: "/v1/replay/{id}", path: "/v1/replay/" + id, body: `{}`}, 415},
+		{adminCall{method: "POST", specPath: "/v1/redrive/{queue}", path: "/v1/redrive/webhook", header: map[string]string{"Content-Type": "application/json"}, body: `{}`}, 200},
+		{adminCall{method: "POST", specPath: "/v1/redrive/{queue}", path: "/v1/redrive/webhook", header: map[string]string{"Content-Type": "application/json"}, body: `{"all": true}`}, 400},
+		{adminCall{method: "POST", specPath: "/v1/redrive/{queue}", path: "/v1/redrive/nope", header: map[string]string{"Content-Type": "application/json"}, body: `{}`}, 422},
+		{adminCall{method: "GET", specPath: "/debug/pprof/", path: "/debug/pprof/"}, 200},
+		{adminCall{method: "GET", specPath: "/debug/pprof/cmdline", path: "/debug/pprof/cmdline"}, 200},
+		{adminCall{method: "GET", specPath: "/debug/pprof/symbol", path: "/debug/pprof/symbol"}, 200},
+	} {
+		if status, _, body := c.do(t, addr); status != c.want {
+			t.Errorf("%s %s: %d, want %d: %.200s", c.method, c.path, status, c.want, body)
+		}
+	}
+	// /readyz answers 200 or 503 depending on the moment; either must be
+	// as the document says.
+	adminCall{method: "GET", specPath: "/readyz", path: "/readyz"}.do(t, addr)
+
+	// The served contracts are the embedded files, byte for byte.
+	if _, _, b := (adminCall{method: "GET", specPath: "/v1/openapi.json", path: "/v1/openapi.json"}).do(t, addr); !bytes.Equal(b, apispec.OpenAPI()) {
+		t.Error("/v1/openapi.json is not the embedded document")
+	}
+	for _, name := range apispec.SchemaNames() {
+		want, _ := apispec.Schema(name)
+		if _, hdr, b := (adminCall{method: "GET", specPath: "/v1/schemas/{name}", path: "/v1/schemas/" + name}).do(t, addr); !bytes.Equal(b, want) {
+			t.Errorf("/v1/schemas/%s is not the embedded schema", name)
+		} else if ct := hdr.Get("Content-Type"); ct != apispec.SchemaContentType {
+			t.Errorf("/v1/schemas/%s: Content-Type %q", name, ct)
+		}
+	}
+}
+
+// ValidateResponse itself refuses what the document does not describe,
+// so the test above cannot pass by accident.
+func TestValidateResponseRefuses(t *testing.T) {
+	t.Parallel()
+	jsonHdr := http.Header{"Content-Type": {"application/json"}}
+	device := map[string]any{"identity": "a", "last_seen": "2026-12-05T09:00:00Z", "last_client_ip": "192.0.2.1", "messages_today": 1, "messages": 2, "auth_failures": 0, "rate_limited": 0, "tls_version": "", "auth_mech": ""}
+	ok, _ := json.Marshal([]any{device})
+	if err := apispec.ValidateResponse("GET", "/v1/devices", 200, jsonHdr, ok); err != nil {
+		t.Fatalf("a valid answer: %v", err)
+	}
+	device["port"] = 25
+	extra, _ := json.Marshal([]any{device})
+	for _, c := range []struct {
+		name, method, path string
+		status             int
+		hdr                http.Header
+		body               []byte
+	}{
+		{"an extra key", "GET", "/v1/devices", 200, jsonHdr, extra},
+		{"an object for an array", "GET", "/v1/devices", 200, jsonHdr, []byte(`{}`)},
+		{"text for JSON", "GET", "/v1/devices", 200, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, ok},
+		{"an unlisted status", "GET", "/v1/devices", 409, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte("x")},
+		{"a 401 without WWW-Authenticate", "GET", "/v1/devices", 401, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte("unauthorized: x")},
+		{"JSON for a text error", "GET", "/v1/trace/{id}", 404, jsonHdr, []byte(`{"error": "x"}`)},
+		{"an undescribed operation", "DELETE", "/v1/devices", 200, jsonHdr, ok},
+		{"an undescribed path", "GET", "/v1/nothing", 200, jsonHdr, ok},
+	} {
+		if err := apispec.ValidateResponse(c.method, c.path, c.status, c.hdr, c.body); err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+}
+
+// The directory route's payload files are payloads too.
+func checkPayloadFile(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apispec.ValidatePayload(b); err != nil {
+		t.Errorf("%s: %v", filepath.Base(path), err)
+	}
+}
