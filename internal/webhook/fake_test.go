@@ -3,16 +3,20 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/apispec"
 	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/postern"
 )
@@ -67,14 +71,19 @@ type captured struct {
 type recorder struct {
 	mu       sync.Mutex
 	reqs     []captured
+	invalid  []error // requests that do not match the OpenAPI webhooks and payload schemas
 	statuses []int
 	header   http.Header // added to every response
 }
 
 func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	err := apispec.ValidateWebhook(r.Header, body)
 	rec.mu.Lock()
 	rec.reqs = append(rec.reqs, captured{header: r.Header.Clone(), body: body})
+	if err != nil {
+		rec.invalid = append(rec.invalid, fmt.Errorf("request %d: %w", len(rec.reqs), err))
+	}
 	status := http.StatusOK
 	if n := len(rec.reqs); len(rec.statuses) > 0 {
 		status = rec.statuses[min(n, len(rec.statuses))-1]
@@ -93,13 +102,41 @@ func (rec *recorder) requests() []captured {
 	return append([]captured(nil), rec.reqs...)
 }
 
-// serve starts rec on loopback for the length of the test.
+// serve starts rec on loopback for the length of the test. Every request
+// it got must match the contracts (internal/apispec): checked once the
+// server has closed, so none is missed.
 func serve(t *testing.T, rec *recorder) *httptest.Server {
 	t.Helper()
+	t.Cleanup(func() {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, err := range rec.invalid {
+			t.Errorf("the webhook receiver got a request that breaks the contract: %v", err)
+		}
+	})
 	srv := httptest.NewServer(rec)
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// checkPayloadFile checks a directory target's .json file against the
+// payload schemas.
+func checkPayloadFile(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apispec.ValidatePayload(b); err != nil {
+		t.Errorf("%s: %v", path, err)
+	}
+}
+
+// SHA-256 (hex) of the fixture's attachments: "abc", and a stand-in for the stored PDF.
+const (
+	sumABC  = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	sumScan = "900db3ec3bae665c4655646b584de4b76db637cb94a959a2ebb7a5fa5534aae6"
+)
 
 var (
 	testNow     = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
@@ -120,6 +157,7 @@ func newFixture(t testing.TB) *fixture {
 	id := postern.NewMsgID()
 	date := time.Date(2025, 3, 4, 9, 58, 0, 0, time.FixedZone("", 3600))
 	raw := []byte("From: Scanner <scan@dev.example>\r\nTo: inbox@app.example\r\nSubject: Scan 42\r\n\r\nhello\r\n")
+	rawSum := sha256.Sum256(raw)
 	f := &fixture{
 		store: memblob.New(),
 		raw:   raw,
@@ -144,7 +182,7 @@ func newFixture(t testing.TB) *fixture {
 				TLS:        &postern.TLSInfo{Version: "TLS1.3", Cipher: "TLS_AES_128_GCM_SHA256"},
 				ReceivedAt: testNow.Add(-2 * time.Minute),
 				Size:       int64(len(raw)),
-				SHA256:     "ab12",
+				SHA256:     hex.EncodeToString(rawSum[:]),
 			},
 		},
 		parsed: postern.Parsed{
@@ -164,8 +202,8 @@ func newFixture(t testing.TB) *fixture {
 			HTML:          "<p>hello</p>",
 			TextTruncated: true,
 			Attachments: []postern.Attachment{
-				{Filename: "small.txt", ContentType: "text/plain", Size: 3, SHA256: "s1", Disposition: "attachment", Content: []byte("abc")},
-				{Filename: "scan.pdf", ContentType: "application/pdf", DetectedType: "application/pdf", Size: 900000, SHA256: "s2", ContentID: "<c1>", Disposition: "inline", Key: id.AttachmentKey(1)},
+				{Filename: "small.txt", ContentType: "text/plain", Size: 3, SHA256: sumABC, Disposition: "attachment", Content: []byte("abc")},
+				{Filename: "scan.pdf", ContentType: "application/pdf", DetectedType: "application/pdf", Size: 900000, SHA256: sumScan, ContentID: "<c1>", Disposition: "inline", Key: id.AttachmentKey(1)},
 			},
 			Errors: []postern.ParseError{{Name: "charset", Detail: "unknown charset x-foo", Severe: false}},
 		},

@@ -101,7 +101,7 @@ func TestDeliverJSON(t *testing.T) {
 	if len(d.Attachments) != 2 {
 		t.Fatalf("attachments = %v", d.Attachments)
 	}
-	if a := d.Attachments[0]; string(a.Content) != "abc" || a.Key != "" || a.URL != "" || a.Filename != "small.txt" || a.SHA256 != "s1" {
+	if a := d.Attachments[0]; string(a.Content) != "abc" || a.Key != "" || a.URL != "" || a.Filename != "small.txt" || a.SHA256 != sumABC {
 		t.Errorf("inline attachment = %+v", a)
 	}
 	wantKey := f.job.ID.AttachmentKey(1)
@@ -498,6 +498,7 @@ func TestDirectoryTarget(t *testing.T) {
 		}
 		t.Fatalf("dir holds %v, want just %s", names, want)
 	}
+	checkPayloadFile(t, filepath.Join(dir, want))
 	b, err := os.ReadFile(filepath.Join(dir, want))
 	if err != nil {
 		t.Fatal(err)
