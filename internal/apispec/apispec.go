@@ -336,10 +336,21 @@ func ValidateResponse(method, route string, status int, h http.Header, body []by
 	}
 	ct := h.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || content[mt] == nil {
+	key := ""
+	if err == nil {
+		// The most specific entry that covers mt (OpenAPI media ranges).
+		major, _, _ := strings.Cut(mt, "/")
+		for _, k := range []string{mt, major + "/*", "*/*"} {
+			if content[k] != nil {
+				key = k
+				break
+			}
+		}
+	}
+	if key == "" {
 		return errors.Join(append(errs, fmt.Errorf("%s %s %d: Content-Type %q, want one of %v (%s)", method, route, status, ct, slices.Sorted(maps.Keys(content)), OpenAPIFile))...)
 	}
-	schemaPtr := respPtr + "/content/" + escape(mt) + "/schema"
+	schemaPtr := respPtr + "/content/" + escape(key) + "/schema"
 	if lookupPointer(cs.doc, schemaPtr) == nil {
 		return errors.Join(errs...)
 	}

@@ -236,15 +236,35 @@ func TestAdminResponsesMatchSpec(t *testing.T) {
 
 	// Values for the path parameters of the document's GET operations; a
 	// new parameter needs one here.
-	samples := map[string]string{"id": id, "name": apispec.SchemaNames()[0], "queue": "webhook"}
+	samples := map[string]string{"id": id, "name": apispec.SchemaNames()[0], "queue": "webhook", "n": "0"}
 	ops, err := apispec.Operations()
 	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				In       string
+				Required bool
+			}
+		}
+	}
+	if err := json.Unmarshal(apispec.OpenAPI(), &doc); err != nil {
 		t.Fatal(err)
 	}
 	for _, op := range ops {
 		method, p, _ := strings.Cut(op, " ")
 		if method != "GET" || !strings.HasPrefix(p, "/v1/") {
 			continue
+		}
+		// An operation with a required query parameter (a signed link's
+		// sig, say) cannot be called from the table: any answer the
+		// document lists for it will do.
+		want200 := true
+		for _, prm := range doc.Paths[p]["get"].Parameters {
+			if prm.In == "query" && prm.Required {
+				want200 = false
+			}
 		}
 		path := wildcard.ReplaceAllStringFunc(p, func(w string) string {
 			name := strings.Trim(w, "{}")
@@ -255,7 +275,7 @@ func TestAdminResponsesMatchSpec(t *testing.T) {
 			return v
 		})
 		status, _, _ := adminCall{method: "GET", specPath: p, path: path}.do(t, addr)
-		if status != http.StatusOK {
+		if want200 && status != http.StatusOK {
 			t.Errorf("%s %s: %d, want 200", method, path, status)
 		}
 	}
