@@ -457,6 +457,10 @@ func (w *Webhook) EgressAllow() egress.Allow {
 // directory instead of POSTing it: useful to try Postern out.
 type Directory struct {
 	Path string `yaml:"path"`
+	// Payload is json (the email.received event, <webhook-id>.json) or
+	// raw (the message, <webhook-id>.eml, with its envelope beside it in
+	// <webhook-id>.envelope.json).
+	Payload string `yaml:"payload"`
 }
 
 // Delivery tunes the stages behind the queue.

@@ -196,6 +196,11 @@ func (c *Config) Validate() error {
 			if r.Directory.Path == "" {
 				bad(key+".directory.path", "is empty; set a directory (relative paths are under data_dir)")
 			}
+			switch r.Directory.Payload {
+			case "", "json", "raw":
+			default:
+				bad(key+".directory.payload", "%q is not one of json, raw", r.Directory.Payload)
+			}
 		}
 		if r.Relay != nil {
 			n++

@@ -106,12 +106,16 @@ const rawInMemoryMax = 1 << 20
 func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) {
 	key := d.job.ID.RawKey()
 	if d.target.Dir != "" {
+		env, err := rawEnvelopeJSON(d.job)
+		if err != nil {
+			return outcome{}, err
+		}
 		rc, err := h.getRaw(ctx, d.job)
 		if err != nil {
 			return outcome{}, err
 		}
 		defer rc.Close()
-		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".eml"), rc)), nil
+		return writeOutcome(writeRaw(ctx, d.target.Dir, d.webhookID, env, rc)), nil
 	}
 	ts := h.now()
 	env, err := rawEnvelope(d.job)
@@ -161,6 +165,15 @@ func (h *Handler) attemptRaw(ctx context.Context, d *delivery) (outcome, error) 
 
 // rawEnvelope is the HeaderEnvelope value of a raw delivery of job.
 func rawEnvelope(job *postern.WebhookJob) (string, error) {
+	b, err := rawEnvelopeJSON(job)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// rawEnvelopeJSON is the RawEnvelope of a raw delivery of job, as JSON.
+func rawEnvelopeJSON(job *postern.WebhookJob) ([]byte, error) {
 	e := &job.Envelope
 	b, err := json.Marshal(RawEnvelope{
 		V:          PayloadVersion,
@@ -175,9 +188,9 @@ func rawEnvelope(job *postern.WebhookJob) (string, error) {
 		ReceivedAt: e.ReceivedAt.UTC(),
 	})
 	if err != nil {
-		return "", fmt.Errorf("encode envelope header: %w", err)
+		return nil, fmt.Errorf("encode envelope: %w", err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	return b, nil
 }
 
 // loadParsed returns the parse stage's output for the job: the copy the job

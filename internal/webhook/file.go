@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -28,6 +29,24 @@ func writeFile(ctx context.Context, dir, name string, r io.Reader) (string, erro
 		return "", err
 	}
 	return path, nil
+}
+
+// EnvelopeFileExt ends the name of the envelope a directory target writes
+// beside each raw message: <webhook-id>.envelope.json next to
+// <webhook-id>.eml. Route names hold no dots, so no payload file of
+// another route can have this name.
+const EnvelopeFileExt = ".envelope.json"
+
+// writeRaw writes a raw delivery to dir: env (a RawEnvelope as JSON: the
+// recipients this delivery is for, which a Bcc copy's header does not
+// show) as <id>.envelope.json, then the message as <id>.eml, each
+// atomically, so an application that waits for the .eml finds its
+// envelope already there. It returns the .eml's path.
+func writeRaw(ctx context.Context, dir, webhookID string, env []byte, msg io.Reader) (string, error) {
+	if _, err := writeFile(ctx, dir, fileName(webhookID, EnvelopeFileExt), bytes.NewReader(append(env, '\n'))); err != nil {
+		return "", err
+	}
+	return writeFile(ctx, dir, fileName(webhookID, ".eml"), msg)
 }
 
 // fileName makes a webhook id safe as one file name on any system: bytes

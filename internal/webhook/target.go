@@ -27,8 +27,9 @@ const (
 type Target struct {
 	URL string
 	// Dir makes this a directory target: the payload is written to
-	// Dir/<webhook-id>.json (or .eml for raw) instead of POSTed, for trying
-	// Postern out without an application.
+	// Dir/<webhook-id>.json (for raw, .eml with its envelope beside it in
+	// .envelope.json) instead of POSTed, for trying Postern out without an
+	// application.
 	Dir string
 	// Secrets sign each request. During a rotation there are several and
 	// each adds a signature, so receivers holding either key accept it.

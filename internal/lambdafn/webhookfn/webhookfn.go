@@ -57,7 +57,7 @@ func Targets(cfg *config.Config, resolve bool, cache *secrets.Cache) (map[string
 			}
 			targets[r.Name] = t
 		case r.Directory != nil:
-			targets[r.Name] = webhook.Target{Dir: cfg.Path(r.Directory.Path)}
+			targets[r.Name] = webhook.Target{Dir: cfg.Path(r.Directory.Path), Payload: r.Directory.Payload}
 		}
 	}
 	return targets, nil
