@@ -23,6 +23,7 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/lambdafn/parsefn"
 	"github.com/postern/postern/internal/metrics"
+	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/retention"
@@ -130,7 +131,12 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 		}
 	}
 	authFails := smtpd.NewAuthFailures(cfg.Limits.MaxAuthFailures, cfg.Limits.AuthFailureWindow.D())
-	var in smtpd.Ingester = ingest.New(a.store, a.q[QueueInbound], log)
+	var inOpts []ingest.Option
+	if cfg.Backend.Type == "aws" {
+		// Small messages ride in their parse job: one SQS send before 250.
+		inOpts = append(inOpts, ingest.InlineUpTo(postern.MaxInlineRaw))
+	}
+	var in smtpd.Ingester = ingest.New(a.store, a.q[QueueInbound], log, inOpts...)
 	if a.be.ingester != nil {
 		in = a.be.ingester
 	}

@@ -41,7 +41,7 @@ func (in *Spooled) Accept(ctx context.Context, env *postern.Envelope, body io.Re
 		m.Abort()
 		return fmt.Errorf("spool raw %s: %w", env.ID, err)
 	}
-	jb, err := seal(env, cr)
+	jb, err := seal(env, cr, nil)
 	if err != nil {
 		m.Abort()
 		return err

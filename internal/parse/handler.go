@@ -91,7 +91,12 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	pj.ID = id
 	log := h.log.With("msg_id", id, "stage", "parse", "attempt", job.Attempt)
 
-	p, err := h.parse(ctx, id, pj.Envelope.Size)
+	var p *postern.Parsed
+	if pj.Raw != nil {
+		p, err = h.parseInline(ctx, &pj)
+	} else {
+		p, err = h.parse(ctx, id, pj.Envelope.Size)
+	}
 	if err != nil {
 		return err
 	}
@@ -141,6 +146,28 @@ func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*pos
 		return nil, err
 	}
 	return Parse(raw, h.cfg), nil
+}
+
+// parseInline stores the message a job carries (ingest.Ingester puts small
+// messages in their ParseJob) where every later reader looks for it, then
+// parses it from the job's bytes: no read back from the store. A job whose
+// bytes do not match its envelope's digest is permanent: it would fail the
+// same way on every try, and the DLQ keeps it for an operator.
+func (h *Handler) parseInline(ctx context.Context, pj *postern.ParseJob) (*postern.Parsed, error) {
+	sum := sha256.Sum256(pj.Raw)
+	if int64(len(pj.Raw)) != pj.Envelope.Size || hex.EncodeToString(sum[:]) != pj.Envelope.SHA256 {
+		return nil, postern.Permanent(fmt.Errorf("parse job %s: the message it carries (%d bytes) does not match its envelope's size %d and sha256", pj.ID, len(pj.Raw), pj.Envelope.Size))
+	}
+	key := pj.ID.RawKey()
+	if err := h.store.Put(ctx, key, bytes.NewReader(pj.Raw), &blob.PutOptions{ContentType: "message/rfc822"}); err != nil {
+		return nil, fmt.Errorf("store raw %s: %w", key, err)
+	}
+	release, err := h.reserve(ctx, max(int64(len(pj.Raw)), 1)*parseMemoryFactor)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return Parse(pj.Raw, h.cfg), nil
 }
 
 // reserve takes need bytes of the parse memory budget (all of it at most).

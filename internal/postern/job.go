@@ -9,15 +9,31 @@ import (
 // JobVersion is the current schema version of every job type.
 const JobVersion = 1
 
-// Jobs carry references (ids, keys derive from them) and the envelope, never
-// message bodies: SQS bodies are capped at 256 KiB.
+// Jobs carry references (ids, keys derive from them) and the envelope; a
+// body rides along only when it is small (ParseJob.Raw, WebhookJob.Parsed),
+// since SQS bodies are capped at 256 KiB.
 
 // ParseJob asks the parse stage to parse a stored message and route it.
 type ParseJob struct {
 	V        int      `json:"v"`
 	ID       MsgID    `json:"id"`
 	Envelope Envelope `json:"envelope"`
+	// Raw is the message itself, when the gateway made it durable in the
+	// job instead of the store (at most MaxInlineRaw bytes): one queue send
+	// before 250 instead of a PUT and then a send. The parse stage writes it
+	// to RawKey before anything else, so every later reader finds it there.
+	// Empty means: the message is at RawKey already.
+	Raw []byte `json:"raw,omitempty"`
 }
+
+// MaxInlineRaw bounds ParseJob.Raw. Base64 makes 128 KiB into about 171
+// KiB of JSON, which with the envelope stays under MaxJobBytes; a job that
+// would not (a very long recipient list) goes the PUT-then-send way.
+const MaxInlineRaw = 128 << 10
+
+// MaxJobBytes is the largest job body any queue driver must take: SQS's
+// 256 KiB message limit, less room for the SDK's attributes.
+const MaxJobBytes = 250 << 10
 
 // WebhookJob asks the webhook stage to deliver a parsed message to one route.
 type WebhookJob struct {
