@@ -263,11 +263,12 @@ func ValidateWebhook(h http.Header, body []byte) error {
 		}
 	}
 	if mt == "application/json" {
-		if err := validate(openAPIURL+"#/webhooks/"+escape(name)+"/post/requestBody/content/"+escape(mt)+"/schema", mustDecode(body)); err != nil {
-			errs = append(errs, fmt.Errorf("webhook %s: body does not match the schema %s references: %w", name, OpenAPIFile, err))
-		}
+		// The schema of the body's own data.v, then the one the document
+		// references (the same file while the version is current).
 		if err := ValidatePayload(body); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("webhook %s: %w", name, err))
+		} else if err := validate(openAPIURL+"#/webhooks/"+escape(name)+"/post/requestBody/content/"+escape(mt)+"/schema", mustDecode(body)); err != nil {
+			errs = append(errs, fmt.Errorf("webhook %s: body does not match the schema %s references: %w", name, OpenAPIFile, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -2,6 +2,7 @@ package awse2e
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/apispec"
 )
 
 // receiver is an application's webhook endpoint: it records every request
@@ -21,8 +24,9 @@ type receiver struct {
 	retryAfter string
 	got        chan struct{}
 
-	mu   sync.Mutex
-	reqs []request
+	mu      sync.Mutex
+	reqs    []request
+	invalid []error // requests that break the contract, reported at cleanup
 }
 
 type request struct {
@@ -32,10 +36,23 @@ type request struct {
 
 func newReceiver(t testing.TB, status int, retryAfter string) *receiver {
 	r := &receiver{status: status, retryAfter: retryAfter, got: make(chan struct{}, 100)}
+	// Every request must match the contracts (internal/apispec); checked
+	// after the server has closed, so none is missed.
+	t.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, err := range r.invalid {
+			t.Errorf("the webhook receiver got a request that breaks the contract: %v", err)
+		}
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		err := apispec.ValidateWebhook(req.Header, body)
 		r.mu.Lock()
 		r.reqs = append(r.reqs, request{req.Header.Clone(), body})
+		if err != nil {
+			r.invalid = append(r.invalid, fmt.Errorf("request %d: %w", len(r.reqs), err))
+		}
 		r.mu.Unlock()
 		if r.retryAfter != "" {
 			w.Header().Set("Retry-After", r.retryAfter)
