@@ -38,6 +38,9 @@ func waitFile(t *testing.T, path string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		if _, err := os.Stat(path); err == nil {
+			if strings.HasSuffix(path, ".json") {
+				checkPayloadFile(t, path)
+			}
 			return
 		}
 		if time.Now().After(deadline) {

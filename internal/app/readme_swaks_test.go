@@ -103,6 +103,7 @@ func TestReadmeSwaksExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkPayloadFile(t, path)
 	var ev struct {
 		Data struct {
 			Attachments []struct {
