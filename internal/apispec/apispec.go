@@ -180,22 +180,32 @@ func ValidateEnvelopeHeader(value string) error {
 	if err != nil {
 		return fmt.Errorf("webhook-postern-envelope is not unpadded base64url: %w", err)
 	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err := ValidateEnvelope(raw); err != nil {
+		return fmt.Errorf("webhook-postern-envelope: %w", err)
+	}
+	return nil
+}
+
+// ValidateEnvelope checks a raw delivery's envelope as JSON (the decoded
+// header, or a directory route's <webhook-id>.envelope.json) against the
+// envelope schema of its v.
+func ValidateEnvelope(b []byte) error {
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("webhook-postern-envelope is not JSON: %w", err)
+		return fmt.Errorf("envelope is not JSON: %w", err)
 	}
 	obj, _ := v.(map[string]any)
 	n, _ := obj["v"].(json.Number)
 	ver, err := strconv.Atoi(string(n))
 	if err != nil {
-		return fmt.Errorf("webhook-postern-envelope has no integer v: %s", raw)
+		return fmt.Errorf("envelope has no integer v: %.200s", b)
 	}
 	name := SchemaName("webhook-postern-envelope", ver)
 	if _, ok := Schema(name); !ok {
 		return fmt.Errorf("no schema %s/%s for an envelope of v %d", SchemaDir, name, ver)
 	}
 	if err := validate(baseURL+"schemas/"+name, v); err != nil {
-		return fmt.Errorf("webhook-postern-envelope does not match %s/%s: %w", SchemaDir, name, err)
+		return fmt.Errorf("envelope does not match %s/%s: %w", SchemaDir, name, err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/apispec"
 	"github.com/postern/postern/internal/webhook"
 )
 
@@ -52,6 +53,9 @@ func TestDirectoryRawBccEnvelope(t *testing.T) {
 	var env webhook.RawEnvelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		t.Fatal(err)
+	}
+	if err := apispec.ValidateEnvelope(b); err != nil {
+		t.Error(err)
 	}
 	if string(env.ID) != id || env.Route != "files" || env.Sender != "scanner@lan.example" ||
 		!slices.Equal(env.Recipients, []string{"auditor@files.test"}) || env.Identity != "local" || env.Listener != "smtp" {
