@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/text/encoding/htmlindex"
 )
@@ -106,7 +107,11 @@ func Decode(v string) string {
 
 // Clean makes s valid UTF-8 without NUL.
 func Clean(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
+	// ValidString checks eight ASCII bytes at a time; ToValidUTF8 walks
+	// rune by rune even when there is nothing to replace.
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	if strings.IndexByte(s, 0) >= 0 {
 		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	}

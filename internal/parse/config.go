@@ -49,6 +49,10 @@ type Config struct {
 	Now func() time.Time
 
 	large largeLimits // the large-message path's bounds; tests shrink them
+
+	// decodeEveryCharset turns off the 7-bit pass-through (untyped.go),
+	// so tests can compare both ways.
+	decodeEveryCharset bool
 }
 
 // parseMemoryFactor estimates a parse's peak memory from the message size:

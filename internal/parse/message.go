@@ -99,6 +99,10 @@ func checkLimits(raw []byte, size int64, cfg Config) error {
 // into p. With a skeleton, it returns the marks of the attachments and flags
 // the bodies cut in the skeleton.
 func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int) {
+	mediaType := parseMediaType
+	if !cfg.decodeEveryCharset && passThroughASCII(raw) {
+		mediaType = parseMediaTypeASCII
+	}
 	parser := enmime.NewParser(
 		enmime.SkipMalformedParts(true),
 		enmime.MultipartWOBoundaryAsSinglePart(true),
@@ -109,7 +113,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 		enmime.DisableCharacterDetection(true),
 		// A Content-Type that does not parse leaves the part untyped
 		// instead of dropping it (untyped.go).
-		enmime.SetCustomParseMediaType(parseMediaType),
+		enmime.SetCustomParseMediaType(mediaType),
 	)
 	env, err := parser.ReadEnvelope(bytes.NewReader(raw))
 	if err != nil {

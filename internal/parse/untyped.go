@@ -1,6 +1,7 @@
 package parse
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -34,6 +35,53 @@ func parseMediaType(v string) (mtype string, params map[string]string, invalid [
 }
 
 var _ enmime.CustomParseMediaType = parseMediaType
+
+// asciiCharsets are the charsets that map every 7-bit byte to itself.
+// enmime decodes them through a charset decoder (us-ascii through
+// windows-1252), which costs a copy and a table lookup per byte.
+var asciiCharsets = map[string]bool{
+	"us-ascii": true, "ascii": true, "iso-8859-1": true, "latin1": true, "windows-1252": true, "cp1252": true,
+	"iso-8859-15": true, "iso-8859-2": true, "windows-1250": true,
+}
+
+// parseMediaTypeASCII is parseMediaType for a message passThroughASCII
+// vouches for: there, decoding with an ASCII-compatible charset cannot
+// change a byte, so the part is read as UTF-8, which enmime passes through.
+func parseMediaTypeASCII(v string) (mtype string, params map[string]string, invalid []string, err error) {
+	mtype, params, invalid, err = parseMediaType(v)
+	if cs, ok := params["charset"]; ok && asciiCharsets[strings.ToLower(strings.TrimSpace(cs))] {
+		params["charset"] = "utf-8"
+	}
+	return mtype, params, invalid, err
+}
+
+// passThroughASCII reports whether every part of raw decodes to 7-bit
+// bytes: raw itself is 7-bit, and no part can be base64 or quoted-printable
+// (the only transfer encodings enmime decodes, which could make 8-bit bytes
+// from 7-bit text). The test is loose on purpose: the word anywhere, even
+// in a body, keeps the usual path.
+func passThroughASCII(raw []byte) bool {
+	if !isASCII(raw) {
+		return false
+	}
+	return !containsFold(raw, "base64") && !containsFold(raw, "quoted-printable")
+}
+
+// isASCII reports whether every byte of b is below 0x80, eight at a time.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
 
 // untypedProblem says why a leaf part with Content-Type value ct has no
 // place among bodies and attachments, or returns "" when it has one. No
