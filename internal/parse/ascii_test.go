@@ -50,7 +50,7 @@ func TestASCIIPassThroughChangesNothing(t *testing.T) {
 	t.Parallel()
 	msgs := map[string][]byte{"text-10KiB": benchText(), "text-1MiB": benchPlain1MiB(), "pdf-1MiB": benchPDF1MiB(),
 		"ascii-declared-latin1": []byte("Content-Type: text/plain; charset=ISO-8859-1\r\n\r\nplain ascii\r\n"),
-		"ascii-html": []byte("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nhi\r\n--b\r\nContent-Type: text/html; charset=windows-1252\r\n\r\n<p>hi</p>\r\n--b--\r\n"),
+		"ascii-html":            []byte("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nhi\r\n--b\r\nContent-Type: text/html; charset=windows-1252\r\n\r\n<p>hi</p>\r\n--b--\r\n"),
 	}
 	for _, dir := range []string{corpusDir, "testdata"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
