@@ -157,7 +157,9 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	switch {
 	case o.err == nil:
 		h.logAttempt(ctx, d, slog.LevelInfo, "delivered", o, latency)
-		trace.NoteOutcome(ctx, trace.EventDelivered, o.status, "")
+		// A directory target's file is the detail: the trace (and the
+		// console's timeline) leads from the message to it.
+		trace.NoteOutcome(ctx, trace.EventDelivered, o.status, o.path)
 		att.Outcome = OutcomeDelivered
 		return nil
 	case ctx.Err() != nil:
