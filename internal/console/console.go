@@ -98,13 +98,9 @@ func (c *Console) Admits(r *http.Request) bool {
 //
 //	GET /                  the page
 //	GET /console/{file}    app.js, app.css
-//	POST /v1/session       log in: the request carries the admin token
-//	                       (Authorization: Bearer); sets the cookie and
-//	                       returns {"csrf", "expires"}
-//	GET /v1/session        the cookie's session: {"csrf", "expires"}
-//	DELETE /v1/session     log out
 //
-// The caller's gate decides who gets this far.
+// and the caller registers Login, Session and Logout under /v1/session
+// with its other API routes. The caller's gate decides who gets this far.
 func (c *Console) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		c.serve(w, r, "index.html", "text/html; charset=utf-8")
@@ -118,9 +114,6 @@ func (c *Console) Mount(mux *http.ServeMux) {
 		}
 		c.serve(w, r, name, ct)
 	})
-	mux.HandleFunc("POST /v1/session", c.login)
-	mux.HandleFunc("GET /v1/session", c.session)
-	mux.HandleFunc("DELETE /v1/session", c.logout)
 }
 
 // SecurityHeaders sets what every console response carries.
@@ -146,9 +139,13 @@ func (c *Console) serve(w http.ResponseWriter, r *http.Request, name, ctype stri
 	}
 }
 
-type sessionReply struct {
-	CSRF    string    `json:"csrf"`
-	Expires time.Time `json:"expires"`
+// SessionReply is the answer of Login and Session.
+type SessionReply struct {
+	// By is how the request was admitted: "session" (the cookie) or
+	// "token" (the admin token; then there is no CSRF token).
+	By      string    `json:"by"`
+	CSRF    string    `json:"csrf,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -158,9 +155,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	// The gate admitted r by the token or by a session; only the token
-	// logs in, so that a session cannot renew itself forever.
+// Login (POST /v1/session) trades the admin token for a session: it sets
+// the HttpOnly, SameSite=Strict cookie (Secure over TLS) and returns the
+// CSRF token. Only a request that carries the token (the gate checked it)
+// logs in, so that a session cannot renew itself forever.
+func (c *Console) Login(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Authorization") == "" {
 		writeJSON(w, http.StatusForbidden, map[string]string{"error": "log in with the admin token: Authorization: Bearer <token>"})
 		return
@@ -173,21 +172,29 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		Name: CookieName, Value: id, Path: "/", Expires: expires, MaxAge: int(sessionTTL / time.Second),
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
-	writeJSON(w, http.StatusCreated, sessionReply{CSRF: csrf, Expires: expires.UTC()})
+	writeJSON(w, http.StatusCreated, SessionReply{By: "session", CSRF: csrf, Expires: expires.UTC()})
 }
 
-func (c *Console) session(w http.ResponseWriter, r *http.Request) {
+// Session (GET /v1/session) says how the request was admitted and, for a
+// session, its CSRF token and expiry: the page asks at load.
+func (c *Console) Session(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "" {
+		writeJSON(w, http.StatusOK, SessionReply{By: "token"})
+		return
+	}
 	ck, err := r.Cookie(CookieName)
 	if err == nil {
 		if csrf, expires, ok := c.Sessions.Lookup(ck.Value); ok {
-			writeJSON(w, http.StatusOK, sessionReply{CSRF: csrf, Expires: expires.UTC()})
+			writeJSON(w, http.StatusOK, SessionReply{By: "session", CSRF: csrf, Expires: expires.UTC()})
 			return
 		}
 	}
-	writeJSON(w, http.StatusNotFound, map[string]string{"error": "no console session: POST /v1/session with the admin token starts one"})
+	// The gate admits no request without one or the other.
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "no console session: POST /v1/session with the admin token starts one"})
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+// Logout (DELETE /v1/session) ends the cookie's session and clears it.
+func (c *Console) Logout(w http.ResponseWriter, r *http.Request) {
 	if ck, err := r.Cookie(CookieName); err == nil {
 		c.Sessions.Delete(ck.Value)
 	}

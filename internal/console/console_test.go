@@ -178,6 +178,8 @@ func TestLoginSetsStrictCookieAndNeedsTheToken(t *testing.T) {
 	c := New()
 	mux := http.NewServeMux()
 	c.Mount(mux)
+	mux.HandleFunc("POST /v1/session", c.Login)
+	mux.HandleFunc("DELETE /v1/session", c.Logout)
 	// The gate has checked the token; the handler only sees that one was sent.
 	r := httptest.NewRequest("POST", "/v1/session", strings.NewReader("{}"))
 	r.Header.Set("Authorization", "Bearer checked-by-the-gate")

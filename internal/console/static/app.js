@@ -71,7 +71,7 @@ function fmtBytes(n) {
 }
 function statusBadge(s) {
   const cls = { delivered: "ok", done: "ok", accepted: "", pending: "warn", retry: "warn", queued: "warn",
-    failed: "bad", expired: "bad", dead_letter: "bad", dead_lettered: "bad" }[s] || "";
+    failed: "bad", expired: "bad", "dead-lettered": "bad" }[s] || "";
   return h("span", { class: "badge " + cls, text: s || "unknown" });
 }
 function kv(pairs) {
@@ -237,17 +237,19 @@ function overviewCards(ov) {
   const queues = card("Queues", rows.length ? table(["queue", { label: "waiting", num: true }, { label: "in flight", num: true },
     { label: "delayed", num: true }, { label: "oldest", num: true }, { label: "dead letters", num: true }, ""], rows)
     : h("p", { class: "muted", text: "No local queues (on AWS, see the SQS metrics in CloudWatch)." }));
+  queues.id = "queues";
   const wrap = h("div", {}, cards, queues);
   return wrap;
 }
 
 // ---- Messages
 
+// The parameters of GET /v1/messages, with their labels.
 const searchFields = [
-  ["id", "Message id"], ["sender", "Envelope sender"], ["recipient", "Recipient"], ["subject", "Subject"],
+  ["q", "Id, address, subject or identity"], ["from", "Envelope sender"], ["rcpt", "Recipient"], ["subject", "Subject"],
   ["identity", "Identity"], ["route", "Route"],
 ];
-const statuses = ["", "pending", "delivered", "failed", "dead_letter"];
+const statuses = ["", "pending", "delivered", "failed", "expired", "dead-lettered"];
 
 async function messagesPage(view, n, params) {
   const form = h("form", { class: "search card", id: "search" });
@@ -274,13 +276,13 @@ async function messagesPage(view, n, params) {
   const results = h("div", { class: "card", id: "results" }, h("p", { class: "muted", text: "Loading…" }));
   view.replaceChildren(h("h1", { text: "Messages" }), form, results);
 
-  const id = params.get("id");
-  if (id && /^[0-9A-Za-z]{26}$/.test(id)) {
+  // A whole message id opens the message.
+  const id = (params.get("q") || "").trim();
+  if (/^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$/.test(id)) {
     location.hash = "#/messages/" + id.toUpperCase();
     return;
   }
   const query = new URLSearchParams(params);
-  query.delete("id");
   query.set("limit", "50");
   const page = await api("/v1/messages?" + query);
   if (!current(n)) return;
@@ -293,7 +295,7 @@ async function messagesPage(view, n, params) {
       h("td", { text: (m.recipients || []).join(", ") }),
       h("td", { text: m.subject || "" }),
       h("td", { text: m.identity || "" }),
-      h("td", { text: (m.routes || (m.route ? [m.route] : [])).join(", ") }),
+      h("td", {}, (m.routes || []).map(r => h("span", { class: "badge", title: r.status, text: r.name }))),
       h("td", { class: "num", text: fmtBytes(m.size) }),
       h("td", { class: "num", text: String(m.attachments ?? 0) }),
       h("td", {}, statusBadge(m.status)));
@@ -326,12 +328,14 @@ function toLocalInput(iso) {
 async function messagePage(view, n, id) {
   // The index's record (envelope, client, status, timeline) when there is
   // an index; the trace and the parsed form otherwise.
-  let msg = null;
-  try { msg = await api("/v1/messages/" + id); } catch (e) { if (e.status !== 404 && e.status !== 405) throw e; }
+  let detail = null;
+  try { detail = await api("/v1/messages/" + id); } catch (e) { if (e.status !== 404) throw e; }
+  const msg = detail ? Object.assign({}, detail.message, { timeline: detail.timeline || [] }) : null;
   let parsed = null;
   try { parsed = await api("/v1/messages/" + id + "/parsed"); } catch (e) { if (e.status !== 404) throw e; }
   if (!current(n)) return;
-  const env = (msg && msg.envelope) || (parsed && parsed.envelope) || null;
+  if (!detail && !parsed) throw new APIError(404, "No message " + id + " in the store.");
+  const env = (detail && detail.envelope) || (parsed && parsed.envelope) || null;
   const timelineBox = h("div", { id: "timeline" });
   const subject = (parsed && parsed.subject) || (msg && msg.subject) || "(no subject)";
 
@@ -345,19 +349,20 @@ async function messagePage(view, n, id) {
     refresh();
     return r.result || "replayed";
   });
+  replayBtn.id = "replay";
   const actions = h("div", { class: "actions" }, replay, replayBtn);
-  const dead = msg && (msg.status === "dead_letter" || msg.status === "dead_lettered");
-  if (dead) {
-    const q = msg.dead_letter_queue || msg.queue || "";
-    if (q) actions.append(confirmButton("Redrive " + q, "Move every dead-lettered " + q + " job back to its queue?", async () => {
+  for (const q of deadQueues(msg)) {
+    actions.append(confirmButton("Redrive " + q, "Move every dead-lettered " + q + " job (this message's among them) back to its queue?", async () => {
       const r = await api("/v1/redrive/" + encodeURIComponent(q), { method: "POST" });
       refresh();
       return "moved " + r.moved;
     }, "secondary"));
   }
 
+  const status = h("span", { id: "status" }, msg && msg.status ? statusBadge(msg.status) : null);
   const parts = [h("h1", { text: subject }),
-    h("p", { class: "muted" }, h("span", { class: "mono", text: id }), " ", msg && msg.status ? statusBadge(msg.status) : null),
+    h("p", { class: "muted" }, h("span", { class: "mono", text: id }), " ", status,
+      detail && detail.timeline_incomplete ? h("span", { class: "error", text: " timeline incomplete: " + detail.timeline_incomplete }) : null),
     actions];
   const grid = h("div", { class: "cards" });
   if (env) {
@@ -394,15 +399,31 @@ async function messagePage(view, n, id) {
   async function refresh() {
     let evs;
     try {
-      const m = await api("/v1/messages/" + id);
-      evs = m.timeline || m.events;
-    } catch (e) { /* no index: the trace */ }
+      const d = await api("/v1/messages/" + id);
+      evs = d.timeline;
+      if (current(n) && d.message && d.message.status) status.replaceChildren(statusBadge(d.message.status));
+    } catch (e) { if (e.status === 401) throw e; }
     if (!evs) evs = await api("/v1/trace/" + id);
     if (!current(n)) return;
     timelineBox.replaceChildren(timelineTable(evs || []));
   }
   await refresh();
   every(2000, () => refresh().catch(() => {}));
+}
+
+// deadQueues names the queues holding this message's dead-lettered jobs:
+// inbound when parsing is, else the stage of each dead-lettered route's
+// latest event.
+function deadQueues(msg) {
+  const qs = new Set();
+  if (!msg) return qs;
+  if (msg.parse === "dead-lettered") qs.add("inbound");
+  for (const r of msg.routes || []) {
+    if (r.status !== "dead-lettered") continue;
+    const evs = (msg.timeline || []).filter(e => e.route === r.name && (e.stage === "webhook" || e.stage === "relay"));
+    qs.add(evs.length ? evs[evs.length - 1].stage : "webhook");
+  }
+  return qs;
 }
 
 function routesOf(msg, parsed) {
@@ -510,8 +531,9 @@ async function start() {
   window.addEventListener("hashchange", route);
   try {
     const r = await fetch("/v1/session", { credentials: "same-origin", cache: "no-store" });
-    if (r.ok) {
-      state.csrf = (await r.json()).csrf;
+    const s = r.ok ? await r.json() : {};
+    if (s.csrf) {
+      state.csrf = s.csrf;
       showApp();
       return;
     }
