@@ -221,7 +221,8 @@ function overviewCards(ov) {
       ["accepted", "delivered", "failed", "pending"].map(k => h("td", { class: "num", text: String(c[k] || 0) })));
     cards.append(card("Messages",
       table([{ label: "" }, { label: "accepted", num: true }, { label: "delivered", num: true }, { label: "failed", num: true }, { label: "pending", num: true }],
-        [row("last hour", ov.messages.hour), row("last day", ov.messages.day)])));
+        [row("last hour", ov.messages.hour), row("last day", ov.messages.day)]),
+      ov.messages.complete ? null : h("p", { class: "hint", text: "Counts of the newest 5000 messages of the day." })));
   }
   if (ov.spool) {
     cards.append(card("Spool backlog", kv([
@@ -333,6 +334,8 @@ async function messagePage(view, n, id) {
   const msg = detail ? Object.assign({}, detail.message, { timeline: detail.timeline || [] }) : null;
   let parsed = null;
   try { parsed = await api("/v1/messages/" + id + "/parsed"); } catch (e) { if (e.status !== 404) throw e; }
+  let links = null;
+  try { links = await api("/v1/messages/" + id + "/links"); } catch (e) { if (e.status === 401) throw e; }
   if (!current(n)) return;
   if (!detail && !parsed) throw new APIError(404, "No message " + id + " in the store.");
   const env = (detail && detail.envelope) || (parsed && parsed.envelope) || null;
@@ -387,13 +390,13 @@ async function messagePage(view, n, id) {
         h("p", { class: "hint", text: "Shown sanitised in a sandboxed frame: no script runs and nothing remote (images, fonts, styles) is loaded." }),
         h("iframe", { class: "mail", sandbox: "", referrerpolicy: "no-referrer", title: "HTML body", src: "/v1/messages/" + id + "/html" })));
     }
-    parts.push(card("Attachments", attachmentList(id, parsed, msg)));
+    parts.push(card("Attachments", attachmentList(parsed, links)));
     parts.push(card("Parsed JSON", h("details", {}, h("summary", { text: "parsed.json" }),
-      h("pre", { class: "body", text: JSON.stringify(parsed, null, 2) }))));
+      h("pre", { class: "body", text: shortJSON(parsed) }))));
   } else {
     parts.push(card("Content", h("p", { class: "muted", text: "Not parsed yet: the parse stage has not written this message's parsed form." })));
   }
-  parts.push(card("Raw message", rawLink(id, msg)));
+  parts.push(card("Raw message", rawLink(id, links)));
   view.replaceChildren(...parts);
 
   async function refresh() {
@@ -440,32 +443,42 @@ function timelineTable(evs) {
       h("td", { class: "mono", text: fmtTime(ev.time) }), h("td", { text: ev.stage }), h("td", {}, statusBadge(ev.event)),
       h("td", { text: ev.route || "" }), h("td", { class: "num", text: ev.attempt ? String(ev.attempt) : "" }),
       h("td", { class: "num", text: ev.status ? String(ev.status) : "" }),
-      h("td", { class: "num", text: ev.latency_ms ? ev.latency_ms + " ms" : "" }),
+      h("td", { class: "num", text: ev.stage === "gateway" && ev.event === "received" ? "" : (ev.latency_ms || 0) + " ms" }),
       h("td", { class: "detail", text: ev.detail || "" }))));
 }
 
-// Links to the raw message and attachments come from the API (signed,
-// expiring URLs where the gateway makes them); without them the console
-// says how to get the file.
-function linkFor(msg, key) {
-  const links = (msg && msg.links) || {};
-  return links[key] || "";
+// The raw message and stored attachments download through signed,
+// expiring links the API makes (GET /v1/messages/{id}/links); attachments
+// small enough to sit in parsed.json download from the page itself.
+function rawLink(id, links) {
+  if (links && links.raw) return h("a", { href: links.raw, download: id + ".eml", id: "raw-link", text: "Download " + id + ".eml" });
+  return h("p", { class: "muted", text: "No download link (the admin listener makes none without a bound address); gateway trace " + id + " shows where the message is stored." });
 }
 
-function rawLink(id, msg) {
-  const url = linkFor(msg, "raw") || (msg && msg.raw_url) || "";
-  if (url) return h("a", { href: url, download: id + ".eml", text: "Download " + id + ".eml" });
-  return h("p", { class: "muted", text: "gateway trace " + id + " shows where it is stored." });
-}
-
-function attachmentList(id, parsed, msg) {
+function attachmentList(parsed, links) {
   const atts = parsed.attachments || [];
   if (!atts.length) return h("p", { class: "muted", text: "None." });
-  const urls = (msg && msg.links && msg.links.attachments) || [];
-  return table(["file", "type", { label: "size", num: true }, "sha-256"], atts.map((a, i) => h("tr", {},
-    h("td", {}, urls[i] ? h("a", { href: urls[i], download: a.filename || ("attachment-" + i), text: a.filename || ("attachment " + i) }) : (a.filename || ("attachment " + i))),
-    h("td", { text: a.content_type }), h("td", { class: "num", text: fmtBytes(a.size) }),
-    h("td", { class: "mono", text: (a.sha256 || "").slice(0, 16) }))));
+  const urls = (links && links.attachments) || {};
+  return table(["file", "type", { label: "size", num: true }, "sha-256"], atts.map((a, i) => {
+    const name = a.filename || ("attachment-" + i);
+    let cell = name;
+    if (a.content) {
+      // Downloaded as bytes, never rendered: application/octet-stream.
+      const bin = atob(a.content);
+      const bytes = new Uint8Array(bin.length);
+      for (let j = 0; j < bin.length; j++) bytes[j] = bin.charCodeAt(j);
+      cell = h("a", { href: URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" })), download: name, text: name });
+    } else if (urls[i]) {
+      cell = h("a", { href: urls[i], download: name, text: name });
+    }
+    return h("tr", {}, h("td", {}, cell), h("td", { text: a.content_type }), h("td", { class: "num", text: fmtBytes(a.size) }),
+      h("td", { class: "mono", text: (a.sha256 || "").slice(0, 16) }));
+  }));
+}
+
+// shortJSON shows the parsed form with attachment contents cut short.
+function shortJSON(v) {
+  return JSON.stringify(v, (k, x) => (k === "content" && typeof x === "string" && x.length > 120) ? x.slice(0, 120) + "… (" + x.length + " base64 characters)" : x, 2);
 }
 
 // ---- Devices
