@@ -87,7 +87,7 @@ function card(title, ...body) {
 }
 function table(headers, rows) {
   return h("table", {},
-    h("thead", {}, h("tr", {}, headers.map(c => h("th", { class: c.num ? "num" : "", text: c.label || c })))),
+    h("thead", {}, h("tr", {}, headers.map(c => h("th", { class: c.num ? "num" : "", text: typeof c === "string" ? c : c.label })))),
     h("tbody", {}, rows));
 }
 function errorBox(e) {
