@@ -381,6 +381,12 @@ async function messagePage(view, n, id) {
       ["AUTH", env.auth_mech || "none (by network)"], ["AUTH user", env.auth_user], ["Identity", env.identity],
     ])));
   }
+  if (msg && (msg.routes || []).length) {
+    parts.push(card("Routes", table(["route", "recipients", "status", { label: "attempts", num: true }, { label: "last status", num: true }, "detail"],
+      msg.routes.map(r => h("tr", { "data-route": r.name }, h("td", { text: r.name }), h("td", { text: (r.recipients || []).join(", ") }),
+        h("td", {}, statusBadge(r.status)), h("td", { class: "num", text: String(r.attempts || 0) }),
+        h("td", { class: "num", text: r.code ? String(r.code) : "" }), h("td", { class: "detail", text: r.detail || "" }))))));
+  }
   parts.push(grid, card("Timeline", timelineBox));
   if (parsed) {
     parts.push(card("Headers", table(["name", "value"], (parsed.headers || []).map(x => h("tr", {}, h("td", { class: "mono", text: x.name }), h("td", { text: x.value }))))));
@@ -388,7 +394,8 @@ async function messagePage(view, n, id) {
     if (parsed.html) {
       parts.push(card("HTML",
         h("p", { class: "hint", text: "Shown sanitised in a sandboxed frame: no script runs and nothing remote (images, fonts, styles) is loaded." }),
-        h("iframe", { class: "mail", sandbox: "", referrerpolicy: "no-referrer", title: "HTML body", src: "/v1/messages/" + id + "/html" })));
+        h("iframe", { class: "mail", sandbox: "", referrerpolicy: "no-referrer", title: "HTML body", src: "/v1/messages/" + id + "/html",
+          onload: ev => { ev.target.dataset.loaded = "1"; } })));
     }
     parts.push(card("Attachments", attachmentList(parsed, links)));
     parts.push(card("Parsed JSON", h("details", {}, h("summary", { text: "parsed.json" }),
