@@ -299,6 +299,9 @@ func decodeBody(r *http.Request, v any) error {
 //   - Anything but GET and HEAD carries Content-Type application/json.
 //     Otherwise 415: an HTML form or a no-cors fetch cannot send that type
 //     without a CORS preflight, which this listener never grants.
+//
+// A GET or HEAD of a signed link (under /v1/links/, see mountLinks) needs
+// only the Host rule, which also takes delivery.public_url's host for it.
 func (a *App) adminGate(next http.Handler) http.Handler {
 	hosts := a.adminHosts()
 	refused := &refusalLog{log: a.log}
@@ -307,8 +310,17 @@ func (a *App) adminGate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !hosts.allows(r.Host) {
+		link := a.linkRequest(r)
+		if !hosts.allows(r.Host) && !(link && a.linkHostOK(r.Host)) {
 			refused.write(w, r, http.StatusMisdirectedRequest, "host", "misdirected request: Host must name the admin listener: admin.addr's host, hostname, localhost, 127.0.0.1 or [::1], with the admin port")
+			return
+		}
+		if link {
+			// A signed link is its own credential, checked by its handler
+			// (admin_links.go), for applications without the admin token;
+			// a browser opening it from the application's page is
+			// cross-site, and it only reads.
+			next.ServeHTTP(w, r)
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" && !hosts.allowsOrigin(o) {

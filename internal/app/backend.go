@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,6 +38,10 @@ type backend struct {
 	urls     interface {
 		URL(ctx context.Context, key string) (string, error)
 	}
+	// links signs the URLs of local payloads and checks them when the
+	// admin listener serves them (admin_links.go); nil on AWS, whose
+	// links are pre-signed S3 URLs, and without an admin listener.
+	links *localLinks
 	// ingester makes accepted messages durable: the spool locally, the
 	// store and inbound queue directly on AWS.
 	ingester smtpd.Ingester
@@ -69,7 +71,16 @@ func openLocal(ctx context.Context, cfg *config.Config, log *slog.Logger) (b *ba
 		store.Close()
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true, urls: fileURLs{store}}
+	links, err := newLocalLinks(cfg, log)
+	if err != nil {
+		db.Close()
+		store.Close()
+		return nil, err
+	}
+	b = &backend{store: store, queues: map[string]queue.Queue{}, local: true, links: links}
+	if links != nil {
+		b.urls = links // never a typed nil: payloads without links carry keys only
+	}
 	var stopSpool func() error
 	b.close = func() error {
 		var err error
@@ -237,23 +248,6 @@ func readiness(store blob.Store, queueStats func(context.Context) error) func(co
 		}
 		return nil
 	}
-}
-
-// fileURLs links stored objects as file:// URLs: in local mode the
-// application runs on the same machine, so a path is the useful reference
-// to a large attachment or the raw message.
-type fileURLs struct{ store *fsblob.Store }
-
-func (f fileURLs) URL(_ context.Context, key string) (string, error) {
-	p, err := f.store.Path(key)
-	if err != nil {
-		return "", err
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return "", err
-	}
-	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String(), nil
 }
 
 // newS3Store is the aws backend's store.
