@@ -31,6 +31,7 @@ import (
 	"github.com/postern/postern/internal/smtpd"
 	"github.com/postern/postern/internal/tlsconf"
 	"github.com/postern/postern/internal/trace"
+	"github.com/postern/postern/internal/version"
 	"github.com/postern/postern/internal/webhook"
 	"github.com/postern/postern/internal/worker"
 )
@@ -68,6 +69,8 @@ type App struct {
 	disk        *diskspace.Guard
 	purger      *retention.Purger
 	deviceState *deviceState
+
+	notifier Notifier // told when serving starts and when the drain begins; may be nil
 }
 
 // New opens the store and queues under cfg.DataDir, builds every stage and
@@ -279,7 +282,8 @@ func (a *App) startedAttrs() []any {
 	if ad := a.AdminAddr(); ad != nil {
 		attrs = append(attrs, slog.String("admin", ad.String()))
 	}
-	return append(attrs, slog.String("data_dir", a.cfg.DataDir))
+	attrs = append(attrs, slog.String("data_dir", a.cfg.DataDir))
+	return append(attrs, version.Attrs()...)
 }
 
 // AdminAddr returns the bound admin address, or nil.
@@ -319,6 +323,7 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	}
 	a.housekeep(wctx, &wg)
 	a.log.Info("postern started", a.startedAttrs()...)
+	a.notifyReady()
 
 	var runErr error
 	select {
@@ -327,6 +332,7 @@ func (a *App) Run(ctx context.Context, grace time.Duration) error {
 	}
 	start := time.Now()
 	a.draining.Store(true)
+	a.notifyStopping()
 	for _, s := range a.servers {
 		s.Drain() // all at once, before any of them waits
 	}

@@ -24,6 +24,7 @@ type Option func(*options)
 
 type options struct {
 	freeSpace func(dir string) (uint64, error)
+	notifier  Notifier
 }
 
 // WithFreeSpace measures data_dir's free space with f instead of statfs.
@@ -41,6 +42,7 @@ func (a *App) bindHousekeeping(opts []Option) error {
 	for _, f := range opts {
 		f(&o)
 	}
+	a.notifier = o.notifier
 	if !a.be.local {
 		return nil
 	}

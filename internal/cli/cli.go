@@ -19,6 +19,8 @@ import (
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/configsrc"
 	"github.com/postern/postern/internal/lambdafn"
+	"github.com/postern/postern/internal/sdnotify"
+	"github.com/postern/postern/internal/version"
 )
 
 // Env is what the command reads from and writes to, injected for tests.
@@ -45,6 +47,7 @@ const usage = `Usage:
   gateway redrive [-config FILE] QUEUE
                                    move dead-lettered jobs back (inbound, webhook, relay, dsn)
   gateway devices [-config FILE]   what each identity did since the gateway started
+  gateway version                  print the version, commit and build date
 
 The configuration file can also be named by POSTERN_CONFIG. Environment
 overrides (applied after the file):
@@ -70,6 +73,9 @@ func Main(ctx context.Context, e Env) int {
 			return devicesCmd(ctx, e)
 		case "help":
 			printUsage(e.Stdout)
+			return 0
+		case "version", "-version", "--version":
+			fmt.Fprintln(e.Stdout, version.String())
 			return 0
 		}
 	}
@@ -114,7 +120,10 @@ func run(ctx context.Context, e Env, args []string) int {
 		return 2
 	}
 	log := app.NewLogger(cfg.Log, e.Stdout)
-	a, err := app.New(cfg, log)
+	// Under systemd (Type=notify) the unit is up once Run serves, and
+	// stopping as soon as the drain begins.
+	notify := sdnotify.New(e.Getenv)
+	a, err := app.New(cfg, log, app.WithNotifier(notify))
 	if err != nil {
 		fmt.Fprintln(e.Stderr, "gateway:", err)
 		return 1
@@ -126,7 +135,9 @@ func run(ctx context.Context, e Env, args []string) int {
 	defer signal.Stop(hup)
 	go func() {
 		for range hup {
+			notify.Reloading()
 			a.ReloadTLS() // failures are logged and keep the current certificate
+			notify.Ready()
 		}
 	}()
 	if err := a.Run(ctx, *grace); err != nil {
