@@ -62,10 +62,18 @@ func typicalParsed(id postern.MsgID, attachment int) postern.Parsed {
 // client to a receiver on loopback that answers 204. Bytes/op is the
 // payload size.
 func BenchmarkSignAndDeliver(b *testing.B) {
-	for _, size := range []int{0, 64 << 10} {
-		b.Run(fmt.Sprintf("attachment=%dKiB", size>>10), func(b *testing.B) {
+	for _, bc := range []struct{ attachment, text int }{{0, 0}, {64 << 10, 0}, {0, 1 << 20}} {
+		name := fmt.Sprintf("attachment=%dKiB", bc.attachment>>10)
+		if bc.text > 0 {
+			name = fmt.Sprintf("text=%dKiB", bc.text>>10) // a 1 MiB report: parsed.json is read from the store
+		}
+		b.Run(name, func(b *testing.B) {
 			f := newFixture(b)
-			f.parsed = typicalParsed(f.job.ID, size)
+			f.parsed = typicalParsed(f.job.ID, bc.attachment)
+			if bc.text > 0 {
+				line := "00000042  invoice 2025-03-0042  customer 4711  amount 1234.56 EUR  <posted> & \"ok\"\r\n"
+				f.parsed.Text = strings.Repeat(line, bc.text/len(line)+1)[:bc.text]
+			}
 			pj, err := json.Marshal(f.parsed)
 			if err != nil {
 				b.Fatal(err)

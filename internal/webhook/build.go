@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -130,3 +132,56 @@ func nonNilBytes(b []byte) []byte {
 	}
 	return b
 }
+
+// parsedBodies is the parse stage's output with its two bodies left as the
+// JSON strings parse wrote, each up to 1 MiB: the payload takes them as
+// they are (encodeReceived) instead of an unquote and an escape of each.
+// The embedded Parsed's Text and HTML stay empty (the outer fields win).
+type parsedBodies struct {
+	postern.Parsed
+	Text json.RawMessage `json:"text"`
+	HTML json.RawMessage `json:"html"`
+}
+
+// bodiesMark is what json.Marshal writes for a Received whose bodies are
+// empty. Only a key can look like this: inside JSON strings every quote is
+// escaped, and Received has one "text" and one "html" key.
+var bodiesMark = []byte(`"text":"","html":"",`)
+
+// encodeReceived is json.Marshal(ev) with ev.Data's bodies set to text and
+// html, which are JSON strings as json.Marshal writes them (parse writes
+// parsed.json with it): the bytes are those Marshal would give.
+func encodeReceived(ev *ReceivedEvent, text, html json.RawMessage) ([]byte, error) {
+	out, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	if len(text) == 0 && len(html) == 0 {
+		return out, nil
+	}
+	if !isJSONString(text) || !isJSONString(html) {
+		return nil, fmt.Errorf("encode payload: the stored text or html is not a JSON string")
+	}
+	i := bytes.Index(out, bodiesMark)
+	if i < 0 || bytes.Index(out[i+1:], bodiesMark) >= 0 {
+		return nil, fmt.Errorf("encode payload: the bodies' place is not where Received puts it")
+	}
+	if len(text) == 0 {
+		text = json.RawMessage(`""`)
+	}
+	if len(html) == 0 {
+		html = json.RawMessage(`""`)
+	}
+	b := make([]byte, 0, len(out)+len(text)+len(html))
+	b = append(b, out[:i]...)
+	b = append(b, `"text":`...)
+	b = append(b, text...)
+	b = append(b, `,"html":`...)
+	b = append(b, html...)
+	b = append(b, ',')
+	return append(b, out[i+len(bodiesMark):]...), nil
+}
+
+// isJSONString reports whether b is empty or looks like a JSON string: the
+// decoder has checked it is one JSON value, so its first byte says which.
+func isJSONString(b json.RawMessage) bool { return len(b) == 0 || b[0] == '"' }

@@ -75,13 +75,13 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
-	ev, err := buildReceived(ctx, d.job, p, h.urls)
+	ev, err := buildReceived(ctx, d.job, &p.Parsed, h.urls)
 	if err != nil {
 		return outcome{}, err
 	}
-	body, err := json.Marshal(ev)
+	body, err := encodeReceived(ev, p.Text, p.HTML)
 	if err != nil {
-		return outcome{}, fmt.Errorf("encode payload: %w", err)
+		return outcome{}, err
 	}
 	if d.target.Dir != "" {
 		return writeOutcome(writeFile(ctx, d.target.Dir, fileName(d.webhookID, ".json"), bytes.NewReader(body))), nil
@@ -196,10 +196,11 @@ func rawEnvelopeJSON(job *postern.WebhookJob) ([]byte, error) {
 // loadParsed returns the parse stage's output for the job: the copy the job
 // carries when parse put one in (no store read), else parsed.json, which
 // is also where a copy that does not decode sends it (the archive decides).
-func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*postern.Parsed, error) {
+// The bodies stay encoded (parsedBodies).
+func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*parsedBodies, error) {
 	id := job.ID
 	if len(job.Parsed) > 0 {
-		var p postern.Parsed
+		var p parsedBodies
 		if err := json.Unmarshal(job.Parsed, &p); err == nil {
 			return &p, nil
 		}
@@ -209,7 +210,7 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*pos
 		return nil, err
 	}
 	defer rc.Close()
-	var p postern.Parsed
+	var p parsedBodies
 	if err := json.NewDecoder(rc).Decode(&p); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)
 	}
