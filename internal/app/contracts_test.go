@@ -335,29 +335,29 @@ func TestAdminResponsesMatchSpec(t *testing.T) {
 func TestValidateResponseRefuses(t *testing.T) {
 	t.Parallel()
 	jsonHdr := http.Header{"Content-Type": {"application/json"}}
-	device := map[string]any{"identity": "a", "last_seen": "2026-12-05T09:00:00Z", "last_client_ip": "192.0.2.1", "messages_today": 1, "messages": 2, "auth_failures": 0, "rate_limited": 0, "tls_version": "", "auth_mech": ""}
-	ok, _ := json.Marshal([]any{device})
-	if err := apispec.ValidateResponse("GET", "/v1/devices", 200, jsonHdr, ok); err != nil {
+	textHdr := http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+	const redrive = "/v1/redrive/{queue}"
+	if err := apispec.ValidateResponse("POST", redrive, 200, jsonHdr, []byte(`{"moved": 2}`)); err != nil {
 		t.Fatalf("a valid answer: %v", err)
 	}
-	device["port"] = 25
-	extra, _ := json.Marshal([]any{device})
 	for _, c := range []struct {
 		name, method, path string
 		status             int
 		hdr                http.Header
-		body               []byte
+		body               string
 	}{
-		{"an extra key", "GET", "/v1/devices", 200, jsonHdr, extra},
-		{"an object for an array", "GET", "/v1/devices", 200, jsonHdr, []byte(`{}`)},
-		{"text for JSON", "GET", "/v1/devices", 200, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, ok},
-		{"an unlisted status", "GET", "/v1/devices", 409, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte("x")},
-		{"a 401 without WWW-Authenticate", "GET", "/v1/devices", 401, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte("unauthorized: x")},
-		{"JSON for a text error", "GET", "/v1/trace/{id}", 404, jsonHdr, []byte(`{"error": "x"}`)},
-		{"an undescribed operation", "DELETE", "/v1/devices", 200, jsonHdr, ok},
-		{"an undescribed path", "GET", "/v1/nothing", 200, jsonHdr, ok},
+		{"an extra key", "POST", redrive, 200, jsonHdr, `{"moved": 2, "left": 0}`},
+		{"a missing key", "POST", redrive, 200, jsonHdr, `{}`},
+		{"a negative count", "POST", redrive, 200, jsonHdr, `{"moved": -1}`},
+		{"an array for an object", "POST", redrive, 200, jsonHdr, `[]`},
+		{"text for JSON", "POST", redrive, 200, textHdr, `{"moved": 2}`},
+		{"an unlisted status", "POST", redrive, 409, textHdr, "x"},
+		{"a 401 without WWW-Authenticate", "POST", redrive, 401, textHdr, "unauthorized: x"},
+		{"JSON for a text error", "POST", redrive, 422, jsonHdr, `{"error": "x"}`},
+		{"an undescribed operation", "DELETE", "/v1/devices", 200, jsonHdr, `[]`},
+		{"an undescribed path", "GET", "/v1/nothing", 200, jsonHdr, `[]`},
 	} {
-		if err := apispec.ValidateResponse(c.method, c.path, c.status, c.hdr, c.body); err == nil {
+		if err := apispec.ValidateResponse(c.method, c.path, c.status, c.hdr, []byte(c.body)); err == nil {
 			t.Errorf("%s: accepted", c.name)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/jhillyerd/enmime/v2"
 
+	"github.com/postern/postern/internal/apispec"
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/webhook"
@@ -47,12 +49,27 @@ type recorded struct {
 	body   []byte
 }
 
+// newHook starts a hook for the length of the test. Every request it gets
+// must match the contracts (internal/apispec): headers, payload and its
+// schema version, checked once the server has closed.
 func newHook(t *testing.T) (*hook, *httptest.Server) {
 	h := &hook{status: 200, got: make(chan struct{}, 100)}
+	var invalid []error // guarded by h.mu
+	t.Cleanup(func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, err := range invalid {
+			t.Errorf("the webhook receiver got a request that breaks the contract: %v", err)
+		}
+	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		err := apispec.ValidateWebhook(r.Header, b)
 		h.mu.Lock()
 		h.reqs = append(h.reqs, recorded{r.Header.Clone(), b})
+		if err != nil {
+			invalid = append(invalid, fmt.Errorf("request %d: %w", len(h.reqs), err))
+		}
 		status := h.status
 		h.mu.Unlock()
 		w.WriteHeader(status)
