@@ -52,9 +52,10 @@ type localLinks struct {
 }
 
 type linkBase struct {
-	url  *url.URL
-	host string // lower case, IPv6 without brackets
-	port string // explicit, or the scheme's default
+	url     *url.URL
+	host    string // lower case, IPv6 without brackets
+	port    string // explicit, or the scheme's default
+	defPort string // the scheme's default: what a Host without a port means
 }
 
 // newLocalLinks loads (or makes) the signing key in data_dir. Links need
@@ -142,9 +143,9 @@ func publicLinkBase(cfg *config.Config, bound net.Addr) (*linkBase, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-	b := &linkBase{url: u, host: strings.ToLower(u.Hostname()), port: u.Port()}
+	b := &linkBase{url: u, host: strings.ToLower(u.Hostname()), port: u.Port(), defPort: map[string]string{"http": "80", "https": "443"}[u.Scheme]}
 	if b.port == "" {
-		b.port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		b.port = b.defPort
 	}
 	return b, nil
 }
@@ -155,7 +156,7 @@ func publicLinkBase(cfg *config.Config, bound net.Addr) (*linkBase, error) {
 func (b *linkBase) allows(hostport string) bool {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		host, port = strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), b.port
+		host, port = strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), b.defPort
 	}
 	return host != "" && strings.ToLower(host) == b.host && port == b.port
 }
