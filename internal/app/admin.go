@@ -26,6 +26,7 @@ import (
 	"github.com/postern/postern/internal/atomicfile"
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/console"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
 )
@@ -389,15 +390,23 @@ func clip(s string) string {
 	return s
 }
 
+// tokenOK admits a request that carries the admin token (Authorization:
+// Bearer), or else a logged-in browser's: its console session cookie, and
+// for anything but GET and HEAD the session's CSRF token as well
+// (console.Console.Admits). The console's page and assets, which hold the
+// login form, need neither. A wrong token is refused even with a session.
 func (a *App) tokenOK(r *http.Request) bool {
 	if a.adminToken == "" {
 		return false // no token known: nothing is admitted
 	}
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, got, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return false
+		}
+		return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.adminToken)) == 1
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(a.adminToken)) == 1
+	return a.console != nil && (console.Public(r) || a.console.Admits(r))
 }
 
 // adminHostSet is what a request's Host may name: a host from names (or,

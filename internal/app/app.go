@@ -19,6 +19,7 @@ import (
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/console"
 	"github.com/postern/postern/internal/diskspace"
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/lambdafn/parsefn"
@@ -63,6 +64,7 @@ type App struct {
 	devices    *devices
 	routes     *route.Table
 	adminToken string
+	console    *console.Console // the web console's sessions; set by mountConsole
 	draining   atomic.Bool
 
 	// Local mode's housekeeping (disk.go); nil on AWS or when turned off.

@@ -1,7 +1,11 @@
 package app
 
 import (
+	"cmp"
+	"maps"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -9,8 +13,10 @@ import (
 	"github.com/postern/postern/internal/smtpd"
 )
 
-// Device is what the gateway has seen of one identity since it started:
-// enough to find the legacy devices still on TLS 1.0 or plaintext.
+// Device is what the gateway has seen of one identity: enough to find the
+// legacy devices still on TLS 1.0, plaintext or AUTH LOGIN, and from which
+// addresses they send. The first fields are the latest session's; the
+// maps, Legacy and Days add up everything since the table began.
 type Device struct {
 	Identity      string    `json:"identity"`
 	LastSeen      time.Time `json:"last_seen"`
@@ -21,14 +27,60 @@ type Device struct {
 	RateLimited   int       `json:"rate_limited"`
 	TLSVersion    string    `json:"tls_version"` // "" means plaintext
 	AuthMech      string    `json:"auth_mech"`   // "" means by network
+
+	// TLSVersions counts messages per TLS version ("none": plaintext);
+	// AuthMechs per AUTH mechanism ("none": admitted by its network).
+	TLSVersions map[string]int `json:"tls_versions"`
+	AuthMechs   map[string]int `json:"auth_mechs"`
+	// Legacy lists, sorted, the legacy allowances the device's mail used:
+	// LegacyTLS, LegacyPlaintext, LegacyLogin.
+	Legacy []string `json:"legacy"`
+	// Sources are the client addresses it sent from, latest first, at most
+	// maxSources.
+	Sources []Source `json:"sources"`
+	// Days counts messages and failures (AUTH failures and rate-limit
+	// refusals) per UTC day, oldest first, for the last keepDays days with
+	// any.
+	Days []DayCount `json:"days"`
 }
+
+// The legacy allowances a device can use.
+const (
+	LegacyTLS       = "tls_below_1.2" // TLS 1.0 or 1.1
+	LegacyPlaintext = "plaintext"     // no TLS at all
+	LegacyLogin     = "auth_login"    // AUTH LOGIN
+)
+
+// Source is one client address of a device.
+type Source struct {
+	Addr     string    `json:"addr"`
+	LastSeen time.Time `json:"last_seen"`
+	Messages int       `json:"messages"`
+}
+
+// DayCount is one day of a device.
+type DayCount struct {
+	Day      string `json:"day"` // YYYY-MM-DD, UTC
+	Messages int    `json:"messages"`
+	Failures int    `json:"failures"`
+}
+
+const (
+	maxSources = 16
+	keepDays   = 14
+)
 
 // devices tracks identities; it is one of the gateway's observers.
 type devices struct {
-	mu  sync.Mutex
+	now func() time.Time
+
+	mu sync.Mutex
+	// Guarded by mu: by holds one Device per identity (never ""), each
+	// keyed by its Identity; day is the UTC day MessagesToday counts, and
+	// get resets every MessagesToday when the day changes. A Device's maps
+	// and slices are never shared outside mu: list copies them.
 	by  map[string]*Device
 	day string
-	now func() time.Time
 }
 
 func newDevices() *devices { return &devices{by: map[string]*Device{}, now: time.Now} }
@@ -59,6 +111,75 @@ func (d *devices) Accepted(env *postern.Envelope, _ time.Duration) {
 	if env.TLS != nil {
 		dev.TLSVersion = env.TLS.Version
 	}
+	version, mech := cmp.Or(dev.TLSVersion, "none"), cmp.Or(env.AuthMech, "none")
+	dev.TLSVersions = inc(dev.TLSVersions, version)
+	dev.AuthMechs = inc(dev.AuthMechs, mech)
+	switch version {
+	case "none":
+		dev.Legacy = addLegacy(dev.Legacy, LegacyPlaintext)
+	case "TLS 1.0", "TLS 1.1", "SSLv3":
+		dev.Legacy = addLegacy(dev.Legacy, LegacyTLS)
+	}
+	if strings.EqualFold(mech, "LOGIN") {
+		dev.Legacy = addLegacy(dev.Legacy, LegacyLogin)
+	}
+	d.today(dev).Messages++
+	dev.Sources = seenFrom(dev.Sources, env.ClientIP, env.ReceivedAt)
+}
+
+func cloneCounts(m map[string]int) map[string]int {
+	if m == nil {
+		return map[string]int{}
+	}
+	return maps.Clone(m)
+}
+
+func inc(m map[string]int, k string) map[string]int {
+	if m == nil {
+		m = map[string]int{}
+	}
+	m[k]++
+	return m
+}
+
+func addLegacy(l []string, what string) []string {
+	if slices.Contains(l, what) {
+		return l
+	}
+	l = append(l, what)
+	slices.Sort(l)
+	return l
+}
+
+// seenFrom moves addr to the front of srcs, counting one message.
+func seenFrom(srcs []Source, addr string, at time.Time) []Source {
+	s := Source{Addr: addr}
+	if i := slices.IndexFunc(srcs, func(s Source) bool { return s.Addr == addr }); i >= 0 {
+		s = srcs[i]
+		srcs = slices.Delete(srcs, i, i+1)
+	}
+	s.LastSeen = at
+	s.Messages++
+	srcs = slices.Insert(srcs, 0, s)
+	if len(srcs) > maxSources {
+		srcs = srcs[:maxSources]
+	}
+	return srcs
+}
+
+// today returns dev's count for the current UTC day, dropping days older
+// than keepDays.
+func (d *devices) today(dev *Device) *DayCount {
+	now := d.now().UTC()
+	day := now.Format(time.DateOnly)
+	if n := len(dev.Days); n == 0 || dev.Days[n-1].Day != day {
+		dev.Days = append(dev.Days, DayCount{Day: day})
+	}
+	oldest := now.AddDate(0, 0, -(keepDays - 1)).Format(time.DateOnly)
+	for len(dev.Days) > 0 && dev.Days[0].Day < oldest {
+		dev.Days = dev.Days[1:]
+	}
+	return &dev.Days[len(dev.Days)-1]
 }
 
 func (d *devices) AuthFailure(identity string) {
@@ -67,13 +188,17 @@ func (d *devices) AuthFailure(identity string) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.get(identity).AuthFailures++
+	dev := d.get(identity)
+	dev.AuthFailures++
+	d.today(dev).Failures++
 }
 
 func (d *devices) RateLimited(identity string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.get(identity).RateLimited++
+	dev := d.get(identity)
+	dev.RateLimited++
+	d.today(dev).Failures++
 }
 
 func (d *devices) Connection(string, string)       {}
@@ -88,7 +213,13 @@ func (d *devices) list() []Device {
 	delete(d.by, "")
 	out := make([]Device, 0, len(d.by))
 	for _, dev := range d.by {
-		out = append(out, *dev)
+		// Copies, never nil, so that JSON has {} and [] rather than null.
+		c := *dev
+		c.TLSVersions, c.AuthMechs = cloneCounts(dev.TLSVersions), cloneCounts(dev.AuthMechs)
+		c.Legacy = append([]string{}, dev.Legacy...)
+		c.Sources = append([]Source{}, dev.Sources...)
+		c.Days = append([]DayCount{}, dev.Days...)
+		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Identity < out[j].Identity })
 	return out

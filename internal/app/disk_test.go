@@ -8,6 +8,7 @@ import (
 	"net/smtp"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -137,7 +138,7 @@ func TestDevicesSurviveRestart(t *testing.T) {
 	if len(before) != 1 || before[0].Messages != 2 {
 		t.Fatalf("devices before the restart = %+v", before)
 	}
-	if len(after) != 1 || after[0] != before[0] {
+	if len(after) != 1 || !reflect.DeepEqual(after[0], before[0]) {
 		t.Errorf("devices after the restart = %+v, want %+v", after, before)
 	}
 }
