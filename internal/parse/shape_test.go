@@ -145,9 +145,10 @@ func TestParseBombsAreBounded(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
 			p := Parse(tt.raw, Config{})
-			// The limit check is linear; enmime alone takes from tens of seconds
-			// to minutes on these.
-			if d := time.Since(start); d > 3*time.Second {
+			// The limit check is linear (under a second here); enmime alone
+			// takes from tens of seconds to minutes on these. The bound is
+			// loose so that a loaded machine running -race cannot trip it.
+			if d := time.Since(start); d > 20*time.Second {
 				t.Errorf("Parse took %v", d)
 			}
 			if p.Subject == "" || len(p.From) != 1 {
