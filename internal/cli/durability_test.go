@@ -19,6 +19,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/postern/postern/internal/apispec"
 	"github.com/postern/postern/internal/standin"
 )
 
@@ -84,7 +85,10 @@ func TestAcceptedMessageSurvivesSIGKILL(t *testing.T) {
 	var mu sync.Mutex
 	delivered := map[string]int{}
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		b, _ := io.ReadAll(r.Body)
+		if err := apispec.ValidateWebhook(r.Header, b); err != nil {
+			t.Errorf("the webhook request breaks the contract: %v", err)
+		}
 		if !up.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return

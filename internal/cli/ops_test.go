@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/postern/postern/internal/apispec"
 )
 
 // One message meets a failing webhook, then a working one: trace shows the
@@ -30,7 +32,10 @@ func TestTraceReplayDevices(t *testing.T) {
 	var mu sync.Mutex
 	var ids []string
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		b, _ := io.ReadAll(r.Body)
+		if err := apispec.ValidateWebhook(r.Header, b); err != nil {
+			t.Errorf("the webhook request breaks the contract: %v", err)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		ids = append(ids, r.Header.Get("webhook-id"))

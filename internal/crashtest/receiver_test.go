@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/apispec"
 	"github.com/postern/postern/internal/webhook"
 )
 
@@ -83,6 +84,9 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		r.problem("bad signature on %s: %v", req.Header.Get("webhook-id"), err)
 		w.WriteHeader(http.StatusUnauthorized)
 		return
+	}
+	if err := apispec.ValidateWebhook(req.Header, body); err != nil {
+		r.problem("the request for %s breaks the contract: %v", req.Header.Get("webhook-id"), err)
 	}
 	var ev webhook.ReceivedEvent
 	if err := json.Unmarshal(body, &ev); err != nil {
