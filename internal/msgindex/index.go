@@ -77,13 +77,18 @@ type Index struct {
 	opts Options
 	log  *slog.Logger
 
-	// mu guards closed and the sending side of ops: senders hold it for
-	// reading while they send (never blocking: the send has a default),
-	// Close takes it for writing to close ops, so nothing sends on a
-	// closed channel.
-	mu     sync.RWMutex
+	// mu guards queue and closed. queue holds the updates the writer has
+	// not taken yet, in order, at most Options.Backlog of them (a Flush
+	// may add one more); it is a slice the writer swaps out, not a
+	// buffered channel, so that the garbage collector scans only what is
+	// queued (a channel's whole buffer is scanned every cycle, used or
+	// not). Once closed is set nothing is added. wake (capacity 1) tells
+	// the writer there is something to take.
+	mu     sync.Mutex
+	queue  []op
+	spare  []op // the writer's last batch, emptied, for the next swap
 	closed bool
-	ops    chan op
+	wake   chan struct{}
 
 	ctx    context.Context // ends at Close, to cut a Hold short
 	cancel context.CancelFunc
@@ -115,9 +120,9 @@ type op struct {
 	kind opKind
 	at   time.Time
 	id   postern.MsgID
-	env  postern.Envelope // opAccepted
-	evs  []trace.Event    // opEvents
-	done chan struct{}    // opFlush: closed once the batch is written
+	env  *postern.Envelope // opAccepted
+	evs  []trace.Event     // opEvents
+	done chan struct{}     // opFlush: closed once the batch is written
 }
 
 // Open opens (creating if need be) the index file at path and starts its
@@ -147,7 +152,7 @@ func Open(path string, opts Options) (*Index, error) {
 		}
 		return nil, fmt.Errorf("message index %s: %w", path, err)
 	}
-	x := &Index{db: db, opts: opts, log: log, ops: make(chan op, opts.Backlog), done: make(chan struct{})}
+	x := &Index{db: db, opts: opts, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	if err := db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 		if err != nil {
@@ -198,8 +203,8 @@ func (x *Index) Close() error {
 		return nil
 	}
 	x.closed = true
-	close(x.ops)
 	x.mu.Unlock()
+	x.signal()
 	x.cancel() // a Hold in progress lets go
 	<-x.done
 	err := x.db.Update(func(tx *bolt.Tx) error {
@@ -212,9 +217,10 @@ func (x *Index) Close() error {
 }
 
 // Accepted indexes a message the gateway has just acknowledged. It never
-// blocks: see the package comment.
+// blocks: see the package comment. env must not change afterwards (the
+// gateway makes one per message).
 func (x *Index) Accepted(env *postern.Envelope) {
-	x.send(op{kind: opAccepted, id: env.ID, env: *env})
+	x.send(op{kind: opAccepted, id: env.ID, env: env})
 }
 
 // Events folds a message's trace events into its row (a trace.Tee). It
@@ -234,18 +240,14 @@ func (x *Index) Forget(id postern.MsgID) {
 // reading one's own writes.
 func (x *Index) Flush(ctx context.Context) error {
 	done := make(chan struct{})
-	x.mu.RLock()
+	x.mu.Lock()
 	if x.closed {
-		x.mu.RUnlock()
+		x.mu.Unlock()
 		return errors.New("message index: closed")
 	}
-	select {
-	case x.ops <- op{kind: opFlush, at: time.Now(), done: done}:
-	case <-ctx.Done():
-		x.mu.RUnlock()
-		return ctx.Err()
-	}
-	x.mu.RUnlock()
+	x.queue = append(x.queue, op{kind: opFlush, at: time.Now(), done: done})
+	x.mu.Unlock()
+	x.signal()
 	select {
 	case <-done:
 		return nil
@@ -256,16 +258,29 @@ func (x *Index) Flush(ctx context.Context) error {
 
 func (x *Index) send(o op) {
 	o.at = time.Now()
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	if x.closed {
-		x.drop("the index was closed", 1)
+	x.mu.Lock()
+	var lost string
+	switch {
+	case x.closed:
+		lost = "the index was closed"
+	case len(x.queue) >= x.opts.Backlog:
+		lost = "the index fell behind (backlog full)"
+	default:
+		x.queue = append(x.queue, o)
+	}
+	x.mu.Unlock()
+	if lost != "" {
+		x.drop(lost, 1)
 		return
 	}
+	x.signal()
+}
+
+// signal wakes the writer.
+func (x *Index) signal() {
 	select {
-	case x.ops <- o:
+	case x.wake <- struct{}{}:
 	default:
-		x.drop("the index fell behind (backlog full)", 1)
 	}
 }
 
@@ -307,7 +322,7 @@ func (x *Index) State() State {
 	x.stateMu.Lock()
 	reason := x.incomplete
 	x.stateMu.Unlock()
-	return State{Complete: reason == "", Reason: reason, Dropped: x.dropped.Load(), Failures: x.failures.Load(), Backlog: len(x.ops)}
+	return State{Complete: reason == "", Reason: reason, Dropped: x.dropped.Load(), Failures: x.failures.Load(), Backlog: x.Backlog()}
 }
 
 // Dropped and Failures are counters for metrics: updates lost, and
@@ -316,7 +331,11 @@ func (x *Index) Dropped() uint64  { return x.dropped.Load() }
 func (x *Index) Failures() uint64 { return x.failures.Load() }
 
 // Backlog is the number of updates waiting for the writer.
-func (x *Index) Backlog() int { return len(x.ops) }
+func (x *Index) Backlog() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return len(x.queue)
+}
 
 // MarkIncomplete records (durably, with the next batch) that the index
 // misses messages for reason, unless it already says why it is incomplete.
@@ -340,37 +359,47 @@ func (x *Index) putPending(tx *bolt.Tx) error {
 	return tx.Bucket(bucketMeta).Put(metaIncomplete, []byte(reason))
 }
 
-// run is the writer: it takes a batch of updates at a time and writes it
-// in one transaction, until Close closes ops.
+// run is the writer: it takes what is queued at a time and writes it, at
+// most MaxBatch updates per transaction, until Close and the queue is
+// empty.
 func (x *Index) run() {
 	defer close(x.done)
 	for {
-		first, ok := <-x.ops
-		if !ok {
-			return
+		<-x.wake
+		x.mu.Lock()
+		if len(x.queue) == 0 {
+			closed := x.closed
+			x.mu.Unlock()
+			if closed {
+				return
+			}
+			continue
 		}
+		first := x.queue[0].at
+		x.mu.Unlock()
 		if x.opts.Hold != nil {
-			x.opts.Hold(x.ctx, first.at)
+			x.opts.Hold(x.ctx, first)
 		}
-		batch := []op{first}
-		for more := true; more && len(batch) < x.opts.MaxBatch; {
-			select {
-			case o, ok := <-x.ops:
-				if !ok {
-					more = false
-					break
+		x.mu.Lock()
+		batch := x.queue
+		x.queue, x.spare = x.spare[:0], nil
+		x.mu.Unlock()
+		all := batch
+		for len(batch) > 0 {
+			n := min(len(batch), x.opts.MaxBatch)
+			x.write(batch[:n])
+			for _, o := range batch[:n] {
+				if o.kind == opFlush {
+					close(o.done)
 				}
-				batch = append(batch, o)
-			default:
-				more = false
 			}
+			clear(batch[:n]) // drop the envelopes and events for the collector
+			batch = batch[n:]
 		}
-		x.write(batch)
-		for _, o := range batch {
-			if o.kind == opFlush {
-				close(o.done)
-			}
-		}
+		x.mu.Lock()
+		x.spare = all[:0]
+		x.mu.Unlock()
+		x.signal() // whatever came in meanwhile
 	}
 }
 
@@ -417,9 +446,9 @@ func (x *Index) apply(w *writer, o op) error {
 			return err
 		}
 		if m == nil {
-			m = newMessage(&o.env)
+			m = newMessage(o.env)
 		} else {
-			m.setEnvelope(&o.env)
+			m.setEnvelope(o.env)
 		}
 		w.put(m)
 		return nil
