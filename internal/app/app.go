@@ -24,6 +24,7 @@ import (
 	"github.com/postern/postern/internal/ingest"
 	"github.com/postern/postern/internal/lambdafn/parsefn"
 	"github.com/postern/postern/internal/metrics"
+	"github.com/postern/postern/internal/msgindex"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/relay"
@@ -71,6 +72,10 @@ type App struct {
 	disk        *diskspace.Guard
 	purger      *retention.Purger
 	deviceState *deviceState
+	// The message index (msgindex.go); nil on AWS or when it did not open
+	// (indexErr says why).
+	index    *msgindex.Index
+	indexErr error
 
 	notifier Notifier // told when serving starts and when the drain begins; may be nil
 }
@@ -107,6 +112,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 		return nil, err
 	}
 	a.routes = st.table
+	a.openIndex()
 	// Locally every stage runs in-process; on AWS they are Lambda functions.
 	if a.be.local {
 		st.relay = st.relay.With(relay.WithObserver(a.metrics.Relay()))
@@ -117,7 +123,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 			{Stage: "relay", Queue: a.q[QueueRelay], Handler: st.relay, DeadLetter: a.q[QueueRelay+"-dlq"]},
 			{Stage: "dsn", Queue: a.q[QueueDSN], Handler: st.dsn, DeadLetter: a.q[QueueDSN+"-dlq"]},
 		} {
-			w.Handler = trace.Wrap(w.Stage, w.Handler, a.store, log)
+			w.Handler = trace.WrapTee(w.Stage, w.Handler, a.store, log, a.indexTee())
 			w.Log = log
 			w.Concurrency = cfg.Delivery.Workers
 			w.Observe = a.metrics.Job
@@ -145,6 +151,7 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 	if a.be.ingester != nil {
 		in = a.be.ingester
 	}
+	in = a.indexAccepted(in)
 	// Listeners that refuse DMARC failures at the end of DATA share one
 	// resolver, made only when some listener does.
 	var dmarc *smtpd.DMARCReject
@@ -425,6 +432,7 @@ func (a *App) Close() error {
 	if a.adminLn != nil {
 		a.adminLn.Close()
 	}
+	errs = append(errs, a.closeIndex())
 	if a.be != nil {
 		errs = append(errs, a.be.close())
 		a.be = nil

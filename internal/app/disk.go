@@ -54,7 +54,9 @@ func (a *App) bindHousekeeping(opts []Option) error {
 	if a.cfg.Limits.MinFreeBytes > 0 {
 		a.disk = diskspace.New(a.cfg.DataDir, uint64(a.cfg.Limits.MinFreeBytes), diskspace.Options{Free: o.freeSpace})
 	}
-	p, err := retention.New(retentionConfig(a.cfg, a.be, a.metrics.Purged(), a.log))
+	rc := retentionConfig(a.cfg, a.be, a.metrics.Purged(), a.log)
+	rc.Forget = a.forgetIndexed
+	p, err := retention.New(rc)
 	if err != nil {
 		return fmt.Errorf("retention: %w", err)
 	}

@@ -47,6 +47,7 @@ const usage = `Usage:
   gateway redrive [-config FILE] QUEUE
                                    move dead-lettered jobs back (inbound, webhook, relay, dsn)
   gateway devices [-config FILE]   what each identity did since the gateway started
+  gateway reindex [-config FILE]   rebuild the message index from the store (gateway stopped)
   gateway version                  print the version, commit and build date
 
 The configuration file can also be named by POSTERN_CONFIG. Environment
@@ -71,6 +72,8 @@ func Main(ctx context.Context, e Env) int {
 			return redriveCmd(ctx, e)
 		case "devices":
 			return devicesCmd(ctx, e)
+		case "reindex":
+			return reindexCmd(ctx, e)
 		case "help":
 			printUsage(e.Stdout)
 			return 0
