@@ -381,13 +381,9 @@ async function messagePage(view, n, id) {
       ["AUTH", env.auth_mech || "none (by network)"], ["AUTH user", env.auth_user], ["Identity", env.identity],
     ])));
   }
-  if (msg && (msg.routes || []).length) {
-    parts.push(card("Routes", table(["route", "recipients", "status", { label: "attempts", num: true }, { label: "last status", num: true }, "detail"],
-      msg.routes.map(r => h("tr", { "data-route": r.name }, h("td", { text: r.name }), h("td", { text: (r.recipients || []).join(", ") }),
-        h("td", {}, statusBadge(r.status)), h("td", { class: "num", text: String(r.attempts || 0) }),
-        h("td", { class: "num", text: r.code ? String(r.code) : "" }), h("td", { class: "detail", text: r.detail || "" }))))));
-  }
-  parts.push(grid, card("Timeline", timelineBox));
+  const routesBox = h("div", { id: "routes" }, routesTable(msg));
+  if (msg && (msg.routes || []).length) parts.push(card("Routes", routesBox));
+  parts.push(card("Timeline", timelineBox), grid);
   if (parsed) {
     parts.push(card("Headers", table(["name", "value"], (parsed.headers || []).map(x => h("tr", {}, h("td", { class: "mono", text: x.name }), h("td", { text: x.value }))))));
     parts.push(card("Text" + (parsed.text_derived ? " (derived from the HTML)" : ""), h("pre", { class: "body", id: "text-body", text: parsed.text || "" })));
@@ -411,7 +407,10 @@ async function messagePage(view, n, id) {
     try {
       const d = await api("/v1/messages/" + id);
       evs = d.timeline;
-      if (current(n) && d.message && d.message.status) status.replaceChildren(statusBadge(d.message.status));
+      if (current(n) && d.message) {
+        if (d.message.status) status.replaceChildren(statusBadge(d.message.status));
+        routesBox.replaceChildren(routesTable(d.message));
+      }
     } catch (e) { if (e.status === 401) throw e; }
     if (!evs) evs = await api("/v1/trace/" + id);
     if (!current(n)) return;
@@ -419,6 +418,14 @@ async function messagePage(view, n, id) {
   }
   await refresh();
   every(2000, () => refresh().catch(() => {}));
+}
+
+function routesTable(msg) {
+  if (!msg || !(msg.routes || []).length) return h("p", { class: "muted", text: "No route yet." });
+  return table(["route", "recipients", "status", { label: "attempts", num: true }, { label: "last status", num: true }, "detail"],
+    msg.routes.map(r => h("tr", { "data-route": r.name }, h("td", { text: r.name }), h("td", { text: (r.recipients || []).join(", ") }),
+      h("td", {}, statusBadge(r.status)), h("td", { class: "num", text: String(r.attempts || 0) }),
+      h("td", { class: "num", text: r.code ? String(r.code) : "" }), h("td", { class: "detail", text: r.detail || "" }))));
 }
 
 // deadQueues names the queues holding this message's dead-lettered jobs:
