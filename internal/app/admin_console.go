@@ -14,6 +14,7 @@ import (
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/console"
+	"github.com/postern/postern/internal/msgindex"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -205,6 +206,48 @@ type StatusCounts struct {
 	Pending   int `json:"pending"`
 }
 
+func (c *StatusCounts) add(status string) {
+	c.Accepted++
+	switch status {
+	case msgindex.StatusDelivered:
+		c.Delivered++
+	case msgindex.StatusPending:
+		c.Pending++
+	default:
+		c.Failed++
+	}
+}
+
+// messageCounts reads the last day's messages from the index, newest
+// first, at most overviewMaxCount.
+func (a *App) messageCounts(now time.Time) (*MessageCounts, error) {
+	mc := &MessageCounts{Complete: true}
+	hour := now.Add(-time.Hour)
+	q := msgindex.Query{Since: now.Add(-24 * time.Hour), Limit: msgindex.MaxLimit}
+	seen := 0
+	for {
+		page, err := a.index.List(q)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range page.Messages {
+			if seen == overviewMaxCount {
+				mc.Complete = false
+				return mc, nil
+			}
+			seen++
+			mc.Day.add(m.Status)
+			if !m.ReceivedAt.Before(hour) {
+				mc.Hour.add(m.Status)
+			}
+		}
+		if page.Next == "" {
+			return mc, nil
+		}
+		q.Cursor = page.Next
+	}
+}
+
 func (a *App) overview(ctx context.Context) Overview {
 	ov := Overview{Time: time.Now().UTC(), Ready: true, Queues: []QueueDepth{}}
 	if err := a.ready(ctx); err != nil {
@@ -227,6 +270,11 @@ func (a *App) overview(ctx context.Context) Overview {
 		ov.Spool = &SpoolDepth{Messages: s.BacklogMessages, Bytes: s.BacklogBytes, OldestSeconds: s.OldestUnmoved.Seconds()}
 	}
 	ov.Devices = len(a.devices.list())
+	if a.index != nil {
+		if mc, err := a.messageCounts(ov.Time); err == nil {
+			ov.Messages = mc
+		}
+	}
 	return ov
 }
 

@@ -183,13 +183,20 @@ func TestConsoleAPI(t *testing.T) {
 			Name        string
 			DeadLetters int `json:"dead_letters"`
 		}
-		Devices int
+		Devices  int
+		Messages *struct {
+			Hour, Day struct{ Accepted, Delivered, Failed, Pending int }
+			Complete  bool
+		}
 	}
 	if err := json.Unmarshal([]byte(body), &ov); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("overview: %d %s", resp.StatusCode, body)
 	}
 	if !ov.Ready || ov.Devices != 1 || len(ov.Queues) != 4 || ov.Queues[0].Name != "inbound" {
 		t.Errorf("overview: %s", body)
+	}
+	if m := ov.Messages; m == nil || !m.Complete || m.Hour.Accepted != 1 || m.Day.Accepted != 1 || m.Hour.Delivered+m.Hour.Pending != 1 || m.Hour.Failed != 0 {
+		t.Errorf("overview's message counts: %s", body)
 	}
 
 	resp, body = doConsole(t, admin, consoleReq{method: "GET", path: "/v1/messages/" + id + "/html", cookie: cookie})
