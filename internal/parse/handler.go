@@ -141,7 +141,7 @@ func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*pos
 		return nil, err
 	}
 	defer release()
-	raw, err := h.readRaw(ctx, id)
+	raw, err := h.readRaw(ctx, id, size)
 	if err != nil {
 		return nil, err
 	}
@@ -290,18 +290,21 @@ func (h *Handler) fillAttachment(ctx context.Context, p *postern.Parsed, i int, 
 
 // readRaw reads at most MaxMessageBytes+1 bytes, so Parse can tell a message
 // over the limit without the stage ever holding more than that.
-func (h *Handler) readRaw(ctx context.Context, id postern.MsgID) ([]byte, error) {
+func (h *Handler) readRaw(ctx context.Context, id postern.MsgID, size int64) ([]byte, error) {
 	key := id.RawKey()
 	rc, err := h.store.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("get raw %s: %w", key, err)
 	}
 	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, h.cfg.MaxMessageBytes+1))
-	if err != nil {
+	// One allocation of the size the envelope gives (and a byte to see
+	// the end) instead of ReadAll's doublings; a wrong size only costs those.
+	var buf bytes.Buffer
+	buf.Grow(int(min(max(size, 0), h.cfg.MaxMessageBytes)) + bytes.MinRead)
+	if _, err := buf.ReadFrom(io.LimitReader(rc, h.cfg.MaxMessageBytes+1)); err != nil {
 		return nil, fmt.Errorf("read raw %s: %w", key, err)
 	}
-	return raw, nil
+	return buf.Bytes(), nil
 }
 
 // storeAttachments moves attachments over the inline threshold to objects of
