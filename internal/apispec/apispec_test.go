@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -368,5 +369,86 @@ func TestOpenAPICompiles(t *testing.T) {
 	walk("", doc)
 	if err := apispec.CompileAll(); err != nil {
 		t.Error(err)
+	}
+}
+
+// Every operation behind the admin gate lists the gate's refusals (401,
+// 403 and 421; 415 too for anything but GET), and declares each {name} of
+// its path as a path parameter: what a client generator needs, and what
+// the route test cannot see.
+func TestOpenAPIOperationsComplete(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage
+	}
+	if err := json.Unmarshal(apispec.OpenAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	full := decode(t, apispec.OpenAPI())
+	type param struct {
+		Ref  string `json:"$ref"`
+		Name string
+		In   string
+	}
+	resolve := func(p param) param {
+		if p.Ref == "" {
+			return p
+		}
+		var out param
+		v := full
+		for _, k := range strings.Split(strings.TrimPrefix(p.Ref, "#/"), "/") {
+			v, _ = v[k].(map[string]any)
+		}
+		b, _ := json.Marshal(v)
+		json.Unmarshal(b, &out)
+		return out
+	}
+	for path, item := range doc.Paths {
+		var shared []param
+		if raw, ok := item["parameters"]; ok {
+			json.Unmarshal(raw, &shared)
+		}
+		for method, raw := range item {
+			if method == "parameters" || method == "summary" || method == "description" {
+				continue
+			}
+			var op struct {
+				Security   *[]map[string][]string
+				Parameters []param
+				Responses  map[string]json.RawMessage
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			where := strings.ToUpper(method) + " " + path
+			gated := op.Security == nil || len(*op.Security) > 0
+			want := []string{}
+			if gated {
+				want = append(want, "401", "403", "421")
+				if method != "get" && method != "head" {
+					want = append(want, "415")
+				}
+			}
+			for _, code := range want {
+				if _, ok := op.Responses[code]; !ok {
+					t.Errorf("%s: no %s response in %s, though the admin gate can answer it", where, code, apispec.OpenAPIFile)
+				}
+			}
+			declared := map[string]bool{}
+			for _, p := range append(shared, op.Parameters...) {
+				if p = resolve(p); p.In == "path" {
+					declared[p.Name] = true
+				}
+			}
+			for _, m := range regexp.MustCompile(`\{([^}]+)\}`).FindAllStringSubmatch(path, -1) {
+				if !declared[m[1]] {
+					t.Errorf("%s: the path parameter {%s} is not declared", where, m[1])
+				}
+				delete(declared, m[1])
+			}
+			for name := range declared {
+				t.Errorf("%s: declares a path parameter %s the path does not have", where, name)
+			}
+		}
 	}
 }
