@@ -1,8 +1,10 @@
 package app
 
 import (
+	"encoding/csv"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,22 @@ func TestDevicesLegacyAndDays(t *testing.T) {
 	s.Days[0].Messages = 99
 	if again := d.list()[2]; again.TLSVersions["TLS 1.2"] == 0 || again.Days[0].Messages == 99 {
 		t.Error("list shares the table's maps or slices")
+	}
+}
+
+// The CSV export keeps a spreadsheet from running an identity or address
+// as a formula.
+func TestDevicesCSVDefusesFormulas(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	writeDevicesCSV(&b, []Device{{Identity: "=HYPERLINK(\"http://x\")", LastClientIP: "+1", Sources: []Source{{Addr: "@a"}},
+		TLSVersions: map[string]int{"TLS 1.0": 2, "none": 1}, Legacy: []string{LegacyPlaintext, LegacyTLS}}})
+	rows, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("%v %q", err, b.String())
+	}
+	r := rows[1]
+	if r[0] != `'=HYPERLINK("http://x")` || r[2] != "'+1" || r[3] != "'@a" || r[8] != "TLS 1.0=2 none=1" || r[10] != "plaintext tls_below_1.2" {
+		t.Errorf("row %q", r)
 	}
 }
