@@ -128,10 +128,14 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, error) {
 	if size > h.cfg.StreamAbove {
 		p, err := h.parseLarge(ctx, id, size)
-		if !errors.Is(err, errIrregular) {
+		switch {
+		case errors.Is(err, errTextAttachment):
+			// Parsed whole as before the large path started at 256 KiB.
+		case !errors.Is(err, errIrregular):
 			return p, err
+		default:
+			h.log.InfoContext(ctx, "large message parsed whole", "msg_id", id, "reason", err.Error())
 		}
-		h.log.InfoContext(ctx, "large message parsed whole", "msg_id", id, "reason", err.Error())
 	}
 	// The decoder holds the whole message and its decoded parts: bound what
 	// concurrent jobs hold together, so ten 25 MiB messages are parsed one
@@ -194,6 +198,9 @@ func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) 
 	}
 	sk, err := buildSkeleton(rc, h.cfg)
 	rc.Close()
+	if err == nil && size <= h.cfg.large.textWholeBelow && sk.leavesOutText() {
+		return nil, errTextAttachment
+	}
 	var limit *limitError
 	switch {
 	case errors.As(err, &limit):

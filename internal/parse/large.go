@@ -47,6 +47,9 @@ type largeLimits struct {
 	elideAbove  int // leaf parts larger than this are left out (encoded bytes)
 	bodyMax     int // a text body keeps at most this many encoded bytes
 	headerMax   int // a larger message header is an irregular message
+	// textWholeBelow: a message up to this size that leaves a text
+	// attachment out of the skeleton is parsed whole (errTextAttachment).
+	textWholeBelow int64
 }
 
 func defaultLargeLimits(bodyInlineMax int) largeLimits {
@@ -56,8 +59,9 @@ func defaultLargeLimits(bodyInlineMax int) largeLimits {
 		// Encodings grow text (base64 by 4/3, UTF-16 doubles it): twice
 		// the inline cap fills it for nearly all bodies; one that stays
 		// shorter is flagged truncated all the same.
-		bodyMax:   min(2*bodyInlineMax, 8<<20),
-		headerMax: 1 << 20,
+		bodyMax:        min(2*bodyInlineMax, 8<<20),
+		headerMax:      1 << 20,
+		textWholeBelow: 4 << 20,
 	}
 }
 
@@ -77,6 +81,24 @@ type markedPart struct {
 	mtype string // its media type, lower case
 	cte   string // its Content-Transfer-Encoding, lower case
 	cut   bool   // a body part kept in part; false: left out entirely
+}
+
+// errTextAttachment: parse this message whole. Up to textWholeBelow (4
+// MiB, where the large path began before it began at 256 KiB) a text
+// attachment is decoded by enmime, to UTF-8, as it always was, so a
+// payload's content and sha256 do not depend on the path; above it the large
+// path keeps its bytes as sent (README says so).
+var errTextAttachment = errors.New("a text attachment left out of the skeleton")
+
+// leavesOutText reports whether a text/* part that is not a body was left
+// out of the skeleton (its bytes would be decoded without conversion).
+func (sk *skeleton) leavesOutText() bool {
+	for _, m := range sk.marked {
+		if !m.whole && !m.cut && strings.HasPrefix(m.mtype, "text/") {
+			return true
+		}
+	}
+	return false
 }
 
 // skeleton is what the first pass keeps of a large message.
