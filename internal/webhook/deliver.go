@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
@@ -210,12 +211,43 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*par
 		return nil, err
 	}
 	defer rc.Close()
+	b, err := readSized(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", id.ParsedKey(), err)
+	}
 	var p parsedBodies
-	if err := json.NewDecoder(rc).Decode(&p); err != nil {
+	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)
 	}
 	return &p, nil
 }
+
+// readSized reads r whole into one buffer of its size when r can say it (a
+// local file, a reader over bytes): parsed.json holds bodies of up to 1 MiB
+// each, and a decoder's buffer would grow to it by doubling.
+func readSized(r io.Reader) ([]byte, error) {
+	var size int64 = -1
+	switch v := r.(type) {
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil {
+			size = fi.Size()
+		}
+	case interface{ Len() int }:
+		size = int64(v.Len())
+	}
+	if size < 0 || size > maxParsedBytes {
+		return io.ReadAll(io.LimitReader(r, maxParsedBytes))
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(size) + bytes.MinRead) // room to see the end without growing
+	_, err := buf.ReadFrom(io.LimitReader(r, maxParsedBytes))
+	return buf.Bytes(), err
+}
+
+// maxParsedBytes bounds what loadParsed reads: parse caps the bodies at 1
+// MiB each and inlines attachments up to 256 KiB each, so a larger
+// parsed.json is not one it wrote.
+const maxParsedBytes = 256 << 20
 
 // get opens a stored object. A missing object is permanent: parse writes
 // both objects before it queues the job, so one that is gone will not come
