@@ -37,61 +37,59 @@ func (a *App) mountConsole(mux *http.ServeMux) {
 		w.Header().Set("Content-Disposition", `attachment; filename="postern-devices.csv"`)
 		writeDevicesCSV(w, a.devices.list())
 	})
-	mux.HandleFunc("GET /v1/messages/{id}/parsed", func(w http.ResponseWriter, r *http.Request) {
-		id, err := postern.ParseMsgID(r.PathValue("id"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	const notParsed = "not parsed (yet): no parsed form for this message"
+	mux.HandleFunc("GET /v1/messages/{id}/parsed", withMsgID(func(w http.ResponseWriter, r *http.Request, id postern.MsgID) {
 		rc, err := a.store.Get(r.Context(), id.ParsedKey())
-		if errors.Is(err, blob.ErrNotFound) {
-			http.Error(w, "not parsed (yet): no parsed form for this message", http.StatusNotFound)
-			return
-		}
-		if err != nil {
-			http.Error(w, "store: "+err.Error(), http.StatusBadGateway)
+		if storeFailed(w, err, notParsed) {
 			return
 		}
 		defer rc.Close()
 		w.Header().Set("Content-Type", "application/json")
 		io.Copy(w, rc)
-	})
-	mux.HandleFunc("GET /v1/messages/{id}/links", func(w http.ResponseWriter, r *http.Request) {
-		id, err := postern.ParseMsgID(r.PathValue("id"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	}))
+	mux.HandleFunc("GET /v1/messages/{id}/links", withMsgID(func(w http.ResponseWriter, r *http.Request, id postern.MsgID) {
 		links, err := a.messageLinks(r.Context(), id)
-		if errors.Is(err, blob.ErrNotFound) {
-			http.Error(w, "no such message", http.StatusNotFound)
-			return
-		}
-		if err != nil {
-			http.Error(w, "store: "+err.Error(), http.StatusBadGateway)
+		if storeFailed(w, err, "no such message") {
 			return
 		}
 		writeJSON(w, links)
-	})
-	mux.HandleFunc("GET /v1/messages/{id}/html", func(w http.ResponseWriter, r *http.Request) {
-		id, err := postern.ParseMsgID(r.PathValue("id"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	}))
+	mux.HandleFunc("GET /v1/messages/{id}/html", withMsgID(func(w http.ResponseWriter, r *http.Request, id postern.MsgID) {
 		p, err := a.loadParsed(r.Context(), id)
-		if errors.Is(err, blob.ErrNotFound) {
-			http.Error(w, "not parsed (yet): no parsed form for this message", http.StatusNotFound)
-			return
-		}
-		if err != nil {
-			http.Error(w, "store: "+err.Error(), http.StatusBadGateway)
+		if storeFailed(w, err, notParsed) {
 			return
 		}
 		console.SecurityHeaders(w.Header(), console.MailCSP)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		io.WriteString(w, console.SanitizeMailHTML(p.HTML))
-	})
+	}))
+}
+
+// withMsgID answers 400 when the path's {id} is not a message id, and
+// otherwise hands it to h.
+func withMsgID(h func(w http.ResponseWriter, r *http.Request, id postern.MsgID)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := postern.ParseMsgID(r.PathValue("id"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		h(w, r, id)
+	}
+}
+
+// storeFailed answers a store error, if there is one: 404 with notFound
+// for a missing object, 502 for the rest. It reports whether it answered.
+func storeFailed(w http.ResponseWriter, err error, notFound string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, blob.ErrNotFound):
+		http.Error(w, notFound, http.StatusNotFound)
+	default:
+		http.Error(w, "store: "+err.Error(), http.StatusBadGateway)
+	}
+	return true
 }
 
 // MessageLinks is GET /v1/messages/{id}/links: signed, expiring download
