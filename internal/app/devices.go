@@ -49,6 +49,7 @@ const (
 	LegacyTLS       = "tls_below_1.2" // TLS 1.0 or 1.1
 	LegacyPlaintext = "plaintext"     // no TLS at all
 	LegacyLogin     = "auth_login"    // AUTH LOGIN
+	LegacyBareLF    = "bare_lf"       // message lines ended by LF alone
 )
 
 // Source is one client address of a device.
@@ -122,6 +123,9 @@ func (d *devices) Accepted(env *postern.Envelope, _ time.Duration) {
 	}
 	if strings.EqualFold(mech, "LOGIN") {
 		dev.Legacy = addLegacy(dev.Legacy, LegacyLogin)
+	}
+	if env.BareLF {
+		dev.Legacy = addLegacy(dev.Legacy, LegacyBareLF)
 	}
 	d.today(dev).Messages++
 	dev.Sources = seenFrom(dev.Sources, env.ClientIP, env.ReceivedAt)

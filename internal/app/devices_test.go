@@ -64,6 +64,14 @@ func TestDevicesLegacyAndDays(t *testing.T) {
 	if e := by["erp"]; len(e.Legacy) != 0 || e.Legacy == nil || e.Days == nil {
 		t.Errorf("erp used no legacy allowance: %+v (and lists are [] in JSON, not null)", e)
 	}
+	// A message with lines ended by LF alone adds that allowance.
+	d.Accepted(&postern.Envelope{Identity: "erp", ClientIP: "10.0.0.7", AuthMech: "PLAIN", ReceivedAt: now,
+		TLS: &postern.TLSInfo{Version: "TLS 1.3"}, BareLF: true}, 0)
+	for _, dev := range d.list() {
+		if dev.Identity == "erp" && !reflect.DeepEqual(dev.Legacy, []string{LegacyBareLF}) {
+			t.Errorf("erp after a bare-LF message: legacy %v, want [%s]", dev.Legacy, LegacyBareLF)
+		}
+	}
 
 	// Bounded: old days go, and so do the least recent addresses.
 	for i := range keepDays + 3 {

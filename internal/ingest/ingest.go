@@ -131,6 +131,7 @@ func seal(env *postern.Envelope, cr *countingReader, raw []byte) ([]byte, error)
 	}
 	env.Size = cr.n
 	env.SHA256 = hex.EncodeToString(cr.h.Sum(nil))
+	env.BareLF = cr.bareLF
 	env.V = postern.EnvelopeVersion
 	job, err := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: env.ID, Envelope: *env, Raw: raw})
 	if err != nil {
@@ -156,6 +157,9 @@ type countingReader struct {
 	n   int64
 	now func() time.Time
 	eof time.Time // when r first said io.EOF: the end of DATA
+
+	bareLF bool // a line ended by LF alone was read
+	last   byte // the last byte read, for an LF at the start of a read
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -163,9 +167,29 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	if n > 0 {
 		c.h.Write(p[:n])
 		c.n += int64(n)
+		if !c.bareLF {
+			c.bareLF = hasBareLF(c.last, p[:n])
+		}
+		c.last = p[n-1]
 	}
 	if err == io.EOF && c.eof.IsZero() {
 		c.eof = c.now()
 	}
 	return n, err
+}
+
+// hasBareLF reports whether b holds an LF not preceded by CR; prev is the
+// byte before b (0 at the start).
+func hasBareLF(prev byte, b []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if i == 0 && prev != '\r' || i > 0 && b[i-1] != '\r' {
+			return true
+		}
+		i++
+	}
 }

@@ -27,6 +27,10 @@ type Envelope struct {
 
 	Size   int64  `json:"size"`   // bytes of the stored raw message
 	SHA256 string `json:"sha256"` // hex SHA-256 of the stored raw message
+	// BareLF says the message has a line ended by LF alone, which RFC 5321
+	// forbids and old devices still send: a legacy allowance the device
+	// table reports. Postern stores the bytes as they came.
+	BareLF bool `json:"bare_lf,omitempty"`
 
 	// SMTP MAIL parameters.
 	Body     string `json:"body,omitempty"` // BODY=7BIT|8BITMIME|BINARYMIME
