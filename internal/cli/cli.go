@@ -140,6 +140,9 @@ func run(ctx context.Context, e Env, args []string) int {
 		for range hup {
 			notify.Reloading()
 			a.ReloadTLS() // failures are logged and keep the current certificate
+			if *path != "" {
+				checkReloaded(cfg, func() (*config.Config, error) { return config.Load(*path, e.Getenv) }, log)
+			}
 			notify.Ready()
 		}
 	}()

@@ -145,6 +145,11 @@ func TestDebInstallUpgradeKeepsMail(t *testing.T) {
 	if v := g2.startedVersion(t); v != "0.0.2~test2" {
 		t.Errorf("after the upgrade the startup line names version %q, want 0.0.2~test2", v)
 	}
+	// systemctl reload: the unit's ExecReload, as systemd runs it.
+	reload := strings.ReplaceAll(unitValue(svc, "ExecReload"), "$MAINPID", strconv.Itoa(g2.cmd.Process.Pid))
+	run(t, "sh", "-c", reload)
+	g2.waitFor(t, "RELOADING=1", 10*time.Second)
+	g2.waitFor(t, "READY=1", 10*time.Second)
 	mail.waitAcked(t, mail.count()+20)
 	ids, refusals := mail.stop()
 	t.Logf("%d messages acknowledged (%d while dpkg unpacked the upgrade), %d connections refused or answered 4xx around the restart, on port %d", len(ids), during, refusals, port)
