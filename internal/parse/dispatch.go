@@ -8,6 +8,7 @@ import (
 
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/route"
+	"github.com/postern/postern/internal/trace"
 )
 
 // DSN status and diagnostic for recipients routing refuses. The gateway
@@ -91,6 +92,7 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 			return fmt.Errorf("enqueue %s job for route %q: %w", d.rule.Target.Kind, d.rule.Name, err)
 		}
 		log.InfoContext(ctx, "routed", "route", d.rule.Name, "target", string(d.rule.Target.Kind), "rcpt_count", len(d.rcpts))
+		trace.NoteEvent(ctx, trace.EventRouted, 0, fmt.Sprintf("route %s (%s): %d recipient(s)", d.rule.Name, d.rule.Target.Kind, len(d.rcpts)))
 	}
 
 	if len(failed) > 0 {
@@ -99,6 +101,7 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 			return fmt.Errorf("enqueue dsn job: %w", err)
 		}
 		log.InfoContext(ctx, "routed", "route", "", "target", "dsn", "rcpt_count", len(failed))
+		trace.NoteEvent(ctx, trace.EventRouted, 0, fmt.Sprintf("no route or refused: %d recipient(s) to a failure notice", len(failed)))
 	}
 	return nil
 }

@@ -139,6 +139,7 @@ const (
 	EventFailed    = "failed"    // refused for good (or a job that can never run)
 	EventExpired   = "expired"   // still failing at the route's max age
 
+	EventRouted            = "routed"              // parse handed the message to a route (or the DSN); Detail says which
 	EventDSNQueued         = "dsn_queued"          // a failure notice (DSN) queued; Detail its status
 	EventDelayNoticeQueued = "delay_notice_queued" // a delay notice (DSN, action delayed) queued
 	EventFailureNotice     = "failure_notice"      // the route's failure_url POSTed; Status its answer
