@@ -3,11 +3,16 @@ package apispec_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -451,4 +456,60 @@ func TestOpenAPIOperationsComplete(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The trace events the document names are the trace package's: its Event
+// constants, and the receipt that trace.Read adds.
+func TestTraceEventsMatchTracePackage(t *testing.T) {
+	t.Parallel()
+	fset := token.NewFileSet()
+	names, err := filepath.Glob(filepath.Join("..", "trace", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"received"}
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, s := range g.Specs {
+				vs := s.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					if !strings.HasPrefix(n.Name, "Event") || i >= len(vs.Values) {
+						continue
+					}
+					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+						v, _ := strconv.Unquote(lit.Value)
+						want = append(want, v)
+					}
+				}
+			}
+		}
+	}
+	doc := decode(t, apispec.OpenAPI())
+	var got []string
+	for _, v := range lookupAny(doc, "components", "schemas", "TraceEvent", "properties", "event", "enum").([]any) {
+		got = append(got, v.(string))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s lists the trace events %v; internal/trace has %v", apispec.OpenAPIFile, got, want)
+	}
+}
+
+func lookupAny(v any, keys ...string) any {
+	for _, k := range keys {
+		v = v.(map[string]any)[k]
+	}
+	return v
 }

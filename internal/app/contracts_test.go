@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,20 +30,20 @@ type route struct {
 
 var wildcard = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}`)
 
-// adminRoutes reads every mux.Handle and mux.HandleFunc call in this
-// package's non-test files: the admin listener's mux is the only one the
-// package has, and every area mounts its routes on it (admin.go and the
-// admin_*.go mount files). A pattern it cannot read (not a constant string)
-// is an error, so a route cannot slip past the comparison with the spec.
-func adminRoutes(t *testing.T) []route {
+// goPackage is one directory's non-test files, parsed, and its constants.
+type goPackage struct {
+	dir    string // relative to the repository root, e.g. internal/app
+	files  []*ast.File
+	consts map[string]ast.Expr
+}
+
+func parsePackage(t *testing.T, fset *token.FileSet, fsDir, repoDir string) *goPackage {
 	t.Helper()
-	fset := token.NewFileSet()
-	names, err := filepath.Glob("*.go")
+	names, err := filepath.Glob(filepath.Join(fsDir, "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var files []*ast.File
-	consts := map[string]ast.Expr{}
+	p := &goPackage{dir: repoDir, consts: map[string]ast.Expr{}}
 	for _, name := range names {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -51,78 +52,185 @@ func adminRoutes(t *testing.T) []route {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, f)
+		p.files = append(p.files, f)
 		for _, d := range f.Decls {
 			if g, ok := d.(*ast.GenDecl); ok && g.Tok == token.CONST {
 				for _, s := range g.Specs {
 					vs := s.(*ast.ValueSpec)
 					for i, n := range vs.Names {
 						if i < len(vs.Values) {
-							consts[n.Name] = vs.Values[i]
+							p.consts[n.Name] = vs.Values[i]
 						}
 					}
 				}
 			}
 		}
 	}
-	var eval func(e ast.Expr) (string, bool)
-	eval = func(e ast.Expr) (string, bool) {
-		switch e := e.(type) {
-		case *ast.BasicLit:
-			if e.Kind == token.STRING {
-				s, err := strconv.Unquote(e.Value)
-				return s, err == nil
+	return p
+}
+
+// eval is the value of a constant string expression: literals, the
+// package's constants, and + of them.
+func (p *goPackage) eval(e ast.Expr) (string, bool) {
+	switch e := e.(type) {
+	case *ast.BasicLit:
+		if e.Kind == token.STRING {
+			s, err := strconv.Unquote(e.Value)
+			return s, err == nil
+		}
+	case *ast.BinaryExpr:
+		if e.Op == token.ADD {
+			x, ok1 := p.eval(e.X)
+			y, ok2 := p.eval(e.Y)
+			return x + y, ok1 && ok2
+		}
+	case *ast.ParenExpr:
+		return p.eval(e.X)
+	case *ast.Ident:
+		if v, ok := p.consts[e.Name]; ok {
+			return p.eval(v)
+		}
+	}
+	return "", false
+}
+
+// isMux reports whether e names a mux variable (mux, adminMux, ...).
+func isMux(e ast.Expr) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && strings.Contains(strings.ToLower(id.Name), "mux")
+}
+
+// registrations adds to out the Handle and HandleFunc calls in n whose
+// receiver on(sel.X) accepts; a pattern that is not a constant string is
+// an error, so a route cannot slip past the comparison with the spec.
+func (p *goPackage) registrations(t *testing.T, fset *token.FileSet, n ast.Node, on func(ast.Expr) bool, out *[]route) {
+	t.Helper()
+	ast.Inspect(n, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) != 2 {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") || !on(sel.X) {
+			return true
+		}
+		pos := fset.Position(call.Pos())
+		where := fmt.Sprintf("%s/%s:%d", p.dir, filepath.Base(pos.Filename), pos.Line)
+		pattern, ok := p.eval(call.Args[0])
+		if !ok {
+			if isMux(sel.X) {
+				t.Errorf("%s: the route pattern is not a constant string, so this test cannot compare it with %s; write the pattern as a string constant", where, apispec.OpenAPIFile)
 			}
-		case *ast.BinaryExpr:
-			if e.Op == token.ADD {
-				x, ok1 := eval(e.X)
-				y, ok2 := eval(e.Y)
-				return x + y, ok1 && ok2
-			}
-		case *ast.ParenExpr:
-			return eval(e.X)
-		case *ast.Ident:
-			if v, ok := consts[e.Name]; ok {
-				return eval(v)
+			return true
+		}
+		method, rest, hasMethod := strings.Cut(pattern, " ")
+		if !hasMethod {
+			method, rest = "", pattern
+		}
+		rest = strings.TrimLeft(rest, " \t")
+		i := strings.Index(rest, "/")
+		if i < 0 {
+			t.Errorf("%s: pattern %q has no path", where, pattern)
+			return true
+		}
+		path := strings.ReplaceAll(rest[i:], "{$}", "")
+		if path == "" {
+			path = "/"
+		}
+		path = wildcard.ReplaceAllString(path, "{$1}")
+		*out = append(*out, route{method: method, path: path, where: where})
+		return true
+	})
+}
+
+// adminRoutes reads the routes of the admin listener from the source:
+// every mux.Handle and mux.HandleFunc call in this package's non-test
+// files (the admin mux is the only one the package has; admin.go and the
+// admin_*.go mount files register on it), and, where this package hands
+// the mux to a function elsewhere (a.console.Mount(mux)), the calls in
+// that function on its *http.ServeMux parameter, found by name among the
+// other internal packages.
+func adminRoutes(t *testing.T) []route {
+	t.Helper()
+	fset := token.NewFileSet()
+	app := parsePackage(t, fset, ".", "internal/app")
+	var out []route
+	handoffs := map[string]string{} // function name -> where the mux is passed to it
+	defined := map[string]bool{}
+	for _, f := range app.files {
+		app.registrations(t, fset, f, func(ast.Expr) bool { return true }, &out)
+		for _, d := range f.Decls {
+			if fd, ok := d.(*ast.FuncDecl); ok {
+				defined[fd.Name.Name] = true
 			}
 		}
-		return "", false
-	}
-	var out []route
-	for _, f := range files {
 		ast.Inspect(f, func(n ast.Node) bool {
 			call, ok := n.(*ast.CallExpr)
-			if !ok || len(call.Args) != 2 {
+			if !ok || !slices.ContainsFunc(call.Args, isMux) {
 				return true
 			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
-				return true
+			var name string
+			switch fn := call.Fun.(type) {
+			case *ast.SelectorExpr:
+				name = fn.Sel.Name
+			case *ast.Ident:
+				name = fn.Name
 			}
-			pos := fset.Position(call.Pos())
-			where := fmt.Sprintf("internal/app/%s:%d", pos.Filename, pos.Line)
-			pattern, ok := eval(call.Args[0])
-			if !ok {
-				if x, isIdent := sel.X.(*ast.Ident); isIdent && strings.Contains(strings.ToLower(x.Name), "mux") {
-					t.Errorf("%s: the route pattern is not a constant string, so this test cannot compare it with %s; write the pattern as a string constant", where, apispec.OpenAPIFile)
-				}
-				return true
+			if name != "" && name != "Handle" && name != "HandleFunc" {
+				pos := fset.Position(call.Pos())
+				handoffs[name] = fmt.Sprintf("internal/app/%s:%d", filepath.Base(pos.Filename), pos.Line)
 			}
-			method, rest, hasMethod := strings.Cut(pattern, " ")
-			if !hasMethod {
-				method, rest = "", pattern
-			}
-			rest = strings.TrimLeft(rest, " \t")
-			i := strings.Index(rest, "/")
-			if i < 0 {
-				t.Errorf("%s: pattern %q has no path", where, pattern)
-				return true
-			}
-			p := strings.ReplaceAll(rest[i:], "{$}", "")
-			p = wildcard.ReplaceAllString(p, "{$1}")
-			out = append(out, route{method: method, path: p, where: where})
 			return true
 		})
+	}
+	for name := range handoffs {
+		if defined[name] {
+			delete(handoffs, name) // in this package: its calls are read above
+		}
+	}
+	if len(handoffs) == 0 {
+		return out
+	}
+	dirs, err := filepath.Glob(filepath.Join("..", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, dir := range dirs {
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || filepath.Base(dir) == "app" {
+			continue
+		}
+		p := parsePackage(t, fset, dir, "internal/"+filepath.Base(dir))
+		for _, f := range p.files {
+			for _, d := range f.Decls {
+				fd, ok := d.(*ast.FuncDecl)
+				if !ok || handoffs[fd.Name.Name] == "" || fd.Body == nil {
+					continue
+				}
+				for _, field := range fd.Type.Params.List {
+					star, ok := field.Type.(*ast.StarExpr)
+					if !ok {
+						continue
+					}
+					if sel, ok := star.X.(*ast.SelectorExpr); !ok || sel.Sel.Name != "ServeMux" {
+						continue
+					}
+					for _, n := range field.Names {
+						param := n.Name
+						found[fd.Name.Name] = true
+						p.registrations(t, fset, fd.Body, func(x ast.Expr) bool {
+							id, ok := x.(*ast.Ident)
+							return ok && id.Name == param
+						}, &out)
+					}
+				}
+			}
+		}
+	}
+	for name, where := range handoffs {
+		if !found[name] {
+			t.Errorf("%s passes the admin mux to %s, and no function %s with a *http.ServeMux parameter is in internal/: this test cannot read the routes it registers", where, name, name)
+		}
 	}
 	return out
 }
@@ -304,6 +412,12 @@ func TestAdminResponsesMatchSpec(t *testing.T) {
 		{adminCall{method: "POST", specPath: "/v1/redrive/{queue}", path: "/v1/redrive/webhook", header: map[string]string{"Content-Type": "application/json"}, body: `{}`}, 200},
 		{adminCall{method: "POST", specPath: "/v1/redrive/{queue}", path: "/v1/redrive/webhook", header: map[string]string{"Content-Type": "application/json"}, body: `{"all": true}`}, 400},
 		{adminCall{method: "POST", specPath: "/v1/redrive/{queue}", path: "/v1/redrive/nope", header: map[string]string{"Content-Type": "application/json"}, body: `{}`}, 422},
+		{adminCall{method: "GET", specPath: "/", path: "/", header: map[string]string{"Authorization": ""}}, 200},
+		{adminCall{method: "GET", specPath: "/console/{file}", path: "/console/app.js", header: map[string]string{"Authorization": ""}}, 200},
+		{adminCall{method: "GET", specPath: "/console/{file}", path: "/console/app.css", header: map[string]string{"Authorization": ""}}, 200},
+		{adminCall{method: "GET", specPath: "/console/{file}", path: "/console/secret.txt", header: map[string]string{"Authorization": ""}}, 401},
+		{adminCall{method: "GET", specPath: "/console/{file}", path: "/console/secret.txt"}, 404},
+		{adminCall{method: "GET", specPath: "/", path: "/", header: map[string]string{"Origin": "https://evil.example"}}, 403},
 		{adminCall{method: "GET", specPath: "/debug/pprof/", path: "/debug/pprof/"}, 200},
 		{adminCall{method: "GET", specPath: "/debug/pprof/cmdline", path: "/debug/pprof/cmdline"}, 200},
 		{adminCall{method: "GET", specPath: "/debug/pprof/symbol", path: "/debug/pprof/symbol"}, 200},
