@@ -148,7 +148,7 @@ func TestMessagesAPI(t *testing.T) {
 		events = append(events, ev.Stage+":"+ev.Event)
 	}
 	if !d.Indexed || d.Message.Status != msgindex.StatusFailed || d.Envelope == nil || d.Envelope.HELO != "scanner.lan" ||
-		len(events) < 4 || !reflect.DeepEqual(events[:4], []string{"gateway:received", "parse:done", "webhook:failed", "webhook:" + trace.EventDSNQueued}) {
+		len(events) < 5 || !reflect.DeepEqual(events[:5], []string{"gateway:received", "parse:done", "parse:" + trace.EventRouted, "webhook:failed", "webhook:" + trace.EventDSNQueued}) {
 		t.Errorf("detail: indexed %v status %s envelope %+v timeline %v", d.Indexed, d.Message.Status, d.Envelope, events)
 	}
 
