@@ -281,7 +281,51 @@ func ValidateWebhook(h http.Header, body []byte) error {
 			errs = append(errs, fmt.Errorf("webhook %s: body does not match the schema %s references: %w", name, OpenAPIFile, err))
 		}
 	}
+	if err := checkWebhookID(name, h, body); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
+}
+
+// checkWebhookID checks that webhook-id names the delivery the request
+// carries: <message id>.<route> for a payload, the failed delivery's id
+// and .failed for a notice.
+func checkWebhookID(name string, h http.Header, body []byte) error {
+	var id, route, want string
+	switch name {
+	case "email.received":
+		var ev struct{ Data struct{ ID, Route string } }
+		if json.Unmarshal(body, &ev) != nil {
+			return nil // reported above
+		}
+		id, route = ev.Data.ID, ev.Data.Route
+	case "email.received.raw":
+		raw, err := base64.RawURLEncoding.DecodeString(h.Get("webhook-postern-envelope"))
+		var env struct{ ID, Route string }
+		if err != nil || json.Unmarshal(raw, &env) != nil {
+			return nil // reported above
+		}
+		id, route = env.ID, env.Route
+	case "email.failed":
+		var ev struct {
+			Data struct {
+				WebhookID string `json:"webhook_id"`
+			}
+		}
+		if json.Unmarshal(body, &ev) != nil {
+			return nil
+		}
+		want = ev.Data.WebhookID + ".failed"
+	default:
+		return nil
+	}
+	if want == "" {
+		want = id + "." + route
+	}
+	if got := h.Get("webhook-id"); got != want {
+		return fmt.Errorf("webhook %s: webhook-id is %q, want %q from the payload", name, got, want)
+	}
+	return nil
 }
 
 func mustDecode(b []byte) any {

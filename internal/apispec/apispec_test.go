@@ -306,12 +306,13 @@ func TestValidateWebhook(t *testing.T) {
 		t.Fatalf("valid request: %v", err)
 	}
 	for what, change := range map[string]func(http.Header){
-		"no signature":      func(h http.Header) { h.Del(webhook.HeaderSignature) },
-		"v2 signature":      func(h http.Header) { h.Set(webhook.HeaderSignature, "v2,abc") },
-		"id of a notice":    func(h http.Header) { h.Set(webhook.HeaderID, id+".failed") },
-		"ms timestamp":      func(h http.Header) { h.Set(webhook.HeaderTimestamp, "1796464687.5") },
-		"other agent":       func(h http.Header) { h.Set("User-Agent", "Go-http-client/1.1") },
-		"form content type": func(h http.Header) { h.Set("Content-Type", "application/x-www-form-urlencoded") },
+		"no signature":       func(h http.Header) { h.Del(webhook.HeaderSignature) },
+		"v2 signature":       func(h http.Header) { h.Set(webhook.HeaderSignature, "v2,abc") },
+		"id of a notice":     func(h http.Header) { h.Set(webhook.HeaderID, id+".failed") },
+		"ms timestamp":       func(h http.Header) { h.Set(webhook.HeaderTimestamp, "1796464687.5") },
+		"other agent":        func(h http.Header) { h.Set("User-Agent", "Go-http-client/1.1") },
+		"form content type":  func(h http.Header) { h.Set("Content-Type", "application/x-www-form-urlencoded") },
+		"another route's id": func(h http.Header) { h.Set(webhook.HeaderID, "01KBQ3W5M7Z0R8T4V6X9YB2C3D.archive") },
 	} {
 		h := header()
 		change(h)
@@ -321,6 +322,7 @@ func TestValidateWebhook(t *testing.T) {
 	}
 	raw := header()
 	raw.Set("Content-Type", "message/rfc822")
+	raw.Set(webhook.HeaderID, "01KBQ3W5M7Z0R8T4V6X9YB2C3D.archive") // the envelope example's route
 	if err := apispec.ValidateWebhook(raw, []byte("Subject: x\r\n\r\nx\r\n")); err == nil {
 		t.Error("raw delivery without webhook-postern-envelope: accepted")
 	}
