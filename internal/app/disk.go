@@ -19,7 +19,8 @@ import (
 // lets go (and once at start).
 const retentionEvery = time.Hour
 
-// Option adjusts New, for tests.
+// Option adjusts New: a service manager to notify (WithNotifier), or a
+// stand-in for what tests must control (WithFreeSpace).
 type Option func(*options)
 
 type options struct {
