@@ -273,7 +273,7 @@ func TestAdminRoutesInSpec(t *testing.T) {
 	for _, op := range ops {
 		_, p, _ := strings.Cut(op, " ")
 		if !registered[op] && !registered["* "+p] {
-			t.Errorf("%s describes %s, which no mux.Handle or mux.HandleFunc in internal/app registers: remove it from the document or register it", apispec.OpenAPIFile, op)
+			t.Errorf("%s describes %s, which no mux.Handle or mux.HandleFunc on the admin mux registers (internal/app, and the functions it hands the mux to): remove it from the document or register it", apispec.OpenAPIFile, op)
 		}
 	}
 }
