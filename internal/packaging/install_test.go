@@ -52,6 +52,16 @@ func TestDebInstallUpgradeKeepsMail(t *testing.T) {
 		}
 	}
 	needTool(t, "go", "install the Go go.mod names")
+	// One install test at a time on a machine (two suites may run at once):
+	// the lock is released when the test's process ends, however it ends.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "postern-package-test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() })
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	if st := dpkgStatus(t); st != "" {
 		if !strings.Contains(st, "~test") {
 			t.Fatalf("a postern package (%s) is installed on this machine; the test would replace it", st)
