@@ -139,10 +139,15 @@ func buildContext(t *testing.T, root string) string {
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
-			if d.Name() == "testdata" || d.Name() == ".git" {
+			if d.Name() == "testdata" {
 				return filepath.SkipDir
 			}
-			return nil
+			for _, k := range keep { // walk only towards and inside what is kept
+				if rel == "." || rel == k || strings.HasPrefix(rel, k+"/") || strings.HasPrefix(k, rel+"/") {
+					return nil
+				}
+			}
+			return filepath.SkipDir
 		}
 		if strings.HasSuffix(rel, "_test.go") || !d.Type().IsRegular() {
 			return nil
