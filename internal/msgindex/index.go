@@ -5,7 +5,7 @@
 // The index is a view, never the record: the store and the trace events
 // are. It is fed from what already happens (Accepted when the gateway
 // acknowledges a message, Events when a stage records its trace events,
-// Forget when retention removes a message), through a bounded channel that
+// Forget when retention removes a message), through a bounded queue that
 // one goroutine drains into one bbolt transaction per batch. Feeding it
 // never blocks and never fails mail: when the backlog is full or a batch
 // cannot be written, the update is dropped, logged at ERROR, counted, and
@@ -98,8 +98,9 @@ type Index struct {
 	dropped  atomic.Uint64 // updates dropped because the backlog was full
 	failures atomic.Uint64 // batches that could not be written
 
-	// stateMu guards incomplete (the persisted reason, "" when complete)
-	// and pending (a reason to persist with the next batch).
+	// stateMu guards incomplete (the persisted reason, "" when complete),
+	// pending (a reason to persist with the next batch), and lastLog and
+	// unlogged, which space out the log lines about lost updates.
 	stateMu    sync.Mutex
 	incomplete string
 	pending    string
