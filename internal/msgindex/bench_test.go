@@ -27,7 +27,7 @@ func BenchmarkWriter(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		b.StopTimer()
-		x, err := Open(filepath.Join(b.TempDir(), "index.db"), Options{Store: st, Router: byDomain})
+		x, err := Open(filepath.Join(b.TempDir(), "index.db"), Options{Store: st, Router: byDomain, Interval: time.Nanosecond})
 		if err != nil {
 			b.Fatal(err)
 		}
