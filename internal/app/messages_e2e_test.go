@@ -148,7 +148,7 @@ func TestMessagesAPI(t *testing.T) {
 		events = append(events, ev.Stage+":"+ev.Event)
 	}
 	if !d.Indexed || d.Message.Status != msgindex.StatusFailed || d.Envelope == nil || d.Envelope.HELO != "scanner.lan" ||
-		len(events) < 5 || !reflect.DeepEqual(events[:5], []string{"gateway:received", "parse:done", "parse:" + trace.EventRouted, "webhook:failed", "webhook:" + trace.EventDSNQueued}) {
+		len(events) == 0 || events[0] != "gateway:received" || !inOrder(events, "parse:done", "parse:"+trace.EventRouted, "webhook:failed", "webhook:"+trace.EventDSNQueued) {
 		t.Errorf("detail: indexed %v status %s envelope %+v timeline %v", d.Indexed, d.Message.Status, d.Envelope, events)
 	}
 
@@ -173,6 +173,17 @@ func TestMessagesAPI(t *testing.T) {
 	if !bytes.Equal(jl, jr) || !rebuilt.Index.Complete {
 		t.Errorf("live:\n%s\nrebuilt (index %+v):\n%s", jl, rebuilt.Index, jr)
 	}
+}
+
+// inOrder reports whether want are among got in this order: other events
+// (the dsn stage's, whose job may end first) may come between.
+func inOrder(got []string, want ...string) bool {
+	for _, g := range got {
+		if len(want) > 0 && g == want[0] {
+			want = want[1:]
+		}
+	}
+	return len(want) == 0
 }
 
 // TestReindexRefusedWhileRunning: the running gateway holds the index.
