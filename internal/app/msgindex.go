@@ -77,14 +77,14 @@ func (a *App) forgetIndexed(id postern.MsgID) {
 }
 
 // closeIndex writes what the index has queued and closes it; before the
-// store closes, since the writer may still read parsed forms.
+// store closes, since the writer may still read parsed forms. a.index
+// stays set (a job or retention run left behind by shutdown may still
+// feed it; the closed index drops the update), and closing twice is safe.
 func (a *App) closeIndex() error {
 	if a.index == nil {
 		return nil
 	}
-	err := a.index.Close()
-	a.index = nil
-	return err
+	return a.index.Close()
 }
 
 type indexedIngester struct {
