@@ -13,10 +13,12 @@ import (
 
 	"github.com/jhillyerd/enmime/v2"
 	"github.com/oklog/ulid/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/postern/postern/internal/app"
 	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/logbuf"
 	"github.com/postern/postern/internal/msgindex"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
@@ -226,4 +228,45 @@ func TestRetentionForgetsIndexed(t *testing.T) {
 	eventually(t, "the filter keys too", func() bool {
 		return len(listMessages(t, admin, url.Values{"rcpt": {"x@files.test"}}).Messages) == 0
 	})
+}
+
+// TestIndexRepairedAfterUncleanStop: a gateway killed with updates still
+// queued for the index (here: a row lost, and the file left open) repairs
+// the index from the store as it starts, and the index is complete.
+func TestIndexRepairedAfterUncleanStop(t *testing.T) {
+	t.Parallel()
+	_, hs := newHook(t)
+	cfg := testConfig(t, hs.URL)
+	a, stop := start(t, cfg)
+	reply, err := send(t, a.SMTPAddrs()[0].String(), "scanner@lan.example", []string{"ann@app.test"}, scanMessage(t, "Scan 0042"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(reply, "OK ")
+	findOne(t, "http://"+a.AdminAddr().String(), url.Values{"rcpt": {"ann@app.test"}}, msgindex.StatusDelivered)
+	stop()
+
+	db, err := bolt.Open(cfg.Path(app.IndexFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("msgs")).Delete([]byte(id)); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("meta")).Put([]byte("open"), []byte("1"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	var logs logbuf.Buffer
+	a, _ = startLogged(t, cfg, &logs)
+	l := listMessages(t, "http://"+a.AdminAddr().String(), url.Values{"rcpt": {"ann@app.test"}})
+	if len(l.Messages) != 1 || string(l.Messages[0].ID) != id || l.Messages[0].Status != msgindex.StatusDelivered || !l.Index.Complete {
+		t.Errorf("after an unclean stop: %+v", l)
+	}
+	if !strings.Contains(logs.String(), "message index repaired after an unclean stop") {
+		t.Error("the repair was not logged")
+	}
 }

@@ -43,6 +43,9 @@ func (a *App) openIndex() {
 		a.log.Error("message index not opened; mail flows, the messages API is unavailable", slog.String("stage", "index"), slog.String("error", err.Error()))
 		return
 	}
+	if idx.Unclean() {
+		a.repairIndex(idx)
+	}
 	if idx.Created() && storeHasMessages(a.store) {
 		idx.MarkIncomplete(fmt.Sprintf("the index was created on %s beside a store that already held messages: run gateway reindex (with the gateway stopped) to add them", time.Now().UTC().Format(time.RFC3339)))
 	}
@@ -50,6 +53,30 @@ func (a *App) openIndex() {
 	a.metrics.CounterFunc("postern_index_dropped_total", "Updates of the message index lost (backlog full, or a batch that could not be written); the index says it is incomplete until gateway reindex.", func() float64 { return float64(idx.Dropped()) })
 	a.metrics.CounterFunc("postern_index_write_failures_total", "Batches the message index could not write.", func() float64 { return float64(idx.Failures()) })
 	a.metrics.GaugeFunc("postern_index_backlog", "Updates waiting for the message index's writer.", func() float64 { return float64(idx.Backlog()) })
+}
+
+// repairLimit bounds the messages a repair at start reads; beyond it the
+// index stays incomplete until gateway reindex.
+const repairLimit = 20000
+
+// repairIndex rebuilds, after a crash or kill -9, the rows the lost
+// updates can have touched (msgindex.Index.Repair). It runs in New, before
+// anything feeds the index; when it cannot, the index says it is
+// incomplete and the gateway starts all the same.
+func (a *App) repairIndex(idx *msgindex.Index) {
+	archive, ok := a.store.(msgindex.Archive)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	n, err := idx.Repair(ctx, archive, a.routes.Names(), repairLimit)
+	if err != nil {
+		a.log.Warn("message index not repaired after an unclean stop; run gateway reindex with the gateway stopped", slog.String("stage", "index"), slog.String("error", err.Error()))
+		return
+	}
+	a.log.Info("message index repaired after an unclean stop", slog.String("stage", "index"), slog.Int("messages", n), slog.Int64("latency_ms", time.Since(start).Milliseconds()))
 }
 
 // indexTee is what the stages' tracer hands events to: the index, or

@@ -1,6 +1,7 @@
 package msgindex
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -245,4 +246,114 @@ func routesIn(dir string, routes []string) []string {
 		}
 	}
 	return out
+}
+
+// Unclean reports whether the last process to have the index open did not
+// close it (killed, crashed): the updates it had queued are lost until
+// Repair or Rebuild.
+func (x *Index) Unclean() bool { return x.unclean }
+
+// repairMargin is how long before the last batch was taken Repair looks
+// for messages whose updates may be lost.
+const repairMargin = time.Minute
+
+// errRepairTooBig stops a repair that would read more than its limit.
+var errRepairTooBig = errors.New("more messages to repair than the limit")
+
+// Repair brings an index the last process left open (Unclean) back in line
+// with the store as far as its lost updates can reach: it rebuilds (Load)
+// the row of every message received since a minute before the last batch
+// was taken, and of every message still pending, at most limit of them; a
+// message gone from the store loses its row. The index is then complete
+// again, unless it was incomplete for another reason. With more than limit
+// messages to read, or no record of the last batch, it changes nothing and
+// the index stays incomplete (gateway reindex). Like Rebuild it must run
+// before anything feeds the index: the gateway runs it while it starts,
+// before it takes mail or runs a stage.
+func (x *Index) Repair(ctx context.Context, st Archive, routes []string, limit int) (int, error) {
+	if !x.unclean {
+		return 0, nil
+	}
+	if x.lastWrite.IsZero() {
+		return 0, errors.New("message index: repair: no record of the last batch")
+	}
+	dirs := map[postern.MsgID]string{} // "" until known
+	err := x.db.View(func(tx *bolt.Tx) error {
+		prefix := append(append([]byte{fieldStatus}, StatusPending...), 0)
+		c := tx.Bucket(bucketKeys).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			dirs[postern.MsgID(k[len(prefix):])] = ""
+			if len(dirs) > limit {
+				return errRepairTooBig
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		since := string(idAt(x.lastWrite.Add(-repairMargin)))
+		err = eachMessage(st, func(id postern.MsgID, dir string) error {
+			if string(id) >= since {
+				dirs[id] = dir
+			}
+			if len(dirs) > limit {
+				return errRepairTooBig
+			}
+			return ctx.Err()
+		})
+	}
+	if err != nil {
+		return 0, fmt.Errorf("message index: repair: %w", err)
+	}
+	var rows []*Message
+	var gone []postern.MsgID
+	for id, dir := range dirs {
+		if dir == "" {
+			if dir, err = st.Path(strings.TrimSuffix(id.Prefix(), "/")); err != nil {
+				return 0, fmt.Errorf("message index: repair: %w", err)
+			}
+		}
+		m, _, _, err := Load(ctx, st, id, routesIn(dir, routes), x.opts.Router)
+		switch {
+		case errors.Is(err, blob.ErrNotFound):
+			gone = append(gone, id)
+		case err != nil:
+			return 0, fmt.Errorf("message index: repair %s: %w", id, err)
+		default:
+			rows = append(rows, m)
+		}
+	}
+	x.stateMu.Lock()
+	clean := x.incomplete == uncleanReason // else incomplete for another reason too
+	x.stateMu.Unlock()
+	err = x.db.Update(func(tx *bolt.Tx) error {
+		w := newWriter(tx)
+		for _, m := range rows {
+			if _, err := w.get(m.ID); err != nil { // its old keys, to replace
+				return err
+			}
+			w.put(m)
+		}
+		for _, id := range gone {
+			if err := w.forget(id); err != nil {
+				return err
+			}
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if clean {
+			return tx.Bucket(bucketMeta).Delete(metaIncomplete)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("message index: repair: %w", err)
+	}
+	if clean {
+		x.stateMu.Lock()
+		x.incomplete = ""
+		x.stateMu.Unlock()
+	}
+	x.unclean = false
+	return len(rows) + len(gone), nil
 }

@@ -41,6 +41,7 @@ var (
 	metaVersion    = []byte("v")
 	metaIncomplete = []byte("incomplete") // why the index may miss messages or updates; absent when complete
 	metaOpen       = []byte("open")       // "1" while a process has the index open
+	metaLastWrite  = []byte("last_write") // when the last batch was taken, RFC 3339 (see Repair)
 )
 
 const schemaVersion = "1"
@@ -89,6 +90,7 @@ type Index struct {
 	// not). Once closed is set nothing is added. wake (capacity 1) tells
 	// the writer there is something to take.
 	mu     sync.Mutex
+	taken  time.Time // when the writer last took the queue
 	queue  []op
 	spare  []op // the writer's last batch, emptied, for the next swap
 	closed bool
@@ -98,9 +100,11 @@ type Index struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the writer has returned
 
-	created  bool
-	dropped  atomic.Uint64 // updates dropped because the backlog was full
-	failures atomic.Uint64 // batches that could not be written
+	created   bool
+	unclean   bool          // the last process did not close the file (see Repair)
+	lastWrite time.Time     // when its last batch was taken
+	dropped   atomic.Uint64 // updates dropped because the backlog was full
+	failures  atomic.Uint64 // batches that could not be written
 
 	// stateMu guards incomplete (the persisted reason, "" when complete),
 	// pending (a reason to persist with the next batch), and lastLog and
@@ -183,7 +187,9 @@ func Open(path string, opts Options) (*Index, error) {
 		}
 		x.incomplete = string(meta.Get(metaIncomplete))
 		if string(meta.Get(metaOpen)) == "1" && x.incomplete == "" {
-			x.incomplete = "the gateway stopped without closing the index (a crash or kill -9): updates of its last moments may be missing; run gateway reindex"
+			x.unclean = true
+			x.lastWrite, _ = time.Parse(time.RFC3339Nano, string(meta.Get(metaLastWrite)))
+			x.incomplete = uncleanReason
 			if err := meta.Put(metaIncomplete, []byte(x.incomplete)); err != nil {
 				return err
 			}
@@ -197,6 +203,10 @@ func Open(path string, opts Options) (*Index, error) {
 	go x.run()
 	return x, nil
 }
+
+// uncleanReason is why an index a process left open is incomplete until
+// Repair or Rebuild.
+const uncleanReason = "the gateway stopped without closing the index (a crash or kill -9): updates of its last moments may be missing; run gateway reindex"
 
 // Created reports whether Open made a new index file (so it knows nothing
 // of messages stored before).
@@ -355,6 +365,15 @@ func (x *Index) MarkIncomplete(reason string) {
 	}
 }
 
+// putLastWrite records when the writer took its current batch: every
+// update queued before then is in this transaction or an earlier one.
+func (x *Index) putLastWrite(tx *bolt.Tx) error {
+	x.mu.Lock()
+	taken := x.taken
+	x.mu.Unlock()
+	return tx.Bucket(bucketMeta).Put(metaLastWrite, []byte(taken.UTC().Format(time.RFC3339Nano)))
+}
+
 // putPending writes a reason MarkIncomplete or drop noted.
 func (x *Index) putPending(tx *bolt.Tx) error {
 	x.stateMu.Lock()
@@ -401,6 +420,7 @@ func (x *Index) run() {
 		x.mu.Lock()
 		batch := x.queue
 		x.queue, x.spare = x.spare[:0], nil
+		x.taken = time.Now()
 		x.mu.Unlock()
 		all := batch
 		for len(batch) > 0 {
@@ -438,6 +458,9 @@ func (x *Index) write(batch []op) {
 				}
 			}
 			if err := w.flush(); err != nil {
+				return err
+			}
+			if err := x.putLastWrite(tx); err != nil {
 				return err
 			}
 			return x.putPending(tx)

@@ -517,3 +517,92 @@ func TestRebuildEqualsLive(t *testing.T) {
 		t.Errorf("filter keys differ:\n%q\n%q", ka, kb)
 	}
 }
+
+// crash stops x as a killed process would: the file is left open.
+func crash(x *Index) {
+	x.cancel()
+	x.mu.Lock()
+	x.closed = true
+	x.mu.Unlock()
+	x.signal()
+	<-x.done
+	x.db.Close()
+}
+
+// TestRepairAfterUncleanStop: after a crash, Repair rebuilds the rows the
+// lost updates can have touched (recent and pending messages) from the
+// store, and the index is complete again.
+func TestRepairAfterUncleanStop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := newStore(t)
+	path := filepath.Join(t.TempDir(), "index.db")
+	x, err := Open(path, Options{Store: st, Router: byDomain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// happened records an event in the store, and tells the index when
+	// it still can.
+	happened := func(x *Index, env *postern.Envelope, e trace.Event) {
+		t.Helper()
+		if err := trace.Append(ctx, st, env.ID, e); err != nil {
+			t.Fatal(err)
+		}
+		if x != nil {
+			x.Events(env.ID, []trace.Event{e})
+		}
+	}
+	now := time.Now().UTC()
+	retried := envelope(now, "s@x.test", "dev", "a@app.test")
+	removed := envelope(now.Add(time.Millisecond), "s@x.test", "dev", "b@app.test")
+	for _, env := range []*postern.Envelope{retried, removed} {
+		stored(t, st, env, "known", 0)
+		x.Accepted(env)
+		happened(x, env, ev(now.Add(time.Second), "parse", trace.EventDone, "", 1, 0))
+		happened(x, env, ev(now.Add(2*time.Second), "webhook", trace.EventRetry, "app", 1, 503))
+	}
+	flush(t, x)
+	crash(x)
+	// What the index was never told: a delivery, a new message, and a
+	// message's objects removed.
+	happened(nil, retried, ev(now.Add(3*time.Second), "webhook", trace.EventDelivered, "app", 2, 200))
+	unseen := envelope(now.Add(2*time.Millisecond), "s@x.test", "dev", "c@app.test")
+	stored(t, st, unseen, "unseen", 1)
+	happened(nil, unseen, ev(now.Add(time.Second), "parse", trace.EventDone, "", 1, 0))
+	for _, k := range []string{removed.ID.EnvelopeKey(), removed.ID.ParsedKey()} {
+		if err := st.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	y := open(t, path, Options{Store: st, Router: byDomain})
+	if !y.Unclean() || y.State().Complete {
+		t.Fatalf("after a crash: unclean %v, state %+v", y.Unclean(), y.State())
+	}
+	n, err := y.Repair(ctx, st, []string{"app"}, 100)
+	if err != nil || n != 3 {
+		t.Fatalf("repair: %d %v", n, err)
+	}
+	if s := y.State(); !s.Complete || y.Unclean() {
+		t.Errorf("after repair: %+v", s)
+	}
+	if m, ok, _ := y.Get(retried.ID); !ok || m.Status != StatusDelivered {
+		t.Errorf("retried message: %+v", m)
+	}
+	if m, ok, _ := y.Get(unseen.ID); !ok || m.Subject != "unseen" || m.Status != StatusPending {
+		t.Errorf("unseen message: %+v", m)
+	}
+	if _, ok, _ := y.Get(removed.ID); ok {
+		t.Error("a removed message kept its row")
+	}
+	if got := list(t, y, Query{Status: StatusPending}); !reflect.DeepEqual(got, []postern.MsgID{unseen.ID}) {
+		t.Errorf("pending after repair: %v (stale keys?)", got)
+	}
+
+	// Too much to repair: nothing changes, the index stays incomplete.
+	crash(y)
+	z := open(t, path, Options{Store: st, Router: byDomain})
+	if _, err := z.Repair(ctx, st, nil, 1); err == nil || z.State().Complete {
+		t.Errorf("repair over the limit: %v, state %+v", err, z.State())
+	}
+}
