@@ -263,8 +263,9 @@ var errRepairTooBig = errors.New("more messages to repair than the limit")
 // Repair brings an index the last process left open (Unclean) back in line
 // with the store as far as its lost updates can reach: it rebuilds (Load)
 // the row of every message received since a minute before the last batch
-// was taken, and of every message still pending, at most limit of them; a
-// message gone from the store loses its row. The index is then complete
+// was taken, and of every message still pending or dead-lettered (a
+// redrive may have moved it on), at most limit of them; a message gone
+// from the store loses its row. The index is then complete
 // again, unless it was incomplete for another reason. With more than limit
 // messages to read, or no record of the last batch, it changes nothing and
 // the index stays incomplete (gateway reindex). Like Rebuild it must run
@@ -279,12 +280,15 @@ func (x *Index) Repair(ctx context.Context, st Archive, routes []string, limit i
 	}
 	dirs := map[postern.MsgID]string{} // "" until known
 	err := x.db.View(func(tx *bolt.Tx) error {
-		prefix := append(append([]byte{fieldStatus}, StatusPending...), 0)
-		c := tx.Bucket(bucketKeys).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			dirs[postern.MsgID(k[len(prefix):])] = ""
-			if len(dirs) > limit {
-				return errRepairTooBig
+		// Not settled, or waiting for a redrive: later events may be lost.
+		for _, status := range []string{StatusPending, StatusDeadLettered} {
+			prefix := append(append([]byte{fieldStatus}, status...), 0)
+			c := tx.Bucket(bucketKeys).Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				dirs[postern.MsgID(k[len(prefix):])] = ""
+				if len(dirs) > limit {
+					return errRepairTooBig
+				}
 			}
 		}
 		return nil
