@@ -25,6 +25,7 @@ import (
 	"github.com/postern/postern/internal/lambdafn/parsefn"
 	"github.com/postern/postern/internal/metrics"
 	"github.com/postern/postern/internal/msgindex"
+	"github.com/postern/postern/internal/parse"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue"
 	"github.com/postern/postern/internal/relay"
@@ -117,6 +118,11 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (_ *App, err erro
 	if a.be.local {
 		st.relay = st.relay.With(relay.WithObserver(a.metrics.Relay()))
 		st.webhook = st.webhook.With(webhook.WithObserver(a.metrics.Webhook()))
+		if a.index != nil {
+			// The index takes subject, attachments and routes from the
+			// stage itself, not from a decode of parsed.json.
+			st.parse = st.parse.With(parse.OnParsed(a.index.Parsed))
+		}
 		for _, w := range []*worker.Worker{
 			{Stage: "parse", Queue: a.q[QueueInbound], Handler: st.parse, DeadLetter: a.q[QueueInbound+"-dlq"]},
 			{Stage: "webhook", Queue: a.q[QueueWebhook], Handler: st.webhook, DeadLetter: a.q[QueueWebhook+"-dlq"]},

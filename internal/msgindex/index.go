@@ -106,6 +106,12 @@ type Index struct {
 	dropped   atomic.Uint64 // updates dropped because the backlog was full
 	failures  atomic.Uint64 // batches that could not be written
 
+	// factsMu guards facts: what the parse stage told Parsed of messages
+	// whose parse done event the writer has not applied yet, at most
+	// maxFacts of them.
+	factsMu sync.Mutex
+	facts   map[postern.MsgID]parsedFacts
+
 	// stateMu guards incomplete (the persisted reason, "" when complete),
 	// pending (a reason to persist with the next batch), and lastLog and
 	// unlogged, which space out the log lines about lost updates.
@@ -540,6 +546,9 @@ func (x *Index) fromStore(id postern.MsgID) (*Message, error) {
 // A read that fails leaves the row without subject and routes (the index
 // says it is incomplete); the mail is not held up.
 func (x *Index) parsed(m *Message) (*Parsed, []Assignment) {
+	if f, ok := x.takeFacts(m.ID); ok {
+		return f.p, route(x.opts.Router, m, f.env, f.p)
+	}
 	if x.opts.Store == nil {
 		return nil, nil
 	}
@@ -554,6 +563,43 @@ func (x *Index) parsed(m *Message) (*Parsed, []Assignment) {
 		return nil, nil
 	}
 	return p, route(x.opts.Router, m, env, p)
+}
+
+// parsedFacts is what Parsed keeps of a message until its parse done event.
+type parsedFacts struct {
+	env *postern.Envelope
+	p   *Parsed
+}
+
+// maxFacts bounds the facts waiting for their done event (a parse whose
+// routing then fails leaves its facts until a retry succeeds); past it the
+// writer reads parsed.json as it would without them.
+const maxFacts = 4096
+
+// Parsed tells the index what the parse stage stored for message p.ID (the
+// envelope it routed and the parsed form), so that the stage's done event
+// needs no read of parsed.json: a JSON decode as large as the message, on
+// the writer's goroutine. It never blocks; p and env are not changed.
+func (x *Index) Parsed(env *postern.Envelope, p *postern.Parsed) {
+	f := parsedFacts{env: new(postern.Envelope), p: &Parsed{Subject: p.Subject, Attachments: len(p.Attachments),
+		Headers: p.Headers, Auth: p.Auth, AuthResults: p.AuthResults}}
+	*f.env = *env
+	x.factsMu.Lock()
+	defer x.factsMu.Unlock()
+	if x.facts == nil {
+		x.facts = map[postern.MsgID]parsedFacts{}
+	}
+	if _, ok := x.facts[p.ID]; ok || len(x.facts) < maxFacts {
+		x.facts[p.ID] = f
+	}
+}
+
+func (x *Index) takeFacts(id postern.MsgID) (parsedFacts, bool) {
+	x.factsMu.Lock()
+	defer x.factsMu.Unlock()
+	f, ok := x.facts[id]
+	delete(x.facts, id)
+	return f, ok
 }
 
 // route asks router for the recipients' routes, on the envelope the parse

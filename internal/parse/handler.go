@@ -50,6 +50,27 @@ type Handler struct {
 	log   *slog.Logger
 	mem   *semaphore.Weighted // bytes of parse memory, shared by concurrent jobs
 	auth  Auth                // sender-authentication checks (auth.go)
+
+	onParsed func(env *postern.Envelope, p *postern.Parsed) // OnParsed; nil for none
+}
+
+// OnParsed calls f with each message's parsed form once parsed.json is
+// stored, before routing, for a view of messages (the console's index)
+// that would otherwise read parsed.json back, a JSON decode as large as the
+// message. f runs on the job's goroutine: it must return at once and must
+// not change env or p.
+func OnParsed(f func(env *postern.Envelope, p *postern.Parsed)) Option {
+	return func(h *Handler) { h.onParsed = f }
+}
+
+// With returns a copy of h with opts applied, for a caller that adds to a
+// Handler built elsewhere; h is unchanged.
+func (h *Handler) With(opts ...Option) *Handler {
+	c := *h
+	for _, o := range opts {
+		o(&c)
+	}
+	return &c
 }
 
 var _ postern.Handler = (*Handler)(nil)
@@ -117,6 +138,9 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	body, err := h.writeParsed(ctx, p)
 	if err != nil {
 		return err
+	}
+	if h.onParsed != nil {
+		h.onParsed(&pj.Envelope, p)
 	}
 	log.InfoContext(ctx, "parsed",
 		"attachments", len(p.Attachments), "parse_errors", len(p.Errors), "severe", hasSevere(p.Errors))
