@@ -68,7 +68,9 @@ func TestBodies(t *testing.T) {
 			}
 			want[id] = name
 		}
-		for deadline := time.Now().Add(10 * time.Second); len(want) > 0 && time.Now().Before(deadline); {
+		// A bound against hanging, not a speed test: the stand-in (Node) on a
+		// machine busy with -race builds once took over 10 s to hand them out.
+		for deadline := time.Now().Add(30 * time.Second); len(want) > 0 && time.Now().Before(deadline); {
 			msgs, err := q.Receive(ctx, 10, time.Minute, time.Second)
 			if err != nil {
 				t.Fatalf("Receive: %v", err)
@@ -102,7 +104,7 @@ func TestBodies(t *testing.T) {
 			}
 			want[id] = name
 		}
-		for deadline := time.Now().Add(10 * time.Second); len(want) > 0 && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(30 * time.Second); len(want) > 0 && time.Now().Before(deadline); {
 			out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 				QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60,
 				MessageAttributeNames: []string{"All"},
