@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/dockerfile"
 )
 
 // lambdaGoFlags reads the GOFLAGS scripts/build gives `sam build`, so this
@@ -96,80 +98,15 @@ func TestFunctionsCrossCompile(t *testing.T) {
 	}
 }
 
-// dockerBuild is one `go build` of infra/Dockerfile.
-type dockerBuild struct {
-	env  []string
-	args []string // after "go"
-	out  string   // the -o path in the image
-}
-
-var dockerArg = regexp.MustCompile(`\$\{(TARGETOS|TARGETARCH)\}`)
-
-// dockerGoBuilds extracts the go build commands of infra/Dockerfile's RUN
-// instructions: environment assignments, then go and its arguments
-// (double quotes grouped as the shell would).
-func dockerGoBuilds(t *testing.T, dockerfile string) []dockerBuild {
+// dockerGoBuilds returns infra/Dockerfile's go build commands, for the
+// arm64 image Fargate runs.
+func dockerGoBuilds(t *testing.T, df string) []dockerfile.GoBuild {
 	t.Helper()
-	joined := strings.ReplaceAll(dockerfile, "\\\n", " ")
-	var out []dockerBuild
-	for _, line := range strings.Split(joined, "\n") {
-		fields := shellFields(strings.TrimSpace(line))
-		if len(fields) == 0 || fields[0] != "RUN" {
-			continue
-		}
-		fields = fields[1:]
-		for len(fields) > 0 && strings.HasPrefix(fields[0], "--mount=") {
-			fields = fields[1:]
-		}
-		var b dockerBuild
-		for len(fields) > 0 && strings.Contains(fields[0], "=") {
-			b.env = append(b.env, dockerArg.ReplaceAllStringFunc(fields[0], func(m string) string {
-				if strings.Contains(m, "TARGETOS") {
-					return "linux"
-				}
-				return "arm64"
-			}))
-			fields = fields[1:]
-		}
-		if len(fields) < 2 || fields[0] != "go" || fields[1] != "build" {
-			continue
-		}
-		b.args = fields[1:]
-		for i, a := range b.args {
-			if a == "-o" && i+1 < len(b.args) {
-				b.out = b.args[i+1]
-			}
-		}
-		out = append(out, b)
+	builds, err := dockerfile.GoBuilds(df, map[string]string{"TARGETOS": "linux", "TARGETARCH": "arm64"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-// shellFields splits like sh for the simple words a Dockerfile RUN uses:
-// whitespace separates, double quotes group (and are removed).
-func shellFields(s string) []string {
-	var fields []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote, have = !inQuote, true
-		case (r == ' ' || r == '\t') && !inQuote:
-			if have {
-				fields = append(fields, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		fields = append(fields, cur.String())
-	}
-	return fields
+	return builds
 }
 
 // TestGatewayImageBuild runs infra/Dockerfile's go build commands, flags
@@ -184,27 +121,27 @@ func TestGatewayImageBuild(t *testing.T) {
 	builds := dockerGoBuilds(t, df)
 	outs := map[string]bool{}
 	for _, b := range builds {
-		outs[b.out] = true
+		outs[b.Out] = true
 	}
 	if !outs["/out/gateway"] || !outs["/out/healthcheck"] {
 		t.Fatalf("Dockerfile builds %v, want /out/gateway and /out/healthcheck", outs)
 	}
 	dir := t.TempDir()
 	for _, b := range builds {
-		if !strings.Contains(strings.Join(b.env, " "), "CGO_ENABLED=0") {
-			t.Errorf("%s built without CGO_ENABLED=0", b.out)
+		if !strings.Contains(strings.Join(b.Env, " "), "CGO_ENABLED=0") {
+			t.Errorf("%s built without CGO_ENABLED=0", b.Out)
 		}
-		args := append([]string(nil), b.args...)
-		bin := filepath.Join(dir, filepath.Base(b.out))
+		args := append([]string(nil), b.Args...)
+		bin := filepath.Join(dir, filepath.Base(b.Out))
 		for i := range args {
-			if args[i] == b.out {
+			if args[i] == b.Out {
 				args[i] = bin
 			}
 		}
-		goBuild(t, root, b.env, args...)
+		goBuild(t, root, b.Env, args...)
 		f := checkLinuxArm64Static(t, bin)
 		if _, err := f.Symbols(); !errors.Is(err, elf.ErrNoSymbols) {
-			t.Errorf("%s keeps its symbol table (-ldflags=-s missing?): %v", b.out, err)
+			t.Errorf("%s keeps its symbol table (-ldflags=-s missing?): %v", b.Out, err)
 		}
 	}
 
@@ -236,15 +173,6 @@ func TestGatewayImageBuild(t *testing.T) {
 	}
 	if !strings.Contains(finalStage, "--chown=65532:65532") || !strings.Contains(finalStage, " /data") {
 		t.Error("the final stage does not create /data owned by the runtime user (the task's writable volume)")
-	}
-}
-
-func TestShellFields(t *testing.T) {
-	t.Parallel()
-	got := shellFields(`RUN  CGO_ENABLED=0 go build -ldflags="-s -w" -o /out/x ./x`)
-	want := []string{"RUN", "CGO_ENABLED=0", "go", "build", "-ldflags=-s -w", "-o", "/out/x", "./x"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("shellFields = %q, want %q", got, want)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/dockerfile"
 )
 
 // There is no Docker engine here or in CI: the image itself is not built.
@@ -24,7 +25,7 @@ import (
 // distroless non-root final stage that drains on SIGTERM within docker
 // stop's timeout, a HEALTHCHECK on /readyz, and configs that load.
 
-func dockerfile(t *testing.T) string {
+func readDockerfile(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "packaging", "docker", "Dockerfile"))
 	if err != nil {
@@ -33,82 +34,15 @@ func dockerfile(t *testing.T) string {
 	return string(b)
 }
 
-// goBuild is one `go build` RUN of the Dockerfile.
-type goBuild struct {
-	env  []string
-	args []string // after "go"
-	out  string   // the -o path in the build stage
-}
-
-// dockerGoBuilds returns the Dockerfile's go build commands: environment
-// assignments, then go and its arguments (double quotes grouped as sh
-// would), with ${ARG}s replaced from args.
-func dockerGoBuilds(t *testing.T, df string, args map[string]string) []goBuild {
+// dockerGoBuilds returns the Dockerfile's go build commands, with ${ARG}s
+// replaced from args (one it does not set fails the test).
+func dockerGoBuilds(t *testing.T, df string, args map[string]string) []dockerfile.GoBuild {
 	t.Helper()
-	argRe := regexp.MustCompile(`\$\{([A-Z_]+)\}`)
-	var out []goBuild
-	for _, line := range strings.Split(strings.ReplaceAll(df, "\\\n", " "), "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(line), "RUN ") {
-			continue
-		}
-		line = argRe.ReplaceAllStringFunc(line, func(m string) string {
-			v, ok := args[m[2:len(m)-1]]
-			if !ok {
-				t.Fatalf("Dockerfile uses %s, which the test does not set", m)
-			}
-			return v
-		})
-		f := shellFields(strings.TrimSpace(line))
-		if len(f) == 0 || f[0] != "RUN" {
-			continue
-		}
-		f = f[1:]
-		for len(f) > 0 && strings.HasPrefix(f[0], "--mount=") {
-			f = f[1:]
-		}
-		var b goBuild
-		for len(f) > 0 && strings.Contains(f[0], "=") {
-			b.env, f = append(b.env, f[0]), f[1:]
-		}
-		if len(f) < 2 || f[0] != "go" || f[1] != "build" {
-			continue
-		}
-		b.args = f[1:]
-		for i, a := range b.args {
-			if a == "-o" && i+1 < len(b.args) {
-				b.out = b.args[i+1]
-			}
-		}
-		out = append(out, b)
+	builds, err := dockerfile.GoBuilds(df, args)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
-}
-
-// shellFields splits like sh for the simple words a RUN uses: whitespace
-// separates, double quotes group (and are removed).
-func shellFields(s string) []string {
-	var fields []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote, have = !inQuote, true
-		case (r == ' ' || r == '\t') && !inQuote:
-			if have {
-				fields = append(fields, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		fields = append(fields, cur.String())
-	}
-	return fields
+	return builds
 }
 
 // buildContext copies what Dockerfile.dockerignore lets into the build
@@ -180,12 +114,12 @@ func TestOnPremImageBuild(t *testing.T) {
 	goBin := needTool(t, "go", "install the Go go.mod names")
 	root := repoRoot(t)
 	const version = "9.9.9~image"
-	builds := dockerGoBuilds(t, dockerfile(t), map[string]string{
+	builds := dockerGoBuilds(t, readDockerfile(t), map[string]string{
 		"TARGETOS": "linux", "TARGETARCH": runtime.GOARCH, "VERSION": version, "COMMIT": "c0ffee", "BUILD_DATE": "2026-12-05T00:00:00Z",
 	})
 	outs := map[string]string{}
 	for _, b := range builds {
-		outs[b.out] = ""
+		outs[b.Out] = ""
 	}
 	for _, want := range []string{"/out/postern", "/out/healthcheck", "/out/receiver"} {
 		if _, ok := outs[want]; !ok {
@@ -195,34 +129,34 @@ func TestOnPremImageBuild(t *testing.T) {
 	ctx := buildContext(t, root)
 	bins := t.TempDir()
 	for _, b := range builds {
-		joined := strings.Join(append(b.env, b.args...), " ")
+		joined := strings.Join(append(b.Env, b.Args...), " ")
 		for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w -buildid="} {
 			if !strings.Contains(joined, want) {
-				t.Errorf("%s built without %s", b.out, want)
+				t.Errorf("%s built without %s", b.Out, want)
 			}
 		}
-		args := append([]string(nil), b.args...)
-		bin := filepath.Join(bins, filepath.Base(b.out))
+		args := append([]string(nil), b.Args...)
+		bin := filepath.Join(bins, filepath.Base(b.Out))
 		for i := range args {
-			if args[i] == b.out {
+			if args[i] == b.Out {
 				args[i] = bin
 			}
 		}
 		start := time.Now()
 		cmd := exec.Command(goBin, args...)
 		cmd.Dir = ctx
-		cmd.Env = append(os.Environ(), b.env...)
+		cmd.Env = append(os.Environ(), b.Env...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go %s in the build context: %v\n%s", strings.Join(args, " "), err, out)
 		}
-		t.Logf("built %s in %s", b.out, time.Since(start).Round(100*time.Millisecond))
+		t.Logf("built %s in %s", b.Out, time.Since(start).Round(100*time.Millisecond))
 		f, err := elf.Open(bin)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range f.Progs {
 			if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
-				t.Errorf("%s is dynamically linked; distroless/static has no libc", b.out)
+				t.Errorf("%s is dynamically linked; distroless/static has no libc", b.Out)
 			}
 		}
 		f.Close()
@@ -237,7 +171,7 @@ func TestOnPremImageBuild(t *testing.T) {
 func TestOnPremImagePromises(t *testing.T) {
 	t.Parallel()
 	root := repoRoot(t)
-	df := dockerfile(t)
+	df := readDockerfile(t)
 	final := df[strings.LastIndex(df, "\nFROM "):]
 	if !regexp.MustCompile(`^\nFROM gcr\.io/distroless/static\S*\s*\n`).MatchString(final) {
 		t.Errorf("the final stage is not distroless/static: %q", strings.SplitN(final, "\n", 3)[1])
