@@ -17,6 +17,7 @@ type BenchConfig struct {
 	Targets  []Target
 	Sizes    []int
 	Sessions []int
+	Body     string        // what messages are made of (Config.Body)
 	Duration time.Duration // measured load per cell
 	Warmup   time.Duration // unmeasured load before it; default 300ms
 	// Baseline names the target every row is compared with (the durable
@@ -148,7 +149,7 @@ func runCell(ctx context.Context, cfg BenchConfig, t Target, size, sessions int)
 			row.Err = firstLine(err.Error())
 		}
 	}()
-	lc := Config{Addr: p.Addr, Sessions: sessions, Size: size, Duration: cfg.Warmup}
+	lc := Config{Addr: p.Addr, Sessions: sessions, Size: size, Body: cfg.Body, Duration: cfg.Warmup}
 	cpu0, _ := TreeCPU(p.Pid())
 	warm, err := Run(ctx, lc)
 	if err != nil {

@@ -18,6 +18,7 @@ type Config struct {
 	Addr     string
 	Sessions int           // concurrent SMTP sessions; default 1
 	Size     int           // bytes per message, header included
+	Body     string        // what a message is made of: BodyText (the default) or BodyPDF
 	Duration time.Duration // no new transaction starts after it; 0: Messages only
 	Messages int           // stop after this many accepted; 0: Duration only
 	From     string        // default loadgen@bench.test
@@ -85,7 +86,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Helo == "" {
 		cfg.Helo = "loadgen.bench.test"
 	}
-	tpl := NewTemplate(cfg.Size)
+	tpl, err := NewTemplateOf(cfg.Body, cfg.Size)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	var deadline time.Time
 	if cfg.Duration > 0 {

@@ -106,6 +106,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg loadgen.Config
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:2525", "SMTP server")
 	size := fs.String("size", "10KiB", "message size")
+	fs.StringVar(&cfg.Body, "body", loadgen.BodyText, "what messages are made of: text (one us-ascii part) or pdf (a line of text and a base64 PDF)")
 	fs.IntVar(&cfg.Sessions, "sessions", 10, "concurrent sessions")
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "how long to send")
 	fs.IntVar(&cfg.Messages, "messages", 0, "stop after this many accepted (0: duration only)")
@@ -140,6 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	targets := fs.String("targets", strings.Join(targetNames(), ","), "servers to measure, in table order")
 	sizes := fs.String("sizes", "1KiB,10KiB,100KiB,1MiB", "message sizes")
 	sessions := fs.String("sessions", "1,10,50", "concurrent sessions")
+	body := fs.String("body", loadgen.BodyText, "what messages are made of: text (one us-ascii part) or pdf (a line of text and a base64 PDF)")
 	duration := fs.Duration("duration", 3*time.Second, "measured load per server and cell")
 	warmup := fs.Duration("warmup", 300*time.Millisecond, "unmeasured load before it")
 	gateway := fs.String("gateway", "", "gateway binary (go build -o ... ./gateway); needed for the gateway target")
@@ -152,7 +154,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg := loadgen.BenchConfig{Duration: *duration, Warmup: *warmup, Baseline: "go-fsync", TempDir: *tmp, Progress: stderr}
+	cfg := loadgen.BenchConfig{Body: *body, Duration: *duration, Warmup: *warmup, Baseline: "go-fsync", TempDir: *tmp, Progress: stderr}
+	if _, err := loadgen.NewTemplateOf(*body, 1<<10); err != nil {
+		return err
+	}
 	var err error
 	if cfg.Sizes, err = parseList(*sizes, loadgen.ParseSize); err != nil {
 		return err

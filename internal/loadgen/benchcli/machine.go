@@ -25,9 +25,14 @@ func writeMachine(w io.Writer, cfg loadgen.BenchConfig, tmp string, start time.T
 	for _, s := range cfg.Sizes {
 		sizes = append(sizes, loadgen.FormatSize(s))
 	}
+	body := "one us-ascii text part"
+	if cfg.Body == loadgen.BodyPDF {
+		body = "a line of text and a base64 PDF attachment (a scanner's mail)"
+	}
 	fmt.Fprintf(w, "Load: Go client (internal/loadgen), one connection per session reused for every message, sizes %s, "+
-		"sessions %v, %s measured after %s warm-up, each server a fresh process on 127.0.0.1 with an empty data directory.\n\n",
-		strings.Join(sizes, " "), cfg.Sessions, cfg.Duration, cfg.Warmup)
+		"sessions %v, %s measured after %s warm-up, each server a fresh process on 127.0.0.1 with an empty data directory. "+
+		"Messages: %s.\n\n",
+		strings.Join(sizes, " "), cfg.Sessions, cfg.Duration, cfg.Warmup, body)
 }
 
 func readFile(p string) string {
