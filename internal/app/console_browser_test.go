@@ -17,7 +17,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/config"
+	"github.com/postern/postern/internal/postern"
 )
 
 // screenshotDir is where the console's browser test writes a screenshot
@@ -242,5 +244,54 @@ func TestConsoleInChromium(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(dir, f)); err != nil || !strings.HasPrefix(string(b), "\x89PNG\r\n") {
 			t.Errorf("screenshot %s: not a PNG (%v)", f, err)
 		}
+	}
+}
+
+// The messages page says when the list may be missing messages: here the
+// index was created beside a store that already held one, as after an
+// upgrade, and only gateway reindex can add it.
+func TestConsoleSaysIndexIncomplete(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	browser := needChromium(t)
+	_, hs := newHook(t)
+	cfg := testConfig(t, hs.URL)
+	st, err := fsblob.New(cfg.Path("store"), fsblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := postern.NewMsgID()
+	if err := st.Put(context.Background(), old.EnvelopeKey(), strings.NewReader(`{"v":1,"id":"`+string(old)+`"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	a := boot(t, cfg)
+	admin := "http://" + a.AdminAddr().String()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.UserDataDir(t.TempDir()))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox)
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer cancel()
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(admin+"/"), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SetValue(chromedp.ID("token"), testAdminToken), chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#queues")),
+		chromedp.Click(chromedp.CSS(`nav a[data-page="messages"]`)), chromedp.WaitVisible(chromedp.ID("index-incomplete"))); err != nil {
+		body, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
+		t.Fatalf("messages page: %v\npage text:\n%s", err, body)
+	}
+	msg, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("index-incomplete")))
+	if err != nil || !strings.Contains(msg, "may be missing") || !strings.Contains(msg, "reindex") {
+		t.Errorf("notice %q (%v), want it to say messages may be missing and how to rebuild", msg, err)
 	}
 }

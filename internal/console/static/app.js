@@ -311,9 +311,16 @@ async function messagesPage(view, n, params) {
     q.set("cursor", next);
     pager.append(h("a", { href: "#/messages?" + q, text: "Older →" }));
   }
-  results.replaceChildren(items.length
+  // The index says when it may be missing messages (updates lost, or
+  // mail from before it existed): the list is then not the whole truth.
+  const ix = page.index || {};
+  const incomplete = ix.complete === false
+    ? h("p", { class: "error", role: "status", id: "index-incomplete",
+      text: "Messages may be missing from this list. The message index is incomplete: " + (ix.reason || "run gateway reindex with the gateway stopped") })
+    : null;
+  results.replaceChildren(...[incomplete, items.length
     ? table(["received", "id", "sender", "recipients", "subject", "identity", "route", { label: "size", num: true }, { label: "attachments", num: true }, "status"], rows)
-    : h("p", { class: "muted", text: "No message matches." }), pager);
+    : h("p", { class: "muted", text: "No message matches." }), pager].filter(Boolean));
 }
 
 function toLocalInput(iso) {
