@@ -178,25 +178,15 @@ func (a *App) adminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/devices", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, a.devices.list())
 	})
-	mux.HandleFunc("GET /v1/trace/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, err := postern.ParseMsgID(r.PathValue("id"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	mux.HandleFunc("GET /v1/trace/{id}", withMsgID(func(w http.ResponseWriter, r *http.Request, id postern.MsgID) {
 		evs, err := trace.Read(r.Context(), a.store, id, a.routes.Names())
 		if err != nil {
 			http.Error(w, "no such message", http.StatusNotFound)
 			return
 		}
 		writeJSON(w, evs)
-	})
-	mux.HandleFunc("POST /v1/replay/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, err := postern.ParseMsgID(r.PathValue("id"))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	}))
+	mux.HandleFunc("POST /v1/replay/{id}", withMsgID(func(w http.ResponseWriter, r *http.Request, id postern.MsgID) {
 		var req ReplayRequest
 		if err := decodeBody(r, &req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -222,7 +212,7 @@ func (a *App) adminHandler() http.Handler {
 		}
 		a.log.Info("replayed", slog.String("msg_id", id.String()), slog.String("route", req.Route))
 		writeJSON(w, map[string]string{"result": msg})
-	})
+	}))
 	mux.HandleFunc("POST /v1/redrive/{queue}", func(w http.ResponseWriter, r *http.Request) {
 		if err := decodeBody(r, &struct{}{}); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
