@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -37,11 +38,19 @@ type session struct {
 	from     string
 	mailOpts smtp.MailOptions
 	rcpts    []postern.Recipient
+
+	// tx is held by Data for the whole of it. go-smtp runs Data on a
+	// goroutine of its own for BDAT and, when a chunk fails, closes Data's
+	// pipe and calls Reset without waiting for Data to return: Reset waits
+	// here instead of clearing the transaction under it.
+	tx sync.Mutex
 }
 
 var _ smtp.Session = (*session)(nil)
 
 func (s *session) Reset() {
+	s.tx.Lock()
+	defer s.tx.Unlock()
 	s.identity = nil
 	s.from = ""
 	s.mailOpts = smtp.MailOptions{}
@@ -230,6 +239,8 @@ func (s *session) rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) Data(r io.Reader) error {
+	s.tx.Lock()
+	defer s.tx.Unlock()
 	return s.observe("DATA", "", s.data(r))
 }
 
