@@ -36,6 +36,10 @@ func TestPassThroughASCII(t *testing.T) {
 		{"Content-Transfer-Encoding: Quoted-Printable\r\n\r\nGr=FC=DFe\r\n", false},
 		{"Content-Transfer-Encoding: BASE64\r\n\r\nR3LDvA==\r\n", false},
 		{strings.Repeat("abcdefgh", 1000) + "\x80", false},
+		// One part: only its header can name an encoding, so the word in
+		// its body does not matter; in a multipart it may be a part's.
+		{"Subject: x\r\n\r\nsend it as base64 or quoted-printable\r\n", true},
+		{"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\nR3I=\r\n--b--\r\n", false},
 	} {
 		if got := passThroughASCII([]byte(tc.raw)); got != tc.want {
 			t.Errorf("passThroughASCII(%.40q) = %v, want %v", tc.raw, got, tc.want)

@@ -50,6 +50,9 @@ func (e *limitError) Error() string { return e.detail }
 // checkShape returns a *limitError if raw nests multiparts deeper than
 // maxDepth or holds more than maxParts parts.
 func checkShape(raw []byte, maxDepth, maxParts int) error {
+	if singlePart(raw) {
+		return nil // one leaf: depth 0, one part
+	}
 	if lines, dashes := shapeBounds(raw); lines <= maxDepth && dashes <= maxParts {
 		return nil
 	}
@@ -75,6 +78,32 @@ func shapeBounds(raw []byte) (boundaryLines, dashLines int) {
 		}
 	}
 	return boundaryLines, dashLines
+}
+
+// singlePart reports whether enmime will read raw as one leaf part: its
+// header block (up to the first empty line, where any reader ends it) never
+// says "multipart", so no Content-Type in it can name a multipart type. The
+// scans that bound a multipart's shape then need not read the body, which
+// is most of a large device message.
+func singlePart(raw []byte) bool {
+	return !containsFold(headerBlock(raw), "multipart")
+}
+
+// headerBlock returns raw up to its first empty line (all of raw if none).
+func headerBlock(raw []byte) []byte {
+	if len(raw) > 0 && (raw[0] == '\n' || raw[0] == '\r' && len(raw) > 1 && raw[1] == '\n') {
+		return nil
+	}
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			return raw
+		}
+		i += j + 1
+		if i < len(raw) && raw[i] == '\n' || i+1 < len(raw) && raw[i] == '\r' && raw[i+1] == '\n' {
+			return raw[:i]
+		}
+	}
 }
 
 // containsFold reports whether s holds word (lower-case ASCII) in any case.

@@ -198,6 +198,8 @@ func FuzzCheckShape(f *testing.F) {
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\npre --a \r\n\r\n--a\r\nContent-Type: x/y; boundary=b\r\n\r\n--b\n--b\n--a--"))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\n\n--a\nContent-Type: multipart/mixed;\n boundary=b\n--b\n\n--b--\n--a\n--a--\n"))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\n\n--a\nX: 1\n\nline--a \n--a\n\n--a--\n"))
+	f.Add([]byte("Subject: x\r\n \r\nContent-Type: Multipart/Mixed; boundary=a\r\n\r\n--a\r\n\r\nx\r\n--a--\r\n"))
+	f.Add([]byte("\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n\r\nx\r\n--a--\r\n"))
 	const maxDepth, maxParts = 3, 8
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if len(raw) > 1<<14 {
@@ -213,6 +215,9 @@ func FuzzCheckShape(f *testing.F) {
 			return
 		}
 		depth, parts, skipped := treeShape(root)
+		if singlePart(raw) && (depth > 0 || parts > 1) {
+			t.Fatalf("singlePart, but enmime built depth %d with %d parts", depth, parts)
+		}
 
 		if lines, dashes := shapeBounds(raw); depth > lines || parts > dashes {
 			t.Fatalf("enmime built depth %d with %d parts, quick bounds %d and %d", depth, parts, lines, dashes)
@@ -246,5 +251,22 @@ func TestMisreadDelimiterReported(t *testing.T) {
 	good := []byte("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b \r\n\r\nmore\r\n--b--\r\n")
 	if p := Parse(good, Config{}); misread(p) || hasSevere(p.Errors) || len(p.Attachments) != 2 {
 		t.Errorf("regular delimiters: %+v", p)
+	}
+}
+
+func TestHeaderBlock(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ raw, want string }{
+		{"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n", "A: 1\r\nB: 2\r\n"},
+		{"A: 1\n\nbody", "A: 1\n"},
+		{"A: 1\r\n \r\nB: 2\r\n\r\nx", "A: 1\r\n \r\nB: 2\r\n"},
+		{"\r\nbody", ""},
+		{"\nbody", ""},
+		{"A: 1\r\nno end", "A: 1\r\nno end"},
+		{"", ""},
+	} {
+		if got := string(headerBlock([]byte(tc.raw))); got != tc.want {
+			t.Errorf("headerBlock(%q) = %q, want %q", tc.raw, got, tc.want)
+		}
 	}
 }

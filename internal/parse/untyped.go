@@ -64,6 +64,10 @@ func passThroughASCII(raw []byte) bool {
 	if !isASCII(raw) {
 		return false
 	}
+	if singlePart(raw) {
+		// One part: only its own header can name an encoding.
+		raw = headerBlock(raw)
+	}
 	return !containsFold(raw, "base64") && !containsFold(raw, "quoted-printable")
 }
 
