@@ -30,11 +30,12 @@ type delivery struct {
 // route matches every envelope recipient, then enqueues one job per matched
 // route (in order of first recipient) and one DSN job for the rest. parsed
 // is p as stored in parsed.json: webhook jobs carry it inline when it is
-// small enough, so the webhook stage need not read it back.
+// small enough, so the webhook stage need not read it back, else where its
+// bodies are, so the webhook stage need not scan them.
 //
 // v decides verdict rules, and its Authentication-Results value goes in
 // every webhook and relay job, for the view of the message they send.
-func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed, parsed []byte, v *verdicts) error {
+func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJob, p *postern.Parsed, parsed stored, v *verdicts) error {
 	env := pj.Envelope
 	now := h.cfg.Now().UTC()
 	lookup := route.FieldLookup(p.Headers) // the values the gateway decides on at the end of DATA (route.HeaderLookup)
@@ -75,8 +76,10 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 		switch d.rule.Target.Kind {
 		case route.KindWebhook, route.KindDirectory:
 			wj := postern.WebhookJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now, AuthResults: v.header}
-			if len(parsed) <= postern.MaxInlineParsed {
-				wj.Parsed = parsed
+			if len(parsed.body) <= postern.MaxInlineParsed {
+				wj.Parsed = parsed.body
+			} else {
+				wj.Bodies = parsed.spans
 			}
 			job = wj
 			q = h.out.Webhook

@@ -135,7 +135,7 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	if err := h.storeAttachments(ctx, p); err != nil {
 		return err
 	}
-	body, err := h.writeParsed(ctx, p)
+	body, spans, err := h.writeParsed(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	}
 	log.InfoContext(ctx, "parsed",
 		"attachments", len(p.Attachments), "parse_errors", len(p.Errors), "severe", hasSevere(p.Errors))
-	return h.route(ctx, log, pj, p, body, v)
+	return h.route(ctx, log, pj, p, stored{body, spans}, v)
 }
 
 // parse parses the stored message: a large one without holding it, any
@@ -357,18 +357,29 @@ func (h *Handler) storeAttachments(ctx context.Context, p *postern.Parsed) error
 	return nil
 }
 
-// writeParsed stores p as parsed.json and returns the JSON it stored, which
-// webhook jobs may carry inline.
-func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed) ([]byte, error) {
-	body, err := json.Marshal(p)
+// stored is parsed.json as parse wrote it: webhook jobs carry it inline
+// when it is small, else where its bodies are.
+type stored struct {
+	body  []byte
+	spans *postern.BodySpans
+}
+
+// writeParsed stores p as parsed.json and returns the JSON it stored and
+// where its bodies are in it.
+func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed) ([]byte, *postern.BodySpans, error) {
+	body, text, html, err := marshalParsed(p)
 	if err != nil {
-		return nil, fmt.Errorf("encode parsed %s: %w", p.ID, err)
+		return nil, nil, fmt.Errorf("encode parsed %s: %w", p.ID, err)
 	}
 	key := p.ID.ParsedKey()
 	if err := h.store.Put(ctx, key, bytes.NewReader(body), &blob.PutOptions{ContentType: "application/json"}); err != nil {
-		return nil, fmt.Errorf("put parsed %s: %w", key, err)
+		return nil, nil, fmt.Errorf("put parsed %s: %w", key, err)
 	}
-	return body, nil
+	var spans *postern.BodySpans
+	if len(body) > postern.MaxInlineParsed {
+		spans = postern.SpansFor(body, text, html)
+	}
+	return body, spans, nil
 }
 
 // storedType passes a declared media type on to the store only when it looks

@@ -394,3 +394,41 @@ func TestHandleBoundsParseMemory(t *testing.T) {
 		}
 	}
 }
+
+// A parsed form too large to ride in the webhook job is read back from the
+// store; the job says where its bodies are, and the spans cut that stored
+// parsed.json into the document without them and the two JSON strings.
+func TestHandleLargeParsedSendsBodySpans(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, testRules)
+	text := strings.Repeat("Line of a long report <total> & \"sum\"\r\n", 6000)
+	raw := []byte("From: erp@example.com\r\nTo: ops@example.com\r\nSubject: scan ready\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + text)
+	id, _, body := hs.submit(t, raw, "ops@example.com")
+	if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	wh := hs.wh.sent()
+	if len(wh) != 1 {
+		t.Fatalf("webhook jobs = %d, want 1", len(wh))
+	}
+	job := decode[postern.WebhookJob](t, wh[0])
+	stored := hs.store.object(t, id.ParsedKey())
+	if len(job.Parsed) != 0 || job.Bodies == nil || len(stored) <= postern.MaxInlineParsed {
+		t.Fatalf("job: %d bytes inline, spans %v; parsed.json %d bytes", len(job.Parsed), job.Bodies, len(stored))
+	}
+	rest, tj, hj, ok := job.Bodies.Cut(stored)
+	if !ok {
+		t.Fatalf("the job's spans %+v do not cut the stored parsed.json", job.Bodies)
+	}
+	var gotText, gotHTML string
+	if err := json.Unmarshal(tj, &gotText); err != nil || gotText != text {
+		t.Errorf("text span: %v, %d bytes, want the %d-byte text", err, len(gotText), len(text))
+	}
+	if err := json.Unmarshal(hj, &gotHTML); err != nil || gotHTML != "" {
+		t.Errorf("html span %q: %v", hj, err)
+	}
+	p := decode[postern.Parsed](t, rest)
+	if p.ID != id || p.Subject != "scan ready" || p.Text != "" {
+		t.Errorf("the rest decodes to id %s subject %q text %d bytes", p.ID, p.Subject, len(p.Text))
+	}
+}

@@ -3,6 +3,7 @@ package postern
 import (
 	"context"
 	"encoding/json"
+	"hash/crc32"
 	"time"
 )
 
@@ -49,10 +50,27 @@ type WebhookJob struct {
 	// route). Empty means: read ParsedKey. parsed.json is written all the
 	// same, as the archive.
 	Parsed json.RawMessage `json:"parsed,omitempty"`
+	// Bodies locates the text and HTML in parsed.json when Parsed is not
+	// inline, so the webhook stage takes them as the JSON strings they are
+	// instead of scanning up to 2 MiB of JSON that it only passes on. Nil
+	// (jobs made before it, replays) means: decode parsed.json whole.
+	Bodies *BodySpans `json:"bodies,omitempty"`
 	// AuthResults is the value of the Authentication-Results field a raw
 	// payload starts with (see package authview); empty for none, as for mail
 	// from trusted identities and jobs made before it existed.
 	AuthResults string `json:"auth_results,omitempty"`
+}
+
+// BodySpans says where parse put the text and HTML bodies in the
+// parsed.json it wrote: the byte ranges [start, end) of their JSON strings,
+// quotes included. Size and CRC32C name that parsed.json: a retried parse
+// may write another (its sender checks can differ), and a job whose spans
+// were for an earlier one must not cut the new one at the wrong places.
+type BodySpans struct {
+	Size   int64    `json:"size"`
+	CRC32C uint32   `json:"crc32c"`
+	Text   [2]int64 `json:"text"`
+	HTML   [2]int64 `json:"html"`
 }
 
 // MaxInlineParsed bounds WebhookJob.Parsed: with the envelope and the
@@ -116,3 +134,37 @@ type HandlerFunc func(ctx context.Context, job Job) error
 
 // Handle calls f.
 func (f HandlerFunc) Handle(ctx context.Context, job Job) error { return f(ctx, job) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// SpansFor returns the BodySpans of parsed (as parse stored it) whose text
+// and HTML strings are at text and html.
+func SpansFor(parsed []byte, text, html [2]int64) *BodySpans {
+	return &BodySpans{Size: int64(len(parsed)), CRC32C: crc32.Checksum(parsed, castagnoli), Text: text, HTML: html}
+}
+
+// Cut returns the JSON strings s locates in parsed, and parsed with each
+// replaced by "" (a small document that decodes like the original with
+// empty bodies). ok is false when s is not for these bytes: another size
+// or checksum, or spans that are not two JSON strings in order.
+func (s *BodySpans) Cut(parsed []byte) (rest, text, html []byte, ok bool) {
+	n := int64(len(parsed))
+	t, h := s.Text, s.HTML
+	if n != s.Size || !(0 < t[0] && t[0]+2 <= t[1] && t[1] < h[0] && h[0]+2 <= h[1] && h[1] < n) {
+		return nil, nil, nil, false
+	}
+	text, html = parsed[t[0]:t[1]], parsed[h[0]:h[1]]
+	if text[0] != '"' || text[len(text)-1] != '"' || html[0] != '"' || html[len(html)-1] != '"' {
+		return nil, nil, nil, false
+	}
+	if crc32.Checksum(parsed, castagnoli) != s.CRC32C {
+		return nil, nil, nil, false
+	}
+	rest = make([]byte, 0, n-(t[1]-t[0])-(h[1]-h[0])+4)
+	rest = append(rest, parsed[:t[0]]...)
+	rest = append(rest, `""`...)
+	rest = append(rest, parsed[t[1]:h[0]]...)
+	rest = append(rest, `""`...)
+	rest = append(rest, parsed[h[1]:]...)
+	return rest, text, html, true
+}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/postern/postern/internal/postern"
 )
 
 // The payload built around the stored bodies is byte for byte what
@@ -76,5 +78,79 @@ func TestEncodeReceivedRefusesNonStrings(t *testing.T) {
 	ev.Data.Text, ev.Data.HTML = "", ""
 	if _, err := encodeReceived(ev, json.RawMessage(`{"x":1}`), nil); err == nil {
 		t.Error("an object as text was spliced in")
+	}
+}
+
+// bodySpans is what parse puts in a job for parsed.json stored as pj, whose
+// text and html are text and html: the first `"text":` is the key (in a
+// JSON string its quotes would be escaped), and the strings follow it.
+func bodySpans(t testing.TB, pj []byte, text, html string) *postern.BodySpans {
+	t.Helper()
+	tj, _ := json.Marshal(text)
+	hj, _ := json.Marshal(html)
+	i := bytes.Index(pj, []byte(`"text":`))
+	if i < 0 {
+		t.Fatal("no text key")
+	}
+	ts := int64(i + len(`"text":`))
+	te := ts + int64(len(tj))
+	hs := te + int64(len(`,"html":`))
+	return postern.SpansFor(pj, [2]int64{ts, te}, [2]int64{hs, hs + int64(len(hj))})
+}
+
+// A job that says where the bodies are delivers the bytes a job without
+// it does; spans that were for another parsed.json (a retried parse wrote
+// a new one) are ignored, and the new one is delivered whole.
+func TestBodySpansDeliverTheSamePayload(t *testing.T) {
+	t.Parallel()
+	deliver := func(f *fixture) []byte {
+		rec := &recorder{}
+		srv := serve(t, rec)
+		h := f.handler(t, Target{URL: srv.URL, Secrets: [][]byte{testSecret}}, &fakeSender{}, testNow, WithURLs(fakeURLs{}))
+		if err := h.Handle(t.Context(), f.jobBody(t, 1)); err != nil {
+			t.Fatalf("Handle: %v", err)
+		}
+		reqs := rec.requests()
+		if len(reqs) != 1 {
+			t.Fatalf("%d requests", len(reqs))
+		}
+		return reqs[0].body
+	}
+	store := func(f *fixture) []byte {
+		pj, err := json.Marshal(f.parsed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.put(t, f.job.ID.ParsedKey(), pj)
+		return pj
+	}
+	f := newFixture(t)
+	f.parsed.Text = strings.Repeat("line <1> & \"two\"\r\n", 10000)
+	f.parsed.HTML = "<p>" + strings.Repeat("é\u2028", 5000) + "</p>"
+	pj := store(f)
+	want := deliver(f)
+	if !bytes.Contains(want, []byte(`line \u003c1\u003e \u0026 \"two\"\r\n`)) {
+		t.Fatal("the payload does not hold the text")
+	}
+
+	f.job.Bodies = bodySpans(t, pj, f.parsed.Text, f.parsed.HTML)
+	if got := deliver(f); !bytes.Equal(got, want) {
+		t.Fatalf("with spans the payload differs (%d bytes, want %d)", len(got), len(want))
+	}
+
+	// A retried parse stored another parsed.json (a longer subject moves
+	// the bodies); the job still has the first one's spans.
+	f.parsed.Subject += " (again)"
+	f.parsed.Text = strings.Replace(f.parsed.Text, "two", "TWO", 1)
+	store(f)
+	stale := f.job.Bodies
+	f.job.Bodies = nil
+	want = deliver(f)
+	f.job.Bodies = stale
+	if got := deliver(f); !bytes.Equal(got, want) {
+		t.Fatal("with spans for an earlier parsed.json the payload differs")
+	}
+	if !bytes.Contains(want, []byte(`\"TWO\"`)) || !bytes.Contains(want, []byte(`(again)`)) {
+		t.Fatal("the payload is not the new parsed.json's")
 	}
 }

@@ -215,6 +215,18 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*par
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", id.ParsedKey(), err)
 	}
+	if job.Bodies != nil {
+		// Decode all but the bodies, which go into the payload as they
+		// are. Spans for another parsed.json (a retried parse wrote a new
+		// one) do not cut this one, which is then decoded whole.
+		if rest, text, html, ok := job.Bodies.Cut(b); ok {
+			var p parsedBodies
+			if err := json.Unmarshal(rest, &p); err == nil && string(p.Text) == `""` && string(p.HTML) == `""` {
+				p.Text, p.HTML = text, html
+				return &p, nil
+			}
+		}
+	}
 	var p parsedBodies
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)

@@ -1,0 +1,55 @@
+package parse
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/postern/postern/internal/postern"
+)
+
+// emptyBodies is what json.Marshal writes for a Parsed whose bodies are
+// empty. Only keys can look like this: inside a JSON string every quote is
+// escaped, and Parsed has one "text" and one "html" key, side by side.
+var emptyBodies = []byte(`"text":"","html":""`)
+
+// marshalParsed is json.Marshal(p), byte for byte, and where in it the text
+// and HTML strings are (see postern.BodySpans). The bodies, up to 1 MiB
+// each, are encoded once straight into the result: Marshal would grow its
+// buffer by doubling and then copy the whole of it.
+func marshalParsed(p *postern.Parsed) (out []byte, text, html [2]int64, err error) {
+	t, h := p.Text, p.HTML
+	p.Text, p.HTML = "", ""
+	skel, err := json.Marshal(p)
+	p.Text, p.HTML = t, h
+	if err != nil {
+		return nil, text, html, err
+	}
+	i := bytes.Index(skel, emptyBodies)
+	if i < 0 || bytes.Index(skel[i+1:], emptyBodies) >= 0 {
+		return nil, text, html, fmt.Errorf("the bodies' place is not where Parsed puts it")
+	}
+	var buf bytes.Buffer
+	// Room for the bodies as they are and some escapes; Encode's own
+	// buffer is pooled, so the only copy of a body is the one into buf.
+	buf.Grow(len(skel) + len(t) + len(h) + (len(t)+len(h))/16 + 64)
+	enc := json.NewEncoder(&buf)
+	str := func(s string) ([2]int64, error) {
+		start := int64(buf.Len())
+		if err := enc.Encode(s); err != nil {
+			return [2]int64{}, err
+		}
+		buf.Truncate(buf.Len() - 1) // Encode ends each value with a newline
+		return [2]int64{start, int64(buf.Len())}, nil
+	}
+	buf.Write(skel[:i+len(`"text":`)])
+	if text, err = str(t); err != nil {
+		return nil, text, html, err
+	}
+	buf.WriteString(`,"html":`)
+	if html, err = str(h); err != nil {
+		return nil, text, html, err
+	}
+	buf.Write(skel[i+len(emptyBodies):])
+	return buf.Bytes(), text, html, nil
+}
