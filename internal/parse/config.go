@@ -57,6 +57,9 @@ type Config struct {
 	// decodeEveryCharset turns off the 7-bit pass-through (untyped.go),
 	// so tests can compare both ways.
 	decodeEveryCharset bool
+	// enmimeEveryBody turns off the plain-body shortcut (plainbody.go),
+	// so tests can compare both ways.
+	enmimeEveryBody bool
 }
 
 // parseMemoryFactor estimates a parse's peak memory from the message size:

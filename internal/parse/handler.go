@@ -220,7 +220,7 @@ func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) 
 	if err != nil {
 		return nil, fmt.Errorf("get raw %s: %w", id.RawKey(), err)
 	}
-	sk, err := buildSkeleton(rc, h.cfg)
+	sk, err := buildSkeleton(rc, h.cfg, size)
 	rc.Close()
 	if err == nil && size <= h.cfg.large.textWholeBelow && sk.leavesOutText() {
 		return nil, errTextAttachment

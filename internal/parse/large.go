@@ -477,8 +477,9 @@ func partFacts(header []byte) (mtype, disposition, cte string, untyped bool) {
 }
 
 // buildSkeleton is the first pass over a large message. On an error the
-// skeleton holds the header block, when it was read.
-func buildSkeleton(r io.Reader, cfg Config) (*skeleton, error) {
+// skeleton holds the header block, when it was read. size is the stored
+// message's size, which sizes the buffer of a single-part one.
+func buildSkeleton(r io.Reader, cfg Config, size int64) (*skeleton, error) {
 	sk := &skeleton{}
 	var out bytes.Buffer
 	budget := cfg.large.skeletonMax
@@ -490,6 +491,13 @@ func buildSkeleton(r io.Reader, cfg Config) (*skeleton, error) {
 		keep := min(cfg.large.elideAbove, budget)
 		if isBody {
 			keep = min(cfg.large.bodyMax, budget)
+		}
+		if out.Len() == 0 && isBody {
+			// A single-part message's body (walkMessage wrote nothing
+			// before it): the skeleton is nearly all of the message, so
+			// take room for it at once instead of doubling up to it, with
+			// the slack ReadFrom wants to see the end.
+			out.Grow(len(header) + len(partMarker) + 32 + int(min(size, int64(keep)+1)) + bytes.MinRead)
 		}
 		// Every leaf is marked (the marker is written before its size is
 		// known); only the ones not held whole are looked up.

@@ -100,7 +100,8 @@ func checkLimits(raw []byte, size int64, cfg Config) error {
 // the bodies cut in the skeleton.
 func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int) {
 	mediaType := parseMediaType
-	if !cfg.decodeEveryCharset && passThroughASCII(raw) {
+	ascii := !cfg.decodeEveryCharset && passThroughASCII(raw)
+	if ascii {
 		mediaType = parseMediaTypeASCII
 	}
 	parser := enmime.NewParser(
@@ -115,7 +116,19 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 		// instead of dropping it (untyped.go).
 		enmime.SetCustomParseMediaType(mediaType),
 	)
-	env, err := parser.ReadEnvelope(bytes.NewReader(raw))
+	var env *enmime.Envelope
+	var err error
+	if ascii && !cfg.enmimeEveryBody {
+		if head, body, ok := plainBody(raw, mediaType); ok {
+			env, err = parser.ReadEnvelope(bytes.NewReader(head))
+			if err == nil && !fillPlainBody(env, body) {
+				env = nil
+			}
+		}
+	}
+	if env == nil {
+		env, err = parser.ReadEnvelope(bytes.NewReader(raw))
+	}
 	if err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameUnparseable, err.Error()+"; headers only"))
 		return nil

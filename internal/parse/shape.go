@@ -86,24 +86,7 @@ func shapeBounds(raw []byte) (boundaryLines, dashLines int) {
 // scans that bound a multipart's shape then need not read the body, which
 // is most of a large device message.
 func singlePart(raw []byte) bool {
-	return !containsFold(headerBlock(raw), "multipart")
-}
-
-// headerBlock returns raw up to its first empty line (all of raw if none).
-func headerBlock(raw []byte) []byte {
-	if len(raw) > 0 && (raw[0] == '\n' || raw[0] == '\r' && len(raw) > 1 && raw[1] == '\n') {
-		return nil
-	}
-	for i := 0; ; {
-		j := bytes.IndexByte(raw[i:], '\n')
-		if j < 0 {
-			return raw
-		}
-		i += j + 1
-		if i < len(raw) && raw[i] == '\n' || i+1 < len(raw) && raw[i] == '\r' && raw[i+1] == '\n' {
-			return raw[:i]
-		}
-	}
+	return !containsFold(splitHeader(raw), "multipart")
 }
 
 // containsFold reports whether s holds word (lower-case ASCII) in any case.

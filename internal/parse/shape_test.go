@@ -254,7 +254,7 @@ func TestMisreadDelimiterReported(t *testing.T) {
 	}
 }
 
-func TestHeaderBlock(t *testing.T) {
+func TestSplitHeader(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ raw, want string }{
 		{"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n", "A: 1\r\nB: 2\r\n"},
@@ -265,8 +265,8 @@ func TestHeaderBlock(t *testing.T) {
 		{"A: 1\r\nno end", "A: 1\r\nno end"},
 		{"", ""},
 	} {
-		if got := string(headerBlock([]byte(tc.raw))); got != tc.want {
-			t.Errorf("headerBlock(%q) = %q, want %q", tc.raw, got, tc.want)
+		if got := string(splitHeader([]byte(tc.raw))); got != tc.want {
+			t.Errorf("splitHeader(%q) = %q, want %q", tc.raw, got, tc.want)
 		}
 	}
 }

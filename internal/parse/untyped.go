@@ -1,8 +1,10 @@
 package parse
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -31,6 +33,13 @@ func parseMediaType(v string) (mtype string, params map[string]string, invalid [
 	if err != nil {
 		return "", map[string]string{}, nil, nil
 	}
+	// enmime lists malformed parameters in a map's order, and each becomes
+	// a warning: put them in the order they come in v, so a message parses
+	// to the same bytes every time (a retried parse writes parsed.json again).
+	lower := strings.ToLower(v)
+	slices.SortStableFunc(invalid, func(a, b string) int {
+		return cmp.Or(cmp.Compare(strings.Index(lower, a), strings.Index(lower, b)), strings.Compare(a, b))
+	})
 	return mtype, params, invalid, nil
 }
 
@@ -66,7 +75,7 @@ func passThroughASCII(raw []byte) bool {
 	}
 	if singlePart(raw) {
 		// One part: only its own header can name an encoding.
-		raw = headerBlock(raw)
+		raw = splitHeader(raw)
 	}
 	return !containsFold(raw, "base64") && !containsFold(raw, "quoted-printable")
 }

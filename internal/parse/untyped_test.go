@@ -3,6 +3,7 @@ package parse
 import (
 	"bytes"
 	"encoding/base64"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -175,6 +176,27 @@ func TestContainerWithoutDelimiterReported(t *testing.T) {
 			if len(p.Attachments) != 0 || p.Text != "First part." {
 				t.Errorf("%s, %s: text %q, attachments %+v", ctype, name, p.Text, p.Attachments)
 			}
+		}
+	}
+}
+
+// A message parses to the same result every time: enmime reports malformed
+// Content-Type parameters in a map's order unless parseMediaType sorts them.
+func TestMalformedParamsInMessageOrder(t *testing.T) {
+	t.Parallel()
+	raw := []byte("Content-Type: text/plain;1A010;0;29C88;zz;b\r\n\r\nx\r\n")
+	first := Parse(raw, Config{})
+	var details []string
+	for _, e := range first.Errors {
+		details = append(details, e.Detail)
+	}
+	joined := strings.Join(details, "\n")
+	if i, j := strings.Index(joined, `"1a010"`), strings.Index(joined, `"29c88"`); i < 0 || j < i {
+		t.Fatalf("malformed parameters not in message order:\n%s", joined)
+	}
+	for range 30 {
+		if again := Parse(raw, Config{}); !reflect.DeepEqual(again, first) {
+			t.Fatalf("parsed differently on another run:\n%+v\n%+v", again.Errors, first.Errors)
 		}
 	}
 }
