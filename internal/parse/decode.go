@@ -33,7 +33,7 @@ func newPartDecoder(body io.Reader, cte string) *partDecoder {
 	switch cte {
 	case "base64":
 		d.b64 = &base64Filter{r: d.src}
-		d.dec = base64.NewDecoder(base64.RawStdEncoding, d.b64)
+		d.dec = &base64Stream{r: d.b64}
 	case "quoted-printable":
 		d.dec = quotedprintable.NewReader(d.src)
 	default:
@@ -103,6 +103,71 @@ func (f *base64Filter) Read(p []byte) (int, error) {
 		// A read of nothing but white space must not look like the end.
 		if n > 0 || err != nil {
 			return n, err
+		}
+	}
+}
+
+// base64Stream decodes what base64Filter passes on (the alphabet alone,
+// no padding) with the standard library's decoder, whole quanta at a time,
+// as base64.NewDecoder(base64.RawStdEncoding, ...) does, to the same bytes
+// and errors; NewDecoder would scan the filtered stream for newlines once
+// more, a byte at a time (a third of the CPU of decoding a 1 MiB PDF).
+type base64Stream struct {
+	r    io.Reader
+	in   [4096]byte
+	nin  int
+	obuf [4096 / 4 * 3]byte
+	out  []byte // decoded, not yet read
+	err  error  // to return once out is drained
+}
+
+func (d *base64Stream) Read(p []byte) (int, error) {
+	for {
+		if len(d.out) > 0 {
+			n := copy(p, d.out)
+			d.out = d.out[n:]
+			return n, nil
+		}
+		if d.err != nil {
+			return 0, d.err
+		}
+		m, rerr := d.r.Read(d.in[d.nin:])
+		d.nin += m
+		q := d.nin / 4 * 4
+		if rerr == nil && q == 0 {
+			continue
+		}
+		// Whole quanta of the alphabet always decode; straight into p
+		// when it has room.
+		var n int
+		var err error
+		if direct := len(p) >= q/4*3 && rerr == nil; direct {
+			n, err = base64.RawStdEncoding.Decode(p, d.in[:q])
+		} else {
+			var w int
+			w, err = base64.RawStdEncoding.Decode(d.obuf[:], d.in[:q])
+			d.out = d.obuf[:w]
+		}
+		d.nin = copy(d.in[:], d.in[q:d.nin])
+		switch {
+		case err != nil:
+			d.err = err
+		case rerr != nil && d.nin > 0:
+			// The final fragment, decoded alone without padding as
+			// NewDecoder does (its error offsets are the fragment's).
+			var w int
+			var frag [3]byte
+			w, d.err = base64.RawStdEncoding.Decode(frag[:], d.in[:d.nin])
+			d.out = append(d.out, frag[:w]...)
+			d.nin = 0
+			if d.err == nil {
+				d.err = rerr
+			}
+		case rerr != nil:
+			d.err = rerr
+		}
+		if n > 0 {
+			return n, nil
 		}
 	}
 }
