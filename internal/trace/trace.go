@@ -58,13 +58,32 @@ func Append(ctx context.Context, store blob.Store, id postern.MsgID, ev Event) e
 	return appendEvents(ctx, store, id, []Event{ev})
 }
 
+// appender is a store that can add to the end of an object (fsblob): a
+// record then costs one append, not a read, a new copy, a rename and two
+// flushes. The append is not flushed at once; the local store's periodic
+// sync (the spool's checkpoint) or the kernel's writeback makes it durable,
+// and a record is best effort all the same.
+type appender interface {
+	Append(ctx context.Context, key string, b []byte) error
+}
+
 // appendEvents adds evs, which share a stage and route, to the message's
-// record in one read and one write.
+// record: one append, or one read and one write.
 func appendEvents(ctx context.Context, store blob.Store, id postern.MsgID, evs []Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
 	k := key(id, evs[0].Stage, evs[0].Route)
+	if a, ok := store.(appender); ok {
+		var buf bytes.Buffer
+		if err := writeLines(&buf, evs); err != nil {
+			return err
+		}
+		if err := a.Append(ctx, k, buf.Bytes()); err != nil {
+			return fmt.Errorf("trace %s: append: %w", id, err)
+		}
+		return nil
+	}
 	var buf bytes.Buffer
 	rc, err := store.Get(ctx, k)
 	switch {
@@ -77,6 +96,17 @@ func appendEvents(ctx context.Context, store blob.Store, id postern.MsgID, evs [
 	case !errors.Is(err, blob.ErrNotFound):
 		return fmt.Errorf("trace %s: read: %w", id, err)
 	}
+	if err := writeLines(&buf, evs); err != nil {
+		return err
+	}
+	if err := store.Put(ctx, k, &buf, &blob.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
+		return fmt.Errorf("trace %s: write: %w", id, err)
+	}
+	return nil
+}
+
+// writeLines writes evs to buf as JSON lines.
+func writeLines(buf *bytes.Buffer, evs []Event) error {
 	for _, ev := range evs {
 		line, err := json.Marshal(ev)
 		if err != nil {
@@ -84,9 +114,6 @@ func appendEvents(ctx context.Context, store blob.Store, id postern.MsgID, evs [
 		}
 		buf.Write(line)
 		buf.WriteByte('\n')
-	}
-	if err := store.Put(ctx, k, &buf, &blob.PutOptions{ContentType: "application/x-ndjson"}); err != nil {
-		return fmt.Errorf("trace %s: write: %w", id, err)
 	}
 	return nil
 }
@@ -260,8 +287,9 @@ func decodeObject(ctx context.Context, store blob.Store, key string, v any) erro
 
 // Wrap records an event for every job h handles in the message's record in
 // store. Recording is best effort: a failure to write the trace is logged
-// and never fails the job. It costs a GET and a PUT per job: the local
-// mode's tracer; on AWS use Log.
+// and never fails the job. It costs one append per job on a store that
+// appends (fsblob), else a GET and a PUT: the local mode's tracer; on AWS
+// use Log.
 func Wrap(stage string, h postern.Handler, store blob.Store, log *slog.Logger) postern.Handler {
 	return WrapTee(stage, h, store, log, nil)
 }

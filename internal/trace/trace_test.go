@@ -6,24 +6,34 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/fsblob"
+	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/trace"
 )
 
+// The timeline reads back in order from a store that appends (fsblob)
+// and from one where each record is read and written again (memblob, as S3).
 func TestTimeline(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	store, err := fsblob.New(filepath.Join(t.TempDir(), "s"), fsblob.Options{})
+	fs, err := fsblob.New(filepath.Join(t.TempDir(), "s"), fsblob.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	defer fs.Close()
+	for name, store := range map[string]blob.Store{"fsblob": fs, "memblob": memblob.New()} {
+		t.Run(name, func(t *testing.T) { testTimeline(t, store) })
+	}
+}
+
+func testTimeline(t *testing.T, store blob.Store) {
+	ctx := context.Background()
 	id := postern.NewMsgID()
 	env, _ := json.Marshal(postern.Envelope{ID: id, Sender: "cam@lan", Recipients: []postern.Recipient{{Addr: "a@app"}}, ReceivedAt: time.Now().Add(-time.Minute)})
 	store.Put(ctx, id.EnvelopeKey(), bytes.NewReader(env), nil)
@@ -254,5 +264,46 @@ func TestErrorOverridesVerdict(t *testing.T) {
 		if !ok || ev.Event != want {
 			t.Errorf("line %d: %+v, want %s", i, ev, want)
 		}
+	}
+}
+
+// A record cut short by a crash costs only its cut line: the next append
+// starts on a line of its own, and Read skips what does not decode.
+func TestTornRecordLosesOnlyItsLine(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "s")
+	store, err := fsblob.New(dir, fsblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	id := postern.NewMsgID()
+	env, _ := json.Marshal(postern.Envelope{ID: id, ReceivedAt: time.Now().Add(-time.Minute)})
+	store.Put(ctx, id.EnvelopeKey(), bytes.NewReader(env), nil)
+	parse := trace.Wrap("parse", postern.HandlerFunc(func(context.Context, postern.Job) error { return nil }), store, slog.New(slog.DiscardHandler))
+	pj, _ := json.Marshal(postern.ParseJob{ID: id})
+	if err := parse.Handle(ctx, postern.Job{Body: pj, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	path, err := store.Path(id.Prefix() + "trace/parse.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2026-12-05T10:00:00Z","stage":"parse","ev`) // the crash
+	f.Close()
+	if err := parse.Handle(ctx, postern.Job{Body: pj, Attempt: 2}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := trace.Read(ctx, store, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 3 || evs[1].Attempt != 1 || evs[2].Attempt != 2 {
+		t.Fatalf("timeline %+v, want received and both parse attempts", evs)
 	}
 }
