@@ -49,6 +49,14 @@ type Config struct {
 	// the stored message.
 	StreamAbove int64
 
+	// ReferParsed: webhook jobs never carry the parsed form, however
+	// small; they name parsed.json and where its bodies are. For a store on
+	// local disk, where reading it back costs less than decoding it inside
+	// each job (the worker, the tracer and the stage each decode a job's
+	// body). Otherwise a parsed form up to postern.MaxInlineParsed rides in
+	// the job, one store read fewer (an S3 GET).
+	ReferParsed bool
+
 	// Now is the clock for job timestamps; nil means time.Now.
 	Now func() time.Time
 

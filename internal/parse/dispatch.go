@@ -76,11 +76,10 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 		switch d.rule.Target.Kind {
 		case route.KindWebhook, route.KindDirectory:
 			wj := postern.WebhookJob{V: postern.JobVersion, ID: pj.ID, Route: d.rule.Name, Recipients: d.rcpts, Envelope: env, Created: now, AuthResults: v.header}
-			if len(parsed.body) <= postern.MaxInlineParsed {
+			if len(parsed.body) <= postern.MaxInlineParsed && !h.cfg.ReferParsed {
 				wj.Parsed = parsed.body
-			} else {
-				wj.Bodies = parsed.spans
 			}
+			wj.Bodies = parsed.spans
 			job = wj
 			q = h.out.Webhook
 		case route.KindRelay:
@@ -110,7 +109,7 @@ func (h *Handler) route(ctx context.Context, log *slog.Logger, pj postern.ParseJ
 }
 
 func send(ctx context.Context, q Sender, job any) error {
-	body, err := json.Marshal(job)
+	body, err := encodeJob(job)
 	if err != nil {
 		return fmt.Errorf("encode job: %w", err)
 	}
@@ -118,4 +117,26 @@ func send(ctx context.Context, q Sender, job any) error {
 		return err
 	}
 	return nil
+}
+
+// encodeJob is json.Marshal(job), except that a webhook job's parsed form,
+// JSON parse wrote itself, goes in as it is, last: Marshal would check and
+// compact up to 128 KiB of it byte by byte. Key order means nothing to a
+// decoder.
+func encodeJob(job any) ([]byte, error) {
+	wj, ok := job.(postern.WebhookJob)
+	if !ok || len(wj.Parsed) == 0 {
+		return json.Marshal(job)
+	}
+	parsed := wj.Parsed
+	wj.Parsed = nil
+	b, err := json.Marshal(wj)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(b)+len(`,"parsed":`)+len(parsed))
+	out = append(out, b[:len(b)-1]...) // all but the closing brace
+	out = append(out, `,"parsed":`...)
+	out = append(out, parsed...)
+	return append(out, '}'), nil
 }

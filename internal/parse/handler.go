@@ -375,11 +375,7 @@ func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed) ([]byte, *
 	if err := h.store.Put(ctx, key, bytes.NewReader(body), &blob.PutOptions{ContentType: "application/json"}); err != nil {
 		return nil, nil, fmt.Errorf("put parsed %s: %w", key, err)
 	}
-	var spans *postern.BodySpans
-	if len(body) > postern.MaxInlineParsed {
-		spans = postern.SpansFor(body, text, html)
-	}
-	return body, spans, nil
+	return body, postern.SpansFor(body, text, html), nil
 }
 
 // storedType passes a declared media type on to the store only when it looks

@@ -134,7 +134,15 @@ func TestHandleParsesStoresAndRoutes(t *testing.T) {
 		{V: postern.JobVersion, ID: id, Route: "archive", Recipients: []string{"archive@example.com"}, Envelope: env, Created: testNow, Parsed: parsed},
 	}
 	for i, b := range wh {
-		if got := decode[postern.WebhookJob](t, b); !reflect.DeepEqual(got, wantWH[i]) {
+		got := decode[postern.WebhookJob](t, b)
+		// Where its bodies are, also in the copy the job carries.
+		if got.Bodies == nil {
+			t.Errorf("webhook job %d says nothing of where the bodies are", i)
+		} else if _, _, _, ok := got.Bodies.Cut(got.Parsed); !ok {
+			t.Errorf("webhook job %d: its spans %+v do not cut the parsed form it carries", i, got.Bodies)
+		}
+		got.Bodies = nil
+		if !reflect.DeepEqual(got, wantWH[i]) {
 			t.Errorf("webhook job %d:\n got %+v\nwant %+v", i, got, wantWH[i])
 		}
 	}
@@ -430,5 +438,46 @@ func TestHandleLargeParsedSendsBodySpans(t *testing.T) {
 	p := decode[postern.Parsed](t, rest)
 	if p.ID != id || p.Subject != "scan ready" || p.Text != "" {
 		t.Errorf("the rest decodes to id %s subject %q text %d bytes", p.ID, p.Subject, len(p.Text))
+	}
+}
+
+// With ReferParsed (one machine) a webhook job never carries the parsed
+// form, however small: it names parsed.json and where its bodies are.
+func TestHandleReferParsed(t *testing.T) {
+	t.Parallel()
+	hs := newHarnessCfg(t, Config{InlineAttachmentMax: testInlineMax, ReferParsed: true})
+	id, _, body := hs.submit(t, []byte("Subject: scan ready\r\n\r\nsmall\r\n"), "ops@example.com")
+	if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	wh := hs.wh.sent()
+	if len(wh) != 1 {
+		t.Fatalf("webhook jobs = %d, want 1", len(wh))
+	}
+	job := decode[postern.WebhookJob](t, wh[0])
+	if len(job.Parsed) != 0 || job.Bodies == nil {
+		t.Fatalf("job carries %d bytes of the parsed form, spans %v", len(job.Parsed), job.Bodies)
+	}
+	if _, text, _, ok := job.Bodies.Cut(hs.store.object(t, id.ParsedKey())); !ok || string(text) != `"small\r\n"` {
+		t.Errorf("spans do not cut parsed.json: %v %s", ok, text)
+	}
+}
+
+// A webhook job whose parsed form rides in it is JSON that decodes to the
+// job, the parsed form byte for byte as parse stored it.
+func TestEncodeJobCarriesParsedAsStored(t *testing.T) {
+	t.Parallel()
+	parsed := []byte(`{"v":1,"text":"a \u003c b","html":""}`)
+	job := postern.WebhookJob{V: 1, ID: "01JEXAMPLE0000000000000000", Route: "r", Recipients: []string{"a@b"}, Parsed: parsed, AuthResults: "x"}
+	b, err := encodeJob(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := decode[postern.WebhookJob](t, b)
+	if !bytes.Equal(got.Parsed, parsed) || got.Route != "r" || got.AuthResults != "x" || len(got.Recipients) != 1 {
+		t.Fatalf("decoded %+v from %s", got, b)
+	}
+	if !json.Valid(b) {
+		t.Fatalf("not JSON: %s", b)
 	}
 }

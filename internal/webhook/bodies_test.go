@@ -137,6 +137,11 @@ func TestBodySpansDeliverTheSamePayload(t *testing.T) {
 	if got := deliver(f); !bytes.Equal(got, want) {
 		t.Fatalf("with spans the payload differs (%d bytes, want %d)", len(got), len(want))
 	}
+	f.job.Parsed = pj // the copy a job carries, with the same spans
+	if got := deliver(f); !bytes.Equal(got, want) {
+		t.Fatalf("with spans into the job's copy the payload differs (%d bytes, want %d)", len(got), len(want))
+	}
+	f.job.Parsed = nil
 
 	// A retried parse stored another parsed.json (a longer subject moves
 	// the bodies); the job still has the first one's spans.

@@ -201,6 +201,9 @@ func rawEnvelopeJSON(job *postern.WebhookJob) ([]byte, error) {
 func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*parsedBodies, error) {
 	id := job.ID
 	if len(job.Parsed) > 0 {
+		if p, ok := cutParsed(job.Parsed, job.Bodies); ok {
+			return p, nil
+		}
 		var p parsedBodies
 		if err := json.Unmarshal(job.Parsed, &p); err == nil {
 			return &p, nil
@@ -215,23 +218,34 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*par
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", id.ParsedKey(), err)
 	}
-	if job.Bodies != nil {
-		// Decode all but the bodies, which go into the payload as they
-		// are. Spans for another parsed.json (a retried parse wrote a new
-		// one) do not cut this one, which is then decoded whole.
-		if rest, text, html, ok := job.Bodies.Cut(b); ok {
-			var p parsedBodies
-			if err := json.Unmarshal(rest, &p); err == nil && string(p.Text) == `""` && string(p.HTML) == `""` {
-				p.Text, p.HTML = text, html
-				return &p, nil
-			}
-		}
+	if p, ok := cutParsed(b, job.Bodies); ok {
+		return p, nil
 	}
 	var p parsedBodies
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)
 	}
 	return &p, nil
+}
+
+// cutParsed decodes parsed but for its bodies, which go into the payload
+// as they are, when spans says where they are. Spans for another parsed
+// form (a retried parse wrote a new parsed.json) do not cut this one: ok
+// is false, and the caller decodes it whole.
+func cutParsed(parsed []byte, spans *postern.BodySpans) (*parsedBodies, bool) {
+	if spans == nil {
+		return nil, false
+	}
+	rest, text, html, ok := spans.Cut(parsed)
+	if !ok {
+		return nil, false
+	}
+	var p parsedBodies
+	if err := json.Unmarshal(rest, &p); err != nil || string(p.Text) != `""` || string(p.HTML) != `""` {
+		return nil, false
+	}
+	p.Text, p.HTML = text, html
+	return &p, true
 }
 
 // readSized reads r whole into one buffer of its size when r can say it (a
