@@ -135,7 +135,9 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	if err := h.storeAttachments(ctx, p); err != nil {
 		return err
 	}
-	body, spans, err := h.writeParsed(ctx, p)
+	buf := getBuf()
+	defer putBuf(buf) // after routing, which may copy it into jobs
+	body, spans, err := h.writeParsed(ctx, p, buf)
 	if err != nil {
 		return err
 	}
@@ -222,6 +224,9 @@ func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) 
 	}
 	sk, err := buildSkeleton(rc, h.cfg, size)
 	rc.Close()
+	// Nothing in the parsed form points into the skeleton (enmime and
+	// fillPlainBody copy what they keep), so its buffer is reused.
+	defer putBuf(sk.buf)
 	if err == nil && size <= h.cfg.large.textWholeBelow && sk.leavesOutText() {
 		return nil, errTextAttachment
 	}
@@ -366,8 +371,8 @@ type stored struct {
 
 // writeParsed stores p as parsed.json and returns the JSON it stored and
 // where its bodies are in it.
-func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed) ([]byte, *postern.BodySpans, error) {
-	body, text, html, err := marshalParsed(p)
+func (h *Handler) writeParsed(ctx context.Context, p *postern.Parsed, buf *bytes.Buffer) ([]byte, *postern.BodySpans, error) {
+	body, text, html, err := marshalParsed(p, buf)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode parsed %s: %w", p.ID, err)
 	}

@@ -103,8 +103,9 @@ func (sk *skeleton) leavesOutText() bool {
 
 // skeleton is what the first pass keeps of a large message.
 type skeleton struct {
-	header []byte // the message's header block, as it is
-	raw    []byte // the skeleton message given to enmime
+	header []byte        // the message's header block, as it is
+	raw    []byte        // the skeleton message given to enmime
+	buf    *bytes.Buffer // raw's buffer, from bufPool
 	marked []markedPart
 	size   int64 // bytes read; over MaxMessageBytes means over the limit
 	nul    bool  // the message holds a NUL byte
@@ -480,8 +481,8 @@ func partFacts(header []byte) (mtype, disposition, cte string, untyped bool) {
 // skeleton holds the header block, when it was read. size is the stored
 // message's size, which sizes the buffer of a single-part one.
 func buildSkeleton(r io.Reader, cfg Config, size int64) (*skeleton, error) {
-	sk := &skeleton{}
-	var out bytes.Buffer
+	sk := &skeleton{buf: getBuf()}
+	out := sk.buf
 	budget := cfg.large.skeletonMax
 	leaf := func(leaf int, header []byte, body io.Reader) error {
 		mtype, disp, cte, untyped := partFacts(header)
@@ -524,7 +525,7 @@ func buildSkeleton(r io.Reader, cfg Config, size int64) (*skeleton, error) {
 		sk.marked = append(sk.marked, markedPart{mtype: mtype, cte: cte, cut: isBody})
 		return nil
 	}
-	header, size, nul, err := walkMessage(r, cfg, &out, leaf)
+	header, size, nul, err := walkMessage(r, cfg, out, leaf)
 	sk.header, sk.raw, sk.size, sk.nul = header, out.Bytes(), size, nul
 	return sk, err
 }

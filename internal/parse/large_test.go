@@ -462,3 +462,33 @@ func TestLargePathLongHeaderLine(t *testing.T) {
 		t.Errorf("large path: %d headers, text %q; whole parse: %d headers, text %q", len(large.Headers), large.Text, len(whole.Headers), whole.Text)
 	}
 }
+
+// The skeleton's buffer is reused by the next parse: nothing in a parsed
+// form may point into it. Each message's parsed form is the same after the
+// stage has parsed every other message with the same buffers.
+func TestReusedBuffersDoNotReachResults(t *testing.T) {
+	ctx := context.Background()
+	msgs := testMessages(t)
+	msgs["plain"] = plainVariants()["ascii/long"]
+	msgs["plain-1MiB"] = benchPlain1MiB()
+	store := newMemStore()
+	type done struct {
+		p    *postern.Parsed
+		json []byte
+	}
+	var results []done
+	for _, raw := range msgs {
+		h, id, _ := storedJob(t, largeCfg(), store, raw, slog.New(slog.DiscardHandler))
+		p, err := h.parse(ctx, id, int64(len(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(p)
+		results = append(results, done{p, b})
+	}
+	for i, r := range results {
+		if b, _ := json.Marshal(r.p); !bytes.Equal(b, r.json) {
+			t.Fatalf("parsed form %d changed once later parses reused the buffers:\n%s", i, firstDiff(string(r.json), string(b)))
+		}
+	}
+}

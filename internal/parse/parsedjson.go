@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 
 	"github.com/postern/postern/internal/postern"
 )
@@ -13,11 +14,29 @@ import (
 // escaped, and Parsed has one "text" and one "html" key, side by side.
 var emptyBodies = []byte(`"text":"","html":""`)
 
+// bufPool holds the large buffers of one parse (the skeleton, the parsed
+// JSON), a megabyte or more each for a large message: reused rather than
+// allocated and zeroed per message. One that grew past maxPooledBuf is left
+// to the collector.
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuf = 8 << 20
+
+func getBuf() *bytes.Buffer { return bufPool.Get().(*bytes.Buffer) }
+
+// putBuf returns b to the pool; nothing may use its bytes afterwards.
+func putBuf(b *bytes.Buffer) {
+	if b != nil && b.Cap() <= maxPooledBuf {
+		b.Reset()
+		bufPool.Put(b)
+	}
+}
+
 // marshalParsed is json.Marshal(p), byte for byte, and where in it the text
 // and HTML strings are (see postern.BodySpans). The bodies, up to 1 MiB
 // each, are encoded once straight into the result: Marshal would grow its
-// buffer by doubling and then copy the whole of it.
-func marshalParsed(p *postern.Parsed) (out []byte, text, html [2]int64, err error) {
+// buffer by doubling and then copy the whole of it. out is buf's bytes.
+func marshalParsed(p *postern.Parsed, buf *bytes.Buffer) (out []byte, text, html [2]int64, err error) {
 	t, h := p.Text, p.HTML
 	p.Text, p.HTML = "", ""
 	skel, err := json.Marshal(p)
@@ -29,11 +48,10 @@ func marshalParsed(p *postern.Parsed) (out []byte, text, html [2]int64, err erro
 	if i < 0 || bytes.Index(skel[i+1:], emptyBodies) >= 0 {
 		return nil, text, html, fmt.Errorf("the bodies' place is not where Parsed puts it")
 	}
-	var buf bytes.Buffer
 	// Room for the bodies as they are and some escapes; Encode's own
 	// buffer is pooled, so the only copy of a body is the one into buf.
 	buf.Grow(len(skel) + len(t) + len(h) + (len(t)+len(h))/16 + 64)
-	enc := json.NewEncoder(&buf)
+	enc := json.NewEncoder(buf)
 	str := func(s string) ([2]int64, error) {
 		start := int64(buf.Len())
 		if err := enc.Encode(s); err != nil {

@@ -46,7 +46,7 @@ func TestMarshalParsedMatchesMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, text, html, err := marshalParsed(p)
+		got, text, html, err := marshalParsed(p, new(bytes.Buffer))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -107,9 +107,11 @@ func BenchmarkMarshalParsed1MiB(b *testing.B) {
 	b.Run("marshalParsed", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, _, _, err := marshalParsed(p); err != nil {
+			buf := getBuf()
+			if _, _, _, err := marshalParsed(p, buf); err != nil {
 				b.Fatal(err)
 			}
+			putBuf(buf)
 		}
 	})
 }

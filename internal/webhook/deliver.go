@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern/postern/internal/blob"
@@ -72,15 +73,17 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	if d.target.Payload == PayloadRaw {
 		return h.attemptRaw(ctx, d)
 	}
-	p, err := h.loadParsed(ctx, d.job)
+	p, release, err := h.loadParsed(ctx, d.job)
 	if err != nil {
 		return outcome{}, err
 	}
 	ev, err := buildReceived(ctx, d.job, &p.Parsed, h.urls)
 	if err != nil {
+		release()
 		return outcome{}, err
 	}
 	body, err := encodeReceived(ev, p.Text, p.HTML)
+	release() // the payload holds its own copy of the bodies
 	if err != nil {
 		return outcome{}, err
 	}
@@ -197,36 +200,54 @@ func rawEnvelopeJSON(job *postern.WebhookJob) ([]byte, error) {
 // loadParsed returns the parse stage's output for the job: the copy the job
 // carries when parse put one in (no store read), else parsed.json, which
 // is also where a copy that does not decode sends it (the archive decides).
-// The bodies stay encoded (parsedBodies).
-func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (*parsedBodies, error) {
+// The bodies stay encoded (parsedBodies) and may point into a buffer the
+// stage reuses: release gives it back once they are no longer needed.
+func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (p *parsedBodies, release func(), err error) {
 	id := job.ID
 	if len(job.Parsed) > 0 {
 		if p, ok := cutParsed(job.Parsed, job.Bodies); ok {
-			return p, nil
+			return p, func() {}, nil
 		}
 		var p parsedBodies
 		if err := json.Unmarshal(job.Parsed, &p); err == nil {
-			return &p, nil
+			return &p, func() {}, nil
 		}
 	}
 	rc, err := h.get(ctx, id.ParsedKey())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rc.Close()
-	b, err := readSized(rc)
+	buf := parsedBufs.Get().(*bytes.Buffer)
+	release = func() {
+		if buf.Cap() <= maxPooledBuf {
+			buf.Reset()
+			parsedBufs.Put(buf)
+		}
+	}
+	b, err := readSized(rc, buf)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", id.ParsedKey(), err)
+		release()
+		return nil, nil, fmt.Errorf("read %s: %w", id.ParsedKey(), err)
 	}
 	if p, ok := cutParsed(b, job.Bodies); ok {
-		return p, nil
+		return p, release, nil
 	}
-	var p parsedBodies
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)
+	p = new(parsedBodies)
+	err = json.Unmarshal(b, p) // copies what it keeps: buf is free at once
+	release()
+	if err != nil {
+		return nil, nil, fmt.Errorf("decode %s: %w", id.ParsedKey(), err)
 	}
-	return &p, nil
+	return p, func() {}, nil
 }
+
+// parsedBufs are the buffers loadParsed reads parsed.json into, a body of
+// up to 1 MiB or two each: reused, rather than one allocated (and zeroed)
+// per delivery. One that grew past maxPooledBuf is left to the collector.
+var parsedBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuf = 4 << 20
 
 // cutParsed decodes parsed but for its bodies, which go into the payload
 // as they are, when spans says where they are. Spans for another parsed
@@ -251,7 +272,7 @@ func cutParsed(parsed []byte, spans *postern.BodySpans) (*parsedBodies, bool) {
 // readSized reads r whole into one buffer of its size when r can say it (a
 // local file, a reader over bytes): parsed.json holds bodies of up to 1 MiB
 // each, and a decoder's buffer would grow to it by doubling.
-func readSized(r io.Reader) ([]byte, error) {
+func readSized(r io.Reader, buf *bytes.Buffer) ([]byte, error) {
 	var size int64 = -1
 	switch v := r.(type) {
 	case interface{ Stat() (fs.FileInfo, error) }:
@@ -261,11 +282,9 @@ func readSized(r io.Reader) ([]byte, error) {
 	case interface{ Len() int }:
 		size = int64(v.Len())
 	}
-	if size < 0 || size > maxParsedBytes {
-		return io.ReadAll(io.LimitReader(r, maxParsedBytes))
+	if size >= 0 && size <= maxParsedBytes {
+		buf.Grow(int(size) + bytes.MinRead) // room to see the end without growing
 	}
-	var buf bytes.Buffer
-	buf.Grow(int(size) + bytes.MinRead) // room to see the end without growing
 	_, err := buf.ReadFrom(io.LimitReader(r, maxParsedBytes))
 	return buf.Bytes(), err
 }
