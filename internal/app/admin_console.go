@@ -44,8 +44,17 @@ func (a *App) mountConsole(mux *http.ServeMux) {
 			return
 		}
 		defer rc.Close()
+		b, err := io.ReadAll(io.LimitReader(rc, 256<<20))
+		if err != nil {
+			http.Error(w, "reading the parsed form failed", http.StatusInternalServerError)
+			return
+		}
+		if b, err = a.withTextRaw(r.Context(), id, b); err != nil {
+			http.Error(w, "reading the text from the raw message failed", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		io.Copy(w, rc)
+		w.Write(b)
 	}))
 	mux.HandleFunc("GET /v1/messages/{id}/links", withMsgID(func(w http.ResponseWriter, r *http.Request, id postern.MsgID) {
 		links, err := a.messageLinks(r.Context(), id)
@@ -136,6 +145,34 @@ func (a *App) messageLinks(ctx context.Context, id postern.MsgID) (MessageLinks,
 		}
 	}
 	return out, nil
+}
+
+// withTextRaw returns parsed.json as readers of the API expect it: a text
+// it names in raw.eml (postern.Parsed.TextRaw) in "text" again. Other
+// parsed forms are returned as they are.
+func (a *App) withTextRaw(ctx context.Context, id postern.MsgID, parsed []byte) ([]byte, error) {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(parsed, &doc) != nil || doc["text_raw"] == nil {
+		return parsed, nil
+	}
+	var span [2]int64
+	if err := json.Unmarshal(doc["text_raw"], &span); err != nil {
+		return nil, err
+	}
+	rc, err := a.store.Get(ctx, id.RawKey())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	text, err := postern.ReadTextRaw(rc, span)
+	if err != nil {
+		return nil, err
+	}
+	if doc["text"], err = json.Marshal(text); err != nil {
+		return nil, err
+	}
+	delete(doc, "text_raw")
+	return json.Marshal(doc)
 }
 
 func (a *App) loadParsed(ctx context.Context, id postern.MsgID) (*postern.Parsed, error) {

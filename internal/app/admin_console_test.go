@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/console"
+	"github.com/postern/postern/internal/postern"
 )
 
 // consoleReq is one request from the console's page: the session cookie
@@ -210,6 +212,42 @@ func TestConsoleAPI(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `"subject": "pixel"`) && !strings.Contains(body, `"subject":"pixel"`) {
 		t.Errorf("parsed: %d %s", resp.StatusCode, body)
 	}
+	// A long plain report: parsed.json names its text in raw.eml; the
+	// webhook payload and the API both carry the text itself.
+	report := strings.Repeat("00000042 invoice 2026-12 amount 1234.56 EUR <ok>\r\n", 2000)
+	reply, err = send(t, a.SMTPAddrs()[0].String(), "scanner@lan", []string{"ops@app.test"}, []byte("Subject: report\r\n\r\n"+report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rid := strings.TrimPrefix(reply, "OK ")
+	reqs := h.wait(t, 2, 20*time.Second)
+	var ev struct{ Data struct{ Text string } }
+	if err := json.Unmarshal(reqs[1].body, &ev); err != nil || ev.Data.Text != report {
+		t.Errorf("the report's payload: %v, text %d bytes, want %d", err, len(ev.Data.Text), len(report))
+	}
+	store, err := fsblob.New(cfg.Path("store"), fsblob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stored, err := store.Get(t.Context(), postern.MsgID(rid).ParsedKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storedJSON, _ := io.ReadAll(stored)
+	stored.Close()
+	if !strings.Contains(string(storedJSON), `"text_raw":[`) || len(storedJSON) > 16<<10 {
+		t.Errorf("parsed.json of the report holds the text (%d bytes) or does not name it", len(storedJSON))
+	}
+	resp, body = doConsole(t, admin, consoleReq{method: "GET", path: "/v1/messages/" + rid + "/parsed", cookie: cookie})
+	var pv struct {
+		Text    string
+		TextRaw any `json:"text_raw"`
+	}
+	if err := json.Unmarshal([]byte(body), &pv); err != nil || resp.StatusCode != 200 || pv.Text != report || pv.TextRaw != nil {
+		t.Errorf("the report's parsed form: %d, %v, text %d bytes (want %d), text_raw %v", resp.StatusCode, err, len(pv.Text), len(report), pv.TextRaw)
+	}
+
 	if resp, _ := doConsole(t, admin, consoleReq{method: "GET", path: "/v1/messages/01ARZ3NDEKTSV4RRFFQ69G5FAV/html", cookie: cookie}); resp.StatusCode != 404 {
 		t.Errorf("html of an unknown message: %d", resp.StatusCode)
 	}
@@ -235,7 +273,7 @@ func TestConsoleAPI(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || len(rows) != 2 || rows[0][0] != "identity" {
 		t.Fatalf("devices.csv: %d %v %q", resp.StatusCode, err, body)
 	}
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(rows[1][8], "none=1") || !strings.Contains(rows[1][10], "plaintext") {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || !strings.Contains(rows[1][8], "none=2") || !strings.Contains(rows[1][10], "plaintext") {
 		t.Errorf("devices.csv row: %q", rows[1])
 	}
 }

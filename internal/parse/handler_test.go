@@ -481,3 +481,58 @@ func TestEncodeJobCarriesParsedAsStored(t *testing.T) {
 		t.Fatalf("not JSON: %s", b)
 	}
 }
+
+// On one machine the text of a large single text/plain part of 7-bit text
+// is named in raw.eml (TextRaw) instead of copied into parsed.json, on the
+// whole path and the large one; any other text stays in parsed.json.
+func TestHandleTextRaw(t *testing.T) {
+	t.Parallel()
+	report := strings.Repeat("00000042 invoice 2026-12 amount 1234.56 EUR <ok>\r\n", 2000) // 100 KB
+	for _, tc := range []struct {
+		name  string
+		raw   string
+		refer bool
+		want  bool // named in raw.eml
+	}{
+		{"whole path", "Subject: report\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + report, true, true},
+		{"large path", "Subject: report\r\n\r\n" + strings.Repeat(report, 12), true, true},
+		{"capped", "Subject: report\r\n\r\n" + strings.Repeat(report, 24), true, true},
+		{"on AWS", "Subject: report\r\n\r\n" + report, false, false},
+		{"short", "Subject: report\r\n\r\nsmall\r\n", true, false},
+		{"NUL", "Subject: report\r\n\r\n" + report + "\x00\r\n", true, false},
+		{"quoted-printable", "Subject: report\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + report, true, false},
+		{"multipart", "Subject: report\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n" + report + "\r\n--b--\r\n", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			hs := newHarnessCfg(t, Config{InlineAttachmentMax: testInlineMax, ReferParsed: tc.refer})
+			raw := []byte(tc.raw)
+			id, _, body := hs.submit(t, raw, "ops@example.com")
+			if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
+				t.Fatalf("Handle: %v", err)
+			}
+			p := decode[postern.Parsed](t, hs.store.object(t, id.ParsedKey()))
+			want := Parse(raw, Config{})
+			if got := p.TextRaw != nil; got != tc.want {
+				t.Fatalf("text named in raw.eml: %v, want %v", got, tc.want)
+			}
+			if p.TextTruncated != want.TextTruncated {
+				t.Errorf("text truncated %v, want %v", p.TextTruncated, want.TextTruncated)
+			}
+			text := p.Text
+			if p.TextRaw != nil {
+				if p.Text != "" {
+					t.Error("the text is both named and held")
+				}
+				b, err := postern.ReadTextRaw(bytes.NewReader(hs.store.object(t, id.RawKey())), *p.TextRaw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = b
+			}
+			if text != want.Text {
+				t.Errorf("the text is %d bytes, want the %d Parse gives", len(text), len(want.Text))
+			}
+		})
+	}
+}

@@ -106,6 +106,7 @@ type skeleton struct {
 	header []byte        // the message's header block, as it is
 	raw    []byte        // the skeleton message given to enmime
 	buf    *bytes.Buffer // raw's buffer, from bufPool
+	bodyAt int64         // a single-part message's body starts here in the message; -1 for a multipart
 	marked []markedPart
 	size   int64 // bytes read; over MaxMessageBytes means over the limit
 	nul    bool  // the message holds a NUL byte
@@ -131,7 +132,7 @@ func (e *stageError) Unwrap() error { return e.err }
 //
 // Errors: a read error of r itself, a *limitError, a leaf function's
 // stageError, or else errIrregular for what the multipart reader refused.
-func walkMessage(r io.Reader, cfg Config, out io.Writer, leaf leafFunc) (header []byte, size int64, nul bool, err error) {
+func walkMessage(r io.Reader, cfg Config, out io.Writer, leaf leafFunc) (header []byte, size int64, nul bool, bodyAt int64, err error) {
 	src := &readerr.Reader{R: r}
 	cr := &countReader{r: io.LimitReader(src, cfg.MaxMessageBytes+1)}
 	defer func() {
@@ -150,8 +151,9 @@ func walkMessage(r io.Reader, cfg Config, out io.Writer, leaf leafFunc) (header 
 	br := bufio.NewReaderSize(cr, 32<<10)
 	header, err = readHeaderBlock(br, cfg.large.headerMax)
 	if err != nil {
-		return nil, 0, false, err
+		return nil, 0, false, -1, err
 	}
+	bodyAt = cr.n - int64(br.Buffered()) // where a single part's body starts
 	if len(header) > 0 && header[len(header)-1] != '\n' {
 		header = append(header, "\r\n"...)
 	}
@@ -160,17 +162,18 @@ func walkMessage(r io.Reader, cfg Config, out io.Writer, leaf leafFunc) (header 
 		io.WriteString(out, "\r\n")
 		w := &walker{maxDepth: cfg.MaxDepth, maxParts: cfg.MaxParts, out: out, leaf: leaf}
 		err = w.level(br, b, 1)
+		bodyAt = -1
 	} else {
 		err = readLeaf(leaf, 0, header, br)
 	}
 	if err != nil {
-		return header, cr.n, cr.nul, err
+		return header, cr.n, cr.nul, bodyAt, err
 	}
 	// The epilogue counts towards the size and may hold a NUL too.
 	if _, err := io.Copy(io.Discard, br); err != nil {
-		return nil, 0, false, err
+		return nil, 0, false, -1, err
 	}
-	return header, cr.n, cr.nul, nil
+	return header, cr.n, cr.nul, bodyAt, nil
 }
 
 // readHeaderBlock reads up to and excluding the empty line that ends the
@@ -525,8 +528,8 @@ func buildSkeleton(r io.Reader, cfg Config, size int64) (*skeleton, error) {
 		sk.marked = append(sk.marked, markedPart{mtype: mtype, cte: cte, cut: isBody})
 		return nil
 	}
-	header, size, nul, err := walkMessage(r, cfg, out, leaf)
-	sk.header, sk.raw, sk.size, sk.nul = header, out.Bytes(), size, nul
+	header, size, nul, bodyAt, err := walkMessage(r, cfg, out, leaf)
+	sk.header, sk.raw, sk.size, sk.nul, sk.bodyAt = header, out.Bytes(), size, nul, bodyAt
 	return sk, err
 }
 

@@ -41,14 +41,17 @@ const maxErrors = 100
 // Every attachment carries its bytes in Content; the stage moves those above
 // the inline threshold to the store. ID is left for the caller to set.
 func Parse(raw []byte, cfg Config) *postern.Parsed {
-	p, _ := parseMessage(raw, cfg.withDefaults(), nil)
+	p, _, _ := parseMessage(raw, cfg.withDefaults(), nil)
 	return p
 }
 
 // parseMessage parses raw, which is the message itself when sk is nil and
 // otherwise sk's skeleton of it. marks gives, for each attachment, the index
-// of its marked part in sk, or -1 when the skeleton holds all of it.
-func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, marks []int) {
+// of its marked part in sk, or -1 when the skeleton holds all of it. textAt
+// is where in the message p.Text starts as it is (a single text/plain part
+// of 7-bit text, plainBody), or -1 when the text is not the message's bytes.
+func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, marks []int, textAt int64) {
+	textAt = -1
 	p = &postern.Parsed{
 		V:           postern.ParsedVersion,
 		Attachments: []postern.Attachment{},
@@ -60,7 +63,7 @@ func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, mark
 		if r := recover(); r != nil {
 			p.Errors = append(p.Errors, severe(ErrNamePanic, fmt.Sprintf("parser panicked: %v", r)))
 			capErrors(p)
-			marks = nil
+			marks, textAt = nil, -1
 		}
 	}()
 	var header []byte
@@ -82,10 +85,13 @@ func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, mark
 	if limit != nil {
 		p.Errors = append(p.Errors, severe(ErrNameLimit, limit.Error()+"; body not parsed, headers only"))
 	} else {
-		marks = parseBody(p, raw, cfg, sk)
+		marks, textAt = parseBody(p, raw, cfg, sk)
+		if sk != nil && textAt >= 0 {
+			textAt = sk.bodyAt // the skeleton holds the body as the message does
+		}
 	}
 	capErrors(p)
-	return p, marks
+	return p, marks, textAt
 }
 
 func checkLimits(raw []byte, size int64, cfg Config) error {
@@ -98,7 +104,8 @@ func checkLimits(raw []byte, size int64, cfg Config) error {
 // parseBody runs enmime and copies bodies, attachments and enmime's errors
 // into p. With a skeleton, it returns the marks of the attachments and flags
 // the bodies cut in the skeleton.
-func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int) {
+func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int, textAt int64) {
+	textAt = -1
 	mediaType := parseMediaType
 	ascii := !cfg.decodeEveryCharset && passThroughASCII(raw)
 	if ascii {
@@ -118,11 +125,15 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	)
 	var env *enmime.Envelope
 	var err error
+	var plain []byte // the body, when plainBody's shortcut was taken
 	if ascii && !cfg.enmimeEveryBody {
 		if head, body, ok := plainBody(raw, mediaType); ok {
 			env, err = parser.ReadEnvelope(bytes.NewReader(head))
 			if err == nil && !fillPlainBody(env, body) {
 				env = nil
+			}
+			if env != nil {
+				plain, textAt = body, int64(len(head))
 			}
 		}
 	}
@@ -131,7 +142,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	}
 	if err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameUnparseable, err.Error()+"; headers only"))
-		return nil
+		return nil, -1
 	}
 	// enmime takes some lines for delimiters that RFC 2046 does not (one
 	// that holds the boundary after other bytes, say), and their bytes
@@ -165,7 +176,12 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	if sk != nil {
 		flagCutBodies(p, sk, marks)
 	}
-	return marks
+	// The text is the body's bytes as they are unless cleaning changed
+	// them (a NUL becomes U+FFFD); a cap only shortens it.
+	if plain == nil || len(p.Text) > len(plain) || p.Text != string(plain[:len(p.Text)]) {
+		textAt = -1
+	}
+	return marks, textAt
 }
 
 // clean makes s valid UTF-8 without NUL bytes, replacing either with

@@ -1,6 +1,11 @@
 package postern
 
-import "time"
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
 
 // ParsedVersion is the current schema version of Parsed.
 const ParsedVersion = 1
@@ -43,6 +48,12 @@ type Parsed struct {
 	TextDerived   bool   `json:"text_derived,omitempty"`
 	TextTruncated bool   `json:"text_truncated,omitempty"`
 	HTMLTruncated bool   `json:"html_truncated,omitempty"`
+	// TextRaw, when set, says the text is bytes [start, end) of the raw
+	// message as stored (raw.eml), and Text is empty: on one machine parse
+	// sets it for a large single text/plain part of 7-bit text, which is
+	// its own text, so parsed.json holds no second copy of it. Readers
+	// take the text from there (ReadTextRaw).
+	TextRaw *[2]int64 `json:"text_raw,omitempty"`
 
 	Attachments []Attachment `json:"attachments"`
 
@@ -90,4 +101,26 @@ type ParseError struct {
 	Name   string `json:"name"`
 	Detail string `json:"detail"`
 	Severe bool   `json:"severe"`
+}
+
+// ReadTextRaw reads the text a TextRaw span names from raw, the raw
+// message as stored, read from its start.
+func ReadTextRaw(raw io.Reader, span [2]int64) (string, error) {
+	if span[0] < 0 || span[1] < span[0] {
+		return "", fmt.Errorf("text_raw %v is not a span", span)
+	}
+	if s, ok := raw.(io.Seeker); ok {
+		if _, err := s.Seek(span[0], io.SeekStart); err != nil {
+			return "", fmt.Errorf("text_raw: %w", err)
+		}
+	} else if _, err := io.CopyN(io.Discard, raw, span[0]); err != nil {
+		return "", fmt.Errorf("text_raw: the raw message ends before %d: %w", span[0], err)
+	}
+	// Read straight into the string's memory: up to 1 MiB, copied once.
+	var b strings.Builder
+	b.Grow(int(span[1] - span[0]))
+	if _, err := io.CopyN(&b, raw, span[1]-span[0]); err != nil {
+		return "", fmt.Errorf("text_raw: the raw message ends before %d: %w", span[1], err)
+	}
+	return b.String(), nil
 }

@@ -159,3 +159,51 @@ func TestBodySpansDeliverTheSamePayload(t *testing.T) {
 		t.Fatal("the payload is not the new parsed.json's")
 	}
 }
+
+// A text parsed.json names in raw.eml (TextRaw) is delivered as the same
+// payload bytes as a text parsed.json holds; a span raw.eml does not reach
+// is a permanent error, never a payload without its text.
+func TestTextRawDeliversTheSamePayload(t *testing.T) {
+	t.Parallel()
+	text := strings.Repeat("00000042 invoice <ok> & \"paid\"\r\n", 3000)
+	raw := []byte("Subject: report\r\n\r\n" + text)
+	deliver := func(f *fixture) ([]byte, error) {
+		rec := &recorder{}
+		srv := serve(t, rec)
+		h := f.handler(t, Target{URL: srv.URL, Secrets: [][]byte{testSecret}}, &fakeSender{}, testNow, WithURLs(fakeURLs{}))
+		err := h.Handle(t.Context(), f.jobBody(t, 1))
+		if reqs := rec.requests(); len(reqs) == 1 {
+			return reqs[0].body, err
+		}
+		return nil, err
+	}
+	f := newFixture(t)
+	f.put(t, f.job.ID.RawKey(), raw)
+	f.parsed.Text = text
+	pj, _ := json.Marshal(f.parsed)
+	f.put(t, f.job.ID.ParsedKey(), pj)
+	want, err := deliver(f)
+	if err != nil || want == nil {
+		t.Fatalf("held text: %v", err)
+	}
+
+	at := int64(len("Subject: report\r\n\r\n"))
+	f.parsed.Text = ""
+	f.parsed.TextRaw = &[2]int64{at, at + int64(len(text))}
+	pj, _ = json.Marshal(f.parsed)
+	f.put(t, f.job.ID.ParsedKey(), pj)
+	f.job.Bodies = bodySpans(t, pj, "", f.parsed.HTML)
+	got, err := deliver(f)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("named text: %v; payload %d bytes, want the %d of the held text", err, len(got), len(want))
+	}
+
+	f.parsed.TextRaw = &[2]int64{at, int64(len(raw)) + 10}
+	pj, _ = json.Marshal(f.parsed)
+	f.put(t, f.job.ID.ParsedKey(), pj)
+	f.job.Bodies = nil
+	got, err = deliver(f)
+	if got != nil || err == nil || !postern.IsPermanent(err) {
+		t.Fatalf("a span past raw.eml's end: payload %d bytes, error %v; want no payload and a permanent error", len(got), err)
+	}
+}

@@ -77,6 +77,14 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
+	if p.TextRaw != nil {
+		textRelease, err := h.loadTextRaw(ctx, d.job.ID, p)
+		if err != nil {
+			release()
+			return outcome{}, err
+		}
+		release = func(r1, r2 func()) func() { return func() { r1(); r2() } }(release, textRelease)
+	}
 	ev, err := buildReceived(ctx, d.job, &p.Parsed, h.urls)
 	if err != nil {
 		release()
@@ -248,6 +256,36 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (p *p
 var parsedBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBuf = 4 << 20
+
+// loadTextRaw reads the text parsed.json names in raw.eml (TextRaw) into
+// p.Text, encoded as json.Marshal encodes a string, so the payload is the
+// same as with the text held in parsed.json. release gives back its buffer.
+func (h *Handler) loadTextRaw(ctx context.Context, id postern.MsgID, p *parsedBodies) (release func(), err error) {
+	rc, err := h.get(ctx, id.RawKey())
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	text, err := postern.ReadTextRaw(rc, *p.TextRaw)
+	if err != nil {
+		return nil, postern.Permanent(fmt.Errorf("read %s: %w", id.RawKey(), err))
+	}
+	buf := parsedBufs.Get().(*bytes.Buffer)
+	release = func() {
+		if buf.Cap() <= maxPooledBuf {
+			buf.Reset()
+			parsedBufs.Put(buf)
+		}
+	}
+	buf.Grow(len(text) + len(text)/16 + 16)
+	if err := json.NewEncoder(buf).Encode(text); err != nil {
+		release()
+		return nil, fmt.Errorf("encode text: %w", err)
+	}
+	p.Text = buf.Bytes()[:buf.Len()-1] // Encode ends the value with a newline
+	p.TextRaw = nil
+	return release, nil
+}
 
 // cutParsed decodes parsed but for its bodies, which go into the payload
 // as they are, when spans says where they are. Spans for another parsed
