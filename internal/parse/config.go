@@ -65,6 +65,11 @@ type Config struct {
 	// decodeEveryCharset turns off the 7-bit pass-through (untyped.go),
 	// so tests can compare both ways.
 	decodeEveryCharset bool
+	// textRawMin: a plain body (plainbody.go) of at least this many bytes
+	// is named in the message (TextRaw) instead of copied; 0 never. New
+	// sets it with ReferParsed.
+	textRawMin int
+
 	// enmimeEveryBody turns off the plain-body shortcut (plainbody.go),
 	// so tests can compare both ways.
 	enmimeEveryBody bool

@@ -86,6 +86,9 @@ func New(cfg Config, store blob.Store, table *route.Table, out Outbox, log *slog
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg = cfg.withDefaults()
+	if cfg.ReferParsed {
+		cfg.textRawMin = textRawMin
+	}
 	h := &Handler{cfg: cfg, store: store, table: table, out: out, log: log, mem: semaphore.NewWeighted(cfg.MemoryBudget)}
 	for _, o := range opts {
 		o(h)
@@ -113,21 +116,13 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	log := h.log.With("msg_id", id, "stage", "parse", "attempt", job.Attempt)
 
 	var p *postern.Parsed
-	textAt := int64(-1)
 	if pj.Raw != nil {
 		p, err = h.parseInline(ctx, &pj)
 	} else {
-		p, textAt, err = h.parse(ctx, id, pj.Envelope.Size)
+		p, err = h.parse(ctx, id, pj.Envelope.Size)
 	}
 	if err != nil {
 		return err
-	}
-	if h.cfg.ReferParsed && textAt >= 0 && len(p.Text) >= textRawMin {
-		// The text is raw.eml's bytes as they are: parsed.json names them
-		// instead of holding (and the stage escaping and flushing) a
-		// second copy.
-		p.TextRaw = &[2]int64{textAt, textAt + int64(len(p.Text))}
-		p.Text = ""
 	}
 	p.ID = id
 	// The envelope goes into the archive with the parsed form: on AWS there
@@ -157,16 +152,21 @@ func (h *Handler) Handle(ctx context.Context, job postern.Job) error {
 	return h.route(ctx, log, pj, p, stored{body, spans}, v)
 }
 
+// textRawMin is the shortest text parsed.json names in raw.eml (TextRaw)
+// rather than holds, with ReferParsed: below it, a second copy costs less
+// than a read.
+const textRawMin = 32 << 10
+
 // parse parses the stored message: a large one without holding it, any
 // other (and a large one the streaming reader does not follow) whole.
-func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, int64, error) {
+func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, error) {
 	if size > h.cfg.StreamAbove {
-		p, textAt, err := h.parseLarge(ctx, id, size)
+		p, err := h.parseLarge(ctx, id, size)
 		switch {
 		case errors.Is(err, errTextAttachment):
 			// Parsed whole as before the large path started at 256 KiB.
 		case !errors.Is(err, errIrregular):
-			return p, textAt, err
+			return p, err
 		default:
 			h.log.InfoContext(ctx, "large message parsed whole", "msg_id", id, "reason", err.Error())
 		}
@@ -176,20 +176,16 @@ func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*pos
 	// or two at a time instead of all at once.
 	release, err := h.reserve(ctx, max(size, 1)*parseMemoryFactor)
 	if err != nil {
-		return nil, -1, err
+		return nil, err
 	}
 	defer release()
 	raw, err := h.readRaw(ctx, id, size)
 	if err != nil {
-		return nil, -1, err
+		return nil, err
 	}
-	p, _, textAt := parseMessage(raw, h.cfg, nil)
-	return p, textAt, nil
+	p, _ := parseMessage(raw, h.cfg, nil)
+	return p, nil
 }
-
-// textRawMin is the shortest text parsed.json names in raw.eml (TextRaw)
-// rather than holds: below it, a second copy costs less than a read.
-const textRawMin = 32 << 10
 
 // parseInline stores the message a job carries (ingest.Ingester puts small
 // messages in their ParseJob) where every later reader looks for it, then
@@ -225,15 +221,15 @@ func (h *Handler) reserve(ctx context.Context, need int64) (release func(), err 
 // parseLarge is the large-message path (large.go): a skeleton of the message
 // through the usual parse, then the parts left out of it decoded from the
 // stored message. errIrregular means: parse it whole.
-func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, int64, error) {
+func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) (*postern.Parsed, error) {
 	release, err := h.reserve(ctx, min(size, int64(h.cfg.large.skeletonMax))*parseMemoryFactor)
 	if err != nil {
-		return nil, -1, err
+		return nil, err
 	}
 	defer release()
 	rc, err := h.store.Get(ctx, id.RawKey())
 	if err != nil {
-		return nil, -1, fmt.Errorf("get raw %s: %w", id.RawKey(), err)
+		return nil, fmt.Errorf("get raw %s: %w", id.RawKey(), err)
 	}
 	sk, err := buildSkeleton(rc, h.cfg, size)
 	rc.Close()
@@ -241,24 +237,24 @@ func (h *Handler) parseLarge(ctx context.Context, id postern.MsgID, size int64) 
 	// fillPlainBody copy what they keep), so its buffer is reused.
 	defer putBuf(sk.buf)
 	if err == nil && size <= h.cfg.large.textWholeBelow && sk.leavesOutText() {
-		return nil, -1, errTextAttachment
+		return nil, errTextAttachment
 	}
 	var limit *limitError
 	switch {
 	case errors.As(err, &limit):
-		p, _, _ := parseMessage(nil, h.cfg, &skeleton{header: sk.header, size: sk.size, nul: sk.nul, limit: limit, bodyAt: -1})
-		return p, -1, nil
+		p, _ := parseMessage(nil, h.cfg, &skeleton{header: sk.header, size: sk.size, nul: sk.nul, limit: limit, bodyAt: -1})
+		return p, nil
 	case errors.Is(err, errIrregular):
-		return nil, -1, err
+		return nil, err
 	case err != nil:
-		return nil, -1, fmt.Errorf("read raw %s: %w", id.RawKey(), err)
+		return nil, fmt.Errorf("read raw %s: %w", id.RawKey(), err)
 	}
-	p, marks, textAt := parseMessage(sk.raw, h.cfg, sk)
+	p, marks := parseMessage(sk.raw, h.cfg, sk)
 	p.ID = id
 	if err := h.fillMarked(ctx, p, sk, marks); err != nil {
-		return nil, -1, err
+		return nil, err
 	}
-	return p, textAt, nil
+	return p, nil
 }
 
 // fillMarked is the second pass: it decodes every attachment the skeleton

@@ -479,7 +479,7 @@ func TestReusedBuffersDoNotReachResults(t *testing.T) {
 	var results []done
 	for _, raw := range msgs {
 		h, id, _ := storedJob(t, largeCfg(), store, raw, slog.New(slog.DiscardHandler))
-		p, _, err := h.parse(ctx, id, int64(len(raw)))
+		p, err := h.parse(ctx, id, int64(len(raw)))
 		if err != nil {
 			t.Fatal(err)
 		}

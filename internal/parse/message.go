@@ -41,17 +41,14 @@ const maxErrors = 100
 // Every attachment carries its bytes in Content; the stage moves those above
 // the inline threshold to the store. ID is left for the caller to set.
 func Parse(raw []byte, cfg Config) *postern.Parsed {
-	p, _, _ := parseMessage(raw, cfg.withDefaults(), nil)
+	p, _ := parseMessage(raw, cfg.withDefaults(), nil)
 	return p
 }
 
 // parseMessage parses raw, which is the message itself when sk is nil and
 // otherwise sk's skeleton of it. marks gives, for each attachment, the index
-// of its marked part in sk, or -1 when the skeleton holds all of it. textAt
-// is where in the message p.Text starts as it is (a single text/plain part
-// of 7-bit text, plainBody), or -1 when the text is not the message's bytes.
-func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, marks []int, textAt int64) {
-	textAt = -1
+// of its marked part in sk, or -1 when the skeleton holds all of it.
+func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, marks []int) {
 	p = &postern.Parsed{
 		V:           postern.ParsedVersion,
 		Attachments: []postern.Attachment{},
@@ -63,7 +60,7 @@ func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, mark
 		if r := recover(); r != nil {
 			p.Errors = append(p.Errors, severe(ErrNamePanic, fmt.Sprintf("parser panicked: %v", r)))
 			capErrors(p)
-			marks, textAt = nil, -1
+			marks = nil
 		}
 	}()
 	var header []byte
@@ -85,13 +82,15 @@ func parseMessage(raw []byte, cfg Config, sk *skeleton) (p *postern.Parsed, mark
 	if limit != nil {
 		p.Errors = append(p.Errors, severe(ErrNameLimit, limit.Error()+"; body not parsed, headers only"))
 	} else {
-		marks, textAt = parseBody(p, raw, cfg, sk)
-		if sk != nil && textAt >= 0 {
-			textAt = sk.bodyAt // the skeleton holds the body as the message does
+		marks = parseBody(p, raw, cfg, sk)
+		if r := p.TextRaw; r != nil && sk != nil {
+			// The skeleton holds the body as the message does, after
+			// another header.
+			*r = [2]int64{sk.bodyAt, sk.bodyAt + r[1] - r[0]}
 		}
 	}
 	capErrors(p)
-	return p, marks, textAt
+	return p, marks
 }
 
 func checkLimits(raw []byte, size int64, cfg Config) error {
@@ -104,8 +103,7 @@ func checkLimits(raw []byte, size int64, cfg Config) error {
 // parseBody runs enmime and copies bodies, attachments and enmime's errors
 // into p. With a skeleton, it returns the marks of the attachments and flags
 // the bodies cut in the skeleton.
-func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int, textAt int64) {
-	textAt = -1
+func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks []int) {
 	mediaType := parseMediaType
 	ascii := !cfg.decodeEveryCharset && passThroughASCII(raw)
 	if ascii {
@@ -125,15 +123,21 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	)
 	var env *enmime.Envelope
 	var err error
-	var plain []byte // the body, when plainBody's shortcut was taken
+	// byRef: the text is named in the message (TextRaw), not copied.
+	var byRef *[2]int64
 	if ascii && !cfg.enmimeEveryBody {
 		if head, body, ok := plainBody(raw, mediaType); ok {
+			// Cleaning changes a NUL (7-bit text is otherwise valid);
+			// a cap only shortens the text.
+			ref := cfg.textRawMin > 0 && len(body) >= cfg.textRawMin && bytes.IndexByte(body, 0) < 0
 			env, err = parser.ReadEnvelope(bytes.NewReader(head))
-			if err == nil && !fillPlainBody(env, body) {
+			if err == nil && !fillPlainBody(env, body, !ref) {
 				env = nil
 			}
-			if env != nil {
-				plain, textAt = body, int64(len(head))
+			if env != nil && ref {
+				at := int64(len(head))
+				byRef = &[2]int64{at, at + int64(min(len(body), cfg.BodyInlineMax))}
+				p.TextTruncated = len(body) > cfg.BodyInlineMax
 			}
 		}
 	}
@@ -142,7 +146,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	}
 	if err != nil {
 		p.Errors = append(p.Errors, severe(ErrNameUnparseable, err.Error()+"; headers only"))
-		return nil, -1
+		return nil
 	}
 	// enmime takes some lines for delimiters that RFC 2046 does not (one
 	// that holds the boundary after other bytes, say), and their bytes
@@ -168,20 +172,17 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	untyped, text, cut := placeUntyped(env, sk, func(name, detail string) {
 		p.Errors = append(p.Errors, warning(name, detail))
 	})
+	truncated := p.TextTruncated // set for a text named in raw
 	p.Text, p.TextTruncated = capBody(text, cfg.BodyInlineMax)
-	p.TextTruncated = p.TextTruncated || cut
+	p.TextTruncated = p.TextTruncated || cut || truncated
+	p.TextRaw = byRef
 	p.HTML, p.HTMLTruncated = capBody(env.HTML, cfg.BodyInlineMax)
 	p.TextDerived = derived && p.Text != ""
 	p.Attachments, marks = attachments(env, sk, untyped, pieces)
 	if sk != nil {
 		flagCutBodies(p, sk, marks)
 	}
-	// The text is the body's bytes as they are unless cleaning changed
-	// them (a NUL becomes U+FFFD); a cap only shortens it.
-	if plain == nil || len(p.Text) > len(plain) || p.Text != string(plain[:len(p.Text)]) {
-		textAt = -1
-	}
-	return marks, textAt
+	return marks
 }
 
 // clean makes s valid UTF-8 without NUL bytes, replacing either with

@@ -71,16 +71,19 @@ func plainBody(raw []byte, mediaType func(string) (string, map[string]string, []
 }
 
 // fillPlainBody sets the body plainBody split off as enmime sets a single
-// text/plain part's: the root's content and the envelope's text. It
-// reports false, changing nothing, when enmime did not read the header as
-// such a part after all, and the message must be read whole.
-func fillPlainBody(env *enmime.Envelope, body []byte) bool {
+// text/plain part's: the root's content and the envelope's text (unless
+// !text: the caller names the text in the message instead of copying it).
+// It reports false, changing nothing, when enmime did not read the header
+// as such a part after all, and the message must be read whole.
+func fillPlainBody(env *enmime.Envelope, body []byte, text bool) bool {
 	root := env.Root
 	if root == nil || root.FirstChild != nil || root.ContentType != "text/plain" || len(root.Content) != 0 ||
 		env.Text != "" || env.HTML != "" || len(env.Attachments)+len(env.Inlines)+len(env.OtherParts) > 0 {
 		return false
 	}
 	root.Content = body
-	env.Text = string(body)
+	if text {
+		env.Text = string(body)
+	}
 	return true
 }
