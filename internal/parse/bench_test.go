@@ -82,14 +82,17 @@ func benchAttachments() []byte {
 
 // benchPlain1MiB is a 1 MiB single-part us-ascii text message, as a
 // billing system's report or a log mail.
-func benchPlain1MiB() []byte {
+func benchPlain1MiB() []byte { return benchPlain(1 << 20) }
+
+// benchPlain is an ERP's report: one us-ascii part of n bytes of lines.
+func benchPlain(n int) []byte {
 	var m msgBuilder
 	m.header("ERP <erp@billing.example>", "reports@app.example", "Nightly report").
 		line("Content-Type: text/plain; charset=us-ascii").
 		line("Content-Transfer-Encoding: 7bit").
 		line("")
 	var body bytes.Buffer
-	for i := 0; body.Len() < 1<<20; i++ {
+	for i := 0; body.Len() < n; i++ {
 		fmt.Fprintf(&body, "%08d  invoice 2025-03-%04d  customer 4711  amount 1234.56 EUR  status posted\r\n", i, i%9999)
 	}
 	m.body(body.Bytes())
@@ -97,8 +100,11 @@ func benchPlain1MiB() []byte {
 }
 
 // benchPDF1MiB is what a scanner sends: a line of text and a 1 MiB PDF.
-func benchPDF1MiB() []byte {
-	pdf := make([]byte, 1<<20)
+func benchPDF1MiB() []byte { return benchPDF(1 << 20) }
+
+// benchPDF is a scanner's message: a line of text and an n-byte PDF.
+func benchPDF(n int) []byte {
+	pdf := make([]byte, n)
 	for i := range pdf {
 		pdf[i] = byte(i*13) ^ byte(i>>9)
 	}
@@ -177,7 +183,7 @@ func BenchmarkHandle1MiB(b *testing.B) {
 	for _, m := range []struct {
 		name string
 		raw  []byte
-	}{{"text", benchPlain1MiB()}, {"pdf", benchPDF1MiB()}, {"attachments", benchAttachments()}} {
+	}{{"text", benchPlain1MiB()}, {"pdf", benchPDF1MiB()}, {"attachments", benchAttachments()}, {"pdf-100KiB", benchPDF(75 << 10)}, {"text-100KiB", benchPlain(100 << 10)}} {
 		for _, bc := range []struct {
 			name  string
 			above int64

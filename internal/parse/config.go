@@ -9,7 +9,7 @@ const (
 	DefaultMaxDepth            = 20
 	DefaultMaxParts            = 500
 	DefaultMaxMessageBytes     = 64 << 20
-	DefaultStreamAbove         = 256 << 10
+	DefaultStreamAbove         = 64 << 10
 )
 
 // Config tunes the parse stage. Zero values take the defaults above.
@@ -42,11 +42,11 @@ type Config struct {
 
 	// StreamAbove is the message size above which the stage parses without
 	// holding the message: large parts are decoded straight from the stored
-	// message to their own objects (see large.go). Default 256 KiB: that
+	// message to their own objects (see large.go). Default 64 KiB: that
 	// path decodes base64 with the standard library instead of enmime's
-	// byte-at-a-time readers, about half the CPU for a 1 MiB scan with a
-	// PDF (BenchmarkHandle1MiB), and holds less; it costs one more read of
-	// the stored message.
+	// byte-at-a-time readers, about half the CPU for a scan with a PDF of
+	// 75 KiB or 1 MiB (BenchmarkHandle1MiB), the same for text, and holds
+	// less; it costs one more read of the stored message.
 	StreamAbove int64
 
 	// ReferParsed: webhook jobs never carry the parsed form, however

@@ -164,7 +164,7 @@ func (h *Handler) parse(ctx context.Context, id postern.MsgID, size int64) (*pos
 		p, err := h.parseLarge(ctx, id, size)
 		switch {
 		case errors.Is(err, errTextAttachment):
-			// Parsed whole as before the large path started at 256 KiB.
+			// Parsed whole, as before the large path started below 4 MiB.
 		case !errors.Is(err, errIrregular):
 			return p, err
 		default:
