@@ -28,6 +28,12 @@ func TestEncodeReceivedMatchesMarshal(t *testing.T) {
 		job := &f.job
 		p := &f.parsed
 		p.Text, p.HTML, p.Subject = random(), random(), random()
+		// Inline content of every length base64 pads differently, and
+		// none; the stored attachment keeps none.
+		p.Attachments[0].Content = []byte(random())
+		if i%3 == 0 {
+			p.Attachments[0].Content = nil
+		}
 		if i%7 == 0 {
 			p.Text = ""
 		}
@@ -45,11 +51,15 @@ func TestEncodeReceivedMatchesMarshal(t *testing.T) {
 		if pb.Parsed.Text != "" || pb.Parsed.HTML != "" {
 			t.Fatal("the bodies were decoded into Parsed: the outer fields must take them")
 		}
+		if len(pb.Parsed.Attachments) != 0 {
+			t.Fatal("the attachments were decoded into Parsed: the outer field must take them")
+		}
+		contents := pb.inParsed()
 		ev, err := buildReceived(t.Context(), job, &pb.Parsed, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := encodeReceived(ev, pb.Text, pb.HTML)
+		got, err := encodeReceived(ev, pb.Text, pb.HTML, contents)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,8 +86,17 @@ func TestEncodeReceivedRefusesNonStrings(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev.Data.Text, ev.Data.HTML = "", ""
-	if _, err := encodeReceived(ev, json.RawMessage(`{"x":1}`), nil); err == nil {
+	for i := range ev.Data.Attachments {
+		ev.Data.Attachments[i].Content = []byte{}
+	}
+	if _, err := encodeReceived(ev, json.RawMessage(`{"x":1}`), nil, nil); err == nil {
 		t.Error("an object as text was spliced in")
+	}
+	if _, err := encodeReceived(ev, nil, nil, []json.RawMessage{json.RawMessage(`[1]`), nil}); err == nil {
+		t.Error("an array as attachment content was spliced in")
+	}
+	if _, err := encodeReceived(ev, nil, nil, []json.RawMessage{json.RawMessage(`"YWJj"`)}); err == nil {
+		t.Error("contents for fewer attachments than the payload has were spliced in")
 	}
 }
 

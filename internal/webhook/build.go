@@ -141,6 +141,30 @@ type parsedBodies struct {
 	postern.Parsed
 	Text json.RawMessage `json:"text"`
 	HTML json.RawMessage `json:"html"`
+	// Attachments keep their inline content as the base64 JSON strings
+	// parse wrote, for the same reason; inParsed gives them to
+	// buildReceived without it.
+	Attachments []storedAttachment `json:"attachments"`
+}
+
+// storedAttachment is an attachment of parsed.json with its content left
+// encoded.
+type storedAttachment struct {
+	postern.Attachment
+	Content json.RawMessage `json:"content,omitempty"`
+}
+
+// inParsed sets p.Parsed.Attachments to the attachments without their
+// content and returns the contents, encoded, in the same order.
+func (p *parsedBodies) inParsed() (contents []json.RawMessage) {
+	p.Parsed.Attachments = make([]postern.Attachment, len(p.Attachments))
+	contents = make([]json.RawMessage, len(p.Attachments))
+	for i, a := range p.Attachments {
+		p.Parsed.Attachments[i] = a.Attachment
+		p.Parsed.Attachments[i].Content = nil
+		contents[i] = a.Content
+	}
+	return contents
 }
 
 // bodiesMark is what json.Marshal writes for a Received whose bodies are
@@ -148,13 +172,21 @@ type parsedBodies struct {
 // escaped, and Received has one "text" and one "html" key.
 var bodiesMark = []byte(`"text":"","html":"",`)
 
+// contentMark is what json.Marshal writes for an attachment without
+// content; only attachments have a "content" key, one each.
+var contentMark = []byte(`"content":""`)
+
 // encodeReceived is json.Marshal(ev) with ev.Data's bodies set to text and
-// html, which are JSON strings as json.Marshal writes them (parse writes
-// parsed.json with it): the bytes are those Marshal would give.
-func encodeReceived(ev *ReceivedEvent, text, html json.RawMessage) ([]byte, error) {
+// html, and the content of attachment i to contents[i] (when not empty),
+// all JSON strings as json.Marshal writes them (parse writes parsed.json
+// with it): the bytes are those Marshal would give.
+func encodeReceived(ev *ReceivedEvent, text, html json.RawMessage, contents []json.RawMessage) ([]byte, error) {
 	out, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	if out, err = spliceContents(out, contents); err != nil {
+		return nil, err
 	}
 	if len(text) == 0 && len(html) == 0 {
 		return out, nil
@@ -180,6 +212,40 @@ func encodeReceived(ev *ReceivedEvent, text, html json.RawMessage) ([]byte, erro
 	b = append(b, html...)
 	b = append(b, ',')
 	return append(b, out[i+len(bodiesMark):]...), nil
+}
+
+// spliceContents puts each non-empty contents[i] in place of the i-th
+// attachment's empty content in out.
+func spliceContents(out []byte, contents []json.RawMessage) ([]byte, error) {
+	n := 0
+	for _, c := range contents {
+		if len(c) > 0 {
+			if !isJSONString(c) {
+				return nil, fmt.Errorf("encode payload: a stored attachment content is not a JSON string")
+			}
+			n += len(c)
+		}
+	}
+	if n == 0 {
+		return out, nil
+	}
+	if bytes.Count(out, contentMark) != len(contents) {
+		return nil, fmt.Errorf("encode payload: the attachments' content is not where Received puts it")
+	}
+	b := make([]byte, 0, len(out)+n)
+	rest := out
+	for _, c := range contents {
+		i := bytes.Index(rest, contentMark)
+		b = append(b, rest[:i]...)
+		if len(c) == 0 {
+			b = append(b, contentMark...)
+		} else {
+			b = append(b, `"content":`...)
+			b = append(b, c...)
+		}
+		rest = rest[i+len(contentMark):]
+	}
+	return append(b, rest...), nil
 }
 
 // isJSONString reports whether b is empty or looks like a JSON string: the

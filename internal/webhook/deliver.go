@@ -85,12 +85,13 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 		}
 		release = func(r1, r2 func()) func() { return func() { r1(); r2() } }(release, textRelease)
 	}
+	contents := p.inParsed()
 	ev, err := buildReceived(ctx, d.job, &p.Parsed, h.urls)
 	if err != nil {
 		release()
 		return outcome{}, err
 	}
-	body, err := encodeReceived(ev, p.Text, p.HTML)
+	body, err := encodeReceived(ev, p.Text, p.HTML, contents)
 	release() // the payload holds its own copy of the bodies
 	if err != nil {
 		return outcome{}, err
