@@ -74,6 +74,21 @@ func decode[T any](t *testing.T, b []byte) T {
 	return v
 }
 
+// handleOne stores raw, runs the stage on it for rcpt and returns the one
+// webhook job it queued.
+func (hs *harness) handleOne(t *testing.T, raw []byte, rcpt string) (postern.MsgID, postern.WebhookJob) {
+	t.Helper()
+	id, _, body := hs.submit(t, raw, rcpt)
+	if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	wh := hs.wh.sent()
+	if len(wh) != 1 {
+		t.Fatalf("webhook jobs = %d, want 1", len(wh))
+	}
+	return id, decode[postern.WebhookJob](t, wh[0])
+}
+
 var testRules = []route.Rule{
 	{Name: "alarms", Recipients: []string{"ops@*"}, Headers: map[string]string{"Subject": "*scan ready*"}, Target: route.Target{Kind: route.KindWebhook}},
 	{Name: "blocked", Recipients: []string{"blocked@*"}, Target: route.Target{Kind: route.KindReject}},
@@ -411,15 +426,7 @@ func TestHandleLargeParsedSendsBodySpans(t *testing.T) {
 	hs := newHarness(t, testRules)
 	text := strings.Repeat("Line of a long report <total> & \"sum\"\r\n", 6000)
 	raw := []byte("From: erp@example.com\r\nTo: ops@example.com\r\nSubject: scan ready\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + text)
-	id, _, body := hs.submit(t, raw, "ops@example.com")
-	if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
-	wh := hs.wh.sent()
-	if len(wh) != 1 {
-		t.Fatalf("webhook jobs = %d, want 1", len(wh))
-	}
-	job := decode[postern.WebhookJob](t, wh[0])
+	id, job := hs.handleOne(t, raw, "ops@example.com")
 	stored := hs.store.object(t, id.ParsedKey())
 	if len(job.Parsed) != 0 || job.Bodies == nil || len(stored) <= postern.MaxInlineParsed {
 		t.Fatalf("job: %d bytes inline, spans %v; parsed.json %d bytes", len(job.Parsed), job.Bodies, len(stored))
@@ -446,15 +453,7 @@ func TestHandleLargeParsedSendsBodySpans(t *testing.T) {
 func TestHandleReferParsed(t *testing.T) {
 	t.Parallel()
 	hs := newHarnessCfg(t, Config{InlineAttachmentMax: testInlineMax, ReferParsed: true})
-	id, _, body := hs.submit(t, []byte("Subject: scan ready\r\n\r\nsmall\r\n"), "ops@example.com")
-	if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
-		t.Fatalf("Handle: %v", err)
-	}
-	wh := hs.wh.sent()
-	if len(wh) != 1 {
-		t.Fatalf("webhook jobs = %d, want 1", len(wh))
-	}
-	job := decode[postern.WebhookJob](t, wh[0])
+	id, job := hs.handleOne(t, []byte("Subject: scan ready\r\n\r\nsmall\r\n"), "ops@example.com")
 	if len(job.Parsed) != 0 || job.Bodies == nil {
 		t.Fatalf("job carries %d bytes of the parsed form, spans %v", len(job.Parsed), job.Bodies)
 	}

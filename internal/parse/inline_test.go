@@ -1,7 +1,6 @@
 package parse
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -24,15 +23,7 @@ func TestWebhookJobCarriesSmallParsedFormOnly(t *testing.T) {
 			t.Parallel()
 			hs := newHarness(t, testRules)
 			raw := []byte("Subject: scan\r\nContent-Type: text/plain\r\n\r\n" + strings.Repeat("scan line\r\n", tc.text/11+1))
-			id, _, body := hs.submit(t, raw, "archive@example.com") // a directory route: the webhook queue
-			if err := hs.h.Handle(context.Background(), postern.Job{Body: body, Attempt: 1}); err != nil {
-				t.Fatalf("Handle: %v", err)
-			}
-			wh := hs.wh.sent()
-			if len(wh) != 1 {
-				t.Fatalf("webhook jobs = %d, want 1", len(wh))
-			}
-			job := decode[postern.WebhookJob](t, wh[0])
+			id, job := hs.handleOne(t, raw, "archive@example.com") // a directory route: the webhook queue
 			stored := hs.store.object(t, id.ParsedKey())
 			switch {
 			case tc.inline && string(job.Parsed) != string(stored):
@@ -40,8 +31,8 @@ func TestWebhookJobCarriesSmallParsedFormOnly(t *testing.T) {
 			case !tc.inline && len(job.Parsed) != 0:
 				t.Errorf("a %d-byte parsed form travels inline, want by reference only", len(stored))
 			}
-			if len(wh[0]) > postern.MaxInlineParsed+16<<10 {
-				t.Errorf("job of %d bytes", len(wh[0]))
+			if n := len(hs.wh.sent()[0]); n > postern.MaxInlineParsed+16<<10 {
+				t.Errorf("job of %d bytes", n)
 			}
 		})
 	}

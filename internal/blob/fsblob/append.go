@@ -25,15 +25,7 @@ func (s *Store) Append(ctx context.Context, key string, b []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fsblob: append %s: %w", key, err)
 	}
-	f, err := os.OpenFile(dst, os.O_RDWR|os.O_APPEND|os.O_CREATE, filePerm)
-	if errors.Is(err, fs.ErrNotExist) {
-		created, merr := s.mkdirParents(key)
-		s.pending.release(created...)
-		if merr != nil {
-			return fmt.Errorf("fsblob: append %s: %w", key, merr)
-		}
-		f, err = os.OpenFile(dst, os.O_RDWR|os.O_APPEND|os.O_CREATE, filePerm)
-	}
+	f, err := s.openMaking(key, dst, os.O_RDWR|os.O_APPEND|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("fsblob: append %s: %w", key, err)
 	}
@@ -51,4 +43,19 @@ func (s *Store) Append(ctx context.Context, key string, b []byte) error {
 		return fmt.Errorf("fsblob: append %s: %w", key, err)
 	}
 	return nil
+}
+
+// openMaking opens dst, key's path, with flag, first making key's missing
+// directories if the open finds one missing.
+func (s *Store) openMaking(key, dst string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(dst, flag, filePerm)
+	if errors.Is(err, fs.ErrNotExist) {
+		created, merr := s.mkdirParents(key)
+		s.pending.release(created...)
+		if merr != nil {
+			return nil, merr
+		}
+		f, err = os.OpenFile(dst, flag, filePerm)
+	}
+	return f, err
 }

@@ -71,15 +71,7 @@ func (s *Store) CreateUnsynced(ctx context.Context, key string, r io.Reader) err
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
-	if errors.Is(err, fs.ErrNotExist) {
-		created, merr := s.mkdirParents(key)
-		s.pending.release(created...)
-		if merr != nil {
-			return fmt.Errorf("fsblob: create %s: %w", key, merr)
-		}
-		f, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, filePerm)
-	}
+	f, err := s.openMaking(key, dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY)
 	if err != nil {
 		return fmt.Errorf("fsblob: create %s: %w", key, err)
 	}
