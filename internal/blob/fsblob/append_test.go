@@ -2,7 +2,6 @@ package fsblob
 
 import (
 	"context"
-	"io"
 	"os"
 	"testing"
 )
@@ -17,15 +16,7 @@ func TestAppend(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read := func() string {
-		rc, err := s.Get(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, _ := io.ReadAll(rc)
-		return string(b)
-	}
+	read := func() string { return readObject(t, s, key) }
 	if got := read(); got != "one\ntwo\n" {
 		t.Fatalf("after two appends: %q", got)
 	}

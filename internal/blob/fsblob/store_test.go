@@ -308,16 +308,7 @@ func TestUnsyncedWrites(t *testing.T) {
 	t.Parallel()
 	s := newStore(t, t.TempDir(), SyncEach)
 	ctx := context.Background()
-	read := func(key string) string {
-		t.Helper()
-		rc, err := s.Get(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		b, _ := io.ReadAll(rc)
-		return string(b)
-	}
+	read := func(key string) string { return readObject(t, s, key) }
 	if err := s.CreateUnsynced(ctx, "m/ab/id1/raw.eml", strings.NewReader("first")); err != nil {
 		t.Fatal(err)
 	}
@@ -343,4 +334,19 @@ func TestUnsyncedWrites(t *testing.T) {
 	if err := s.SyncAll(); err != nil && syncfsSupported {
 		t.Fatal(err)
 	}
+}
+
+// readObject returns the object key holds, failing the test if it cannot.
+func readObject(t *testing.T, s *Store, key string) string {
+	t.Helper()
+	rc, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
