@@ -48,8 +48,11 @@ type Row struct {
 	// number of messages that covers; zero when not measured.
 	DrainCPU time.Duration
 	Drained  int64
-	PeakRSS  int64   // bytes, the server process's VmHWM; 0 if unknown
-	Ratio    float64 // Rate / the baseline's Rate in the same cell; 0 if none
+	// Allocated is the bytes the server allocated over the same span as
+	// DrainCPU, when it can say (Proc.Allocated); zero when not measured.
+	Allocated int64
+	PeakRSS   int64   // bytes, the server process's VmHWM; 0 if unknown
+	Ratio     float64 // Rate / the baseline's Rate in the same cell; 0 if none
 	// SourceRate is smtp-source's messages/s, when it ran.
 	SourceRate float64
 	Err        string
@@ -61,6 +64,15 @@ func (r *Row) CPUPer1000() float64 {
 		return 0
 	}
 	return r.CPU.Seconds() * 1000 / float64(r.Result.Accepted)
+}
+
+// AllocatedPerMsg is the bytes the server allocated per message handed
+// on, over the pipeline's span; 0 when not measured.
+func (r *Row) AllocatedPerMsg() float64 {
+	if r.Drained == 0 || r.Allocated <= 0 {
+		return 0
+	}
+	return float64(r.Allocated) / float64(r.Drained)
 }
 
 // DrainCPUPer1000 is DrainCPU seconds per 1,000 messages handed on.
@@ -151,6 +163,12 @@ func runCell(ctx context.Context, cfg BenchConfig, t Target, size, sessions int)
 	}()
 	lc := Config{Addr: p.Addr, Sessions: sessions, Size: size, Body: cfg.Body, Duration: cfg.Warmup}
 	cpu0, _ := TreeCPU(p.Pid())
+	var alloc0 int64 = -1
+	if p.Allocated != nil {
+		if n, err := p.Allocated(); err == nil {
+			alloc0 = n
+		}
+	}
 	warm, err := Run(ctx, lc)
 	if err != nil {
 		row.Err = firstLine(err.Error())
@@ -185,6 +203,11 @@ func runCell(ctx context.Context, cfg BenchConfig, t Target, size, sessions int)
 		}
 		end, _ := TreeCPU(p.Pid())
 		row.DrainCPU, row.Drained = end-cpu0, p.Delivered()
+		if alloc0 >= 0 {
+			if n, err := p.Allocated(); err == nil {
+				row.Allocated = n - alloc0
+			}
+		}
 		if row.Drained < want {
 			row.Err = fmt.Sprintf("pipeline handed on %d of %d accepted within %s", row.Drained, want, cfg.DrainTimeout)
 		}

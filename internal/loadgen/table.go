@@ -58,6 +58,9 @@ func notes(r Row) string {
 	if r.Drained > 0 {
 		n = append(n, fmt.Sprintf("with pipeline %.3f CPU s/1k", r.DrainCPUPer1000()))
 	}
+	if a := r.AllocatedPerMsg(); a > 0 {
+		n = append(n, fmt.Sprintf("%.2f MB allocated/msg", a/1e6))
+	}
 	if r.SourceRate > 0 {
 		n = append(n, fmt.Sprintf("smtp-source %.0f msgs/s", r.SourceRate))
 	}

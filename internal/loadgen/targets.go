@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +37,10 @@ type Proc struct {
 	// Delivered, when set, counts messages the server has handed on (the
 	// gateway's webhook calls), so the driver can wait for its pipeline.
 	Delivered func() int64
+	// Allocated, when set, is the bytes the server's Go heap has
+	// allocated since it started (the gateway's
+	// go_memstats_alloc_bytes_total), for allocations per message.
+	Allocated func() (int64, error)
 	stop      func() error // extra teardown after the process ends
 }
 
@@ -176,7 +183,13 @@ func GatewayTarget(name, path, extraConfig string) Target {
 			return nil, fmt.Errorf("loadgen: webhook receiver: %w", err)
 		}
 		go hook.Serve(hl)
-		cfg := gatewayConfig(filepath.Join(dir, "data"), addr, "http://"+hl.Addr().String()+"/hook", extraConfig)
+		admin, err := FreeAddr()
+		if err != nil {
+			hook.Close()
+			return nil, err
+		}
+		data := filepath.Join(dir, "data")
+		cfg := gatewayConfig(data, addr, admin, "http://"+hl.Addr().String()+"/hook", extraConfig)
 		cfgPath := filepath.Join(dir, "gateway.yaml")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			hook.Close()
@@ -188,20 +201,53 @@ func GatewayTarget(name, path, extraConfig string) Target {
 			return nil, err
 		}
 		p.Delivered = delivered.Load
+		p.Allocated = func() (int64, error) { return gatewayAllocated(admin, filepath.Join(data, "admin-token")) }
 		p.stop = hook.Close
 		return p, nil
 	}}
 }
 
+// gatewayAllocated reads go_memstats_alloc_bytes_total from the gateway's
+// /metrics on admin, with the admin token in tokenFile.
+func gatewayAllocated(admin, tokenFile string) (int64, error) {
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return 0, fmt.Errorf("loadgen: admin token: %w", err)
+	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("loadgen: metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("loadgen: metrics: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_alloc_bytes_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("loadgen: metrics: no go_memstats_alloc_bytes_total (%v)", sc.Err())
+}
+
 // gatewayConfig is the gateway's configuration for a benchmark: local mode
-// on dataDir, SMTP on addr without TLS or admin listener, no per-IP session
-// bound (all load comes from 127.0.0.1), room for 64 MiB messages, and one
-// webhook route to hookURL. Logging stays at the default (info, JSON).
-func gatewayConfig(dataDir, addr, hookURL, extra string) string {
+// on dataDir, SMTP on addr without TLS, the admin listener on admin (its
+// metrics give allocations), no per-IP session bound (all load comes from
+// 127.0.0.1), room for 64 MiB messages, and one webhook route to hookURL.
+// Logging stays at the default (info, JSON).
+func gatewayConfig(dataDir, addr, admin, hookURL, extra string) string {
 	return fmt.Sprintf(`hostname: gw.bench.test
 data_dir: %s
 listeners: [{name: smtp, addr: "%s"}]
-admin: {addr: ""}
+admin: {addr: "%s"}
 tls: {disable: true}
 limits: {max_sessions_per_ip: 1000, max_message_bytes: 67108864}
 log: {level: info, format: json}
@@ -209,5 +255,5 @@ routes:
   - name: app
     match: {recipients: ["*"]}
     webhook: {url: "%s", secrets: ["bench-secret"], allow_private: true}
-%s`, dataDir, addr, hookURL, extra)
+%s`, dataDir, addr, admin, hookURL, extra)
 }

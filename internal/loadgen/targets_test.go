@@ -2,9 +2,13 @@ package loadgen
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +19,7 @@ func TestGatewayConfigIsValid(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	p := filepath.Join(dir, "gateway.yaml")
-	cfg := gatewayConfig(filepath.Join(dir, "data"), "127.0.0.1:2525", "http://127.0.0.1:9/hook", "delivery: {workers: 8}\n")
+	cfg := gatewayConfig(filepath.Join(dir, "data"), "127.0.0.1:2525", "127.0.0.1:2526", "http://127.0.0.1:9/hook", "delivery: {workers: 8}\n")
 	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +27,7 @@ func TestGatewayConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Limits.MaxSessionsPerIP < 50 || c.Delivery.Workers != 8 || c.Routes[0].Webhook == nil || !c.Routes[0].Webhook.AllowPrivate {
+	if c.Limits.MaxSessionsPerIP < 50 || c.Delivery.Workers != 8 || c.Routes[0].Webhook == nil || !c.Routes[0].Webhook.AllowPrivate || c.Admin.Addr != "127.0.0.1:2526" {
 		t.Errorf("configuration not as meant: %+v", c)
 	}
 }
@@ -104,5 +108,29 @@ func TestPostfixTarget(t *testing.T) {
 	held, err := os.ReadDir(filepath.Join(dir, "spool", "hold"))
 	if err != nil || len(held) != 6 {
 		t.Errorf("hold queue has %d files (%v), want 6", len(held), err)
+	}
+}
+
+// The gateway's allocations are read from its metrics with its admin token.
+func TestGatewayAllocated(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" || r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, "# TYPE go_memstats_alloc_bytes_total counter\ngo_memstats_alloc_bytes_total 1.2345678e+09\ngo_memstats_alloc_bytes 5\n")
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "admin-token")
+	os.WriteFile(tok, []byte("tok\n"), 0o600)
+	n, err := gatewayAllocated(strings.TrimPrefix(srv.URL, "http://"), tok)
+	if err != nil || n != 1234567800 {
+		t.Fatalf("allocated %d, %v", n, err)
+	}
+	os.WriteFile(tok, []byte("wrong"), 0o600)
+	if _, err := gatewayAllocated(strings.TrimPrefix(srv.URL, "http://"), tok); err == nil {
+		t.Error("a refused metrics request read as a figure")
 	}
 }
