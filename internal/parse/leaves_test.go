@@ -12,6 +12,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -263,9 +264,22 @@ func leafForms(l stdLeaf) [][]byte {
 				forms = append(forms, b)
 			}
 		}
+		// enmime looks further: "charset=" anywhere after "<meta", in a
+		// tag or not ("<meta4 charset=windows-1255" counts).
+		if m := looseMetaCharset.FindSubmatch(l.body); m != nil {
+			if enc, err := htmlindex.Get(string(m[1])); err == nil {
+				if b, err := enc.NewDecoder().Bytes(l.body); err == nil {
+					forms = append(forms, b)
+				}
+			}
+		}
 	}
 	return forms
 }
+
+// looseMetaCharset finds a charset the way enmime's HTML body reader does:
+// the first "charset=" after "<meta", in any case.
+var looseMetaCharset = regexp.MustCompile(`(?i)<meta.*charset="?\s*([a-zA-Z0-9_.:-]+)`)
 
 // leafExcuse returns the error that excuses a missing leaf, if any.
 func leafExcuse(p *postern.Parsed) (postern.ParseError, bool) {
