@@ -115,12 +115,26 @@ func waitGreeting(ctx context.Context, addr string, exited <-chan struct{}, time
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := freeAddrs(1)
 	if err != nil {
-		return "", fmt.Errorf("loadgen: free port: %w", err)
+		return "", err
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return addrs[0], nil
+}
+
+// freeAddrs returns n loopback addresses with ports that were free a
+// moment ago, all different: each is held until all are found.
+func freeAddrs(n int) ([]string, error) {
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: free port: %w", err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
 }
 
 func lastBytes(b []byte, n int) []byte {
@@ -168,10 +182,11 @@ func SelfTarget(name, self, kind string) Target {
 // extraConfig is appended to the YAML (top-level keys).
 func GatewayTarget(name, path, extraConfig string) Target {
 	return Target{Name: name, Start: func(ctx context.Context, dir string) (*Proc, error) {
-		addr, err := FreeAddr()
+		addrs, err := freeAddrs(2) // SMTP and admin
 		if err != nil {
 			return nil, err
 		}
+		addr, admin := addrs[0], addrs[1]
 		var delivered atomic.Int64
 		hook := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.Copy(io.Discard, r.Body)
@@ -183,11 +198,6 @@ func GatewayTarget(name, path, extraConfig string) Target {
 			return nil, fmt.Errorf("loadgen: webhook receiver: %w", err)
 		}
 		go hook.Serve(hl)
-		admin, err := FreeAddr()
-		if err != nil {
-			hook.Close()
-			return nil, err
-		}
 		data := filepath.Join(dir, "data")
 		cfg := gatewayConfig(data, addr, admin, "http://"+hl.Addr().String()+"/hook", extraConfig)
 		cfgPath := filepath.Join(dir, "gateway.yaml")

@@ -134,3 +134,20 @@ func TestGatewayAllocated(t *testing.T) {
 		t.Error("a refused metrics request read as a figure")
 	}
 }
+
+// The ports freeAddrs hands out together are all different (the gateway
+// target takes two, for SMTP and admin).
+func TestFreeAddrsDiffer(t *testing.T) {
+	t.Parallel()
+	addrs, err := freeAddrs(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, a := range addrs {
+		if seen[a] {
+			t.Fatalf("%s handed out twice in %v", a, addrs)
+		}
+		seen[a] = true
+	}
+}
