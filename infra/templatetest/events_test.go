@@ -138,6 +138,11 @@ func TestLocalInvokeEnvironment(t *testing.T) {
 	if _, err := DecodeYAML([]byte(doc.Parameters["POSTERN_CONFIG_YAML"])); err != nil {
 		t.Errorf("env.json POSTERN_CONFIG_YAML: %v", err)
 	}
+	// A committed file holds no key-shaped secret, not even a published
+	// example one: scanners cannot tell it from a leaked key.
+	if strings.Contains(doc.Parameters["POSTERN_CONFIG_YAML"], "whsec_") {
+		t.Error("env.json POSTERN_CONFIG_YAML holds a whsec_ key; write a plain placeholder text")
+	}
 	// The inline configuration, not the stack's S3 object or parameter.
 	if uri, set := doc.Parameters["POSTERN_CONFIG_URI"]; !set || uri != "" {
 		t.Errorf("env.json POSTERN_CONFIG_URI = %q (set %v); empty it so the functions read POSTERN_CONFIG_YAML", uri, set)
