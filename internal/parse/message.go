@@ -123,8 +123,10 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	)
 	var env *enmime.Envelope
 	var err error
-	// byRef: the text is named in the message (TextRaw), not copied.
+	// byRef: the text is named in the message (TextRaw), not copied;
+	// refCut: the cap cut it.
 	var byRef *[2]int64
+	refCut := false
 	if ascii && !cfg.enmimeEveryBody {
 		if head, body, ok := plainBody(raw, mediaType); ok {
 			// Cleaning changes a NUL (7-bit text is otherwise valid);
@@ -137,7 +139,7 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 			if env != nil && ref {
 				at := int64(len(head))
 				byRef = &[2]int64{at, at + int64(min(len(body), cfg.BodyInlineMax))}
-				p.TextTruncated = len(body) > cfg.BodyInlineMax
+				refCut = len(body) > cfg.BodyInlineMax
 			}
 		}
 	}
@@ -172,9 +174,8 @@ func parseBody(p *postern.Parsed, raw []byte, cfg Config, sk *skeleton) (marks [
 	untyped, text, cut := placeUntyped(env, sk, func(name, detail string) {
 		p.Errors = append(p.Errors, warning(name, detail))
 	})
-	truncated := p.TextTruncated // set for a text named in raw
 	p.Text, p.TextTruncated = capBody(text, cfg.BodyInlineMax)
-	p.TextTruncated = p.TextTruncated || cut || truncated
+	p.TextTruncated = p.TextTruncated || cut || refCut
 	p.TextRaw = byRef
 	p.HTML, p.HTMLTruncated = capBody(env.HTML, cfg.BodyInlineMax)
 	p.TextDerived = derived && p.Text != ""

@@ -77,22 +77,20 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	if err != nil {
 		return outcome{}, err
 	}
+	defer release()
 	if p.TextRaw != nil {
 		textRelease, err := h.loadTextRaw(ctx, d.job.ID, p)
 		if err != nil {
-			release()
 			return outcome{}, err
 		}
-		release = func(r1, r2 func()) func() { return func() { r1(); r2() } }(release, textRelease)
+		defer textRelease()
 	}
 	contents := p.inParsed()
 	ev, err := buildReceived(ctx, d.job, &p.Parsed, h.urls)
 	if err != nil {
-		release()
 		return outcome{}, err
 	}
 	body, err := encodeReceived(ev, p.Text, p.HTML, contents)
-	release() // the payload holds its own copy of the bodies
 	if err != nil {
 		return outcome{}, err
 	}
@@ -210,7 +208,7 @@ func rawEnvelopeJSON(job *postern.WebhookJob) ([]byte, error) {
 // carries when parse put one in (no store read), else parsed.json, which
 // is also where a copy that does not decode sends it (the archive decides).
 // The bodies stay encoded (parsedBodies) and may point into a buffer the
-// stage reuses: release gives it back once they are no longer needed.
+// stage reuses: release gives it back once the payload is built.
 func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (p *parsedBodies, release func(), err error) {
 	id := job.ID
 	if len(job.Parsed) > 0 {
@@ -227,13 +225,7 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (p *p
 		return nil, nil, err
 	}
 	defer rc.Close()
-	buf := parsedBufs.Get().(*bytes.Buffer)
-	release = func() {
-		if buf.Cap() <= maxPooledBuf {
-			buf.Reset()
-			parsedBufs.Put(buf)
-		}
-	}
+	buf, release := pooledBuf()
 	b, err := readSized(rc, buf)
 	if err != nil {
 		release()
@@ -251,12 +243,25 @@ func (h *Handler) loadParsed(ctx context.Context, job *postern.WebhookJob) (p *p
 	return p, func() {}, nil
 }
 
-// parsedBufs are the buffers loadParsed reads parsed.json into, a body of
-// up to 1 MiB or two each: reused, rather than one allocated (and zeroed)
-// per delivery. One that grew past maxPooledBuf is left to the collector.
-var parsedBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// bufs are the buffers parsed.json is read into and a text named in
+// raw.eml is encoded into, a body of up to 1 MiB or two each: reused,
+// rather than one allocated (and zeroed) per delivery. One that grew past
+// maxPooledBuf is left to the collector.
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 const maxPooledBuf = 4 << 20
+
+// pooledBuf returns an empty buffer from bufs, and the function that gives
+// it back once nothing uses its bytes.
+func pooledBuf() (*bytes.Buffer, func()) {
+	buf := bufs.Get().(*bytes.Buffer)
+	return buf, func() {
+		if buf.Cap() <= maxPooledBuf {
+			buf.Reset()
+			bufs.Put(buf)
+		}
+	}
+}
 
 // loadTextRaw reads the text parsed.json names in raw.eml (TextRaw) into
 // p.Text, encoded as json.Marshal encodes a string, so the payload is the
@@ -271,13 +276,7 @@ func (h *Handler) loadTextRaw(ctx context.Context, id postern.MsgID, p *parsedBo
 	if err != nil {
 		return nil, postern.Permanent(fmt.Errorf("read %s: %w", id.RawKey(), err))
 	}
-	buf := parsedBufs.Get().(*bytes.Buffer)
-	release = func() {
-		if buf.Cap() <= maxPooledBuf {
-			buf.Reset()
-			parsedBufs.Put(buf)
-		}
-	}
+	buf, release := pooledBuf()
 	buf.Grow(len(text) + len(text)/16 + 16)
 	if err := json.NewEncoder(buf).Encode(text); err != nil {
 		release()
