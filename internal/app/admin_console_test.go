@@ -53,13 +53,7 @@ func doConsole(t *testing.T, addr string, r consoleReq) (*http.Response, string)
 	if r.token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
+	return roundTrip(t, req)
 }
 
 // consoleLogin logs in with the admin token and returns the session

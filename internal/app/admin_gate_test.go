@@ -54,13 +54,20 @@ func doAdmin(t *testing.T, addr string, r adminReq) (int, string) {
 	if r.token != "" {
 		req.Header.Set("Authorization", "Bearer "+r.token)
 	}
+	resp, text := roundTrip(t, req)
+	return resp.StatusCode, text
+}
+
+// roundTrip sends req and returns the response with its body read.
+func roundTrip(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp, string(b)
 }
 
 // Every rule of the admin gate, one at a time: each case is a request that
