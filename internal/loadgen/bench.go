@@ -27,6 +27,10 @@ type BenchConfig struct {
 	// also loaded by it, after the Go client, for a second opinion on
 	// messages/s (it records no latencies).
 	SMTPSource string
+	// Repeat runs each cell this many times (default 1), every target once
+	// per run in order, so a target and the baseline are measured next to
+	// each other in each run; WriteSpread summarises the runs' ratios.
+	Repeat int
 	// DrainTimeout bounds the wait for a pipeline (Proc.Delivered) to hand
 	// on everything accepted; default 60s.
 	DrainTimeout time.Duration
@@ -39,6 +43,8 @@ type Row struct {
 	Target   string
 	Size     int
 	Sessions int
+	Run      int // 1-based, of Runs runs of the cell (BenchConfig.Repeat)
+	Runs     int
 	Result   *Result
 	// CPU is the server's CPU time (its whole process tree) during the
 	// measured window.
@@ -96,19 +102,23 @@ func RunBench(ctx context.Context, cfg BenchConfig) ([]Row, error) {
 	if cfg.Progress == nil {
 		cfg.Progress = io.Discard
 	}
+	cfg.Repeat = max(cfg.Repeat, 1)
 	var rows []Row
 	for _, size := range cfg.Sizes {
 		for _, sessions := range cfg.Sessions {
-			cell := len(rows)
-			for _, t := range cfg.Targets {
-				if err := ctx.Err(); err != nil {
-					return rows, err
+			for run := 1; run <= cfg.Repeat; run++ {
+				cell := len(rows)
+				for _, t := range cfg.Targets {
+					if err := ctx.Err(); err != nil {
+						return rows, err
+					}
+					row := runCell(ctx, cfg, t, size, sessions)
+					row.Run, row.Runs = run, cfg.Repeat
+					fmt.Fprintln(cfg.Progress, row.summary())
+					rows = append(rows, row)
 				}
-				row := runCell(ctx, cfg, t, size, sessions)
-				fmt.Fprintln(cfg.Progress, row.summary())
-				rows = append(rows, row)
+				setRatios(rows[cell:], cfg.Baseline)
 			}
-			setRatios(rows[cell:], cfg.Baseline)
 		}
 	}
 	return rows, nil

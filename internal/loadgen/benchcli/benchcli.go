@@ -151,10 +151,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	gwConfig := fs.String("gateway-config", "", "extra top-level YAML for the gateway's configuration")
 	tmp := fs.String("tmp", "", "parent directory for server data (default $TMPDIR); its filesystem is the one measured")
 	out := fs.String("o", "", "also write the report (Markdown) to this file")
+	repeat := fs.Int("repeat", 1, "runs of each cell, every target once per run; with more than one, a table of each target's ratios to go-fsync (median and range over the runs) follows")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg := loadgen.BenchConfig{Body: *body, Duration: *duration, Warmup: *warmup, Baseline: "go-fsync", TempDir: *tmp, Progress: stderr}
+	if *repeat < 1 {
+		return fmt.Errorf("-repeat %d: want 1 or more", *repeat)
+	}
+	cfg := loadgen.BenchConfig{Body: *body, Duration: *duration, Warmup: *warmup, Baseline: "go-fsync", TempDir: *tmp, Progress: stderr, Repeat: *repeat}
 	if _, err := loadgen.NewTemplateOf(*body, 1<<10); err != nil {
 		return err
 	}
@@ -198,6 +202,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return werr
 	}
 	fmt.Fprintf(&rep, "\n(%d cells in %s)\n", len(rows), time.Since(start).Round(time.Second))
+	var sp strings.Builder
+	if werr := loadgen.WriteSpread(&sp, rows, cfg.Baseline); werr != nil {
+		return werr
+	}
+	if sp.Len() > 0 {
+		fmt.Fprintf(&rep, "\nAgainst %s in the same run, over %d runs: median (lowest to highest)\n\n%s", cfg.Baseline, cfg.Repeat, sp.String())
+	}
 	io.WriteString(stdout, rep.String())
 	if *out != "" {
 		if werr := os.WriteFile(*out, []byte(rep.String()), 0o644); werr != nil {

@@ -38,9 +38,25 @@ func TestRunPrintsTheTable(t *testing.T) {
 	}
 }
 
+func TestRepeatedRunsGetASpreadTable(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	code := Main(t.Context(), []string{"run", "-targets", "go-discard,go-fsync", "-sizes", "1KiB", "-sessions", "2",
+		"-duration", "100ms", "-warmup", "20ms", "-tmp", t.TempDir(), "-repeat", "2"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	report := stdout.String()
+	for _, want := range []string{"run 1 of 2", "run 2 of 2", "Against go-fsync in the same run, over 2 runs", "| 1KiB | 2 | go-discard | 2 | "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{}, {"nonsense"}, {"run", "-sizes", "huge"}, {"load", "-bogus"}, {"serve", "extra"}} {
+	for _, args := range [][]string{{}, {"nonsense"}, {"run", "-sizes", "huge"}, {"run", "-repeat", "0"}, {"load", "-bogus"}, {"serve", "extra"}} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(t.Context(), args, &stdout, &stderr); code == 0 {
 			t.Errorf("%q: exit 0", args)
