@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/postern/postern/internal/jsonstr"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -48,26 +49,19 @@ func marshalParsed(p *postern.Parsed, buf *bytes.Buffer) (out []byte, text, html
 	if i < 0 || bytes.Index(skel[i+1:], emptyBodies) >= 0 {
 		return nil, text, html, fmt.Errorf("the bodies' place is not where Parsed puts it")
 	}
-	// Room for the bodies as they are and some escapes; Encode's own
-	// buffer is pooled, so the only copy of a body is the one into buf.
+	// Room for the bodies as they are and some escapes, so each is
+	// encoded straight into buf (jsonstr.Append is json.Marshal's string
+	// encoding).
 	buf.Grow(len(skel) + len(t) + len(h) + (len(t)+len(h))/16 + 64)
-	enc := json.NewEncoder(buf)
-	str := func(s string) ([2]int64, error) {
+	str := func(s string) [2]int64 {
 		start := int64(buf.Len())
-		if err := enc.Encode(s); err != nil {
-			return [2]int64{}, err
-		}
-		buf.Truncate(buf.Len() - 1) // Encode ends each value with a newline
-		return [2]int64{start, int64(buf.Len())}, nil
+		buf.Write(jsonstr.Append(buf.AvailableBuffer(), s))
+		return [2]int64{start, int64(buf.Len())}
 	}
 	buf.Write(skel[:i+len(`"text":`)])
-	if text, err = str(t); err != nil {
-		return nil, text, html, err
-	}
+	text = str(t)
 	buf.WriteString(`,"html":`)
-	if html, err = str(h); err != nil {
-		return nil, text, html, err
-	}
+	html = str(h)
 	buf.Write(skel[i+len(emptyBodies):])
 	return buf.Bytes(), text, html, nil
 }

@@ -64,16 +64,20 @@ func typicalParsed(id postern.MsgID, attachment int) postern.Parsed {
 func BenchmarkSignAndDeliver(b *testing.B) {
 	for _, bc := range []struct {
 		attachment, text int
-		whole            bool
-	}{{0, 0, false}, {64 << 10, 0, false}, {0, 1 << 20, false}, {0, 1 << 20, true}} {
+		whole, raw       bool
+	}{{0, 0, false, false}, {64 << 10, 0, false, false}, {0, 1 << 20, false, false}, {0, 1 << 20, true, false}, {0, 1 << 20, false, true}} {
 		name := fmt.Sprintf("attachment=%dKiB", bc.attachment>>10)
 		if bc.text > 0 {
 			// A 1 MiB report: parsed.json is read from the store, its
 			// bodies located by the job's spans as parse sends them, or
-			// (whole) decoded whole as for a replayed job.
+			// (whole) decoded whole as for a replayed job, or (raw) its
+			// text read from raw.eml, as one machine's parse names it.
 			name = fmt.Sprintf("text=%dKiB", bc.text>>10)
 			if bc.whole {
 				name += "/whole"
+			}
+			if bc.raw {
+				name += "/raw"
 			}
 		}
 		b.Run(name, func(b *testing.B) {
@@ -82,6 +86,12 @@ func BenchmarkSignAndDeliver(b *testing.B) {
 			if bc.text > 0 {
 				line := "00000042  invoice 2025-03-0042  customer 4711  amount 1234.56 EUR  <posted> & \"ok\"\r\n"
 				f.parsed.Text = strings.Repeat(line, bc.text/len(line)+1)[:bc.text]
+			}
+			if bc.raw {
+				const head = "Subject: report\r\n\r\n"
+				f.put(b, f.job.ID.RawKey(), []byte(head+f.parsed.Text))
+				f.parsed.TextRaw = &[2]int64{int64(len(head)), int64(len(head) + len(f.parsed.Text))}
+				f.parsed.Text = ""
 			}
 			pj, err := json.Marshal(f.parsed)
 			if err != nil {

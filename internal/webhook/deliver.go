@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/postern/postern/internal/blob"
+	"github.com/postern/postern/internal/jsonstr"
 	"github.com/postern/postern/internal/postern"
 )
 
@@ -278,11 +279,8 @@ func (h *Handler) loadTextRaw(ctx context.Context, id postern.MsgID, p *parsedBo
 	}
 	buf, release := pooledBuf()
 	buf.Grow(len(text) + len(text)/16 + 16)
-	if err := json.NewEncoder(buf).Encode(text); err != nil {
-		release()
-		return nil, fmt.Errorf("encode text: %w", err)
-	}
-	p.Text = buf.Bytes()[:buf.Len()-1] // Encode ends the value with a newline
+	// Into the pooled buffer's room; the buffer only lends its memory.
+	p.Text = jsonstr.Append(buf.AvailableBuffer(), text)
 	p.TextRaw = nil
 	return release, nil
 }
