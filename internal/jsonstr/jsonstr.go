@@ -35,7 +35,7 @@ func special(x uint64) uint64 {
 
 // load8 reads s[i:i+8] as one little-endian word (the compiler makes it
 // one load).
-func load8(s string, i int) uint64 {
+func load8[S ~string | ~[]byte](s S, i int) uint64 {
 	_ = s[i+7]
 	return uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
 		uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
@@ -43,9 +43,19 @@ func load8(s string, i int) uint64 {
 
 const hex = "0123456789abcdef"
 
-// Append appends s to dst as json.Marshal(s) writes it, quotes included.
-func Append(dst []byte, s string) []byte {
+// Append appends s to dst as json.Marshal(string(s)) writes it, quotes
+// included.
+func Append[S ~string | ~[]byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
+	dst = AppendContent(dst, s)
+	return append(dst, '"')
+}
+
+// AppendContent is Append without the quotes, for a string written in
+// pieces: the pieces' contents, each between an opening and a closing quote
+// the caller writes, are Append's as long as no piece ends inside a UTF-8
+// sequence (a piece of 7-bit text never does).
+func AppendContent[S ~string | ~[]byte](dst []byte, s S) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if i+8 <= len(s) {
@@ -90,7 +100,9 @@ func Append(dst []byte, s string) []byte {
 			start = i
 			continue
 		}
-		c, size := utf8.DecodeRuneInString(s[i:])
+		// Only the rune's bytes are converted, so a []byte costs no copy
+		// of the rest.
+		c, size := utf8.DecodeRuneInString(string(s[i:min(i+utf8.UTFMax, len(s))]))
 		switch {
 		case c == utf8.RuneError && size == 1:
 			dst = append(dst, s[start:i]...)
@@ -106,6 +118,5 @@ func Append(dst []byte, s string) []byte {
 		i += size
 		start = i
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }

@@ -64,15 +64,62 @@ func TestAppendMatchesMarshal(t *testing.T) {
 	}
 }
 
+// Bytes encode as the same string does, and 7-bit text written in pieces
+// of any sizes as it does whole.
+func TestAppendBytesAndPieces(t *testing.T) {
+	for _, s := range cases {
+		if got, want := Append(nil, []byte(s)), marshal(t, s); !bytes.Equal(got, want) {
+			t.Errorf("Append([]byte(%q)) = %s, want %s", s, got, want)
+		}
+	}
+	text := []byte(bodyText(5000) + "<tab>\t & \"quoted\" \\ \x01\r")
+	want := marshal(t, string(text))
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		got := []byte{'"'}
+		for rest := text; len(rest) > 0; {
+			k := min(len(rest), 1+r.IntN(100))
+			got = AppendContent(got, rest[:k])
+			rest = rest[k:]
+		}
+		got = append(got, '"')
+		if !bytes.Equal(got, want) {
+			t.Fatalf("in pieces:\n%s\nwant\n%s", got, want)
+		}
+	}
+}
+
 func FuzzAppend(f *testing.F) {
 	for _, s := range cases {
-		f.Add(s)
+		f.Add(s, 3)
 	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := Append(nil, s), marshal(t, s); !bytes.Equal(got, want) {
+	f.Fuzz(func(t *testing.T, s string, cut int) {
+		want := marshal(t, s)
+		if got := Append(nil, s); !bytes.Equal(got, want) {
 			t.Fatalf("Append(%q) = %s, want %s", s, got, want)
 		}
+		if got := Append(nil, []byte(s)); !bytes.Equal(got, want) {
+			t.Fatalf("Append([]byte(%q)) = %s, want %s", s, got, want)
+		}
+		// Two pieces, cut anywhere in 7-bit text.
+		if cut < 0 || cut > len(s) || !isASCII(s) {
+			return
+		}
+		got := AppendContent([]byte{'"'}, s[:cut])
+		got = append(AppendContent(got, s[cut:]), '"')
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%q cut at %d: %s, want %s", s, cut, got, want)
+		}
 	})
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // bodyText is a mail body: 74-character lines of words, CRLF-ended.

@@ -106,21 +106,36 @@ type ParseError struct {
 // ReadTextRaw reads the text a TextRaw span names from raw, the raw
 // message as stored, read from its start.
 func ReadTextRaw(raw io.Reader, span [2]int64) (string, error) {
-	if span[0] < 0 || span[1] < span[0] {
-		return "", fmt.Errorf("text_raw %v is not a span", span)
-	}
-	if s, ok := raw.(io.Seeker); ok {
-		if _, err := s.Seek(span[0], io.SeekStart); err != nil {
-			return "", fmt.Errorf("text_raw: %w", err)
-		}
-	} else if _, err := io.CopyN(io.Discard, raw, span[0]); err != nil {
-		return "", fmt.Errorf("text_raw: the raw message ends before %d: %w", span[0], err)
+	if err := SeekTextRaw(raw, span); err != nil {
+		return "", err
 	}
 	// Read straight into the string's memory: up to 1 MiB, copied once.
 	var b strings.Builder
 	b.Grow(int(span[1] - span[0]))
 	if _, err := io.CopyN(&b, raw, span[1]-span[0]); err != nil {
-		return "", fmt.Errorf("text_raw: the raw message ends before %d: %w", span[1], err)
+		return "", TextRawShort(span, err)
 	}
 	return b.String(), nil
+}
+
+// SeekTextRaw moves raw, the raw message as stored read from its start, to
+// where a TextRaw span begins, for a reader that takes the span's
+// span[1]-span[0] bytes itself; TextRawShort describes their ending early.
+func SeekTextRaw(raw io.Reader, span [2]int64) error {
+	if span[0] < 0 || span[1] < span[0] {
+		return fmt.Errorf("text_raw %v is not a span", span)
+	}
+	if s, ok := raw.(io.Seeker); ok {
+		if _, err := s.Seek(span[0], io.SeekStart); err != nil {
+			return fmt.Errorf("text_raw: %w", err)
+		}
+	} else if _, err := io.CopyN(io.Discard, raw, span[0]); err != nil {
+		return fmt.Errorf("text_raw: the raw message ends before %d: %w", span[0], err)
+	}
+	return nil
+}
+
+// TextRawShort is the error for a raw message that ends inside span.
+func TextRawShort(span [2]int64, err error) error {
+	return fmt.Errorf("text_raw: the raw message ends before %d: %w", span[1], err)
 }

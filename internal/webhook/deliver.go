@@ -273,14 +273,34 @@ func (h *Handler) loadTextRaw(ctx context.Context, id postern.MsgID, p *parsedBo
 		return nil, err
 	}
 	defer rc.Close()
-	text, err := postern.ReadTextRaw(rc, *p.TextRaw)
-	if err != nil {
+	span := *p.TextRaw
+	if err := postern.SeekTextRaw(rc, span); err != nil {
 		return nil, postern.Permanent(fmt.Errorf("read %s: %w", id.RawKey(), err))
 	}
+	// The text is escaped a piece at a time into the pooled buffer's room
+	// (the buffer only lends its memory), never held as a string of its
+	// own. It is 7-bit text, so no piece ends inside a character.
+	n := span[1] - span[0]
 	buf, release := pooledBuf()
-	buf.Grow(len(text) + len(text)/16 + 16)
-	// Into the pooled buffer's room; the buffer only lends its memory.
-	p.Text = jsonstr.Append(buf.AvailableBuffer(), text)
+	// Sized for the text and some escapes; a span beyond any text parse
+	// names (up to the inline cap) does not get its size in advance.
+	pre := min(n, 8<<20)
+	buf.Grow(int(pre + pre/16 + 16))
+	out := append(buf.AvailableBuffer(), '"')
+	piece := make([]byte, min(n, 32<<10))
+	for left := n; left > 0; {
+		k, err := io.ReadFull(rc, piece[:min(left, int64(len(piece)))])
+		if err != nil {
+			release()
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, postern.Permanent(fmt.Errorf("read %s: %w", id.RawKey(), postern.TextRawShort(span, err)))
+			}
+			return nil, fmt.Errorf("read %s: %w", id.RawKey(), err)
+		}
+		out = jsonstr.AppendContent(out, piece[:k])
+		left -= int64(k)
+	}
+	p.Text = append(out, '"')
 	p.TextRaw = nil
 	return release, nil
 }
