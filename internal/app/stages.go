@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dsn/notify"
@@ -66,8 +67,12 @@ func buildStages(cfg *config.Config, be *backend, log *slog.Logger, only string)
 		id := smtpd.Identity{Name: c.Name, AllowPlaintext: c.AllowPlaintext, MaxMessageBytes: c.MaxMessageBytes, MaxRecipients: c.MaxRecipients, Transcript: c.Transcript,
 			Internet: c.Internet}
 		if c.PasswordHash != "" {
+			h, err := c.ResolvedPasswordHash(os.Getenv)
+			if err != nil {
+				return nil, fmt.Errorf("config: identities %s password_hash: %w", c.Name, err)
+			}
 			id.Username = cmp.Or(c.Username, c.Name)
-			id.PasswordHash = []byte(c.PasswordHash)
+			id.PasswordHash = []byte(h)
 		}
 		if c.MessagesPerMinute > 0 {
 			// A burst of a minute's allowance: devices send in spurts (a

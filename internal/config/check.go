@@ -48,15 +48,47 @@ func checkBcryptHash(h string) error {
 func (c *Config) checkStrength() error {
 	var errs []error
 	for i, id := range c.Identities {
-		if id.PasswordHash == "" || checkBcryptHash(id.PasswordHash) != nil {
-			continue // Validate reported it
+		if id.PasswordHash == "" || isLocalRef(id.PasswordHash) || checkBcryptHash(id.PasswordHash) != nil {
+			continue // Validate reported it, or it is read where it is used
 		}
-		if cost, _ := bcrypt.Cost([]byte(id.PasswordHash)); cost < MinBcryptCost {
-			errs = append(errs, fmt.Errorf("config: identities[%d].password_hash: bcrypt cost %d is under %d, so whoever reads this file can guess the password quickly; make a new hash with `gateway hash-password` (cost 12)",
-				i, cost, MinBcryptCost))
+		if err := checkBcryptCost(id.PasswordHash); err != nil {
+			errs = append(errs, fmt.Errorf("config: identities[%d].password_hash: %w", i, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkBcryptCost refuses a well-formed hash of a cost under MinBcryptCost.
+func checkBcryptCost(h string) error {
+	if cost, _ := bcrypt.Cost([]byte(h)); cost < MinBcryptCost {
+		return fmt.Errorf("bcrypt cost %d is under %d, so whoever reads it can guess the password quickly; make a new hash with `gateway hash-password` (cost 12)", cost, MinBcryptCost)
+	}
+	return nil
+}
+
+// isLocalRef reports whether s names where a value is read from on one
+// machine ("env:NAME", "file:PATH") instead of being the value.
+func isLocalRef(s string) bool { return strings.HasPrefix(s, "env:") || strings.HasPrefix(s, "file:") }
+
+// ResolvedPasswordHash is the identity's bcrypt hash, read from the
+// environment or a file when PasswordHash names one there, and checked as
+// a hash written in the file is: whole, and of cost MinBcryptCost or more.
+// getenv reads env: references. The hash never appears in errors.
+func (id *Identity) ResolvedPasswordHash(getenv func(string) string) (string, error) {
+	if !isLocalRef(id.PasswordHash) {
+		return id.PasswordHash, nil
+	}
+	h, err := resolveSecret(id.PasswordHash, getenv)
+	if err != nil {
+		return "", err
+	}
+	if err := checkBcryptHash(h); err != nil {
+		return "", fmt.Errorf("%s: %w; make one with `gateway hash-password`", id.PasswordHash, err)
+	}
+	if err := checkBcryptCost(h); err != nil {
+		return "", fmt.Errorf("%s: %w", id.PasswordHash, err)
+	}
+	return h, nil
 }
 
 // Check is what `gateway check-config` runs, so that it cannot say OK for
@@ -133,6 +165,13 @@ func (c *Config) CheckSecrets(getenv func(string) string, dec SecretDecoders) (n
 	weak := func(key string, n float64, fix string) {
 		bad(key, "holds about %d bytes of entropy, under %d (random bytes count as they are; other text by its length and the kinds of characters in it); %s",
 			int(n), MinSecretBytes, fix)
+	}
+	for i, id := range c.Identities {
+		if isLocalRef(id.PasswordHash) && c.Backend.Type != "aws" && CheckSecretRef(id.PasswordHash) == nil {
+			if _, err := id.ResolvedPasswordHash(getenv); err != nil {
+				bad(fmt.Sprintf("identities[%d].password_hash", i), "%v", err)
+			}
+		}
 	}
 	if c.Admin.Token != "" {
 		if text, ok := read("admin.token", c.Admin.Token); ok {

@@ -354,3 +354,60 @@ func TestEnvOverrideErrorsAllReported(t *testing.T) {
 	mustContainLines(t, err, "POSTERN_S3_PATH_STYLE (overrides backend.aws.s3_path_style): want true or false",
 		"POSTERN_MAX_MESSAGE_BYTES (overrides limits.max_message_bytes): want a whole number of bytes")
 }
+
+// A password hash may be read from the environment or a file on one
+// machine: check-config and the gateway read it there and hold it to the
+// rules of a hash in the file, naming the key and never the value; on AWS,
+// where no process reads either, the file is refused.
+func TestPasswordHashFromEnvOrFile(t *testing.T) {
+	t.Parallel()
+	good, weak := hashCost(t, 10), hashCost(t, bcrypt.MinCost)
+	dir := t.TempDir()
+	goodFile := filepath.Join(dir, "erp.hash")
+	os.WriteFile(goodFile, []byte(good+"\n"), 0o600)
+	yaml := `identities:
+  - name: env-good
+    password_hash: "env:HASH_GOOD"
+  - name: file-good
+    password_hash: "file:` + goodFile + `"
+  - name: unset
+    password_hash: "env:HASH_UNSET"
+  - name: not-a-hash
+    password_hash: "env:HASH_PLAIN"
+  - name: weak
+    password_hash: "env:HASH_WEAK"
+`
+	getenv := func(k string) string {
+		return map[string]string{"HASH_GOOD": good, "HASH_PLAIN": "hunter2hunter2", "HASH_WEAK": weak}[k]
+	}
+	path := write(t, yaml)
+	cfg, err := Load(path, noenv)
+	if err != nil {
+		t.Fatalf("load (the references are read where used): %v", err)
+	}
+	_, _, err = Check(path, getenv, SecretDecoders{WebhookKey: whsecKey})
+	mustContainLines(t, err,
+		"identities[2].password_hash: environment variable HASH_UNSET is not set",
+		"identities[3].password_hash: env:HASH_PLAIN: is not a bcrypt hash",
+		"identities[4].password_hash: env:HASH_WEAK: bcrypt cost 4 is under 10",
+	)
+	if n := len(lines(err)); n != 3 {
+		t.Errorf("%d problems, want 3:\n%v", n, err)
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), weak) {
+		t.Errorf("an error shows the value: %v", err)
+	}
+	for i, want := range []string{good, good} {
+		if h, err := cfg.Identities[i].ResolvedPasswordHash(getenv); err != nil || h != want {
+			t.Errorf("identity %s: %q, %v; want the hash", cfg.Identities[i].Name, h, err)
+		}
+	}
+	literal := Identity{PasswordHash: good}
+	if h, err := literal.ResolvedPasswordHash(noenv); err != nil || h != good {
+		t.Errorf("a hash in the file: %q, %v", h, err)
+	}
+
+	aws := "backend: {type: aws, aws: {bucket: b, queues: {inbound: https://sqs.invalid/0/i, webhook: https://sqs.invalid/0/w, relay: https://sqs.invalid/0/r, dsn: https://sqs.invalid/0/d}}}\n" + yaml
+	_, err = Load(write(t, aws), noenv)
+	mustContainLines(t, err, "identities[0].password_hash: env: and file: are read by no process on AWS")
+}

@@ -199,7 +199,9 @@ type Identity struct {
 	Name string `yaml:"name"`
 	// Username and PasswordHash (bcrypt, from `gateway hash-password`) let
 	// the identity authenticate with AUTH PLAIN or LOGIN. Username defaults
-	// to Name.
+	// to Name. On one machine the hash may be "env:NAME" or "file:PATH",
+	// read where it is used (ResolvedPasswordHash), so configuration files
+	// kept in git hold no hash.
 	Username     string `yaml:"username"`
 	PasswordHash string `yaml:"password_hash"`
 	// Networks admit clients by source address (CIDR). Without a password,

@@ -15,10 +15,12 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/postern/postern/internal/cli"
 	"github.com/postern/postern/internal/config"
@@ -40,26 +42,43 @@ type mailboxExample struct {
 	relays, scopes []string
 	// smAWS is the Secrets Manager name DEPLOY.md gives each env: secret.
 	smAWS map[string]string
+	// hashes are the env: variables that hold password hashes, which
+	// DEPLOY.md says to paste into the file itself on AWS.
+	hashes []string
 }
+
+// exampleHash is a bcrypt hash of cost MinBcryptCost for the examples'
+// password_hash variables (of a password nobody keeps).
+var exampleHash = sync.OnceValue(func() string {
+	h, err := bcrypt.GenerateFromPassword([]byte(rand.Text()), config.MinBcryptCost)
+	if err != nil {
+		panic(err)
+	}
+	return string(h)
+})
 
 var mailboxExamples = []mailboxExample{
 	{
 		file: "m365.yaml",
 		env: func(*testing.T) map[string]string {
-			return map[string]string{"POSTERN_M365_CLIENT_SECRET": "Xy7~placeholder.client.secret"}
+			return map[string]string{"POSTERN_M365_CLIENT_SECRET": "Xy7~placeholder.client.secret",
+				"POSTERN_MFP2_PASSWORD_HASH": exampleHash(), "POSTERN_ERP_PASSWORD_HASH": exampleHash()}
 		},
 		relays: []string{"graph", "smtp"},
 		scopes: []string{config.GraphScope, config.OutlookScope},
 		smAWS:  map[string]string{"POSTERN_M365_CLIENT_SECRET": "postern/m365-client-secret"},
+		hashes: []string{"POSTERN_MFP2_PASSWORD_HASH", "POSTERN_ERP_PASSWORD_HASH"},
 	},
 	{
 		file: "google.yaml",
 		env: func(t *testing.T) map[string]string {
-			return map[string]string{"POSTERN_GOOGLE_SA_KEY": serviceAccountKey(t)}
+			return map[string]string{"POSTERN_GOOGLE_SA_KEY": serviceAccountKey(t),
+				"POSTERN_SCANNERS_PASSWORD_HASH": exampleHash(), "POSTERN_ALARM_PASSWORD_HASH": exampleHash()}
 		},
 		relays: []string{"gmail", "smtp"},
 		scopes: []string{config.GmailSendScope, config.GoogleMailScope},
 		smAWS:  map[string]string{"POSTERN_GOOGLE_SA_KEY": "postern/google-service-account"},
+		hashes: []string{"POSTERN_SCANNERS_PASSWORD_HASH", "POSTERN_ALARM_PASSWORD_HASH"},
 	},
 }
 
@@ -207,6 +226,12 @@ func TestMailboxExamplesOnAWS(t *testing.T) {
 				if !strings.Contains(string(deploy), `"secretsmanager:`+sm+`"`) || !strings.Contains(string(deploy), "--name "+sm+" ") {
 					t.Errorf("DEPLOY.md does not show how to store and name the secret %s", sm)
 				}
+			}
+			for _, name := range ex.hashes {
+				text = strings.ReplaceAll(text, "env:"+name, exampleHash())
+			}
+			if len(ex.hashes) > 0 && !strings.Contains(string(deploy), "pasted from `go run ./gateway hash-password`") {
+				t.Error("DEPLOY.md does not say the password hashes are pasted into the file on AWS")
 			}
 			for i, line := range strings.Split(text, "\n") {
 				if localRef.MatchString(line) {

@@ -148,9 +148,17 @@ func (c *Config) Validate() error {
 		if len(id.Networks) == 0 && id.PasswordHash == "" {
 			bad(key, "has neither networks nor password_hash, so nothing could use it; add networks (CIDR) or a password_hash from `gateway hash-password`")
 		}
-		if id.PasswordHash != "" {
+		switch {
+		case id.PasswordHash == "":
+		case isLocalRef(id.PasswordHash) && onAWS:
+			bad(key+".password_hash", "env: and file: are read by no process on AWS; write the hash from `gateway hash-password` itself (a hash is not a secret, but keep the file out of public repositories)")
+		case isLocalRef(id.PasswordHash):
+			if err := CheckSecretRef(id.PasswordHash); err != nil {
+				bad(key+".password_hash", "%v", err)
+			}
+		default:
 			if err := checkBcryptHash(id.PasswordHash); err != nil {
-				bad(key+".password_hash", "%v; make one with `gateway hash-password`", err)
+				bad(key+".password_hash", "%v; make one with `gateway hash-password`, or write \"env:NAME\" or \"file:PATH\" to read it from there", err)
 			}
 		}
 		if id.MaxMessageBytes < 0 || id.MaxRecipients < 0 || id.MessagesPerMinute < 0 {
