@@ -91,10 +91,24 @@ type gateListener struct {
 	done     chan struct{}
 	closed   sync.Once
 	errc     chan error
+
+	// go-smtp counts a connection (WaitGroup.Add) after Accept returns it,
+	// and its Shutdown waits on that count once Close returns: a handover
+	// in between races the wait. mu guards the two flags below; handover
+	// is broadcast when either clears. Close sets shut, after which Accept
+	// hands nothing over, and returns once neither flag is set.
+	mu       sync.Mutex
+	handover *sync.Cond
+	shut     bool
+	// inAccept: an Accept is running and may yet return a connection.
+	// handed: Accept returned one and go-smtp has not called Accept
+	// again, which it does only after counting it.
+	inAccept, handed bool
 }
 
 func (g *gate) listen(l net.Listener, implicitTLS bool) *gateListener {
 	gl := &gateListener{Listener: l, g: g, implicit: implicitTLS, accepted: make(chan net.Conn), done: make(chan struct{}), errc: make(chan error, 1)}
+	gl.handover = sync.NewCond(&gl.mu)
 	go gl.loop()
 	return gl
 }
@@ -159,6 +173,34 @@ func (gl *gateListener) refuse(c net.Conn, reply string) {
 
 // Accept hands admitted connections to go-smtp.
 func (gl *gateListener) Accept() (net.Conn, error) {
+	gl.mu.Lock()
+	gl.handed = false // go-smtp is back: it has counted the last one
+	if gl.shut {
+		gl.handover.Broadcast()
+		gl.mu.Unlock()
+		return nil, net.ErrClosed
+	}
+	gl.inAccept = true
+	gl.mu.Unlock()
+	c, err := gl.next()
+	gl.mu.Lock()
+	gl.inAccept = false
+	late := c != nil && gl.shut
+	gl.handed = c != nil && !late
+	gl.handover.Broadcast()
+	gl.mu.Unlock()
+	if late {
+		// Closed meanwhile: go-smtp may be waiting on its count already.
+		if !gl.implicit {
+			gl.refuse(c, "421 4.3.2 Service shutting down, try again later")
+		}
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+func (gl *gateListener) next() (net.Conn, error) {
 	select {
 	case c := <-gl.accepted:
 		return c, nil
@@ -170,10 +212,30 @@ func (gl *gateListener) Accept() (net.Conn, error) {
 	}
 }
 
+// handoverWait bounds how long Close waits for go-smtp to count a
+// connection it was handed; it takes microseconds unless go-smtp's accept
+// loop has stopped.
+const handoverWait = time.Second
+
 // Close is go-smtp's Shutdown/Close: stop handing connections over; the
-// loop goes on refusing them until the real listener is closed.
+// loop goes on refusing them until the real listener is closed. It
+// returns once no handover is under way (see gateListener.mu).
 func (gl *gateListener) Close() error {
 	gl.closed.Do(func() { close(gl.done) })
+	gl.mu.Lock()
+	defer gl.mu.Unlock()
+	gl.shut = true
+	expired := false
+	t := time.AfterFunc(handoverWait, func() {
+		gl.mu.Lock()
+		expired = true
+		gl.handover.Broadcast()
+		gl.mu.Unlock()
+	})
+	defer t.Stop()
+	for (gl.inAccept || gl.handed) && !expired {
+		gl.handover.Wait()
+	}
 	return nil
 }
 
