@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/lambdart"
 	"github.com/postern/postern/internal/standin"
 )
@@ -72,7 +73,7 @@ func newS3Client(t testing.TB, endpoint, key, secret string) *s3.Client {
 		BaseEndpoint: aws.String(endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(key, secret, ""),
-		HTTPClient:   &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		HTTPClient:   awsclient.HTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}),
 	})
 }
 
@@ -83,6 +84,6 @@ func newSQSClient(t testing.TB, endpoint string) *sqs.Client {
 		Region:       standin.Region,
 		BaseEndpoint: aws.String(endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider(standin.S3AccessKey, standin.S3SecretKey, ""),
-		HTTPClient:   &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		HTTPClient:   awsclient.HTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}),
 	})
 }

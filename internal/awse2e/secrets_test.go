@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/standin"
 	"github.com/postern/postern/internal/webhook"
 )
@@ -29,7 +30,7 @@ func TestWebhookSecretFromSecretsManager(t *testing.T) {
 		Region:       standin.Region,
 		BaseEndpoint: aws.String(moto),
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:   &http.Client{Timeout: 30 * time.Second},
+		HTTPClient:   awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second}),
 	})
 	name := "postern/e2e/" + strings.ToLower(rand.Text()[:10])
 	const secret = "whsec_c2VjcmV0cy1tYW5hZ2VyLWUyZS1zaWduaW5nLWtleQ=="

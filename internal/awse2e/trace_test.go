@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/postern/postern/internal/app"
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/standin"
@@ -57,7 +58,7 @@ func TestTraceOnAWSReadsTheLogGroups(t *testing.T) {
 	_ = trace.Log("parse", ok, slog.New(slog.NewJSONHandler(&parseOut, nil))).Handle(ctx, postern.Job{Body: []byte(`{"v":1,"id":"` + string(id) + `"}`), Attempt: 1})
 	_ = trace.Log("webhook", ok, slog.New(slog.NewJSONHandler(&hookOut, nil))).Handle(ctx, postern.Job{Body: []byte(`{"v":1,"id":"` + string(id) + `","route":"app"}`), Attempt: 1})
 	logs := cloudwatchlogs.New(cloudwatchlogs.Options{Region: standin.Region, BaseEndpoint: aws.String(logsEP),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), HTTPClient: &http.Client{Timeout: 30 * time.Second}})
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), HTTPClient: awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second})})
 	stack := "/postern/e2e-" + strings.ToLower(rand.Text()[:10])
 	put := func(group, line string, at time.Time) {
 		t.Helper()

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/standin"
 )
 
@@ -50,7 +51,7 @@ func s3Client(endpoint, access, secret string) *s3.Client {
 	return s3.New(s3.Options{
 		Region: standin.Region, BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
 		Credentials: credentials.NewStaticCredentialsProvider(access, secret, ""),
-		HTTPClient:  &http.Client{Timeout: 30 * time.Second},
+		HTTPClient:  awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second}),
 	})
 }
 
@@ -58,7 +59,7 @@ func ssmClient(endpoint string) *ssm.Client {
 	cfg := aws.Config{Region: standin.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	return ssm.NewFromConfig(cfg, func(o *ssm.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		o.HTTPClient = awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second})
 	})
 }
 

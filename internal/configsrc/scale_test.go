@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/secrets"
 	"github.com/postern/postern/internal/standin"
@@ -238,7 +239,7 @@ func smClient(endpoint string) *secretsmanager.Client {
 	cfg := aws.Config{Region: standin.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		o.HTTPClient = awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second})
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/blob/s3blob"
 	"github.com/postern/postern/internal/ingest"
@@ -49,9 +50,9 @@ func benchAcceptAWS(b *testing.B, size int) {
 	}
 	// The HTTP client is set on each service (AWS_CA_BUNDLE may be set).
 	s3c := s3.New(s3.Options{Region: standin.Region, BaseEndpoint: aws.String(s3ep), UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(key, secret, ""), HTTPClient: hc()})
+		Credentials: credentials.NewStaticCredentialsProvider(key, secret, ""), HTTPClient: awsclient.HTTPClient(hc())})
 	sqsc := sqs.New(sqs.Options{Region: standin.Region, BaseEndpoint: aws.String(sqsep),
-		Credentials: credentials.NewStaticCredentialsProvider(key, secret, ""), HTTPClient: hc()})
+		Credentials: credentials.NewStaticCredentialsProvider(key, secret, ""), HTTPClient: awsclient.HTTPClient(hc())})
 	name := "bench-" + strings.ToLower(rand.Text()[:10])
 	if _, err := s3c.CreateBucket(b.Context(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
 		b.Fatalf("CreateBucket: %v", err)

@@ -23,6 +23,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/configsrc"
@@ -183,7 +184,7 @@ func LoadConfig(ctx context.Context, getenv func(string) string) (*config.Config
 	if r := getenv("POSTERN_AWS_REGION"); r != "" {
 		opts = append(opts, awsconfig.WithRegion(r))
 	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	ac, err := awsclient.LoadConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: AWS configuration: %w", configsrc.EnvURI, err)
 	}

@@ -9,6 +9,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/secrets"
 )
@@ -44,7 +45,7 @@ func LoadAWSConfig(ctx context.Context, a config.AWS) (aws.Config, error) {
 	if a.Region != "" {
 		opts = append(opts, awsconfig.WithRegion(a.Region))
 	}
-	ac, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	ac, err := awsclient.LoadConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("AWS configuration: %w", err)
 	}

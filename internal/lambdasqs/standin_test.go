@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/queue/sqsqueue"
 	"github.com/postern/postern/internal/standin"
@@ -35,7 +36,7 @@ func TestNotStartedRecordsAreVisibleAgainAtOnce(t *testing.T) {
 	client := sqs.New(sqs.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(ep),
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:  &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		HTTPClient:  awsclient.HTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second}),
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/logbuf"
 	"github.com/postern/postern/internal/standin"
 )
@@ -27,7 +28,7 @@ func smClient(endpoint string) *secretsmanager.Client {
 	cfg := aws.Config{Region: standin.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
-		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		o.HTTPClient = awsclient.HTTPClient(&http.Client{Timeout: 10 * time.Second})
 		o.RetryMaxAttempts = 1
 	})
 }

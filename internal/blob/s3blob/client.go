@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/postern/postern/internal/awsclient"
 )
 
 // fallbackRegion signs requests to a custom endpoint when no region is
@@ -38,7 +40,7 @@ func NewClient(ctx context.Context, endpoint, region string, pathStyle bool, hc 
 	if region != "" {
 		opts = append(opts, config.WithRegion(region))
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	cfg, err := awsclient.LoadConfig(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3blob: load AWS config: %w", err)
 	}
@@ -54,7 +56,7 @@ func NewClient(ctx context.Context, endpoint, region string, pathStyle bool, hc 
 		}
 		o.UsePathStyle = pathStyle
 		if hc != nil {
-			o.HTTPClient = hc
+			o.HTTPClient = awsclient.HTTPClient(hc)
 		}
 		o.DisableLogOutputChecksumValidationSkipped = true
 	}), nil

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/blob"
 	"github.com/postern/postern/internal/standin"
 )
@@ -68,7 +69,7 @@ func (srv *server) newClient(hc s3.HTTPClient) *s3.Client {
 		BaseEndpoint: aws.String(srv.endpoint),
 		UsePathStyle: true,
 		Credentials:  credentials.NewStaticCredentialsProvider(testAccessKey, testSecretKey, ""),
-		HTTPClient:   hc,
+		HTTPClient:   awsclient.HTTPClient(hc),
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dkimsign"
@@ -149,7 +150,7 @@ func TestBuildSignsWithSecretsManagerKey(t *testing.T) {
 	sm := secretsmanager.New(secretsmanager.Options{
 		Region: standin.Region, BaseEndpoint: aws.String(moto),
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:  &http.Client{Timeout: 30 * time.Second},
+		HTTPClient:  awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second}),
 	})
 	name := "postern/dsn-dkim/" + strings.ToLower(rand.Text()[:10])
 	if _, err := sm.CreateSecret(t.Context(), &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(string(pem))}); err != nil {

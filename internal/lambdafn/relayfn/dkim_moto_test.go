@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/blob/memblob"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dkimsign/dkimsigntest"
@@ -31,7 +32,7 @@ func motoSecrets(endpoint string) *secretsmanager.Client {
 	return secretsmanager.New(secretsmanager.Options{
 		Region: standin.Region, BaseEndpoint: aws.String(endpoint),
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:  &http.Client{Timeout: 30 * time.Second},
+		HTTPClient:  awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second}),
 	})
 }
 

@@ -18,9 +18,9 @@ import (
 	"sync"
 	"time"
 
-	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/config"
 	"github.com/postern/postern/internal/dkimsign"
 	"github.com/postern/postern/internal/lambdafn"
@@ -299,7 +299,7 @@ func newTransport(ctx context.Context, cfg *config.Config, key string, r *config
 		}
 		return apiGate.Wrap(t), nil
 	case "ses":
-		awsCfg, err := awsconfig.LoadDefaultConfig(ctx)
+		awsCfg, err := awsclient.LoadConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: AWS configuration: %w", key, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/postern/postern/internal/awsclient"
 )
 
 // ClientConfig says how NewClient reaches SQS. The zero value uses the
@@ -40,7 +42,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*sqs.Client, error) {
 	if cfg.Credentials != nil {
 		load = append(load, config.WithCredentialsProvider(cfg.Credentials))
 	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, load...)
+	awsCfg, err := awsclient.LoadConfig(ctx, load...)
 	if err != nil {
 		return nil, fmt.Errorf("sqsqueue: load AWS config: %w", err)
 	}
@@ -52,7 +54,7 @@ func NewClient(ctx context.Context, cfg ClientConfig) (*sqs.Client, error) {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
 		if cfg.HTTPClient != nil {
-			o.HTTPClient = cfg.HTTPClient
+			o.HTTPClient = awsclient.HTTPClient(cfg.HTTPClient)
 		}
 	}), nil
 }

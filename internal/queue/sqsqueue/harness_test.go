@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/queue/sqsqueue"
 )
 
@@ -33,7 +34,7 @@ func newClient(t *testing.T) *sqs.Client {
 		Region:       "us-east-1",
 		BaseEndpoint: aws.String(ep),
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
-		HTTPClient:   &http.Client{Transport: tr},
+		HTTPClient:   awsclient.HTTPClient(&http.Client{Transport: tr}),
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/relay"
 	"github.com/postern/postern/internal/standin"
 )
@@ -24,7 +25,7 @@ func motoClient(endpoint string) *sesv2.Client {
 	cfg := aws.Config{Region: standin.Region, Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	return sesv2.NewFromConfig(cfg, func(o *sesv2.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
-		o.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		o.HTTPClient = awsclient.HTTPClient(&http.Client{Timeout: 30 * time.Second})
 		o.RetryMaxAttempts = 1
 	})
 }

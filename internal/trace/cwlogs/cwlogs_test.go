@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 
+	"github.com/postern/postern/internal/awsclient"
 	"github.com/postern/postern/internal/postern"
 	"github.com/postern/postern/internal/standin"
 	"github.com/postern/postern/internal/trace"
@@ -32,7 +33,7 @@ func TestReadFromCloudWatchLogs(t *testing.T) {
 	t.Cleanup(tr.CloseIdleConnections)
 	// The HTTP client is set on the service (AWS_CA_BUNDLE may be set).
 	client := cloudwatchlogs.New(cloudwatchlogs.Options{Region: standin.Region, BaseEndpoint: aws.String(ep),
-		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), HTTPClient: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""), HTTPClient: awsclient.HTTPClient(&http.Client{Transport: tr, Timeout: 30 * time.Second})})
 	ctx := t.Context()
 	stack := "e2e-" + strings.ToLower(rand.Text()[:10])
 	parseGroup, webhookGroup := "/aws/lambda/"+stack+"-parse", "/aws/lambda/"+stack+"-webhook"
