@@ -19,6 +19,26 @@ var (
 	rcptParams = []string{"NOTIFY", "ORCPT"}
 )
 
+// msgSizeExceeded answers a message, or a declared SIZE, over the limit (in
+// Postfix's words).
+const msgSizeExceeded = "Message size exceeds fixed limit"
+
+// sizeOverflows reports a SIZE parameter that is well formed (RFC 1870:
+// 1*20DIGIT) but too large for go-smtp, which parses it as 32 bits and
+// would call it malformed (501); any limit is below it, so it gets 552.
+func sizeOverflows(params []string) bool {
+	for _, p := range params {
+		kw, val, _ := strings.Cut(p, "=")
+		if !strings.EqualFold(kw, "SIZE") || val == "" || len(val) > 20 || strings.Trim(val, "0123456789") != "" {
+			continue
+		}
+		if _, err := strconv.ParseUint(val, 10, 32); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // command decides on one complete command line: the line to hand to
 // go-smtp and true, or false when the front has answered it.
 func (f *frontConn) command(line []byte) ([]byte, bool) {
@@ -96,6 +116,9 @@ func (f *frontConn) command(line []byte) ([]byte, bool) {
 			return answer(501, "5.5.4", "Malformed MAIL parameter")
 		case paramUnknown:
 			return answer(555, "5.5.4", "Unsupported MAIL parameter")
+		}
+		if sizeOverflows(pa.params) {
+			return answer(552, "5.3.4", msgSizeExceeded)
 		}
 		f.mailUTF8 = smtputf8
 		return pass()

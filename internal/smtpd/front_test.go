@@ -70,8 +70,10 @@ func TestGoSMTPRepliesCorrected(t *testing.T) {
 			step{"DATA", "354 End data with <CR><LF>.<CR><LF>"}),
 		"452 4.5.3 Maximum limit of ": append(ehloMailRcpt[:3:3], step{"RCPT TO:<b@example.com>", "250"},
 			step{"RCPT TO:<c@example.com>", "250"}, step{"RCPT TO:<d@example.com>", "452 4.5.3 Too many recipients"}),
-		"501 5.5.2 Domain/address argument required for HELO": {{"EHLO", "501 5.5.2 Syntax: EHLO hostname"}},
-		"500 5.4.0 Too long line, closing connection":         {{"NOOP " + strings.Repeat("x", 2100), "500 5.5.2 Error: line too long"}},
+		"501 5.5.2 Domain/address argument required for HELO": {{"EHLO", "501 5.5.2 Syntax: EHLO hostname"}, {"HELO", "501 5.5.2 Syntax: HELO hostname"}},
+		"552 5.3.4 Max message size exceeded": {{"EHLO x", "250"},
+			{"MAIL FROM:<a@lan> SIZE=4294967295", "552 5.3.4 Message size exceeds fixed limit"}},
+		"500 5.4.0 Too long line, closing connection": {{"NOOP " + strings.Repeat("x", 2100), "500 5.5.2 Error: line too long"}},
 	}
 	for _, c := range goSMTPReplies {
 		if _, ok := cases[c.from]; !ok && c.from != "421 4.0.0 Internal server error" {
@@ -132,6 +134,9 @@ func TestFrontAnswers(t *testing.T) {
 		"vrfy stays 252":        {{"VRFY postmaster", "252"}},
 		"trailing blanks": {{"EHLO x  ", "250"}, {"MAIL FROM:<a@lan>  ", "250"}, {"RCPT TO:<app@example.com>\t", "250"},
 			{"RSET ", "250"}, {"NOOP ", "250"}},
+		"SIZE": {{"EHLO x", "250"}, {"MAIL FROM:<a@lan> SIZE=4294967296", "552 5.3.4 Message size exceeds fixed limit"},
+			{"MAIL FROM:<a@lan> SIZE=99999999999999999999", "552 5.3.4"}, {"MAIL FROM:<a@lan> SIZE=999999999999999999999", "501 5.5.4"},
+			{"MAIL FROM:<a@lan> SIZE=+5", "501 5.5.4"}, {"MAIL FROM:<a@lan> SIZE=1x", "501 5.5.4"}, {"MAIL FROM:<a@lan> SIZE=1000", "250"}},
 		"nested MAIL": {{"EHLO x", "250"}, {"MAIL FROM:<a@lan>", "250"}, {"MAIL FROM:<b@lan>", "503 5.5.1"},
 			{"RCPT TO:<app@example.com>", "250"}},
 		"sender syntax": {{"EHLO x", "250"}, {"MAIL FROM:<a@@b..>", "501 5.1.7"}, {"MAIL FROM:<a@b..>", "501 5.1.7"},

@@ -26,7 +26,7 @@ var (
 	errRecipientDenied = reply(550, smtp.EnhancedCode{5, 7, 1}, "Recipient address not allowed")
 	errNoSuchRecipient = reply(550, smtp.EnhancedCode{5, 1, 1}, "Recipient address rejected: mailbox unavailable")
 	errTooManyRcpts    = reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")
-	errTooBig          = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit")
+	errTooBig          = reply(552, smtp.EnhancedCode{5, 3, 4}, msgSizeExceeded)
 	errRateLimited     = reply(451, smtp.EnhancedCode{4, 7, 0}, "Rate limit exceeded, try again later")
 	errShuttingDown    = reply(421, smtp.EnhancedCode{4, 3, 2}, "Service shutting down, try again later")
 	errBadSequence     = reply(503, smtp.EnhancedCode{5, 5, 1}, "Bad sequence of commands")
@@ -42,7 +42,7 @@ func accepted(id postern.MsgID) *smtp.SMTPError {
 func dataError(err error, id postern.MsgID) *smtp.SMTPError {
 	switch {
 	case errors.Is(err, smtp.ErrDataTooLarge), errors.Is(err, errBodyTooBig):
-		return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed limit "+string(id))
+		return reply(552, smtp.EnhancedCode{5, 3, 4}, msgSizeExceeded+" "+string(id))
 	case errors.Is(err, errHeaderTooBig):
 		return reply(552, smtp.EnhancedCode{5, 3, 4}, "Message header size exceeds limit "+string(id))
 	case errors.Is(err, errNoRouteForMessage):
@@ -64,7 +64,7 @@ func dataError(err error, id postern.MsgID) *smtp.SMTPError {
 // differ from RFC 5321, 3463 and 4954 or are jokes. Key: the reply line as
 // go-smtp writes it; with prefix set the rest of the line (a client's
 // address, a number) is dropped with it. "%h" in a replacement is the
-// server's host name. replies_test.go triggers every entry over TCP and
+// server's host name, "%v" the verb of the command answered. replies_test.go triggers every entry over TCP and
 // fails when go-smtp's wording changes and an entry stops matching. Replies
 // go-smtp can no longer give because the front answers first (unknown
 // verbs and parameters, malformed paths, timeouts, too many errors) are not
@@ -95,7 +95,9 @@ var goSMTPReplies = []struct {
 	{from: "250 2.0.0 Session reset", to: "250 2.0.0 OK"},
 	{from: "354 Go ahead. End your data with <CR><LF>.<CR><LF>", to: "354 End data with <CR><LF>.<CR><LF>"},
 	{from: "452 4.5.3 Maximum limit of ", prefix: true, to: "452 4.5.3 Too many recipients"},
-	{from: "501 5.5.2 Domain/address argument required for HELO", to: "501 5.5.2 Syntax: EHLO hostname"},
+	{from: "501 5.5.2 Domain/address argument required for HELO", to: "501 5.5.2 Syntax: %v hostname"},
+	// The same words for a declared SIZE over the limit as for a message.
+	{from: "552 5.3.4 Max message size exceeded", to: "552 5.3.4 " + msgSizeExceeded},
 	{from: "500 5.4.0 Too long line, closing connection", to: "500 5.5.2 Error: line too long"},
 	{from: "421 4.0.0 Internal server error", to: "421 4.3.0 %h Internal error, closing connection"},
 }
@@ -108,7 +110,7 @@ func (f *frontConn) correction(line []byte) string {
 			continue
 		}
 		if len(line) == len(c.from) || c.prefix {
-			return strings.ReplaceAll(c.to, "%h", f.cfg.hostname)
+			return strings.NewReplacer("%h", f.cfg.hostname, "%v", f.verb).Replace(c.to)
 		}
 	}
 	return ""
