@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,4 +233,79 @@ func TestLoadConfigGuards(t *testing.T) {
 	if cfg.Region != "eu-west-1" {
 		t.Errorf("region %q, want the option's", cfg.Region)
 	}
+}
+
+// TestEveryAWSClientIsGuarded reads the repository's non-test Go files: no
+// code but this package's calls LoadDefaultConfig, and a file that uses an
+// SDK service sets a service's HTTPClient only to awsclient.HTTPClient(...).
+// A client built around the guard would bring the dropped responses back.
+func TestEveryAWSClientIsGuarded(t *testing.T) {
+	t.Parallel()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	checked := 0
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if d.IsDir() {
+			if strings.HasPrefix(d.Name(), ".") && path != root || d.Name() == "testdata" || d.Name() == "node_modules" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || filepath.Dir(rel) == filepath.Join("internal", "awsclient") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		checked++
+		usesService := false
+		for _, imp := range f.Imports {
+			if strings.HasPrefix(strings.Trim(imp.Path.Value, `"`), "github.com/aws/aws-sdk-go-v2/service/") {
+				usesService = true
+			}
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.SelectorExpr:
+				if n.Sel.Name == "LoadDefaultConfig" {
+					t.Errorf("%s: calls LoadDefaultConfig; use awsclient.LoadConfig", fset.Position(n.Pos()))
+				}
+			case *ast.AssignStmt:
+				for i, lhs := range n.Lhs {
+					if sel, ok := lhs.(*ast.SelectorExpr); ok && usesService && sel.Sel.Name == "HTTPClient" && i < len(n.Rhs) && !isGuardCall(n.Rhs[i]) {
+						t.Errorf("%s: sets an SDK client's HTTPClient without awsclient.HTTPClient", fset.Position(n.Pos()))
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 100 {
+		t.Fatalf("read only %d files under %s; is this the repository?", checked, root)
+	}
+}
+
+func isGuardCall(e ast.Expr) bool {
+	call, ok := e.(*ast.CallExpr)
+	if !ok {
+		return false
+	}
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok {
+		return false
+	}
+	pkg, ok := sel.X.(*ast.Ident)
+	return ok && pkg.Name == "awsclient" && sel.Sel.Name == "HTTPClient"
 }
