@@ -45,7 +45,7 @@ type Key struct {
 func ParseKey(pemBytes []byte) (*Key, error) {
 	block, _ := pem.Decode(pemBytes)
 	if block == nil {
-		return nil, errors.New("dkim key: no PEM block found (want -----BEGIN PRIVATE KEY-----)")
+		return nil, errors.New("dkim key: no PEM block found (want a PEM \"PRIVATE KEY\" block, as `gateway dkim-keygen` or `openssl genpkey` writes)")
 	}
 	// PKCS#8 encryption, or OpenSSL's legacy PEM encryption (a Proc-Type header).
 	if block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
