@@ -110,7 +110,9 @@ func (f *frontConn) correction(line []byte) string {
 			continue
 		}
 		if len(line) == len(c.from) || c.prefix {
-			return strings.NewReplacer("%h", f.cfg.hostname, "%v", f.verb).Replace(c.to)
+			// ReplaceAll allocates only where a placeholder is, so the
+			// per-message corrections (MAIL, RCPT, DATA) stay free.
+			return strings.ReplaceAll(strings.ReplaceAll(c.to, "%h", f.cfg.hostname), "%v", f.verb)
 		}
 	}
 	return ""

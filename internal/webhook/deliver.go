@@ -74,24 +74,7 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 	if d.target.Payload == PayloadRaw {
 		return h.attemptRaw(ctx, d)
 	}
-	p, release, err := h.loadParsed(ctx, d.job)
-	if err != nil {
-		return outcome{}, err
-	}
-	defer release()
-	if p.TextRaw != nil {
-		textRelease, err := h.loadTextRaw(ctx, d.job.ID, p)
-		if err != nil {
-			return outcome{}, err
-		}
-		defer textRelease()
-	}
-	contents := p.inParsed()
-	ev, err := buildReceived(ctx, d.job, &p.Parsed, h.urls)
-	if err != nil {
-		return outcome{}, err
-	}
-	body, err := encodeReceived(ev, p.Text, p.HTML, contents)
+	body, err := h.payload(ctx, d.job)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -104,6 +87,30 @@ func (h *Handler) attempt(ctx context.Context, d *delivery) (outcome, error) {
 		header: signedHeader(d.webhookID, ts, signatures(d.target.Secrets, d.webhookID, ts, body), "application/json"),
 		body:   bytes.NewReader(body),
 	}), nil
+}
+
+// payload is the email.received body for job. The pooled buffers its
+// bodies are read into go back before it returns, not after the send: the
+// payload holds its own copy of them.
+func (h *Handler) payload(ctx context.Context, job *postern.WebhookJob) ([]byte, error) {
+	p, release, err := h.loadParsed(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if p.TextRaw != nil {
+		textRelease, err := h.loadTextRaw(ctx, job.ID, p)
+		if err != nil {
+			return nil, err
+		}
+		defer textRelease()
+	}
+	contents := p.inParsed()
+	ev, err := buildReceived(ctx, job, &p.Parsed, h.urls)
+	if err != nil {
+		return nil, err
+	}
+	return encodeReceived(ev, p.Text, p.HTML, contents)
 }
 
 // rawInMemoryMax is the largest raw message attemptRaw holds in memory, so
