@@ -177,7 +177,7 @@ type localSpool struct {
 // openSpool opens the spool under data_dir and moves what an earlier run
 // left in it before any stage can read the queue.
 func openSpool(ctx context.Context, cfg *config.Config, log *slog.Logger, store *fsblob.Store, inbound *fsqueue.Queue, db *fsqueue.DB) (*localSpool, error) {
-	sp, err := spool.Open(cfg.Path("spool"), spool.Options{Logger: log, QuarantineDir: cfg.Path("quarantine")})
+	sp, err := spool.Open(cfg.Path("spool"), spool.Options{Logger: log, QuarantineDir: cfg.Path("quarantine"), Complete: ingest.CompleteEnvelope})
 	if err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}

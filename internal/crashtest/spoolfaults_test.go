@@ -224,7 +224,7 @@ func TestSpoolFaultsLoseNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := spool.Options{Logger: log, SegmentBytes: 1 << 20, CheckpointEvery: 50 * time.Millisecond}
+	opts := spool.Options{Logger: log, SegmentBytes: 1 << 20, CheckpointEvery: 50 * time.Millisecond, Complete: ingest.CompleteEnvelope}
 	sp, err := spool.Open(filepath.Join(dataDir, "spool"), opts.WithFaults(spool.Faults{WriteAt: f.writeAt, Sync: f.sync}))
 	if err != nil {
 		t.Fatal(err)

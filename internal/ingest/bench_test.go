@@ -64,7 +64,7 @@ func openLocal(b *testing.B, mode fsblob.SyncMode) (dir string, store *fsblob.St
 
 func benchAcceptSpool(b *testing.B, size, sessions int) {
 	dir, store, db, q := openLocal(b, fsblob.SyncEach)
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{})
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Complete: ingest.CompleteEnvelope})
 	if err != nil {
 		b.Fatal(err)
 	}

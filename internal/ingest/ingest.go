@@ -130,7 +130,10 @@ func seal(env *postern.Envelope, cr *countingReader, raw []byte) ([]byte, error)
 		cr.eof = cr.now()
 	}
 	env.Size = cr.n
-	env.SHA256 = hex.EncodeToString(cr.h.Sum(nil))
+	env.SHA256 = ""
+	if cr.h != nil {
+		env.SHA256 = hex.EncodeToString(cr.h.Sum(nil))
+	}
 	env.BareLF = cr.bareLF
 	env.V = postern.EnvelopeVersion
 	job, err := json.Marshal(postern.ParseJob{V: postern.JobVersion, ID: env.ID, Envelope: *env, Raw: raw})
@@ -152,11 +155,14 @@ func logAccepted(ctx context.Context, log *slog.Logger, env *postern.Envelope, c
 }
 
 type countingReader struct {
-	r   io.Reader
-	h   hash.Hash
-	n   int64
-	now func() time.Time
-	eof time.Time // when r first said io.EOF: the end of DATA
+	r io.Reader
+	h hash.Hash // nil once hashUpTo is passed
+	n int64
+	// hashUpTo, if positive, is the most bytes h takes: past it the
+	// digest is left to the spool's mover (see CompleteEnvelope).
+	hashUpTo int64
+	now      func() time.Time
+	eof      time.Time // when r first said io.EOF: the end of DATA
 
 	bareLF bool // a line ended by LF alone was read
 	last   byte // the last byte read, for an LF at the start of a read
@@ -165,8 +171,13 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
-		c.h.Write(p[:n])
 		c.n += int64(n)
+		if c.hashUpTo > 0 && c.n > c.hashUpTo {
+			c.h = nil
+		}
+		if c.h != nil {
+			c.h.Write(p[:n])
+		}
 		if !c.bareLF {
 			c.bareLF = hasBareLF(c.last, p[:n])
 		}

@@ -92,7 +92,7 @@ func NewIngestServer(opts IngestOptions) (*IngestServer, error) {
 	var sp *spool.Spool
 	var mv *spool.Mover
 	if opts.Spool {
-		if sp, err = spool.Open(filepath.Join(opts.DataDir, "spool"), spool.Options{Logger: log}); err != nil {
+		if sp, err = spool.Open(filepath.Join(opts.DataDir, "spool"), spool.Options{Logger: log, Complete: ingest.CompleteEnvelope}); err != nil {
 			db.Close()
 			store.Close()
 			return nil, err

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -113,6 +115,18 @@ type pending struct {
 	buf   []byte
 	pw    *io.PipeWriter // set once the message outgrew memLimit
 	done  chan error
+	// sum hashes a streamed message's bytes as they pass, for
+	// Options.Complete; one held in memory is hashed only if asked.
+	sum hash.Hash
+}
+
+// digest is the SHA-256 of p's bytes.
+func (p *pending) digest() []byte {
+	if p.sum != nil {
+		return p.sum.Sum(nil)
+	}
+	d := sha256.Sum256(p.buf)
+	return d[:]
 }
 
 // NewMover returns a mover for s. Call Replay, then Start.
@@ -404,6 +418,9 @@ func (m *Mover) handle(ctx context.Context, fr frame) error {
 	if err := m.finish(ctx, p); err != nil {
 		return err
 	}
+	if err == nil && m.s.opts.Complete != nil {
+		env, job, err = m.s.opts.Complete(env, job, p.digest)
+	}
 	if err != nil {
 		// The raw message is in the store; the commit that would have
 		// described and queued it is set aside for an operator.
@@ -455,11 +472,18 @@ func (m *Mover) write(ctx context.Context, p *pending, data []byte) error {
 		p.pw, p.done = pw, make(chan error, 1)
 		head := p.buf
 		p.buf = nil
+		if m.s.opts.Complete != nil {
+			p.sum = sha256.New()
+			p.sum.Write(head)
+		}
 		go func() {
 			err := m.put(ctx, p.key, io.MultiReader(bytes.NewReader(head), pr), p.fresh)
 			pr.CloseWithError(cmp.Or(err, errPutEnded))
 			p.done <- err
 		}()
+	}
+	if p.sum != nil {
+		p.sum.Write(data)
 	}
 	_, err := p.pw.Write(data)
 	return err

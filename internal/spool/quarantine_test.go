@@ -173,6 +173,44 @@ func TestMalformedCommitIsQuarantined(t *testing.T) {
 	}
 }
 
+// A commit that Options.Complete cannot finish is set aside like one the
+// mover cannot decode: its raw bytes are in the store, its job is not
+// queued, and the messages around it move.
+func TestCommitCompleteCannotFinishIsQuarantined(t *testing.T) {
+	t.Parallel()
+	r := openRig(t, t.TempDir(), Options{}, nil)
+	r.start(t)
+	before, err := write(t, r.sp, 300<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := string(postern.NewMsgID())
+	m, err := r.sp.Begin(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Write(bytes.Repeat([]byte("z"), 100<<10))
+	env := []byte(`{"id":"` + bad + `","fail":"no digest for you"}`)
+	if err := m.Commit(context.Background(), env, []byte(`{"job":"`+bad+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+	after, err := write(t, r.sp, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMoved(t, r.store, settle(t, r.q, 2), []sent{before, after})
+	if _, err := os.Stat(filepath.Join(r.dir, "quarantine", bad+".commit")); err != nil {
+		t.Errorf("the commit Complete refused was not set aside: %v", err)
+	}
+	if _, err := r.store.Stat(context.Background(), postern.MsgID(bad).RawKey()); err != nil {
+		t.Errorf("raw of the set-aside message: %v", err)
+	}
+	r.stop(t)
+	if n := r.mv.Stats().Quarantined; n != 1 {
+		t.Errorf("Stats().Quarantined = %d, want 1", n)
+	}
+}
+
 // fakeClock is the backlog's and the alarm's clock.
 type fakeClock struct{ off atomic.Int64 }
 

@@ -44,12 +44,22 @@ type Options struct {
 	// Default: "quarantine" beside the log's directory.
 	QuarantineDir string
 	Logger        *slog.Logger
+	// Complete, when set, finishes each commit's envelope and job once the
+	// mover has read the whole message: digest gives the SHA-256 of its
+	// bytes (read from the log, so the writer need not hash a message
+	// before it is acknowledged). It returns the envelope and job to store
+	// and queue; an error quarantines the commit as one that cannot be
+	// decoded. A writer learns from Completes that the mover will call it.
+	Complete func(envelope, job []byte, digest func() []byte) (envelope2, job2 []byte, err error)
 	// sync replaces fdatasync in tests, writeAt the file's WriteAt, and
 	// now the clock of the backlog and the stall alarm.
 	sync    func(*os.File) error
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
 	now     func() time.Time
 }
+
+// Completes reports whether the mover finishes commits (Options.Complete).
+func (s *Spool) Completes() bool { return s.opts.Complete != nil }
 
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("spool: closed")

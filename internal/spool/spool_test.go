@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,6 +51,9 @@ func openRig(t *testing.T, dir string, opts Options, wrap func(Store) Store) *ri
 	if opts.CheckpointEvery == 0 {
 		opts.CheckpointEvery = 20 * time.Millisecond
 	}
+	if opts.Complete == nil {
+		opts.Complete = addDigest
+	}
 	if r.sp, err = Open(filepath.Join(dir, "spool"), opts); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +95,23 @@ func (r *rig) closeFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.store.Close()
+}
+
+// addDigest completes write's commits as ingest's CompleteEnvelope does
+// the gateway's: the digest goes into the envelope and the job.
+func addDigest(envelope, job []byte, digest func() []byte) ([]byte, []byte, error) {
+	var env, jb map[string]string
+	if json.Unmarshal(envelope, &env) != nil || json.Unmarshal(job, &jb) != nil {
+		return envelope, job, nil // a test's opaque bytes
+	}
+	if env["fail"] != "" {
+		return nil, nil, errors.New(env["fail"])
+	}
+	env["sha256"] = hex.EncodeToString(digest())
+	jb["sha256"] = env["sha256"]
+	eb, _ := json.Marshal(env)
+	jbb, _ := json.Marshal(jb)
+	return eb, jbb, nil
 }
 
 type sent struct {
@@ -263,8 +285,12 @@ func checkMoved(t *testing.T, store *fsblob.Store, jobs map[string]int, msgs []s
 		}
 		b, _ = io.ReadAll(rc)
 		rc.Close()
-		if !bytes.Contains(b, []byte(m.id)) {
+		var env map[string]string
+		if err := json.Unmarshal(b, &env); err != nil || env["id"] != m.id {
 			t.Fatalf("envelope %s: %s", m.id, b)
+		}
+		if sum := sha256.Sum256(m.raw); env["sha256"] != hex.EncodeToString(sum[:]) {
+			t.Fatalf("envelope %s: digest %q, want the %d bytes' %x", m.id, env["sha256"], len(m.raw), sum)
 		}
 	}
 }
