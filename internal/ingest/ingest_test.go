@@ -42,7 +42,14 @@ func (f failingQueue) Send(context.Context, []byte, time.Duration) (string, erro
 
 func setup(t *testing.T) (*fsblob.Store, *fsqueue.Queue) {
 	t.Helper()
-	dir := t.TempDir()
+	st, _, q := setupIn(t, t.TempDir())
+	return st, q
+}
+
+// setupIn opens a store and an inbound queue under dir, and the queue's
+// file (the spool's mover keeps its marks there).
+func setupIn(t *testing.T, dir string) (*fsblob.Store, *fsqueue.DB, *fsqueue.Queue) {
+	t.Helper()
 	st, err := fsblob.New(filepath.Join(dir, "store"), fsblob.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +64,7 @@ func setup(t *testing.T) (*fsblob.Store, *fsqueue.Queue) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, q
+	return st, db, q
 }
 
 func newEnv() *postern.Envelope {

@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/postern/postern/internal/blob/fsblob"
 	"github.com/postern/postern/internal/postern"
-	"github.com/postern/postern/internal/queue/fsqueue"
 	"github.com/postern/postern/internal/spool"
 )
 
@@ -56,20 +54,7 @@ func TestSpooledDigestIsCompleteEitherWay(t *testing.T) {
 		t.Run(map[bool]string{true: "mover", false: "front door"}[completes], func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			st, err := fsblob.New(filepath.Join(dir, "store"), fsblob.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
-			db, err := fsqueue.Open(filepath.Join(dir, "q.db"), fsqueue.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			q, err := db.Queue("inbound", fsqueue.Config{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st, db, q := setupIn(t, dir)
 			opts := spool.Options{CheckpointEvery: 20 * time.Millisecond}
 			if completes {
 				opts.Complete = CompleteEnvelope
